@@ -1,0 +1,281 @@
+"""The Gatys et al. engine: optimise the image itself against VGG19 feature losses.
+
+Coarse to fine: each scale's result, upsampled, starts the next scale, so most
+evaluations happen at small sizes, where they are cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from daemon import color
+from daemon.losses import ContentLoss, StyleLoss, TVLoss, gram
+from daemon.tensors import long_side_size, resize_long, to_image, to_tensor
+from daemon.vgg import VGGFeatures
+from daemon.weights import Weights
+from shared.errors import OUT_OF_MEMORY, ImpastoError
+from shared.options import EngineOptions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Step:
+    """One evaluation of the objective; the progress callback gets one per evaluation."""
+
+    scale: int  # 0-based
+    scales: int
+    size: int  # long side at this scale
+    step: int  # evaluations done, over all scales
+    total: int
+    losses: dict[str, float]
+    elapsed_s: float
+
+
+@dataclass
+class Outcome:
+    image: Image.Image
+    losses: dict[str, float]
+    seed: int
+    evaluations: int
+    elapsed_s: float
+    history: list[float] = field(default_factory=list)  # total loss per evaluation
+
+
+class Cancelled(Exception):
+    pass
+
+
+class TargetCache(Protocol):
+    def get(self, key: str) -> dict[str, torch.Tensor] | None: ...
+    def put(self, key: str, value: dict[str, torch.Tensor]) -> None: ...
+
+
+@dataclass
+class StyleInput:
+    image: Image.Image
+    weight: float = 1.0
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def is_oom(e: BaseException) -> bool:
+    text = str(e).lower()
+    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in text or (
+        "can't allocate memory" in text) or "not enough memory" in text
+
+
+class Engine:
+    """Holds the network on its device; `run` is one stylization."""
+
+    def __init__(self, weights: Weights, device: str | torch.device = "auto") -> None:
+        self.device = pick_device(device) if isinstance(device, str) else device
+        self.weights = weights
+        self.features = weights.features.to(self.device).eval().requires_grad_(False)
+        if self.device.type == "cuda":
+            # TF32 convolutions/matmuls: ~same objective, several times faster on Ampere+.
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+            torch.backends.cudnn.benchmark = True
+
+    def run(
+        self,
+        content: Image.Image,
+        styles: list[StyleInput],
+        opts: EngineOptions,
+        on_step: Callable[[Step], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        cache: TargetCache | None = None,
+    ) -> Outcome:
+        try:
+            return self._run(content, styles, opts, on_step, should_stop, cache)
+        except (torch.OutOfMemoryError, RuntimeError, MemoryError) as e:
+            if isinstance(e, MemoryError) or is_oom(e):
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                raise ImpastoError(
+                    OUT_OF_MEMORY,
+                    f"out of memory on {self.device} at {opts.resolved_size()} px; "
+                    "use a smaller --size or the draft preset",
+                ) from None
+            raise
+
+    def _run(self, content, styles, opts, on_step, should_stop, cache) -> Outcome:
+        opts.validate()
+        if not styles:
+            raise ValueError("at least one style image is needed")
+        t0 = time.perf_counter()
+        seed = opts.seed if opts.seed is not None else secrets.randbelow(2**31)
+        gen = torch.Generator().manual_seed(seed)
+        alpha = content.getchannel("A") if content.mode == "RGBA" else None
+        content_rgb = content.convert("RGB")
+        schedule = opts.schedule()
+        total = sum(n for _, n in schedule)
+        layers = list(dict.fromkeys(opts.content_layers + opts.style_layers))
+        net = VGGFeatures(self.features, self.weights.flavour, layers, opts.pooling).to(self.device)
+        sw = opts.style_layer_weights or [1.0] * len(opts.style_layers)
+        blend = opts.style_weights or [s.weight for s in styles]
+        if len(blend) != len(styles):
+            raise ImpastoError("bad_options", f"{len(blend)} style weights for {len(styles)} styles")
+        blend_sum = sum(blend)
+
+        image: torch.Tensor | None = None
+        done = 0
+        history: list[float] = []
+        losses: dict[str, float] = {}
+        for k, (size, n_evals) in enumerate(schedule):
+            w, h = long_side_size(content_rgb.width, content_rgb.height, size)
+            c = to_tensor(content_rgb.resize((w, h), Image.Resampling.LANCZOS))
+            style_ts = [self._style_tensor(s.image, size, opts, c) for s in styles]
+            if opts.preserve_colors == "luminance":
+                c = color.luminance(c)
+            c = c.to(self.device).unsqueeze(0)
+            with torch.no_grad():
+                c_feats = net(c)
+            content_losses = {
+                name: ContentLoss(c_feats[name], opts.content_weight) for name in opts.content_layers
+            }
+            targets = [self._style_targets(net, st, opts, cache) for st in style_ts]
+            style_losses = {
+                name: StyleLoss(
+                    sum(b * t[name] for b, t in zip(blend, targets)) / blend_sum,
+                    opts.style_weight * lw,
+                )
+                for name, lw in zip(opts.style_layers, sw)
+            }
+            del c_feats, targets
+            tv = TVLoss(opts.tv_weight)
+
+            if image is None:
+                x = self._init(opts.init, c, style_ts, blend, gen)
+            else:
+                x = F.interpolate(image, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
+            x = x.contiguous().requires_grad_(True)
+
+            evals = 0
+            last: dict[str, float] = {}
+
+            def closure() -> torch.Tensor:
+                nonlocal evals, last
+                if should_stop is not None and should_stop():
+                    raise Cancelled()
+                opt.zero_grad(set_to_none=True)
+                feats = net(x)
+                lc = sum(m(feats[n]) for n, m in content_losses.items())
+                ls = sum(m(feats[n]) for n, m in style_losses.items())
+                lt = tv(x)
+                loss = lc + ls + lt
+                loss.backward()
+                evals += 1
+                last = {"content": lc.item(), "style": ls.item(), "tv": lt.item(), "total": loss.item()}
+                history.append(last["total"])
+                if on_step is not None:
+                    on_step(Step(k, len(schedule), size, done + evals, total, dict(last),
+                                 time.perf_counter() - t0))
+                return loss
+
+            opt = self._optimizer(opts, x)
+            tol = opts.resolved_tolerance()
+            while evals < n_evals:
+                before = evals
+                opt.step(closure)
+                if opts.optimizer == "adam":
+                    with torch.no_grad():
+                        x.clamp_(0, 1)
+                if evals == before:  # optimiser made no evaluation: nothing left to do
+                    break
+                if tol > 0 and evals >= 10 and _converged(history[-(evals):], tol):
+                    log.debug("scale %d converged after %d evaluations", k, evals)
+                    break
+            done += n_evals
+            losses = last
+            image = x.detach()
+
+        assert image is not None
+        out = image[0].clamp(0, 1).cpu()
+        full = content_rgb
+        if opts.preserve_colors == "luminance":
+            size_now = (out.shape[2], out.shape[1])
+            out = color.recombine(out, to_tensor(full.resize(size_now, Image.Resampling.LANCZOS)))
+        result = to_image(out)
+        if opts.match_content_size and result.size != content.size:
+            result = result.resize(content.size, Image.Resampling.LANCZOS)
+        if alpha is not None:
+            result = result.convert("RGBA")
+            result.putalpha(alpha if alpha.size == result.size else alpha.resize(result.size))
+        return Outcome(result, losses, seed, len(history), time.perf_counter() - t0, history)
+
+    # --- pieces ------------------------------------------------------------------------
+    def _style_tensor(self, img: Image.Image, size: int, opts: EngineOptions,
+                      content: torch.Tensor) -> torch.Tensor:
+        s = to_tensor(resize_long(img.convert("RGB"), max(16, round(size * opts.style_scale))))
+        if opts.preserve_colors == "histogram":
+            s = color.match_histogram(s, content)
+        elif opts.preserve_colors == "luminance":
+            s = color.match_luminance(s, content)
+        return s
+
+    def _style_targets(self, net: VGGFeatures, style: torch.Tensor, opts: EngineOptions,
+                       cache: TargetCache | None) -> dict[str, torch.Tensor]:
+        key = None
+        if cache is not None:
+            h = hashlib.sha256(style.numpy().tobytes())
+            h.update(repr((tuple(style.shape), opts.style_layers, opts.pooling,
+                           self.weights.label)).encode())
+            key = h.hexdigest()
+            hit = cache.get(key)
+            if hit is not None:
+                return {k: v.to(self.device) for k, v in hit.items()}
+        with torch.no_grad():
+            feats = net(style.to(self.device).unsqueeze(0))
+            targets = {name: gram(feats[name]) for name in opts.style_layers}
+        if cache is not None and key is not None:
+            cache.put(key, targets)
+        return targets
+
+    def _init(self, how: str, content: torch.Tensor, styles: list[torch.Tensor],
+              blend: list[float], gen: torch.Generator) -> torch.Tensor:
+        if how == "content":
+            return content.clone()
+        if how == "noise":
+            return torch.rand(content.shape, generator=gen).to(self.device)
+        # "style": the blended mean colour of the styles, lightly noised so that
+        # neighbouring pixels get different gradients.
+        mean = sum(b * s.mean((1, 2)) for b, s in zip(blend, styles)) / sum(blend)
+        noise = (torch.rand(content.shape, generator=gen) - 0.5) * 0.1
+        return (mean.view(1, 3, 1, 1) + noise).clamp(0, 1).to(self.device)
+
+    @staticmethod
+    def _optimizer(opts: EngineOptions, x: torch.Tensor) -> torch.optim.Optimizer:
+        if opts.optimizer == "adam":
+            return torch.optim.Adam([x], lr=opts.learning_rate)
+        # One L-BFGS iteration per step() so that we can report and cancel between
+        # evaluations; the curvature history (100 pairs, as neural-style) persists.
+        return torch.optim.LBFGS([x], lr=1.0, max_iter=1, history_size=100,
+                                 tolerance_grad=-1.0, tolerance_change=-1.0)
+
+
+def _converged(history: list[float], tol: float, window: int = 5) -> bool:
+    if len(history) <= window:
+        return False
+    old, new = history[-window - 1], history[-1]
+    return abs(old - new) <= tol * abs(old) * window
+

@@ -1,0 +1,196 @@
+"""Getting VGG19 weights: torchvision's download, a local file, Caffe-converted, random.
+
+The flavour of the weights decides the input preprocessing (see vgg.Preprocess). After a
+first load only the feature layers are kept, in a compact cache file, so later starts
+read about 80 MB instead of 548 MB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from daemon.vgg import make_features
+from shared import paths
+
+log = logging.getLogger(__name__)
+
+FLAVOURS = ("torchvision", "caffe", "random")
+COMPACT_FORMAT = "impasto-vgg19-features/1"
+# Known published files, so a bare path gets the right preprocessing.
+KNOWN_FILES = {"vgg19-dcbb9e9d.pth": "torchvision", "vgg19-d01eb7cb.pth": "caffe"}
+
+HOW_TO_GET_WEIGHTS = """\
+No VGG19 weights are available, and they could not be downloaded ({reason}).
+impasto needs ImageNet-trained VGG19 weights; supply them in one of these ways:
+  1. On a machine with internet access, run `impasto weights fetch` (or any command with
+     --weights torchvision): torchvision downloads VGG19_Weights.IMAGENET1K_V1 (548 MB,
+     hash-checked) into the torch cache ({hub}).
+  2. Copy that file, vgg19-dcbb9e9d.pth, from another machine and pass
+     --weights /path/to/vgg19-dcbb9e9d.pth (or put it in {hub}).
+  3. Use Caffe-converted VGG19 weights as used by neural-style-pt (vgg19-d01eb7cb.pth,
+     often more vivid): --weights caffe:/path/to/vgg19-d01eb7cb.pth.
+For tests and demos only, --weights random uses untrained weights (results are not art)."""
+
+
+class WeightsUnavailable(RuntimeError):
+    pass
+
+
+@dataclass
+class Weights:
+    features: nn.Sequential
+    flavour: str
+    source: str  # human-readable origin, shown in status and outputs
+
+    @property
+    def label(self) -> str:
+        return f"{self.flavour} ({self.source})"
+
+
+def hub_checkpoint_dir() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def load(spec: str = "auto", cache: Path | None = None) -> Weights:
+    """spec: auto | torchvision | random[:SEED] | [torchvision:|caffe:]PATH."""
+    cache = cache or paths.cache_dir() / "weights"
+    if spec == "random" or spec.startswith("random:"):
+        seed = int(spec.split(":", 1)[1]) if ":" in spec else 0
+        return random_weights(seed)
+    if spec == "auto":
+        return _auto(cache)
+    if spec == "torchvision":
+        return _torchvision_download(cache)
+    flavour, path = _split_spec(spec)
+    return load_file(Path(path).expanduser(), flavour, cache)
+
+
+def _split_spec(spec: str) -> tuple[str | None, str]:
+    for flavour in ("torchvision", "caffe"):
+        if spec.startswith(flavour + ":"):
+            return flavour, spec[len(flavour) + 1:]
+    return None, spec
+
+
+def random_weights(seed: int = 0) -> Weights:
+    gen = torch.Generator().manual_seed(seed)
+    features = make_features()
+    for m in features.modules():
+        if isinstance(m, nn.Conv2d):
+            # torchvision's VGG init; keeps activations from vanishing through 16 convs.
+            std = (2.0 / (m.out_channels * 9)) ** 0.5
+            with torch.no_grad():
+                m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * std)
+                m.bias.zero_()
+    log.warning("using RANDOM VGG19 weights (seed %d): for tests and demos only", seed)
+    return Weights(features, "random", f"random init, seed {seed}")
+
+
+def _auto(cache: Path) -> Weights:
+    for compact in sorted(cache.glob("vgg19-features-*.pt"), key=lambda p: -p.stat().st_mtime):
+        try:
+            return _load_compact(compact)
+        except Exception as e:  # a damaged cache file must not stop the daemon
+            log.warning("ignoring unreadable weights cache %s: %s", compact, e)
+    return _torchvision_download(cache)
+
+
+def _torchvision_download(cache: Path) -> Weights:
+    from torchvision.models import VGG19_Weights
+
+    weights = VGG19_Weights.IMAGENET1K_V1
+    fname = Path(weights.url).name
+    local = hub_checkpoint_dir() / fname
+    if local.exists():
+        return load_file(local, "torchvision", cache)
+    compact = cache / f"vgg19-features-torchvision-{fname.split('-')[1].split('.')[0]}.pt"
+    if compact.exists():
+        return _load_compact(compact)
+    log.info("downloading %s into %s", weights.url, hub_checkpoint_dir())
+    try:
+        state = weights.get_state_dict(progress=True, check_hash=True)
+    except Exception as e:
+        raise WeightsUnavailable(
+            HOW_TO_GET_WEIGHTS.format(reason=f"{type(e).__name__}: {e}", hub=hub_checkpoint_dir())
+        ) from None
+    w = _from_state_dict(state, "torchvision", f"torchvision {fname}")
+    _save_compact(w, compact)
+    return w
+
+
+def load_file(path: Path, flavour: str | None, cache: Path) -> Weights:
+    if not path.is_file():
+        raise WeightsUnavailable(
+            f"weights file {path} does not exist.\n"
+            + HOW_TO_GET_WEIGHTS.format(reason="no file", hub=hub_checkpoint_dir())
+        )
+    if flavour is None:
+        flavour = KNOWN_FILES.get(path.name)
+    st = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    compact = cache / f"vgg19-features-{flavour or 'file'}-{key}.pt"
+    if compact.exists():
+        try:
+            return _load_compact(compact)
+        except Exception as e:
+            log.warning("rebuilding unreadable weights cache %s: %s", compact, e)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise WeightsUnavailable(f"cannot read weights file {path}: {e}") from None
+    if isinstance(obj, dict) and obj.get("format") == COMPACT_FORMAT:
+        return _weights_from_compact(obj)
+    if flavour is None:
+        # Both torchvision and Caffe-converted .pth files use the same keys, so the file
+        # cannot tell us; torchvision is the common case. Say so, since it matters.
+        log.warning("%s: flavour unknown, assuming torchvision preprocessing "
+                    "(prefix with caffe: for Caffe-converted weights)", path)
+        flavour = "torchvision"
+    w = _from_state_dict(obj, flavour, str(path))
+    _save_compact(w, compact)
+    return w
+
+
+def _from_state_dict(state: object, flavour: str, source: str) -> Weights:
+    if not isinstance(state, dict):
+        raise WeightsUnavailable(f"{source}: not a state dict")
+    feats = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+    if not feats:
+        raise WeightsUnavailable(f"{source}: no 'features.*' tensors; is this a VGG19 state dict?")
+    features = make_features()
+    try:
+        features.load_state_dict(feats, strict=True)
+    except RuntimeError as e:
+        raise WeightsUnavailable(f"{source}: does not match VGG19's feature layers: {e}") from None
+    return Weights(features, flavour, source)
+
+
+def _save_compact(w: Weights, path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        torch.save({"format": COMPACT_FORMAT, "flavour": w.flavour, "source": w.source,
+                    "state_dict": w.features.state_dict()}, tmp)
+        os.replace(tmp, path)
+    except OSError as e:  # a read-only or full cache only costs start-up time
+        log.warning("could not write weights cache %s: %s", path, e)
+
+
+def _load_compact(path: Path) -> Weights:
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(obj, dict) or obj.get("format") != COMPACT_FORMAT:
+        raise ValueError("not an impasto weights cache")
+    return _weights_from_compact(obj)
+
+
+def _weights_from_compact(obj: dict) -> Weights:
+    features = make_features()
+    features.load_state_dict(obj["state_dict"])
+    return Weights(features, obj["flavour"], obj["source"])

@@ -1,0 +1,71 @@
+"""Image bytes <-> Pillow images, with the size and sanity checks both sides need."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from shared.errors import BAD_IMAGE, ImpastoError
+from shared.protocol import MAX_PIXELS, ImageRef, check_pixels
+
+# Pillow's own bomb guard warns at 89 MP and raises at twice that; our limit is lower and
+# is checked from the header before any pixel is decoded.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS * 2
+
+
+def decode(ref: ImageRef) -> Image.Image:
+    """Decode to an RGB or RGBA image (alpha kept when present). Raises ImpastoError."""
+    ref.check()
+    if ref.format == "rgba8":
+        assert ref.width is not None and ref.height is not None
+        return Image.frombytes("RGBA", (ref.width, ref.height), ref.data)
+    return decode_bytes(ref.data)
+
+
+def decode_bytes(data: bytes, what: str = "image") -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            check_pixels(*img.size)
+            img.load()
+            img = ImageOps.exif_transpose(img)
+    except ImpastoError:
+        raise
+    except Exception as e:  # Pillow raises many types for corrupt input
+        raise ImpastoError(BAD_IMAGE, f"{what} cannot be decoded: {e}") from None
+    has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
+    return img.convert("RGBA" if has_alpha else "RGB")
+
+
+def read_file(path: Path) -> Image.Image:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise ImpastoError(BAD_IMAGE, f"cannot read {path}: {e.strerror or e}") from None
+    return decode_bytes(data, what=str(path))
+
+
+def encode_png(img: Image.Image, compress_level: int = 1) -> bytes:
+    # Level 1: PNG's higher levels cost seconds on large images and save little on photos.
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=compress_level)
+    return buf.getvalue()
+
+
+def to_ref(img: Image.Image, fmt: str = "png") -> ImageRef:
+    if fmt == "rgba8":
+        rgba = img.convert("RGBA")
+        return ImageRef(rgba.tobytes(), "rgba8", rgba.width, rgba.height)
+    return ImageRef(encode_png(img), "png")
+
+
+def file_ref(path: Path) -> ImageRef:
+    """An ImageRef for a file as it is on disk; the receiver decodes it."""
+    try:
+        return ImageRef(Path(path).read_bytes(), "encoded")
+    except OSError as e:
+        raise ImpastoError(BAD_IMAGE, f"cannot read {path}: {e.strerror or e}") from None

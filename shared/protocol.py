@@ -1,0 +1,367 @@
+"""The wire protocol: typed messages, multipart framing, version and limits.
+
+A message is one ZeroMQ multipart message: frame 0 is a UTF-8 JSON object (the
+header), frames 1..N are binary attachments ("blobs") that the header refers to by
+index. docs/protocol.md is the normative description; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from shared.errors import (
+    BAD_IMAGE,
+    BAD_MESSAGE,
+    BAD_VERSION,
+    IMAGE_TOO_LARGE,
+    MESSAGE_TOO_LARGE,
+    UNKNOWN_TYPE,
+    ImpastoError,
+)
+
+PROTOCOL_VERSION = 1
+DEFAULT_PORT = 5767
+DEFAULT_ADDRESS = f"tcp://127.0.0.1:{DEFAULT_PORT}"
+
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # whole multipart message, all frames
+MAX_HEADER_BYTES = 1024 * 1024
+MAX_PIXELS = 4096 * 4096  # per input image
+MAX_SIDE = 16384
+
+IMAGE_FORMATS = ("png", "jpeg", "encoded", "rgba8")  # "encoded": anything Pillow reads
+PRIORITIES = ("interactive", "batch")
+
+
+# --- building blocks -----------------------------------------------------------------
+@dataclass
+class ImageRef:
+    """An image carried in a blob: encoded bytes (PNG, JPEG, ...) or raw 8-bit RGBA."""
+
+    data: bytes
+    format: str = "png"
+    width: int | None = None  # required for rgba8
+    height: int | None = None
+
+    def check(self) -> None:
+        if self.format not in IMAGE_FORMATS:
+            raise ImpastoError(BAD_IMAGE, f"unknown image format {self.format!r}")
+        if not self.data:
+            raise ImpastoError(BAD_IMAGE, "image is empty")
+        if self.format == "rgba8":
+            w, h = self.width, self.height
+            if not isinstance(w, int) or not isinstance(h, int) or w <= 0 or h <= 0:
+                raise ImpastoError(BAD_IMAGE, "rgba8 image needs positive width and height")
+            check_pixels(w, h)
+            if len(self.data) != w * h * 4:
+                raise ImpastoError(
+                    BAD_IMAGE, f"rgba8 image of {w}x{h} needs {w * h * 4} bytes, got {len(self.data)}"
+                )
+
+
+def check_pixels(width: int, height: int) -> None:
+    if width * height > MAX_PIXELS or max(width, height) > MAX_SIDE:
+        raise ImpastoError(
+            IMAGE_TOO_LARGE,
+            f"image is {width}x{height} ({width * height / 1e6:.1f} MP); the limit is "
+            f"{MAX_PIXELS / 1e6:.1f} MP and {MAX_SIDE} px a side. Scale it down first.",
+        )
+
+
+@dataclass
+class StyleRef:
+    """One style of a stylize request: a library name or an image, with a blend weight."""
+
+    name: str | None = None
+    image: ImageRef | None = None
+    weight: float = 1.0
+
+
+# --- messages --------------------------------------------------------------------------
+@dataclass
+class Message:
+    TYPE: ClassVar[str] = ""
+
+
+@dataclass
+class Ping(Message):
+    TYPE: ClassVar[str] = "ping"
+
+
+@dataclass
+class Pong(Message):
+    TYPE: ClassVar[str] = "pong"
+    version: str = ""
+    protocol: int = PROTOCOL_VERSION
+
+
+@dataclass
+class StatusRequest(Message):
+    TYPE: ClassVar[str] = "status"
+
+
+@dataclass
+class Status(Message):
+    TYPE: ClassVar[str] = "status.reply"
+    version: str = ""
+    protocol: int = PROTOCOL_VERSION
+    device: str = ""
+    weights: str = ""
+    memory_bytes: int = 0
+    uptime_s: float = 0.0
+    jobs_done: int = 0
+    jobs_failed: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    running: dict[str, Any] | None = None
+    queue: list[dict[str, Any]] = field(default_factory=list)
+    watch: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Stylize(Message):
+    TYPE: ClassVar[str] = "stylize"
+    content: ImageRef | None = None
+    styles: list[StyleRef] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+    priority: str = "interactive"
+    output: str = "png"  # "png" or "rgba8"
+    client: str = ""  # free text shown in status, e.g. "gimp"
+
+
+@dataclass
+class Accepted(Message):
+    TYPE: ClassVar[str] = "accepted"
+    job: str = ""
+    position: int = 0  # 0 = runs now
+
+
+@dataclass
+class Progress(Message):
+    TYPE: ClassVar[str] = "progress"
+    job: str = ""
+    stage: str = "optimize"  # "prepare" (style targets, model) or "optimize"
+    scale: int = 0
+    scales: int = 1
+    size: int = 0
+    step: int = 0  # evaluations done over all scales
+    total: int = 0
+    losses: dict[str, float] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+
+@dataclass
+class Result(Message):
+    TYPE: ClassVar[str] = "result"
+    job: str = ""
+    image: ImageRef | None = None
+    losses: dict[str, float] = field(default_factory=dict)
+    seed: int = 0
+    elapsed_s: float = 0.0
+    weights: str = ""
+
+
+@dataclass
+class Error(Message):
+    TYPE: ClassVar[str] = "error"
+    code: str = ""
+    message: str = ""
+    job: str | None = None
+
+
+@dataclass
+class Cancel(Message):
+    TYPE: ClassVar[str] = "cancel"
+    job: str = ""
+
+
+@dataclass
+class Cancelled(Message):
+    TYPE: ClassVar[str] = "cancelled"
+    job: str = ""
+    was: str = ""  # "queued" or "running"
+
+
+@dataclass
+class StylesList(Message):
+    TYPE: ClassVar[str] = "styles.list"
+
+
+@dataclass
+class Styles(Message):
+    TYPE: ClassVar[str] = "styles.reply"
+    styles: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class StylesAdd(Message):
+    TYPE: ClassVar[str] = "styles.add"
+    name: str = ""
+    image: ImageRef | None = None
+
+
+@dataclass
+class StylesRemove(Message):
+    TYPE: ClassVar[str] = "styles.remove"
+    name: str = ""
+
+
+@dataclass
+class Done(Message):
+    """Plain acknowledgement of a request that has nothing else to say."""
+
+    TYPE: ClassVar[str] = "ok"
+    detail: str = ""
+
+
+MESSAGE_TYPES: dict[str, type[Message]] = {
+    cls.TYPE: cls
+    for cls in (Ping, Pong, StatusRequest, Status, Stylize, Accepted, Progress, Result, Error,
+                Cancel, Cancelled, StylesList, Styles, StylesAdd, StylesRemove, Done)
+}
+
+
+# --- encoding --------------------------------------------------------------------------
+def encode(msg: Message, req: str | None = None) -> list[bytes]:
+    blobs: list[bytes] = []
+
+    def lower(value: Any) -> Any:
+        if isinstance(value, ImageRef):
+            blobs.append(bytes(value.data))
+            out: dict[str, Any] = {"blob": len(blobs) - 1, "format": value.format}
+            if value.width is not None:
+                out["width"], out["height"] = value.width, value.height
+            return out
+        if isinstance(value, StyleRef):
+            out = {"weight": value.weight}
+            if value.name is not None:
+                out["name"] = value.name
+            if value.image is not None:
+                out["image"] = lower(value.image)
+            return out
+        if isinstance(value, list):
+            return [lower(v) for v in value]
+        return value
+
+    header: dict[str, Any] = {"v": PROTOCOL_VERSION, "type": msg.TYPE}
+    if req is not None:
+        header["req"] = req
+    for f in dataclasses.fields(msg):
+        header[f.name] = lower(getattr(msg, f.name))
+    return [json.dumps(header, separators=(",", ":")).encode()] + blobs
+
+
+def decode(frames: list[bytes]) -> tuple[Message, str | None]:
+    """Parse a multipart message. Raises ImpastoError with a code a caller can act on."""
+    if not frames:
+        raise ImpastoError(BAD_MESSAGE, "empty message")
+    total = sum(len(f) for f in frames)
+    if total > MAX_MESSAGE_BYTES:
+        raise ImpastoError(MESSAGE_TOO_LARGE, f"message of {total} bytes exceeds {MAX_MESSAGE_BYTES}")
+    if len(frames[0]) > MAX_HEADER_BYTES:
+        raise ImpastoError(MESSAGE_TOO_LARGE, "header frame exceeds 1 MiB")
+    try:
+        header = json.loads(bytes(frames[0]).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ImpastoError(BAD_MESSAGE, f"header frame is not UTF-8 JSON: {e}") from None
+    if not isinstance(header, dict):
+        raise ImpastoError(BAD_MESSAGE, "header must be a JSON object")
+    req = header.get("req")
+    if req is not None and not isinstance(req, str):
+        raise ImpastoError(BAD_MESSAGE, "req must be a string")
+    version = header.get("v")
+    if version != PROTOCOL_VERSION:
+        raise ImpastoError(
+            BAD_VERSION,
+            f"protocol version {version!r} is not supported; this side speaks {PROTOCOL_VERSION}",
+        )
+    mtype = header.get("type")
+    cls = MESSAGE_TYPES.get(mtype) if isinstance(mtype, str) else None
+    if cls is None:
+        raise ImpastoError(UNKNOWN_TYPE, f"unknown message type {mtype!r}")
+    blobs = frames[1:]
+    used: set[int] = set()
+    kwargs: dict[str, Any] = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in header:
+            kwargs[f.name] = _convert(header[f.name], hints[f.name], f.name, blobs, used)
+    extra = set(header) - {f.name for f in dataclasses.fields(cls)} - {"v", "type", "req"}
+    if extra:
+        raise ImpastoError(BAD_MESSAGE, f"{mtype}: unknown field(s) {', '.join(sorted(extra))}")
+    return cls(**kwargs), req
+
+
+def _convert(value: Any, hint: Any, name: str, blobs: list[bytes], used: set[int]) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(value, inner[0], name, blobs, used)
+    if hint is ImageRef:
+        return _image_ref(value, name, blobs, used)
+    if hint is StyleRef:
+        if not isinstance(value, dict):
+            raise ImpastoError(BAD_MESSAGE, f"{name}: a style must be an object")
+        unknown = set(value) - {"name", "image", "weight"}
+        if unknown:
+            raise ImpastoError(BAD_MESSAGE, f"{name}: unknown style field(s) {sorted(unknown)}")
+        ref = StyleRef(
+            name=_convert(value.get("name"), str | None, f"{name}.name", blobs, used),
+            image=_convert(value.get("image"), ImageRef | None, f"{name}.image", blobs, used),
+            weight=_convert(value.get("weight", 1.0), float, f"{name}.weight", blobs, used),
+        )
+        if (ref.name is None) == (ref.image is None):
+            raise ImpastoError(BAD_MESSAGE, f"{name}: give exactly one of name and image")
+        if ref.weight < 0:
+            raise ImpastoError(BAD_MESSAGE, f"{name}: weight must not be negative")
+        return ref
+    if origin is list:
+        if not isinstance(value, list):
+            raise ImpastoError(BAD_MESSAGE, f"{name} must be a list")
+        return [_convert(v, args[0], f"{name}[{i}]", blobs, used) for i, v in enumerate(value)]
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ImpastoError(BAD_MESSAGE, f"{name} must be an object")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ImpastoError(BAD_MESSAGE, f"{name} must be a number")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ImpastoError(BAD_MESSAGE, f"{name} must be an integer")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ImpastoError(BAD_MESSAGE, f"{name} must be true or false")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ImpastoError(BAD_MESSAGE, f"{name} must be a string")
+        return value
+    return value
+
+
+def _image_ref(value: Any, name: str, blobs: list[bytes], used: set[int]) -> ImageRef:
+    if not isinstance(value, dict):
+        raise ImpastoError(BAD_MESSAGE, f"{name} must be an image object")
+    idx = value.get("blob")
+    if isinstance(idx, bool) or not isinstance(idx, int) or not 0 <= idx < len(blobs):
+        raise ImpastoError(BAD_MESSAGE, f"{name}.blob must index one of the {len(blobs)} attachments")
+    if idx in used:
+        raise ImpastoError(BAD_MESSAGE, f"{name}.blob {idx} is used twice")
+    used.add(idx)
+    fmt = value.get("format", "png")
+    w, h = value.get("width"), value.get("height")
+    for k, v in (("width", w), ("height", h)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+            raise ImpastoError(BAD_MESSAGE, f"{name}.{k} must be an integer")
+    ref = ImageRef(data=bytes(blobs[idx]), format=fmt, width=w, height=h)
+    ref.check()
+    return ref
