@@ -169,42 +169,16 @@ class Engine:
             else:
                 x = F.interpolate(image, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
             x = x.contiguous().requires_grad_(True)
+            objective = Objective(net, content_losses, style_losses, tv)
 
-            evals = 0
-            last: dict[str, float] = {}
-
-            def closure() -> torch.Tensor:
-                nonlocal evals, last
-                if should_stop is not None and should_stop():
-                    raise Cancelled()
-                opt.zero_grad(set_to_none=True)
-                feats = net(x)
-                lc = sum(m(feats[n]) for n, m in content_losses.items())
-                ls = sum(m(feats[n]) for n, m in style_losses.items())
-                lt = tv(x)
-                loss = lc + ls + lt
-                loss.backward()
-                evals += 1
-                last = {"content": lc.item(), "style": ls.item(), "tv": lt.item(), "total": loss.item()}
-                history.append(last["total"])
+            def report(losses_now: dict[str, float], evals: int, k: int = k, size: int = size,
+                       base: int = done) -> None:
+                history.append(losses_now["total"])
                 if on_step is not None:
-                    on_step(Step(k, len(schedule), size, done + evals, total, dict(last),
-                                 time.perf_counter() - t0))
-                return loss
+                    on_step(Step(k, len(schedule), size, base + evals, total,
+                                 dict(losses_now), time.perf_counter() - t0))
 
-            opt = self._optimizer(opts, x)
-            tol = opts.resolved_tolerance()
-            while evals < n_evals:
-                before = evals
-                opt.step(closure)
-                if opts.optimizer == "adam":
-                    with torch.no_grad():
-                        x.clamp_(0, 1)
-                if evals == before:  # optimiser made no evaluation: nothing left to do
-                    break
-                if tol > 0 and evals >= 10 and _converged(history[-(evals):], tol):
-                    log.debug("scale %d converged after %d evaluations", k, evals)
-                    break
+            last = self._optimize(x, objective, opts, n_evals, report, should_stop)
             done += n_evals
             losses = last
             image = x.detach()
@@ -224,6 +198,45 @@ class Engine:
         return Outcome(result, losses, seed, len(history), time.perf_counter() - t0, history)
 
     # --- pieces ------------------------------------------------------------------------
+    def _optimize(self, x: torch.Tensor, objective: Objective, opts: EngineOptions,
+                  n_evals: int, report: Callable[[dict[str, float], int], None],
+                  should_stop: Callable[[], bool] | None) -> dict[str, float]:
+        opt = self._optimizer(opts, x)
+        scale_history: list[float] = []
+        # The optimiser sees the objective divided by its value at the scale's start.
+        # torch's L-BFGS skips curvature pairs with y.s < 1e-10 (an absolute threshold),
+        # so with small-valued objectives (torchvision weights, small images) it would
+        # never build a history and crawl like gradient descent. The minimiser is the
+        # same; reported losses stay unscaled.
+        norm: list[float] = []
+
+        def closure() -> torch.Tensor:
+            if should_stop is not None and should_stop():
+                raise Cancelled()
+            opt.zero_grad(set_to_none=True)
+            loss = objective(x)
+            if not norm:
+                norm.append(1.0 / max(abs(loss.item()), 1e-30))
+            scaled = loss * norm[0]
+            scaled.backward()
+            scale_history.append(objective.last["total"])
+            report(objective.last, objective.evals)
+            return scaled
+
+        tol = opts.resolved_tolerance()
+        while objective.evals < n_evals:
+            before = objective.evals
+            opt.step(closure)
+            if opts.optimizer == "adam":
+                with torch.no_grad():
+                    x.clamp_(0, 1)
+            if objective.evals == before:  # the optimiser found nothing left to do
+                break
+            if tol > 0 and objective.evals >= 10 and _converged(scale_history, tol):
+                log.debug("converged after %d evaluations", objective.evals)
+                break
+        return objective.last
+
     def _style_tensor(self, img: Image.Image, size: int, opts: EngineOptions,
                       content: torch.Tensor) -> torch.Tensor:
         s = to_tensor(resize_long(img.convert("RGB"), max(16, round(size * opts.style_scale))))
@@ -271,6 +284,27 @@ class Engine:
         # evaluations; the curvature history (100 pairs, as neural-style) persists.
         return torch.optim.LBFGS([x], lr=1.0, max_iter=1, history_size=100,
                                  tolerance_grad=-1.0, tolerance_change=-1.0)
+
+
+class Objective:
+    """Content + style + TV loss of an image; remembers the parts of the last call."""
+
+    def __init__(self, net: VGGFeatures, content: dict[str, ContentLoss],
+                 style: dict[str, StyleLoss], tv: TVLoss) -> None:
+        self.net, self.content, self.style, self.tv = net, content, style, tv
+        self.evals = 0
+        self.last: dict[str, float] = {}
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self.net(x)
+        lc = sum(m(feats[n]) for n, m in self.content.items())
+        ls = sum(m(feats[n]) for n, m in self.style.items())
+        lt = self.tv(x)
+        loss = lc + ls + lt
+        self.evals += 1
+        self.last = {"content": lc.item(), "style": ls.item(), "tv": lt.item(),
+                     "total": loss.item()}
+        return loss
 
 
 def _converged(history: list[float], tol: float, window: int = 5) -> bool:

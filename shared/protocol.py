@@ -106,6 +106,7 @@ class StatusRequest(Message):
 @dataclass
 class Status(Message):
     TYPE: ClassVar[str] = "status.reply"
+    state: str = "ready"  # "loading" (model), "ready", "stopping"
     version: str = ""
     protocol: int = PROTOCOL_VERSION
     device: str = ""

@@ -1,0 +1,124 @@
+"""The job queue: interactive work first, batch work never starved."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from shared.options import EngineOptions
+
+_job_ids = itertools.count(1)
+
+
+@dataclass
+class Job:
+    content: Image.Image
+    styles: list[tuple[Image.Image, float, str]]  # image, blend weight, label
+    options: EngineOptions
+    priority: str  # "interactive" | "batch"
+    peer: bytes  # ZeroMQ routing id of the client
+    req: str | None
+    output: str = "png"
+    client: str = ""
+    id: str = field(default_factory=lambda: f"j{next(_job_ids)}")
+    created: float = field(default_factory=time.time)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    started: float | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "job": self.id, "priority": self.priority, "client": self.client,
+            "size": self.options.resolved_size(), "preset": self.options.preset,
+            "styles": [label for _, _, label in self.styles],
+            "waited_s": round((self.started or time.time()) - self.created, 3),
+        }
+
+
+class JobQueue:
+    """Two FIFOs. After `batch_every` interactive jobs have been taken while batch work
+    waited, the oldest batch job goes next, so a busy editor cannot starve a folder."""
+
+    def __init__(self, batch_every: int = 3, max_jobs: int = 1000) -> None:
+        self._lanes: dict[str, deque[Job]] = {"interactive": deque(), "batch": deque()}
+        self._cond = threading.Condition()
+        self._skipped = 0  # interactive picks in a row while batch waited
+        self.batch_every = batch_every
+        self.max_jobs = max_jobs
+        self._closed = False
+
+    def __len__(self) -> int:
+        with self._cond:
+            return sum(len(q) for q in self._lanes.values())
+
+    def put(self, job: Job) -> int:
+        """Queue a job; returns how many jobs will run before it (its position)."""
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("queue closed")
+            self._lanes[job.priority].append(job)
+            self._cond.notify()
+            return self._order().index(job)
+
+    def full(self) -> bool:
+        return len(self) >= self.max_jobs
+
+    def take(self, timeout: float | None = None) -> Job | None:
+        with self._cond:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while not self._closed and not any(self._lanes.values()):
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return None
+                self._cond.wait(left)
+            if self._closed and not any(self._lanes.values()):
+                return None
+            inter, batch = self._lanes["interactive"], self._lanes["batch"]
+            if batch and (not inter or self._skipped >= self.batch_every):
+                self._skipped = 0
+                return batch.popleft()
+            if batch:
+                self._skipped += 1
+            return inter.popleft()
+
+    def remove(self, job_id: str) -> Job | None:
+        with self._cond:
+            for q in self._lanes.values():
+                for job in q:
+                    if job.id == job_id:
+                        q.remove(job)
+                        return job
+        return None
+
+    def snapshot(self) -> list[Job]:
+        with self._cond:
+            return self._order()
+
+    def close(self) -> list[Job]:
+        """Stop taking work; returns the jobs still queued, in order."""
+        with self._cond:
+            self._closed = True
+            jobs = self._order()
+            for q in self._lanes.values():
+                q.clear()
+            self._cond.notify_all()
+            return jobs
+
+    def _order(self) -> list[Job]:
+        """The order in which jobs would be taken now (simulates `take`)."""
+        inter, batch = list(self._lanes["interactive"]), list(self._lanes["batch"])
+        skipped, out = self._skipped, []
+        while inter or batch:
+            if batch and (not inter or skipped >= self.batch_every):
+                skipped = 0
+                out.append(batch.pop(0))
+            else:
+                if batch:
+                    skipped += 1
+                out.append(inter.pop(0))
+        return out

@@ -1,0 +1,95 @@
+"""`impasto serve`: settings from flags and an optional TOML file, then the server."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from shared import paths
+from shared.errors import BAD_OPTIONS, ImpastoError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServeSettings:
+    bind: str = field(default_factory=paths.default_address)
+    device: str = "auto"
+    weights: str = "auto"
+    styles: Path = field(default_factory=paths.styles_dir)
+    keys: Path = field(default_factory=paths.keys_dir)
+    curve: bool = False
+    watch: list[Path] = field(default_factory=list)
+    poll: bool = False
+
+
+def settings_from(args: argparse.Namespace) -> ServeSettings:
+    s = ServeSettings()
+    if args.config is not None:
+        _apply_file(s, args.config)
+    for name in ("bind", "device", "weights"):
+        if getattr(args, name) is not None:
+            setattr(s, name, getattr(args, name))
+    if args.styles is not None:
+        s.styles = args.styles
+    if args.curve:
+        s.curve = True
+    if args.watch:
+        s.watch = s.watch + list(args.watch)
+    if args.poll:
+        s.poll = True
+    return s
+
+
+def _apply_file(s: ServeSettings, path: Path) -> None:
+    try:
+        data: dict[str, Any] = tomllib.loads(path.read_text())
+    except OSError as e:
+        raise ImpastoError(BAD_OPTIONS, f"cannot read config {path}: {e.strerror or e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ImpastoError(BAD_OPTIONS, f"config {path} is not valid TOML: {e}") from None
+    allowed = {"bind", "device", "weights", "styles", "keys", "curve", "watch", "poll"}
+    unknown = set(data) - allowed
+    if unknown:
+        raise ImpastoError(BAD_OPTIONS, f"config {path}: unknown key(s) {', '.join(sorted(unknown))}")
+    for key in ("bind", "device", "weights"):
+        if key in data:
+            setattr(s, key, str(data[key]))
+    for key in ("styles", "keys"):
+        if key in data:
+            setattr(s, key, Path(data[key]).expanduser())
+    if "curve" in data:
+        s.curve = bool(data["curve"])
+    if "poll" in data:
+        s.poll = bool(data["poll"])
+    if "watch" in data:
+        w = data["watch"]
+        s.watch = [Path(x).expanduser() for x in ([w] if isinstance(w, str) else w)]
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from daemon.runtime import load_engine
+    from daemon.server import Server, ServerConfig
+
+    s = settings_from(args)
+    watchers = []
+    config = ServerConfig(bind=s.bind, styles_dir=s.styles, keys_dir=s.keys, curve=s.curve)
+    server = Server(config, lambda: load_engine(s.weights, s.device, say=log.info))
+    server.bind()
+    if s.watch:
+        from daemon.watchfolder import start_watchers
+
+        watchers = start_watchers(s.watch, s.bind, poll=s.poll, keys_dir=s.keys)
+        config.watch_status = lambda: [w.counts() for w in watchers]
+    log.info("impasto daemon on %s; stop with Ctrl-C", s.bind)
+    try:
+        server.serve_forever()
+    finally:
+        for w in watchers:
+            w.stop()
+    return 0

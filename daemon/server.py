@@ -1,0 +1,345 @@
+"""The daemon's ZeroMQ front: one ROUTER socket, requests in, replies and events out.
+
+Data flows one way: frames -> protocol.decode -> job queue -> worker/engine -> events
+-> this loop -> the client that asked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+
+import shared
+from daemon.engine import Engine
+from daemon.jobqueue import Job, JobQueue
+from daemon.stylelib import StyleLibrary
+from daemon.targetcache import GramCache
+from daemon.worker import EVENTS_ENDPOINT, Worker
+from shared import imagecodec
+from shared.errors import (
+    BAD_MESSAGE,
+    BAD_OPTIONS,
+    INTERNAL,
+    QUEUE_FULL,
+    SHUTDOWN,
+    UNKNOWN_JOB,
+    ImpastoError,
+)
+from shared.netaddr import is_local_address
+from shared.options import EngineOptions
+from shared.protocol import (
+    MAX_MESSAGE_BYTES,
+    PRIORITIES,
+    PROTOCOL_VERSION,
+    Accepted,
+    Cancel,
+    Cancelled,
+    Done,
+    Error,
+    Message,
+    Ping,
+    Pong,
+    Status,
+    StatusRequest,
+    Styles,
+    StylesAdd,
+    StylesList,
+    StylesRemove,
+    Stylize,
+    decode,
+    encode,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ServeError(Exception):
+    """The daemon cannot start or keep running; the message says why and what to do."""
+
+
+@dataclass
+class ServerConfig:
+    bind: str
+    styles_dir: Path
+    keys_dir: Path
+    curve: bool = False  # force CurveZMQ even on loopback
+    cache_bytes: int = 512 * 1024 * 1024
+    batch_every: int = 3
+    watch_status: Callable[[], list[dict]] | None = field(default=None, repr=False)
+
+
+def _server_keys(keys_dir: Path) -> tuple[bytes, bytes]:
+    try:
+        public, secret = zmq.auth.load_certificate(keys_dir / "server.key_secret")
+    except (OSError, ValueError):
+        raise ServeError(
+            f"CurveZMQ keys are needed but {keys_dir / 'server.key_secret'} is missing; "
+            "create them with `impasto keys init`") from None
+    if secret is None:
+        raise ServeError(f"{keys_dir / 'server.key_secret'} holds no secret key")
+    return public, secret
+
+
+class Server:
+    def __init__(self, config: ServerConfig, engine_factory: Callable[[], Engine]) -> None:
+        self.config = config
+        self.library = StyleLibrary(config.styles_dir)
+        self.queue = JobQueue(batch_every=config.batch_every)
+        self.cache = GramCache(config.cache_bytes)
+        self.engine_factory = engine_factory
+        self.engine: Engine | None = None
+        self.load_error: BaseException | None = None
+        self.started = time.time()
+        self.stopping = threading.Event()
+        self.ctx = zmq.Context()
+        self.worker: Worker | None = None
+        self.auth: ThreadAuthenticator | None = None
+        self.router: zmq.Socket | None = None
+        self.events: zmq.Socket | None = None
+
+    # --- life cycle --------------------------------------------------------------------
+    def bind(self) -> None:
+        cfg = self.config
+        use_curve = cfg.curve or not is_local_address(cfg.bind)
+        if use_curve:
+            if not (cfg.keys_dir / "server.key_secret").exists():
+                raise ServeError(
+                    f"refusing to listen on {cfg.bind} without encryption: it is reachable from "
+                    "other machines. Create CurveZMQ keys with `impasto keys init` (and authorise "
+                    "each client with `impasto keys add-client NAME`), or bind to 127.0.0.1.")
+            public, secret = _server_keys(cfg.keys_dir)
+            authorized = cfg.keys_dir / "authorized"
+            authorized.mkdir(parents=True, exist_ok=True)
+            self.auth = ThreadAuthenticator(self.ctx, log=logging.getLogger("impasto.auth"))
+            self.auth.start()
+            self.auth.configure_curve(domain="*", location=str(authorized))
+        router = self.ctx.socket(zmq.ROUTER)
+        router.setsockopt(zmq.LINGER, 1000)
+        router.setsockopt(zmq.SNDHWM, 100_000)
+        router.setsockopt(zmq.RCVHWM, 10_000)
+        # A hard cap far above any valid request; bigger ones are dropped by ZeroMQ itself.
+        router.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES + 1024 * 1024)
+        if use_curve:
+            router.curve_secretkey = secret
+            router.curve_publickey = public
+            router.curve_server = True
+        try:
+            router.bind(cfg.bind)
+        except zmq.ZMQError as e:
+            router.close(0)
+            raise ServeError(f"cannot listen on {cfg.bind}: {e.strerror}"
+                             " (is another daemon running there?)") from None
+        self.router = router
+        self.events = self.ctx.socket(zmq.PULL)
+        self.events.bind(EVENTS_ENDPOINT)
+        log.info("listening on %s%s", cfg.bind, " (CurveZMQ)" if use_curve else "")
+
+    def start_worker(self) -> None:
+        def load_then_work() -> None:
+            try:
+                self.engine = self.engine_factory()
+            except BaseException as e:  # reported by the main loop, which then stops
+                self.load_error = e
+                return
+            worker = Worker(self.engine, self.queue, self.cache, self.ctx)
+            self.worker = worker
+            worker.start()
+
+        threading.Thread(target=load_then_work, name="impasto-loader", daemon=True).start()
+
+    def serve_forever(self, install_signals: bool = True) -> None:
+        assert self.router is not None and self.events is not None
+        if install_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: self.stopping.set())
+        self.start_worker()
+        poller = zmq.Poller()
+        poller.register(self.router, zmq.POLLIN)
+        poller.register(self.events, zmq.POLLIN)
+        try:
+            while not self.stopping.is_set():
+                ready = dict(poller.poll(100))
+                if self.events in ready:
+                    self._forward_events()
+                if self.router in ready:
+                    for _ in range(100):  # bounded, so events are forwarded in between
+                        try:
+                            frames = self.router.recv_multipart(zmq.NOBLOCK, copy=True)
+                        except zmq.Again:
+                            break
+                        self._handle(frames)
+                if self.load_error is not None:
+                    break
+        finally:
+            self._shutdown()
+        if self.load_error is not None:
+            raise ServeError(str(self.load_error)) from self.load_error
+
+    def _shutdown(self) -> None:
+        assert self.router is not None and self.events is not None
+        self.stopping.set()
+        queued = self.queue.close()
+        reason = str(self.load_error) if self.load_error else "the daemon is shutting down"
+        for job in queued:
+            self._send(job.peer, Error(SHUTDOWN, f"{reason}; job {job.id} was not run", job.id), job.req)
+        if self.worker is not None:
+            self.worker.stopping.set()
+            self.worker.cancel_running()
+            deadline = time.monotonic() + 30
+            while self.worker.is_alive() and time.monotonic() < deadline:
+                if self.events.poll(100):
+                    self._forward_events()
+            self._forward_events()
+        if self.auth is not None:
+            self.auth.stop()
+        self.events.close(0)
+        self.router.close(linger=1000)
+        self.ctx.term()
+        log.info("stopped after %d jobs", self.worker.done if self.worker else 0)
+
+    # --- plumbing ----------------------------------------------------------------------
+    def _forward_events(self) -> None:
+        assert self.events is not None and self.router is not None
+        while True:
+            try:
+                frames = self.events.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self.router.send_multipart(frames, copy=False)
+
+    def _send(self, peer: bytes, msg: Message, req: str | None) -> None:
+        assert self.router is not None
+        self.router.send_multipart([peer] + encode(msg, req), copy=False)
+
+    def _handle(self, frames: list[bytes]) -> None:
+        peer, body = frames[0], frames[1:]
+        req = _best_effort_req(body)
+        try:
+            msg, req = decode(body)
+            reply = self._dispatch(peer, msg, req)
+        except ImpastoError as e:
+            reply = Error(e.code, e.message)
+        except Exception as e:  # a bad request must never take the daemon down
+            log.exception("request failed")
+            reply = Error(INTERNAL, f"internal error: {type(e).__name__}: {e}")
+        if reply is not None:
+            self._send(peer, reply, req)
+
+    def _dispatch(self, peer: bytes, msg: Message, req: str | None) -> Message | None:
+        if isinstance(msg, Ping):
+            return Pong(version=shared.__version__, protocol=PROTOCOL_VERSION)
+        if isinstance(msg, StatusRequest):
+            return self._status()
+        if isinstance(msg, Stylize):
+            return self._stylize(peer, msg, req)
+        if isinstance(msg, Cancel):
+            return self._cancel(msg.job)
+        if isinstance(msg, StylesList):
+            return Styles(styles=self.library.list())
+        if isinstance(msg, StylesAdd):
+            if msg.image is None:
+                raise ImpastoError(BAD_MESSAGE, "styles.add needs an image")
+            img = imagecodec.decode(msg.image)
+            info = self.library.add(msg.name, img)
+            return Done(detail=json.dumps(info))
+        if isinstance(msg, StylesRemove):
+            self.library.remove(msg.name)
+            return Done(detail=f"removed {msg.name}")
+        raise ImpastoError(BAD_MESSAGE, f"{msg.TYPE} is not a request")
+
+    def _stylize(self, peer: bytes, msg: Stylize, req: str | None) -> Message:
+        if self.stopping.is_set():
+            raise ImpastoError(SHUTDOWN, "the daemon is shutting down")
+        if msg.content is None:
+            raise ImpastoError(BAD_MESSAGE, "stylize needs a content image")
+        if not msg.styles:
+            raise ImpastoError(BAD_OPTIONS, "stylize needs at least one style")
+        if msg.priority not in PRIORITIES:
+            raise ImpastoError(BAD_OPTIONS, f"priority must be one of {', '.join(PRIORITIES)}")
+        if msg.output not in ("png", "rgba8"):
+            raise ImpastoError(BAD_OPTIONS, "output must be png or rgba8")
+        opts = EngineOptions.from_dict(msg.options)
+        if opts.style_weights is not None and len(opts.style_weights) != len(msg.styles):
+            raise ImpastoError(BAD_OPTIONS, f"{len(opts.style_weights)} style_weights for "
+                               f"{len(msg.styles)} styles")
+        content = imagecodec.decode(msg.content)
+        styles = []
+        for i, ref in enumerate(msg.styles):
+            if ref.name is not None:
+                styles.append((self.library.load(ref.name), ref.weight, ref.name))
+            else:
+                assert ref.image is not None
+                styles.append((imagecodec.decode(ref.image).convert("RGB"), ref.weight, f"image{i}"))
+        if self.queue.full():
+            raise ImpastoError(QUEUE_FULL, f"the queue holds {self.queue.max_jobs} jobs; try later")
+        job = Job(content=content, styles=styles, options=opts, priority=msg.priority, peer=peer,
+                  req=req, output=msg.output, client=msg.client)
+        busy = 1 if (self.worker is not None and self.worker.current is not None) else 0
+        position = self.queue.put(job) + busy
+        log.info("job %s accepted (%s, %s, position %d)", job.id, msg.client or "?",
+                 msg.priority, position)
+        return Accepted(job=job.id, position=position)
+
+    def _cancel(self, job_id: str) -> Message:
+        job = self.queue.remove(job_id)
+        if job is not None:
+            self._send(job.peer, Error("cancelled", f"job {job.id} was cancelled", job.id), job.req)
+            return Cancelled(job=job_id, was="queued")
+        if self.worker is not None and self.worker.cancel_running(job_id) is not None:
+            return Cancelled(job=job_id, was="running")
+        raise ImpastoError(UNKNOWN_JOB, f"no queued or running job {job_id!r}")
+
+    def _status(self) -> Status:
+        engine = self.engine
+        running = self.worker.current if self.worker else None
+        state = "stopping" if self.stopping.is_set() else ("ready" if engine else "loading")
+        return Status(
+            state=state,
+            version=shared.__version__,
+            protocol=PROTOCOL_VERSION,
+            device=str(engine.device) if engine else "",
+            weights=engine.weights.label if engine else "",
+            memory_bytes=_memory_bytes(engine),
+            uptime_s=round(time.time() - self.started, 3),
+            jobs_done=self.worker.done if self.worker else 0,
+            jobs_failed=self.worker.failed if self.worker else 0,
+            cache_hits=self.cache.hits,
+            cache_misses=self.cache.misses,
+            running=running.summary() if running else None,
+            queue=[j.summary() for j in self.queue.snapshot()],
+            watch=self.config.watch_status() if self.config.watch_status else [],
+        )
+
+
+def _best_effort_req(body: list[bytes]) -> str | None:
+    """The req id of a message that may not decode, so its error still finds its caller."""
+    try:
+        req = json.loads(bytes(body[0])).get("req")
+        return req if isinstance(req, str) else None
+    except Exception:
+        return None
+
+
+def _memory_bytes(engine: Engine | None) -> int:
+    if engine is not None and engine.device.type == "cuda":
+        import torch
+
+        return int(torch.cuda.memory_allocated(engine.device))
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -1,0 +1,113 @@
+"""The worker thread: takes jobs off the queue and runs them through the engine.
+
+It never touches the ROUTER socket (ZeroMQ sockets are not thread-safe); it hands each
+event to the server's loop through an inproc PUSH socket.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import zmq
+
+from daemon.engine import Cancelled, Engine, StyleInput
+from daemon.jobqueue import Job, JobQueue
+from daemon.targetcache import GramCache
+from shared import imagecodec
+from shared.errors import CANCELLED, INTERNAL, SHUTDOWN, ImpastoError
+from shared.protocol import Error, Message, Progress, Result, encode
+
+log = logging.getLogger(__name__)
+
+EVENTS_ENDPOINT = "inproc://impasto-events"
+
+
+class Worker(threading.Thread):
+    def __init__(self, engine: Engine, queue: JobQueue, cache: GramCache, ctx: zmq.Context) -> None:
+        super().__init__(name="impasto-worker", daemon=True)
+        self.engine = engine
+        self.queue = queue
+        self.cache = cache
+        self.ctx = ctx
+        self.current: Job | None = None
+        self.stopping = threading.Event()
+        self.done = 0
+        self.failed = 0
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        sock = self.ctx.socket(zmq.PUSH)
+        sock.connect(EVENTS_ENDPOINT)
+        self.ready.set()
+        try:
+            while True:
+                job = self.queue.take()
+                if job is None:  # queue closed and empty
+                    break
+                self.current = job
+                try:
+                    self._run_job(job, sock)
+                finally:
+                    self.current = None
+        finally:
+            sock.close(linger=2000)
+
+    def cancel_running(self, job_id: str | None = None) -> Job | None:
+        job = self.current
+        if job is not None and (job_id is None or job.id == job_id):
+            job.cancel.set()
+            return job
+        return None
+
+    def _emit(self, sock: zmq.Socket, job: Job, msg: Message) -> None:
+        sock.send_multipart([job.peer] + encode(msg, job.req), copy=False)
+
+    def _run_job(self, job: Job, sock: zmq.Socket) -> None:
+        job.started = time.time()
+        opts = job.options
+        total = opts.total_evaluations()
+        self._emit(sock, job, Progress(job=job.id, stage="prepare", scales=len(opts.schedule()),
+                                       total=total))
+        last_sent = [0.0]
+
+        def on_step(step: Any) -> None:
+            now = time.monotonic()
+            # At tiny sizes evaluations come every few ms; 20 events/s is plenty for a bar.
+            if now - last_sent[0] < 0.05 and step.step < step.total:
+                return
+            last_sent[0] = now
+            self._emit(sock, job, Progress(
+                job=job.id, stage="optimize", scale=step.scale, scales=step.scales,
+                size=step.size, step=step.step, total=step.total, losses=step.losses,
+                elapsed_s=round(step.elapsed_s, 4)))
+
+        try:
+            outcome = self.engine.run(
+                job.content, [StyleInput(img, w) for img, w, _ in job.styles], opts,
+                on_step=on_step, should_stop=job.cancel.is_set, cache=self.cache)
+            ref = imagecodec.to_ref(outcome.image, job.output)
+            self._emit(sock, job, Result(job=job.id, image=ref, losses=outcome.losses,
+                                         seed=outcome.seed, elapsed_s=round(outcome.elapsed_s, 3),
+                                         weights=self.engine.weights.label))
+            self.done += 1
+            log.info("job %s done in %.1f s", job.id, outcome.elapsed_s)
+        except Cancelled:
+            self.failed += 1
+            if self.stopping.is_set():
+                self._emit(sock, job, Error(SHUTDOWN, "the daemon is shutting down; job stopped",
+                                            job.id))
+            else:
+                self._emit(sock, job, Error(CANCELLED, f"job {job.id} was cancelled", job.id))
+            log.info("job %s cancelled", job.id)
+        except ImpastoError as e:
+            self.failed += 1
+            self._emit(sock, job, Error(e.code, e.message, job.id))
+            log.warning("job %s failed: %s", job.id, e)
+        except Exception as e:  # the worker must survive anything a job does
+            self.failed += 1
+            log.exception("job %s crashed", job.id)
+            self._emit(sock, job, Error(INTERNAL, f"internal error: {type(e).__name__}: {e}",
+                                        job.id))

@@ -1,0 +1,179 @@
+"""The client every front end uses: CLI, GIMP bridge and watch folder.
+
+One DEALER socket; each request carries a fresh `req` id and replies are matched on it.
+Every wait has a timeout, so a dead or missing daemon is reported, never waited on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import zmq
+
+from shared import paths
+from shared.errors import ImpastoError
+from shared.keys import ClientKeys, load_client_keys
+from shared.protocol import (
+    Accepted,
+    Cancel,
+    Cancelled,
+    Error,
+    Message,
+    Ping,
+    Pong,
+    Progress,
+    Result,
+    Status,
+    StatusRequest,
+    Stylize,
+    decode,
+    encode,
+)
+
+_ids = itertools.count(1)
+
+
+class DaemonUnavailable(Exception):
+    """No daemon answered in time. The message says where we looked and what to do."""
+
+
+def unavailable_message(address: str, timeout: float) -> str:
+    return (f"no impasto daemon answered at {address} within {timeout:g} s; "
+            f"start one with `impasto serve` (or point --address / IMPASTO_ADDRESS at one)")
+
+
+class Client:
+    def __init__(self, address: str | None = None, timeout: float = 5.0,
+                 keys: ClientKeys | None = None, keys_dir: Path | None = None) -> None:
+        self.address = address or paths.default_address()
+        self.timeout = timeout
+        self.ctx = zmq.Context.instance()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        if keys is None:
+            keys = load_client_keys(keys_dir or paths.keys_dir()) if _wants_curve(self.address) else None
+        if keys is not None:
+            self.sock.curve_publickey = keys.public
+            self.sock.curve_secretkey = keys.secret
+            self.sock.curve_serverkey = keys.server_public
+        self.sock.connect(self.address)
+        self._prefix = f"{os.getpid()}-{id(self) & 0xFFFF:x}"
+
+    def close(self) -> None:
+        self.sock.close(0)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- plumbing ----------------------------------------------------------------------
+    def _new_req(self) -> str:
+        return f"{self._prefix}-{next(_ids)}"
+
+    def send(self, msg: Message) -> str:
+        req = self._new_req()
+        self.sock.send_multipart(encode(msg, req), copy=False)
+        return req
+
+    def receive(self, timeout: float) -> tuple[Message, str | None] | None:
+        if not self.sock.poll(int(timeout * 1000)):
+            return None
+        return decode(self.sock.recv_multipart())
+
+    def call(self, msg: Message, timeout: float | None = None) -> Message:
+        """One request, one reply. Raises ImpastoError for an error reply."""
+        timeout = self.timeout if timeout is None else timeout
+        req = self.send(msg)
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            got = self.receive(left)
+            if got is None:
+                break
+            reply, rreq = got
+            if rreq != req:
+                continue  # a late reply to something we gave up on
+            if isinstance(reply, Error):
+                raise ImpastoError(reply.code, reply.message)
+            return reply
+        raise DaemonUnavailable(unavailable_message(self.address, timeout))
+
+    # --- requests ----------------------------------------------------------------------
+    def ping(self, timeout: float | None = None) -> Pong:
+        reply = self.call(Ping(), timeout)
+        assert isinstance(reply, Pong)
+        return reply
+
+    def status(self) -> Status:
+        reply = self.call(StatusRequest())
+        assert isinstance(reply, Status)
+        return reply
+
+    def cancel(self, job: str) -> Cancelled:
+        reply = self.call(Cancel(job=job))
+        assert isinstance(reply, Cancelled)
+        return reply
+
+    def stylize(
+        self,
+        request: Stylize,
+        on_accepted: Callable[[Accepted], None] | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> Result:
+        """Send a job and follow it to its result. Raises ImpastoError for a job error.
+
+        While a job waits in the queue no events arrive; the daemon is pinged after
+        `timeout` seconds of silence so a dead daemon is noticed, a busy one is not.
+        """
+        req = self.send(request)
+        job: str | None = None
+        last_heard = time.monotonic()
+        ping_req: str | None = None
+        cancel_sent = False
+        while True:
+            if should_cancel is not None and job is not None and not cancel_sent and should_cancel():
+                self.sock.send_multipart(encode(Cancel(job=job), self._new_req()))
+                cancel_sent = True
+            got = self.receive(0.2)
+            now = time.monotonic()
+            if got is None:
+                if now - last_heard > self.timeout:
+                    if ping_req is not None:
+                        raise DaemonUnavailable(
+                            unavailable_message(self.address, self.timeout)
+                            if job is None else
+                            f"the daemon at {self.address} stopped answering during job {job}")
+                    ping_req = self.send(Ping())
+                    last_heard = now
+                continue
+            msg, rreq = got
+            last_heard = now
+            if rreq == ping_req:
+                ping_req = None
+                continue
+            if rreq != req:
+                continue
+            if isinstance(msg, Accepted):
+                job = msg.job
+                if on_accepted:
+                    on_accepted(msg)
+            elif isinstance(msg, Progress):
+                if on_progress:
+                    on_progress(msg)
+            elif isinstance(msg, Result):
+                return msg
+            elif isinstance(msg, Error):
+                raise ImpastoError(msg.code, msg.message)
+
+
+def _wants_curve(address: str) -> bool:
+    """Curve is used for any address that is not loopback, if keys exist."""
+    from shared.netaddr import is_local_address
+
+    return not is_local_address(address)

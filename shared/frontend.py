@@ -1,0 +1,147 @@
+"""Client-side commands: send, status, cancel, styles. No torch, so they start fast."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from shared import imagecodec
+from shared.client import Client
+from shared.errors import BAD_OPTIONS, ImpastoError
+from shared.jobspec import style_refs
+from shared.outputs import save_image
+from shared.progressbar import ProgressBar, emit_json, format_losses
+from shared.protocol import Accepted, Progress, Result, StylesAdd, StylesList, StylesRemove, Stylize
+
+
+def client_for(args: argparse.Namespace) -> Client:
+    return Client(getattr(args, "address", None), timeout=getattr(args, "timeout", 5.0))
+
+
+def follow_job(client: Client, request: Stylize, output: Path, as_json: bool) -> dict[str, Any]:
+    """Run a stylize request on the daemon, show progress, write the result."""
+    bar = ProgressBar()
+
+    def accepted(a: Accepted) -> None:
+        if as_json:
+            emit_json({"type": "accepted", "job": a.job, "position": a.position})
+        elif a.position:
+            bar.message(f"job {a.job} queued at position {a.position}")
+
+    def progress(p: Progress) -> None:
+        if as_json:
+            emit_json({"type": "progress", "job": p.job, "stage": p.stage, "scale": p.scale,
+                       "scales": p.scales, "size": p.size, "step": p.step, "total": p.total,
+                       "losses": p.losses, "elapsed_s": p.elapsed_s})
+        elif p.stage == "prepare":
+            bar.update(0, p.total, "preparing")
+        else:
+            bar.update(p.step, p.total, f"scale {p.scale + 1}/{p.scales} {p.size}px",
+                       format_losses(p.losses))
+
+    job: list[str] = []
+    try:
+        result: Result = client.stylize(
+            request, on_accepted=lambda a: (job.append(a.job), accepted(a)),
+            on_progress=progress)
+    except KeyboardInterrupt:
+        bar.close()
+        if job:
+            with contextlib.suppress(Exception):  # best effort; we are exiting anyway
+                client.cancel(job[0])
+        raise
+    finally:
+        bar.close()
+    assert result.image is not None
+    img = imagecodec.decode(result.image)
+    save_image(img, output)
+    summary = {"type": "result", "job": result.job, "output": str(output), "width": img.width,
+               "height": img.height, "losses": result.losses, "seed": result.seed,
+               "elapsed_s": result.elapsed_s, "weights": result.weights}
+    return summary
+
+
+def print_summary(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit_json(summary)
+        return
+    print(f"wrote {summary['output']} ({summary['width']}x{summary['height']}) in "
+          f"{summary['elapsed_s']:.1f} s; seed {summary['seed']}; {format_losses(summary['losses'])}")
+    if str(summary.get("weights", "")).startswith("random"):
+        print("note: made with RANDOM weights (--weights random): a demo, not art")
+
+
+def cmd_send(args: argparse.Namespace, options: dict[str, Any]) -> int:
+    if not args.content.is_file():
+        raise ImpastoError(BAD_OPTIONS, f"content image {args.content} does not exist")
+    request = Stylize(content=imagecodec.file_ref(args.content),
+                      styles=style_refs(args.style, options.pop("style_weights", None)),
+                      options=options, priority=getattr(args, "priority", "interactive"),
+                      output="png", client="cli")
+    with client_for(args) as client:
+        client.ping()
+        print_summary(follow_job(client, request, args.output, args.json), args.json)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        st = client.status()
+    data = {k: getattr(st, k) for k in st.__dataclass_fields__}
+    if args.json:
+        emit_json(data)
+        return 0
+    print(f"impasto {st.version} (protocol {st.protocol}) at {client.address}: {st.state}")
+    print(f"  device {st.device or '-'}, weights {st.weights or '-'}, "
+          f"memory {st.memory_bytes / 2**20:.0f} MiB, up {st.uptime_s:.0f} s")
+    print(f"  jobs done {st.jobs_done}, failed {st.jobs_failed}; style cache hits "
+          f"{st.cache_hits}, misses {st.cache_misses}")
+    if st.running:
+        print(f"  running: {st.running['job']} ({st.running['client'] or '?'}, "
+              f"{st.running['priority']}, {', '.join(st.running['styles'])})")
+    for i, j in enumerate(st.queue, 1):
+        print(f"  queued {i}: {j['job']} ({j['client'] or '?'}, {j['priority']})")
+    for w in st.watch:
+        print(f"  watch {w['folder']}: pending {w['pending']}, working {w['working']}, "
+              f"done {w['done']}, failed {w['failed']}")
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        r = client.cancel(args.job)
+    print(f"cancelled {r.job} ({r.was})")
+    return 0
+
+
+def cmd_styles(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        if args.styles_command == "list":
+            reply = client.call(StylesList())
+            styles = reply.styles  # type: ignore[attr-defined]
+            if args.json:
+                emit_json({"styles": styles})
+            elif not styles:
+                print("the style library is empty; add one with `impasto styles add NAME IMAGE`")
+            for s in styles:
+                print(f"{s['name']:24} {s.get('width', '?')}x{s.get('height', '?')}  {s['file']}")
+        elif args.styles_command == "add":
+            img = imagecodec.read_file(args.image)
+            reply = client.call(StylesAdd(name=args.name, image=imagecodec.to_ref(img)),
+                                timeout=max(client.timeout, 30))
+            info = json.loads(reply.detail)  # type: ignore[attr-defined]
+            print(f"added style {info['name']}")
+        else:
+            client.call(StylesRemove(name=args.name))
+            print(f"removed style {args.name}")
+    return 0
+
+
+def fail(message: str, code: str, as_json: bool) -> None:
+    if as_json:
+        emit_json({"type": "error", "code": code, "message": message})
+    print(f"impasto: error: {message}", file=sys.stderr)

@@ -1,0 +1,54 @@
+"""Progress output for people (a bar on a terminal) and scripts (JSON lines)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any, TextIO
+
+
+class ProgressBar:
+    """One line redrawn in place on a terminal; occasional plain lines elsewhere."""
+
+    def __init__(self, stream: TextIO | None = None, width: int = 30) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.width = width
+        self._last_plain = 0.0
+        self._drawn = False
+
+    def update(self, step: int, total: int, label: str = "", extra: str = "") -> None:
+        frac = 0.0 if total <= 0 else min(1.0, step / total)
+        if self.tty:
+            filled = int(frac * self.width)
+            bar = "#" * filled + "-" * (self.width - filled)
+            self.stream.write(f"\r{label} [{bar}] {step}/{total} {frac:4.0%} {extra}\033[K")
+            self.stream.flush()
+            self._drawn = True
+        elif time.monotonic() - self._last_plain > 5 or step >= total:
+            self._last_plain = time.monotonic()
+            self.stream.write(f"{label} {step}/{total} {extra}\n")
+            self.stream.flush()
+
+    def message(self, text: str) -> None:
+        self.close()
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = False
+
+
+def emit_json(obj: dict[str, Any], stream: TextIO | None = None) -> None:
+    stream = stream or sys.stdout
+    stream.write(json.dumps(obj, separators=(",", ":")) + "\n")
+    stream.flush()
+
+
+def format_losses(losses: dict[str, float]) -> str:
+    keys = [k for k in ("content", "style", "tv", "total") if k in losses]
+    return " ".join(f"{k}={losses[k]:.4g}" for k in keys)
