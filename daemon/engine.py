@@ -23,7 +23,7 @@ from daemon.losses import ContentLoss, StyleLoss, TVLoss, gram
 from daemon.tensors import long_side_size, resize_long, to_image, to_tensor
 from daemon.vgg import VGGFeatures
 from daemon.weights import Weights
-from shared.errors import OUT_OF_MEMORY, ImpastoError
+from shared.errors import BAD_OPTIONS, OUT_OF_MEMORY, ImpastoError
 from shared.options import EngineOptions
 
 log = logging.getLogger(__name__)
@@ -120,8 +120,6 @@ class Engine:
 
     def _run(self, content, styles, opts, on_step, should_stop, cache) -> Outcome:
         opts.validate()
-        if not styles:
-            raise ValueError("at least one style image is needed")
         t0 = time.perf_counter()
         seed = opts.seed if opts.seed is not None else secrets.randbelow(2**31)
         gen = torch.Generator().manual_seed(seed)
@@ -129,47 +127,21 @@ class Engine:
         content_rgb = content.convert("RGB")
         schedule = opts.schedule()
         total = sum(n for _, n in schedule)
-        layers = list(dict.fromkeys(opts.content_layers + opts.style_layers))
-        net = VGGFeatures(self.features, self.weights.flavour, layers, opts.pooling).to(self.device)
-        sw = opts.style_layer_weights or [1.0] * len(opts.style_layers)
-        blend = opts.style_weights or [s.weight for s in styles]
-        if len(blend) != len(styles):
-            raise ImpastoError("bad_options", f"{len(blend)} style weights for {len(styles)} styles")
-        blend_sum = sum(blend)
+        net = self._network(opts)
 
         image: torch.Tensor | None = None
         done = 0
         history: list[float] = []
         losses: dict[str, float] = {}
         for k, (size, n_evals) in enumerate(schedule):
-            w, h = long_side_size(content_rgb.width, content_rgb.height, size)
-            c = to_tensor(content_rgb.resize((w, h), Image.Resampling.LANCZOS))
-            style_ts = [self._style_tensor(s.image, size, opts, c) for s in styles]
-            if opts.preserve_colors == "luminance":
-                c = color.luminance(c)
-            c = c.to(self.device).unsqueeze(0)
-            with torch.no_grad():
-                c_feats = net(c)
-            content_losses = {
-                name: ContentLoss(c_feats[name], opts.content_weight) for name in opts.content_layers
-            }
-            targets = [self._style_targets(net, st, opts, cache) for st in style_ts]
-            style_losses = {
-                name: StyleLoss(
-                    sum(b * t[name] for b, t in zip(blend, targets)) / blend_sum,
-                    opts.style_weight * lw,
-                )
-                for name, lw in zip(opts.style_layers, sw)
-            }
-            del c_feats, targets
-            tv = TVLoss(opts.tv_weight)
-
+            objective, c, style_ts, blend = self._scale_objective(net, content_rgb, styles, opts,
+                                                                  size, cache)
             if image is None:
                 x = self._init(opts.init, c, style_ts, blend, gen)
             else:
-                x = F.interpolate(image, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
+                x = F.interpolate(image, size=c.shape[-2:], mode="bicubic",
+                                  align_corners=False).clamp(0, 1)
             x = x.contiguous().requires_grad_(True)
-            objective = Objective(net, content_losses, style_losses, tv)
 
             def report(losses_now: dict[str, float], evals: int, k: int = k, size: int = size,
                        base: int = done) -> None:
@@ -178,17 +150,16 @@ class Engine:
                     on_step(Step(k, len(schedule), size, base + evals, total,
                                  dict(losses_now), time.perf_counter() - t0))
 
-            last = self._optimize(x, objective, opts, n_evals, report, should_stop)
+            losses = self._optimize(x, objective, opts, n_evals, report, should_stop)
             done += n_evals
-            losses = last
             image = x.detach()
 
         assert image is not None
         out = image[0].clamp(0, 1).cpu()
-        full = content_rgb
         if opts.preserve_colors == "luminance":
             size_now = (out.shape[2], out.shape[1])
-            out = color.recombine(out, to_tensor(full.resize(size_now, Image.Resampling.LANCZOS)))
+            out = color.recombine(out, to_tensor(content_rgb.resize(size_now,
+                                                                    Image.Resampling.LANCZOS)))
         result = to_image(out)
         if opts.match_content_size and result.size != content.size:
             result = result.resize(content.size, Image.Resampling.LANCZOS)
@@ -196,6 +167,57 @@ class Engine:
             result = result.convert("RGBA")
             result.putalpha(alpha if alpha.size == result.size else alpha.resize(result.size))
         return Outcome(result, losses, seed, len(history), time.perf_counter() - t0, history)
+
+    def evaluate(self, image: Image.Image, content: Image.Image, styles: list[StyleInput],
+                 opts: EngineOptions) -> dict[str, float]:
+        """The objective of `image` at the output scale (benchmarks and tests compare
+        results by it). The image is resized to the output size first."""
+        net = self._network(opts)
+        size = opts.resolved_size()
+        objective, c, _, _ = self._scale_objective(net, content.convert("RGB"), styles, opts,
+                                                   size, None)
+        x = to_tensor(image.convert("RGB").resize((c.shape[-1], c.shape[-2]),
+                                                  Image.Resampling.LANCZOS))
+        if opts.preserve_colors == "luminance":
+            x = color.luminance(x)
+        with torch.no_grad():
+            objective(x.to(self.device).unsqueeze(0))
+        return objective.last
+
+    def _network(self, opts: EngineOptions) -> VGGFeatures:
+        layers = list(dict.fromkeys(opts.content_layers + opts.style_layers))
+        return VGGFeatures(self.features, self.weights.flavour, layers, opts.pooling).to(self.device)
+
+    def _scale_objective(self, net: VGGFeatures, content_rgb: Image.Image,
+                         styles: list[StyleInput], opts: EngineOptions, size: int,
+                         cache: TargetCache | None,
+                         ) -> tuple[Objective, torch.Tensor, list[torch.Tensor], list[float]]:
+        """Targets at one scale: content features, blended style Grams, TV."""
+        if not styles:
+            raise ImpastoError(BAD_OPTIONS, "at least one style image is needed")
+        blend = opts.style_weights or [s.weight for s in styles]
+        if len(blend) != len(styles):
+            raise ImpastoError(BAD_OPTIONS, f"{len(blend)} style weights for {len(styles)} styles")
+        w, h = long_side_size(content_rgb.width, content_rgb.height, size)
+        c = to_tensor(content_rgb.resize((w, h), Image.Resampling.LANCZOS))
+        style_ts = [self._style_tensor(s.image, size, opts, c) for s in styles]
+        if opts.preserve_colors == "luminance":
+            c = color.luminance(c)
+        c = c.to(self.device).unsqueeze(0)
+        with torch.no_grad():
+            c_feats = net(c)
+        content_losses = {n: ContentLoss(c_feats[n], opts.content_weight)
+                          for n in opts.content_layers}
+        targets = [self._style_targets(net, st, opts, cache) for st in style_ts]
+        layer_weights = opts.style_layer_weights or [1.0] * len(opts.style_layers)
+        style_losses = {
+            # neural-style's blend: the target Gram is the weighted mean of the styles'.
+            n: StyleLoss(sum(b * t[n] for b, t in zip(blend, targets)) / sum(blend),
+                         opts.style_weight * lw)
+            for n, lw in zip(opts.style_layers, layer_weights)
+        }
+        return Objective(net, content_losses, style_losses, TVLoss(opts.tv_weight)), c, \
+            style_ts, blend
 
     # --- pieces ------------------------------------------------------------------------
     def _optimize(self, x: torch.Tensor, objective: Objective, opts: EngineOptions,

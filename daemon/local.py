@@ -14,7 +14,7 @@ from shared import imagecodec, paths
 from shared.errors import BAD_OPTIONS, ImpastoError
 from shared.jobspec import looks_like_path
 from shared.options import EngineOptions
-from shared.outputs import save_image
+from shared.outputs import check_writable, save_image
 from shared.progressbar import ProgressBar, emit_json, format_losses
 
 
@@ -38,6 +38,7 @@ def _say(message: str) -> None:
 
 def stylize_local(args: argparse.Namespace, options: dict[str, Any]) -> dict[str, Any]:
     opts = EngineOptions.from_dict(options)
+    check_writable(args.output)
     if not args.content.is_file():
         raise ImpastoError(BAD_OPTIONS, f"content image {args.content} does not exist")
     content = imagecodec.read_file(args.content)

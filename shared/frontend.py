@@ -13,7 +13,7 @@ from shared import imagecodec
 from shared.client import Client
 from shared.errors import BAD_OPTIONS, ImpastoError
 from shared.jobspec import style_refs
-from shared.outputs import save_image
+from shared.outputs import check_writable, save_image
 from shared.progressbar import ProgressBar, emit_json, format_losses
 from shared.protocol import Accepted, Progress, Result, StylesAdd, StylesList, StylesRemove, Stylize
 
@@ -78,6 +78,7 @@ def print_summary(summary: dict[str, Any], as_json: bool) -> None:
 def cmd_send(args: argparse.Namespace, options: dict[str, Any]) -> int:
     if not args.content.is_file():
         raise ImpastoError(BAD_OPTIONS, f"content image {args.content} does not exist")
+    check_writable(args.output)
     request = Stylize(content=imagecodec.file_ref(args.content),
                       styles=style_refs(args.style, options.pop("style_weights", None)),
                       options=options, priority=getattr(args, "priority", "interactive"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -30,6 +31,20 @@ def save_image(img: Image.Image, path: Path) -> Path:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
         raise ImpastoError(STORAGE, f"cannot write {path}: {e.strerror or e}") from None
     return path
+
+
+def check_writable(path: Path) -> None:
+    """Fail before a long job, not after it, when the output cannot be written."""
+    path = Path(path)
+    if FORMATS.get(path.suffix.lower()) is None:
+        raise ImpastoError("bad_options", f"cannot write {path.suffix or 'files without an extension'}"
+                           f"; use one of {', '.join(sorted(FORMATS))}")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ImpastoError(STORAGE, f"cannot write {path}: {parent} is not a writable folder")

@@ -1,0 +1,112 @@
+"""Shared test helpers: images, free ports, a daemon subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+IMPASTO = [sys.executable, "-m", "daemon.cli"]
+
+
+def gradient_image(w: int = 80, h: int = 60, alpha: bool = False) -> Image.Image:
+    yy, xx = np.mgrid[0:h, 0:w]
+    r = xx * 255 // max(1, w - 1)
+    g = yy * 255 // max(1, h - 1)
+    b = ((xx // 8 + yy // 8) % 2) * 200 + 20  # a checker, so there are edges to keep
+    arr = np.stack([r, g, b], -1).astype(np.uint8)
+    img = Image.fromarray(arr, "RGB")
+    if alpha:
+        a = np.where(xx < w // 2, 255, 90).astype(np.uint8)
+        img.putalpha(Image.fromarray(a, "L"))
+    return img
+
+
+def stripes_image(w: int = 64, h: int = 64, period: float = 3.0) -> Image.Image:
+    yy, xx = np.mgrid[0:h, 0:w]
+    arr = np.stack([
+        np.sin(xx / period) * 127 + 128,
+        np.sin(yy / (period + 2)) * 127 + 128,
+        np.sin((xx + yy) / (period + 1)) * 127 + 128,
+    ], -1).astype(np.uint8)
+    return Image.fromarray(arr, "RGB")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_env(tmp: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "IMPASTO_CACHE_DIR": str(tmp / "cache"),
+        "IMPASTO_DATA_DIR": str(tmp / "data"),
+        "IMPASTO_CONFIG_DIR": str(tmp / "config"),
+        "TORCH_HOME": str(tmp / "torch"),
+        # Any download attempt fails fast instead of fetching 548 MB where there is a network.
+        "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9",
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.pop("IMPASTO_ADDRESS", None)
+    return env
+
+
+def run_cli(args: list[str], env: dict[str, str], timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(IMPASTO + args, env=env, cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, **kw)
+
+
+class DaemonProcess:
+    """`impasto serve` as a real subprocess on a loopback port."""
+
+    def __init__(self, tmp: Path, extra: list[str] | None = None, port: int | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.port = port or free_port()
+        self.address = f"tcp://127.0.0.1:{self.port}"
+        self.env = env or make_env(tmp)
+        self.log = tmp / f"daemon-{self.port}-{time.time_ns()}.log"
+        args = ["serve", "--weights", "random", "--bind", self.address] + (extra or [])
+        self._logf = open(self.log, "w")  # noqa: SIM115 - lives as long as the process
+        self.proc = subprocess.Popen(IMPASTO + args, env=self.env, cwd=REPO,
+                                     stdout=self._logf, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 60) -> DaemonProcess:
+        from shared.client import Client, DaemonUnavailable
+
+        deadline = time.monotonic() + timeout
+        with Client(self.address, timeout=1.0) as c:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"daemon exited {self.proc.returncode}:\n{self.output()}")
+                try:
+                    if c.status().state == "ready":
+                        return self
+                except DaemonUnavailable:
+                    pass
+                time.sleep(0.1)
+        raise RuntimeError(f"daemon not ready after {timeout} s:\n{self.output()}")
+
+    def output(self) -> str:
+        self._logf.flush()
+        return self.log.read_text()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._logf.close()
+        return self.proc.returncode

@@ -1,0 +1,96 @@
+"""`impasto stylize` as a person or script runs it: a real subprocess."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.helpers import run_cli
+
+SMALL = ["--size", "64", "--scales", "2", "--iterations", "4", "--preset", "draft"]
+
+
+def test_stylize_random_weights_writes_png(content_png: Path, style_png: Path, tmp_path: Path,
+                                           env: dict[str, str]) -> None:
+    out = tmp_path / "out.png"
+    r = run_cli(["stylize", str(content_png), "--style", str(style_png), "-o", str(out),
+                 "--weights", "random", *SMALL], env)
+    assert r.returncode == 0, r.stderr
+    assert Image.open(out).size == (64, 48)
+    assert "RANDOM" in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("flavour", ["torchvision", "caffe"])
+def test_stylize_with_weights_files(flavour: str, weights_files: dict[str, Path], content_png: Path,
+                                    style_png: Path, tmp_path: Path, env: dict[str, str]) -> None:
+    out = tmp_path / "out.png"
+    r = run_cli(["stylize", str(content_png), "--style", str(style_png), "-o", str(out),
+                 "--weights", str(weights_files[flavour]), "--json", *SMALL], env)
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    final = lines[-1]
+    assert final["type"] == "result" and final["output"] == str(out)
+    assert final["weights"].startswith(flavour)
+    assert set(final["losses"]) >= {"content", "style", "tv"}
+    progress = [x for x in lines if x["type"] == "progress"]
+    assert [p["step"] for p in progress] == list(range(1, len(progress) + 1))
+    assert Image.open(out).size == (64, 48)
+
+
+def test_json_progress_and_seed(content_png: Path, style_png: Path, tmp_path: Path,
+                                env: dict[str, str]) -> None:
+    out = tmp_path / "o.png"
+    r = run_cli(["stylize", str(content_png), "--style", str(style_png), "-o", str(out),
+                 "--weights", "random", "--seed", "7", "--json", *SMALL], env)
+    final = json.loads(r.stdout.splitlines()[-1])
+    assert final["seed"] == 7
+    assert final["evaluations"] == 4  # 64 px is the smallest scale, so one scale
+
+
+@pytest.mark.parametrize(("args", "expect"), [
+    (["missing.png", "--style", "STYLE"], "does not exist"),
+    (["CORRUPT", "--style", "STYLE"], "cannot be decoded"),
+    (["CONTENT", "--style", "STYLE", "--size", "10"], "size must be between"),
+    (["CONTENT", "--style", "STYLE", "--style-weight", "-1"], "style_weight must be between"),
+    (["CONTENT", "--style", "no-such-style"], "unknown style"),
+    (["CONTENT", "--style", "missing-style.png"], "does not exist"),
+    (["CONTENT", "--style", "STYLE", "--style-weights", "1,2"], "--style-weights"),
+    (["CONTENT", "--style", "STYLE", "--content-layers", "relu9_9"], "unknown layer"),
+])
+def test_bad_input_one_clear_line(args: list[str], expect: str, content_png: Path, style_png: Path,
+                                  tmp_path: Path, env: dict[str, str]) -> None:
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    subst = {"CONTENT": str(content_png), "STYLE": str(style_png), "CORRUPT": str(corrupt),
+             "missing.png": str(tmp_path / "missing.png")}
+    argv = ["stylize"] + [subst.get(a, a) for a in args] + ["-o", str(tmp_path / "o.png"),
+                                                             "--weights", "random", "--size", "64"]
+    if "--size" in args:
+        argv = argv[:-2]
+    r = run_cli(argv, env)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("impasto: error:")]
+    assert len(errors) == 1 and expect in errors[0], r.stderr
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_no_weights_exits_with_instructions(content_png: Path, style_png: Path, tmp_path: Path,
+                                            env: dict[str, str]) -> None:
+    r = run_cli(["stylize", str(content_png), "--style", str(style_png), "-o",
+                 str(tmp_path / "o.png"), "--local"], env)
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr
+    assert "No VGG19 weights are available" in r.stderr and "--weights random" in r.stderr
+
+
+def test_unwritable_output(content_png: Path, style_png: Path, tmp_path: Path,
+                           env: dict[str, str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = run_cli(["stylize", str(content_png), "--style", str(style_png), "-o",
+                 str(blocker / "o.png"), "--weights", "random", *SMALL], env)
+    assert r.returncode == 1 and "cannot write" in r.stderr and "Traceback" not in r.stderr

@@ -1,0 +1,174 @@
+"""The engine on real torch computation at small sizes, with seeded random weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from daemon import color
+from daemon.engine import Cancelled, Engine, StyleInput
+from daemon.targetcache import GramCache
+from daemon.tensors import to_tensor
+from daemon.weights import random_weights
+from shared.options import EngineOptions
+from tests.helpers import gradient_image, stripes_image
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine(random_weights(0), "cpu")
+
+
+def small(**kw) -> EngineOptions:
+    base = {"size": 64, "scales": 1, "iterations": 15, "seed": 1, "tolerance": 0.0}
+    base.update(kw)
+    return EngineOptions(**base)
+
+
+CONTENT = gradient_image(80, 60)
+STYLE = stripes_image()
+
+
+def test_total_loss_falls(engine: Engine) -> None:
+    steps = []
+    out = engine.run(CONTENT, [StyleInput(STYLE)], small(iterations=20, init="noise"),
+                     on_step=steps.append)
+    assert len(steps) == 20 == out.evaluations
+    assert [s.step for s in steps] == list(range(1, 21))
+    assert steps[-1].losses["total"] < 0.5 * steps[0].losses["total"]
+    assert steps[-1].losses["style"] < steps[0].losses["style"]
+    assert all(s.losses.keys() >= {"content", "style", "tv", "total"} for s in steps)
+
+
+def test_noise_init_loss_falls_by_orders_of_magnitude(engine: Engine) -> None:
+    out = engine.run(CONTENT, [StyleInput(STYLE)],
+                     small(init="noise", iterations=40, style_weight=0.0, tv_weight=0.0))
+    assert out.history[-1] < out.history[0] / 20
+
+
+def test_output_objective_below_content_image(engine: Engine) -> None:
+    opts = small(iterations=25)
+    out = engine.run(CONTENT, [StyleInput(STYLE)], opts)
+    of_output = engine.evaluate(out.image, CONTENT, [StyleInput(STYLE)], opts)
+    of_content = engine.evaluate(CONTENT, CONTENT, [StyleInput(STYLE)], opts)
+    assert of_output["total"] < of_content["total"]
+
+
+def test_adam_also_lowers_the_objective(engine: Engine) -> None:
+    opts = small(optimizer="adam", iterations=20, init="noise", style_weight=0.0)
+    out = engine.run(CONTENT, [StyleInput(STYLE)], opts)
+    assert out.history[-1] < out.history[0]
+
+
+def test_same_seed_same_output_different_seed_differs(engine: Engine) -> None:
+    opts = small(init="noise", iterations=5)
+    a = engine.run(CONTENT, [StyleInput(STYLE)], opts).image
+    b = engine.run(CONTENT, [StyleInput(STYLE)], opts).image
+    c = engine.run(CONTENT, [StyleInput(STYLE)], small(init="noise", iterations=5, seed=2)).image
+    assert a.tobytes() == b.tobytes()
+    assert a.tobytes() != c.tobytes()
+
+
+def test_multiscale_output_has_requested_size(engine: Engine) -> None:
+    steps = []
+    opts = EngineOptions(size=96, scales=2, iterations=3, seed=0, preset="draft")
+    assert opts.schedule() == [(48, 30), (96, 3)] or opts.schedule()[-1] == (96, 3)
+    out = engine.run(gradient_image(160, 120), [StyleInput(STYLE)], opts, on_step=steps.append)
+    assert out.image.size == (96, 72)
+    assert {s.size for s in steps} == {size for size, _ in opts.schedule()}
+    assert steps[-1].step == steps[-1].total == opts.total_evaluations()
+
+
+def test_schedule_spends_most_evaluations_on_small_scales() -> None:
+    sched = EngineOptions(preset="draft").schedule()
+    assert [s for s, _ in sched] == [128, 256, 512]
+    pixels = [s * s * n for s, n in sched]
+    assert sched[0][1] > sched[-1][1] and pixels[-1] < sum(pixels)
+
+
+def test_match_content_size_and_alpha_kept(engine: Engine) -> None:
+    content = gradient_image(90, 50, alpha=True)
+    out = engine.run(content, [StyleInput(STYLE)], small(iterations=3, match_content_size=True))
+    assert out.image.size == (90, 50) and out.image.mode == "RGBA"
+    assert out.image.getchannel("A").tobytes() == content.getchannel("A").tobytes()
+
+
+def test_luminance_transfer_keeps_content_chroma(engine: Engine) -> None:
+    content = gradient_image(64, 48)
+    out = engine.run(content, [StyleInput(STYLE)],
+                     small(iterations=15, preserve_colors="luminance"))
+    iq_out = color.rgb_to_yiq(to_tensor(out.image))[1:]
+    iq_in = color.rgb_to_yiq(to_tensor(content))[1:]
+    assert out.image.size == content.size
+    # Exact up to 8-bit rounding and clipping of out-of-gamut pixels.
+    assert (iq_out - iq_in).abs().mean().item() < 0.01
+    # ...while luminance did change.
+    y_out = color.rgb_to_yiq(to_tensor(out.image))[0]
+    y_in = color.rgb_to_yiq(to_tensor(content))[0]
+    assert (y_out - y_in).abs().mean().item() > 1e-3
+
+
+def test_histogram_mode_runs_and_differs_from_plain(engine: Engine) -> None:
+    plain = engine.run(CONTENT, [StyleInput(STYLE)], small(iterations=5)).image
+    hist = engine.run(CONTENT, [StyleInput(STYLE)], small(iterations=5, preserve_colors="histogram")).image
+    assert plain.size == hist.size and plain.tobytes() != hist.tobytes()
+
+
+def test_blend_weight_zero_equals_single_style(engine: Engine) -> None:
+    other = gradient_image(64, 64)
+    single = engine.run(CONTENT, [StyleInput(STYLE)], small(iterations=5)).image
+    blended = engine.run(CONTENT, [StyleInput(STYLE, 1.0), StyleInput(other, 0.0)],
+                         small(iterations=5)).image
+    half = engine.run(CONTENT, [StyleInput(STYLE, 1.0), StyleInput(other, 1.0)],
+                      small(iterations=5)).image
+    assert np.array_equal(np.asarray(single), np.asarray(blended))
+    assert not np.array_equal(np.asarray(single), np.asarray(half))
+
+
+def test_style_scale_changes_the_result(engine: Engine) -> None:
+    a = engine.run(CONTENT, [StyleInput(STYLE)], small(iterations=5)).image
+    b = engine.run(CONTENT, [StyleInput(STYLE)], small(iterations=5, style_scale=0.5)).image
+    assert a.tobytes() != b.tobytes()
+
+
+def test_cancel_between_evaluations(engine: Engine) -> None:
+    seen = []
+    with pytest.raises(Cancelled):
+        engine.run(CONTENT, [StyleInput(STYLE)], small(iterations=50),
+                   on_step=seen.append, should_stop=lambda: len(seen) >= 3)
+    assert len(seen) == 3
+
+
+def test_style_target_cache_hits_on_second_run(engine: Engine) -> None:
+    cache = GramCache()
+    a = engine.run(CONTENT, [StyleInput(STYLE)], small(iterations=3), cache=cache).image
+    assert (cache.hits, cache.misses) == (0, 1)
+    b = engine.run(CONTENT, [StyleInput(STYLE)], small(iterations=3), cache=cache).image
+    assert (cache.hits, cache.misses) == (1, 1)
+    assert a.tobytes() == b.tobytes()
+
+
+def test_tolerance_stops_a_stalled_scale_early(engine: Engine) -> None:
+    out = engine.run(CONTENT, [StyleInput(STYLE)], small(iterations=200, tolerance=0.5))
+    assert out.evaluations < 200
+
+
+def test_avg_pooling_and_other_layers(engine: Engine) -> None:
+    out = engine.run(CONTENT, [StyleInput(STYLE)],
+                     small(iterations=3, pooling="avg", content_layers=["conv3_1"],
+                           style_layers=["relu1_1", "relu2_1"], style_layer_weights=[1.0, 0.5]))
+    assert out.image.size == (64, 48)
+
+
+def test_caffe_preprocessing_by_hand() -> None:
+    from daemon.vgg import Preprocess
+
+    x = torch.tensor([0.2, 0.4, 0.6]).view(1, 3, 1, 1)
+    got = Preprocess("caffe")(x).flatten().tolist()
+    # BGR order, 0-255, minus Caffe's BGR means
+    assert got == pytest.approx([0.6 * 255 - 103.939, 0.4 * 255 - 116.779, 0.2 * 255 - 123.68],
+                                rel=1e-5)
+    got = Preprocess("torchvision")(x).flatten().tolist()
+    assert got == pytest.approx([(0.2 - 0.485) / 0.229, (0.4 - 0.456) / 0.224,
+                                 (0.6 - 0.406) / 0.225], rel=1e-5)

@@ -1,0 +1,70 @@
+"""Loss values against small cases computed by hand."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from daemon import color
+from daemon.losses import ContentLoss, StyleLoss, TVLoss, gram
+
+
+def test_gram_by_hand() -> None:
+    # C=2, H=1, W=2: F = [[1, 2], [3, 4]]; F F^T = [[5, 11], [11, 25]]; / (C*H*W = 4)
+    f = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])
+    expected = torch.tensor([[[5.0, 11.0], [11.0, 25.0]]]) / 4
+    assert torch.allclose(gram(f), expected)
+
+
+def test_style_loss_by_hand() -> None:
+    f = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])
+    target = torch.zeros(1, 2, 2)
+    # mean of squares of [[1.25, 2.75], [2.75, 6.25]] = (1.5625 + 2*7.5625 + 39.0625) / 4
+    loss = StyleLoss(target, weight=2.0)(f)
+    assert loss.item() == pytest.approx(2.0 * (1.5625 + 2 * 7.5625 + 39.0625) / 4)
+
+
+def test_content_loss_by_hand() -> None:
+    f = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+    target = torch.tensor([[[[1.0, 0.0], [3.0, 0.0]]]])
+    # squared errors 0, 4, 0, 16 -> mean 5, times weight 3
+    assert ContentLoss(target, 3.0)(f).item() == pytest.approx(15.0)
+
+
+def test_tv_loss_by_hand() -> None:
+    x = torch.tensor([[[[0.0, 1.0], [1.0, 3.0]]]])
+    # dx: (1-0), (3-1) -> squares 1, 4 -> mean 2.5; dy: (1-0), (3-1) -> mean 2.5
+    assert TVLoss(0.5)(x).item() == pytest.approx(0.5 * (2.5 + 2.5))
+
+
+def test_gram_is_size_invariant_for_repeated_texture() -> None:
+    tile = torch.rand(1, 4, 3, 3)
+    big = tile.repeat(1, 1, 2, 2)
+    assert torch.allclose(gram(tile), gram(big), atol=1e-6)
+
+
+def test_yiq_round_trip_and_luminance() -> None:
+    img = torch.rand(3, 5, 7)
+    assert torch.allclose(color.yiq_to_rgb(color.rgb_to_yiq(img)), img, atol=1e-5)
+    grey = torch.full((3, 2, 2), 0.5)
+    assert torch.allclose(color.luminance(grey), grey, atol=1e-6)
+
+
+def test_histogram_matching_takes_content_statistics() -> None:
+    torch.manual_seed(0)
+    style = torch.rand(3, 32, 32) * torch.tensor([0.3, 0.6, 0.2]).view(3, 1, 1)
+    content = (torch.rand(3, 32, 32) * 0.4 + 0.3).clamp(0, 1)
+    content[1] = content[0] * 0.5 + 0.2  # correlated channels
+    out = color.match_histogram(style, content)
+    assert torch.allclose(out.reshape(3, -1).mean(1), content.reshape(3, -1).mean(1), atol=0.02)
+    assert torch.allclose(torch.cov(out.reshape(3, -1)), torch.cov(content.reshape(3, -1)),
+                          atol=0.01)
+
+
+def test_match_luminance_statistics() -> None:
+    torch.manual_seed(0)
+    style, content = torch.rand(3, 16, 16), torch.rand(3, 16, 16) * 0.3 + 0.5
+    y = color.match_luminance(style, content)[0]
+    yc = color.rgb_to_yiq(content)[0]
+    assert y.mean().item() == pytest.approx(yc.mean().item(), abs=1e-4)
+    assert y.std().item() == pytest.approx(yc.std().item(), abs=1e-4)
