@@ -51,19 +51,25 @@ class JobQueue:
         self.batch_every = batch_every
         self.max_jobs = max_jobs
         self._closed = False
+        self.running: Job | None = None  # taken and not yet finished
 
     def __len__(self) -> int:
         with self._cond:
             return sum(len(q) for q in self._lanes.values())
 
     def put(self, job: Job) -> int:
-        """Queue a job; returns how many jobs will run before it (its position)."""
+        """Queue a job; returns how many jobs will run before it (0: it runs now)."""
         with self._cond:
             if self._closed:
                 raise RuntimeError("queue closed")
             self._lanes[job.priority].append(job)
             self._cond.notify()
-            return self._order().index(job)
+            return self._order().index(job) + (self.running is not None)
+
+    def finished(self, job: Job) -> None:
+        with self._cond:
+            if self.running is job:
+                self.running = None
 
     def full(self) -> bool:
         return len(self) >= self.max_jobs
@@ -81,10 +87,13 @@ class JobQueue:
             inter, batch = self._lanes["interactive"], self._lanes["batch"]
             if batch and (not inter or self._skipped >= self.batch_every):
                 self._skipped = 0
-                return batch.popleft()
-            if batch:
-                self._skipped += 1
-            return inter.popleft()
+                job = batch.popleft()
+            else:
+                if batch:
+                    self._skipped += 1
+                job = inter.popleft()
+            self.running = job
+            return job
 
     def remove(self, job_id: str) -> Job | None:
         with self._cond:

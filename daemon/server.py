@@ -285,8 +285,7 @@ class Server:
             raise ImpastoError(QUEUE_FULL, f"the queue holds {self.queue.max_jobs} jobs; try later")
         job = Job(content=content, styles=styles, options=opts, priority=msg.priority, peer=peer,
                   req=req, output=msg.output, client=msg.client)
-        busy = 1 if (self.worker is not None and self.worker.current is not None) else 0
-        position = self.queue.put(job) + busy
+        position = self.queue.put(job)
         log.info("job %s accepted (%s, %s, position %d)", job.id, msg.client or "?",
                  msg.priority, position)
         return Accepted(job=job.id, position=position)

@@ -36,12 +36,10 @@ class Worker(threading.Thread):
         self.stopping = threading.Event()
         self.done = 0
         self.failed = 0
-        self.ready = threading.Event()
 
     def run(self) -> None:
         sock = self.ctx.socket(zmq.PUSH)
         sock.connect(EVENTS_ENDPOINT)
-        self.ready.set()
         try:
             while True:
                 job = self.queue.take()
@@ -52,6 +50,7 @@ class Worker(threading.Thread):
                     self._run_job(job, sock)
                 finally:
                     self.current = None
+                    self.queue.finished(job)
         finally:
             sock.close(linger=2000)
 

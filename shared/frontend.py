@@ -126,7 +126,8 @@ def cmd_styles(args: argparse.Namespace) -> int:
             styles = reply.styles  # type: ignore[attr-defined]
             if args.json:
                 emit_json({"styles": styles})
-            elif not styles:
+                return 0
+            if not styles:
                 print("the style library is empty; add one with `impasto styles add NAME IMAGE`")
             for s in styles:
                 print(f"{s['name']:24} {s.get('width', '?')}x{s.get('height', '?')}  {s['file']}")

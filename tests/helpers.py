@@ -97,7 +97,8 @@ class DaemonProcess:
         raise RuntimeError(f"daemon not ready after {timeout} s:\n{self.output()}")
 
     def output(self) -> str:
-        self._logf.flush()
+        if not self._logf.closed:
+            self._logf.flush()
         return self.log.read_text()
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:

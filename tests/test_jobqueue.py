@@ -1,0 +1,64 @@
+"""Scheduling: interactive first, batch never starved; positions match the real order."""
+
+from __future__ import annotations
+
+import threading
+
+from PIL import Image
+
+from daemon.jobqueue import Job, JobQueue
+from shared.options import EngineOptions
+
+
+def job(priority: str) -> Job:
+    return Job(content=Image.new("RGB", (8, 8)), styles=[], options=EngineOptions(),
+               priority=priority, peer=b"p", req=None)
+
+
+def test_interactive_first_but_batch_not_starved() -> None:
+    q = JobQueue(batch_every=2)
+    batch = [job("batch") for _ in range(2)]
+    inter = [job("interactive") for _ in range(5)]
+    for j in batch + inter:
+        q.put(j)
+    predicted = [j.id for j in q.snapshot()]
+    taken = []
+    while len(q):
+        j = q.take(0)
+        taken.append(j)
+        q.finished(j)
+    assert [j.id for j in taken] == predicted
+    kinds = [j.priority[0] for j in taken]
+    assert kinds == ["i", "i", "b", "i", "i", "b", "i"]
+
+
+def test_position_counts_the_running_job() -> None:
+    q = JobQueue()
+    first = job("interactive")
+    assert q.put(first) == 0
+    assert q.take(0) is first
+    assert q.put(job("batch")) == 1
+    assert q.put(job("interactive")) == 1  # jumps ahead of the batch job
+    q.finished(first)
+    assert q.put(job("interactive")) == 2
+
+
+def test_remove_and_close() -> None:
+    q = JobQueue()
+    a, b = job("interactive"), job("batch")
+    q.put(a)
+    q.put(b)
+    assert q.remove(b.id) is b and q.remove("nope") is None
+    assert q.close() == [a]
+    assert q.take(0) is None
+
+
+def test_take_blocks_until_put() -> None:
+    q = JobQueue()
+    got = []
+    t = threading.Thread(target=lambda: got.append(q.take(5)))
+    t.start()
+    j = job("batch")
+    q.put(j)
+    t.join(5)
+    assert got == [j]
