@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import DaemonProcess, gradient_image, stripes_image, make_env
+from tests.helpers import DaemonProcess, gradient_image, make_env, stripes_image
 
 
 @pytest.fixture(autouse=True)

@@ -25,7 +25,6 @@ from shared.protocol import (
     StyleRef,
     Stylize,
     decode,
-    encode,
 )
 from tests.helpers import DaemonProcess, free_port, gradient_image, run_cli, stripes_image
 

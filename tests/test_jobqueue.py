@@ -40,7 +40,7 @@ def test_position_counts_the_running_job() -> None:
     assert q.put(job("batch")) == 1
     assert q.put(job("interactive")) == 1  # jumps ahead of the batch job
     q.finished(first)
-    assert q.put(job("interactive")) == 2
+    assert q.put(job("interactive")) == 1  # behind the other interactive job only
 
 
 def test_remove_and_close() -> None:
