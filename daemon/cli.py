@@ -139,9 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     q = wsub.add_parser("fetch", help="download/convert weights into the cache")
     q.add_argument("spec", nargs="?", default="torchvision")
 
-    p = sub.add_parser("watch", help="watch a folder against a running daemon")
-    p.add_argument("folder", type=Path, action="append", nargs="+")
-    p.add_argument("--poll", action="store_true")
+    p = sub.add_parser("watch", help="watch folders against a running daemon")
+    p.add_argument("folders", type=Path, nargs="+")
+    p.add_argument("--poll", action="store_true", help="poll (network shares)")
+    p.add_argument("--settle", type=float, default=2.0,
+                   help="seconds a file must stay unchanged when no close event arrives")
     client_args(p)
 
     p = sub.add_parser("gimp", help="the GIMP 3 plug-in")

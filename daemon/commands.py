@@ -70,7 +70,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         load_engine(args.spec, "cpu", say=lambda m: print(m, file=sys.stderr))
         return 0
     if cmd == "watch":
-        from daemon.watchfolder import run_watch
+        from shared.watch.command import run_watch
 
         return run_watch(args)
     if cmd == "gimp":

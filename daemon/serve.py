@@ -12,6 +12,7 @@ import tomllib
 
 from shared import paths
 from shared.errors import BAD_OPTIONS, ImpastoError
+from shared.netaddr import endpoint_host, is_local_address
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,15 @@ def _apply_file(s: ServeSettings, path: Path) -> None:
         s.watch = [Path(x).expanduser() for x in ([w] if isinstance(w, str) else w)]
 
 
+def local_endpoint(bind: str) -> str:
+    """An address this machine can connect to for a bind endpoint (0.0.0.0 -> 127.0.0.1)."""
+    transport, host = endpoint_host(bind)
+    if transport == "tcp" and host in ("0.0.0.0", "*", "::", ""):
+        port = bind.rsplit(":", 1)[1]
+        return f"tcp://127.0.0.1:{port}"
+    return bind
+
+
 def run_serve(args: argparse.Namespace) -> int:
     from daemon.runtime import load_engine
     from daemon.server import Server, ServerConfig
@@ -82,9 +92,11 @@ def run_serve(args: argparse.Namespace) -> int:
     server = Server(config, lambda: load_engine(s.weights, s.device, say=log.info))
     server.bind()
     if s.watch:
-        from daemon.watchfolder import start_watchers
+        from shared.keys import load_client_keys
+        from shared.watch.folder import start_watchers
 
-        watchers = start_watchers(s.watch, s.bind, poll=s.poll, keys_dir=s.keys)
+        keys = load_client_keys(s.keys) if (s.curve or not is_local_address(s.bind)) else None
+        watchers = start_watchers(s.watch, local_endpoint(s.bind), poll=s.poll, keys=keys)
         config.watch_status = lambda: [w.counts() for w in watchers]
     log.info("impasto daemon on %s; stop with Ctrl-C", s.bind)
     try:

@@ -6,7 +6,7 @@ import io
 import warnings
 from pathlib import Path
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from shared.errors import BAD_IMAGE, ImpastoError
 from shared.protocol import MAX_PIXELS, ImageRef, check_pixels
@@ -35,8 +35,11 @@ def decode_bytes(data: bytes, what: str = "image") -> Image.Image:
             img = ImageOps.exif_transpose(img)
     except ImpastoError:
         raise
+    except UnidentifiedImageError:
+        raise ImpastoError(BAD_IMAGE, f"{what} is not an image in a format impasto reads "
+                           "(PNG, JPEG, WebP, TIFF, BMP, ...)") from None
     except Exception as e:  # Pillow raises many types for corrupt input
-        raise ImpastoError(BAD_IMAGE, f"{what} cannot be decoded: {e}") from None
+        raise ImpastoError(BAD_IMAGE, f"{what} cannot be decoded (truncated or corrupt?): {e}") from None
     has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
     return img.convert("RGBA" if has_alpha else "RGB")
 

@@ -53,6 +53,7 @@ def test_json_progress_and_seed(content_png: Path, style_png: Path, tmp_path: Pa
 @pytest.mark.parametrize(("args", "expect"), [
     (["missing.png", "--style", "STYLE"], "does not exist"),
     (["CORRUPT", "--style", "STYLE"], "cannot be decoded"),
+    (["NOTIMAGE", "--style", "STYLE"], "is not an image"),
     (["CONTENT", "--style", "STYLE", "--size", "10"], "size must be between"),
     (["CONTENT", "--style", "STYLE", "--style-weight", "-1"], "style_weight must be between"),
     (["CONTENT", "--style", "no-such-style"], "unknown style"),
@@ -63,8 +64,12 @@ def test_json_progress_and_seed(content_png: Path, style_png: Path, tmp_path: Pa
 def test_bad_input_one_clear_line(args: list[str], expect: str, content_png: Path, style_png: Path,
                                   tmp_path: Path, env: dict[str, str]) -> None:
     corrupt = tmp_path / "corrupt.png"
-    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    data = content_png.read_bytes()
+    corrupt.write_bytes(data[: len(data) // 2])  # truncated mid-stream
+    notimage = tmp_path / "notes.png"
+    notimage.write_text("these are notes, not pixels")
     subst = {"CONTENT": str(content_png), "STYLE": str(style_png), "CORRUPT": str(corrupt),
+             "NOTIMAGE": str(notimage),
              "missing.png": str(tmp_path / "missing.png")}
     argv = ["stylize"] + [subst.get(a, a) for a in args] + ["-o", str(tmp_path / "o.png"),
                                                              "--weights", "random", "--size", "64"]

@@ -1,0 +1,214 @@
+"""Watch folders with real files, real watchdog events and a real daemon subprocess."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from shared.client import Client
+from tests.helpers import DaemonProcess, gradient_image, run_cli, stripes_image
+
+SETTINGS = 'style = "stripes"\nsize = 64\nscales = 1\niterations = 2\n'
+
+
+def add_style(d: DaemonProcess, tmp: Path, name: str = "stripes") -> None:
+    p = tmp / f"{name}-src.png"
+    stripes_image(32, 32).save(p)
+    r = run_cli(["styles", "add", name, str(p), "--address", d.address], d.env)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "box"
+    (root / "in").mkdir(parents=True)
+    (root / "in" / "impasto.toml").write_text(SETTINGS)
+    return root
+
+
+@pytest.fixture
+def src(tmp_path: Path) -> Path:
+    p = tmp_path / "photo.png"
+    gradient_image(70, 50).save(p)
+    return p
+
+
+def watched(tmp_path: Path, folder: Path, *extra: str) -> DaemonProcess:
+    d = DaemonProcess(tmp_path, extra=["--watch", str(folder), *extra]).wait_ready()
+    add_style(d, tmp_path)
+    return d
+
+
+def files(d: Path) -> list[str]:
+    return sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file()) if d.exists() else []
+
+
+def wait_until(pred, timeout: float = 90.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def settled(folder: Path, n: int) -> bool:
+    done = [f for f in files(folder / "done")]
+    failed = [f for f in files(folder / "failed") if not f.endswith(".error.txt")]
+    return len(done) + len(failed) >= n
+
+
+def test_cp_mv_rsync_and_layout(tmp_path: Path, folder: Path, src: Path) -> None:
+    d = watched(tmp_path, folder)
+    try:
+        inbox = folder / "in"
+        (inbox / "stripes").mkdir()
+        shutil.copy(src, inbox / "copied.png")                      # cp into in/ (default style)
+        outside = tmp_path / "moved.png"
+        shutil.copy(src, outside)
+        os.rename(outside, inbox / "stripes" / "moved.png")         # mv into a style folder
+        tmp = inbox / ".synced.png.Xa81bc"                          # rsync: temp, then rename
+        shutil.copy(src, tmp)
+        time.sleep(3)  # longer than the settle time: the dot-file must still be ignored
+        assert tmp.exists()
+        os.rename(tmp, inbox / "synced.png")
+        wait_until(lambda: settled(folder, 3), what="3 files")
+        assert files(folder / "done") == ["copied.png", "stripes/moved.png", "synced.png"]
+        assert files(folder / "out") == ["stripes/copied.png", "stripes/moved.png",
+                                         "stripes/synced.png"]
+        assert files(folder / "failed") == []
+        assert files(inbox) == ["impasto.toml"]
+        assert Image.open(folder / "out" / "stripes" / "copied.png").size == (64, 46)
+        with Client(d.address) as c:
+            w = c.status().watch
+        assert w == [{"folder": str(folder.resolve()), "pending": 0, "working": 0, "done": 3,
+                      "failed": 0}]
+        r = run_cli(["status", "--address", d.address], d.env)
+        assert "pending 0, working 0, done 3, failed 0" in r.stdout
+    finally:
+        d.stop()
+
+
+def test_failures_have_reasons_and_watcher_keeps_going(tmp_path: Path, folder: Path,
+                                                        src: Path) -> None:
+    d = watched(tmp_path, folder)
+    try:
+        inbox = folder / "in"
+        data = src.read_bytes()
+        (inbox / "corrupt.png").write_bytes(data[: len(data) // 3])
+        (inbox / "notes.txt").write_text("not an image")
+        (inbox / "nosuchstyle").mkdir()
+        shutil.copy(src, inbox / "nosuchstyle" / "x.png")
+        big = tmp_path / "big.png"
+        Image.new("RGB", (4200, 4200)).save(big)
+        shutil.copy(big, inbox / "huge.png")
+        os.symlink(src, inbox / "link.png")           # symlinks are not taken
+        shutil.copy(src, inbox / "fine.png")
+        wait_until(lambda: settled(folder, 5), what="5 files")
+        failed = folder / "failed"
+        reasons = {p.name: p.read_text() for p in failed.rglob("*.error.txt")}
+        assert set(reasons) == {"corrupt.png.error.txt", "notes.txt.error.txt", "x.png.error.txt",
+                                "huge.png.error.txt"}
+        assert "cannot be decoded" in reasons["corrupt.png.error.txt"]
+        assert "not an image" in reasons["notes.txt.error.txt"]
+        assert "unknown style 'nosuchstyle'" in reasons["x.png.error.txt"]
+        assert "limit" in reasons["huge.png.error.txt"]
+        assert (failed / "corrupt.png").read_bytes() == data[: len(data) // 3]  # original kept
+        assert files(folder / "done") == ["fine.png"]
+        assert (inbox / "link.png").is_symlink()
+    finally:
+        d.stop()
+
+
+def test_slow_writer_is_taken_only_when_complete(tmp_path: Path, folder: Path, src: Path) -> None:
+    d = watched(tmp_path, folder)
+    try:
+        data = src.read_bytes()
+        target = folder / "in" / "slow.png"
+        chunks = [data[i:i + len(data) // 6 + 1] for i in range(0, len(data), len(data) // 6 + 1)]
+        with open(target, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+                f.flush()
+                time.sleep(0.6)
+                assert target.exists()  # never claimed half-written
+        wait_until(lambda: settled(folder, 1), what="slow file")
+        assert files(folder / "done") == ["slow.png"] and files(folder / "failed") == []
+        assert (folder / "done" / "slow.png").read_bytes() == data
+    finally:
+        d.stop()
+
+
+def test_fifty_files_at_once_and_no_overwrite(tmp_path: Path, folder: Path, src: Path) -> None:
+    (folder / "out" / "stripes").mkdir(parents=True)
+    (folder / "out" / "stripes" / "p00.png").write_bytes(b"keep me")
+    d = watched(tmp_path, folder)
+    try:
+        staging = tmp_path / "staging"
+        staging.mkdir()
+        for i in range(50):
+            shutil.copy(src, staging / f"p{i:02}.png")
+        for i in range(50):
+            os.rename(staging / f"p{i:02}.png", folder / "in" / f"p{i:02}.png")
+        wait_until(lambda: settled(folder, 50), timeout=240, what="50 files")
+        assert len(files(folder / "done")) == 50 and files(folder / "failed") == []
+        outs = files(folder / "out" / "stripes")
+        assert len(outs) == 51 and "p00-1.png" in outs
+        assert (folder / "out" / "stripes" / "p00.png").read_bytes() == b"keep me"
+    finally:
+        d.stop()
+
+
+def test_startup_scan_and_polling_mode(tmp_path: Path, folder: Path, src: Path) -> None:
+    shutil.copy(src, folder / "in" / "early.png")   # dropped while nothing watched
+    d = watched(tmp_path, folder, "--poll")
+    try:
+        wait_until(lambda: settled(folder, 1), what="start-up scan")
+        shutil.copy(src, folder / "in" / "polled.png")
+        wait_until(lambda: settled(folder, 2), what="polled file")
+        assert files(folder / "done") == ["early.png", "polled.png"]
+    finally:
+        d.stop()
+
+
+def test_refuses_output_inside_input(tmp_path: Path, env: dict[str, str]) -> None:
+    root = tmp_path / "bad"
+    (root / "in").mkdir(parents=True)
+    (root / "out").symlink_to(root / "in")
+    r = run_cli(["serve", "--weights", "random", "--bind", "tcp://127.0.0.1:1", "--watch",
+                 str(root)], env, timeout=60)
+    assert r.returncode == 2 and "inside the input folder" in r.stderr
+
+
+def test_kill_9_mid_batch_then_restart_accounts_for_every_file(tmp_path: Path, folder: Path,
+                                                               src: Path) -> None:
+    (folder / "in" / "impasto.toml").write_text(SETTINGS.replace("iterations = 2",
+                                                                 "iterations = 15"))
+    d = watched(tmp_path, folder)
+    names = [f"k{i:02}.png" for i in range(12)]
+    for n in names:
+        shutil.copy(src, folder / "in" / n)
+    wait_until(lambda: len(files(folder / "done")) >= 3, what="some progress")
+    d.proc.send_signal(signal.SIGKILL)
+    d.proc.wait()
+    d.stop()
+    mid = {"done": files(folder / "done"), "journal": files(folder / ".impasto")}
+    assert len(mid["done"]) < 12, "kill came too late to test anything"
+    d2 = DaemonProcess(tmp_path, extra=["--watch", str(folder)], port=d.port).wait_ready()
+    try:
+        wait_until(lambda: settled(folder, 12), timeout=240, what="all files after restart")
+        time.sleep(1)
+        assert files(folder / "done") == names
+        assert files(folder / "failed") == []
+        outs = files(folder / "out" / "stripes")
+        assert outs == names, f"each output exactly once, got {outs} (before kill: {mid})"
+        assert files(folder / "in") == ["impasto.toml"]
+        assert files(folder / ".impasto") == []
+    finally:
+        d2.stop()
