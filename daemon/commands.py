@@ -74,7 +74,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return run_watch(args)
     if cmd == "gimp":
-        from daemon.gimpinstall import run_gimp
+        from plugin.install import run_gimp
 
         return run_gimp(args)
     raise ImpastoError(BAD_OPTIONS, f"unknown command {cmd}")

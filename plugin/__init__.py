@@ -1,0 +1,8 @@
+"""The GIMP 3 plug-in. The plug-in file itself runs inside GIMP's Python and imports
+only the standard library and gi; `impasto gimp install` copies it into GIMP."""
+
+from pathlib import Path
+
+PLUGIN_NAME = "impasto-neural-style"
+PLUGIN_FILE = Path(__file__).resolve().parent / PLUGIN_NAME / f"{PLUGIN_NAME}.py"
+CONFIG_NAME = "impasto-bridge.json"

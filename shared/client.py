@@ -54,6 +54,9 @@ class Client:
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        # A DEALER blocks on send while it has no peer, e.g. after a refused CurveZMQ
+        # handshake; a send timeout turns that into "no daemon answered".
+        self.sock.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))
         if keys is None:
             keys = load_client_keys(keys_dir or paths.keys_dir()) if _wants_curve(self.address) else None
         if keys is not None:
@@ -78,7 +81,10 @@ class Client:
 
     def send(self, msg: Message) -> str:
         req = self._new_req()
-        self.sock.send_multipart(encode(msg, req), copy=False)
+        try:
+            self.sock.send_multipart(encode(msg, req), copy=False)
+        except zmq.Again:
+            raise DaemonUnavailable(unavailable_message(self.address, self.timeout)) from None
         return req
 
     def receive(self, timeout: float) -> tuple[Message, str | None] | None:
@@ -138,7 +144,7 @@ class Client:
         cancel_sent = False
         while True:
             if should_cancel is not None and job is not None and not cancel_sent and should_cancel():
-                self.sock.send_multipart(encode(Cancel(job=job), self._new_req()))
+                self.send(Cancel(job=job))
                 cancel_sent = True
             got = self.receive(0.2)
             now = time.monotonic()

@@ -1,0 +1,142 @@
+"""`impasto gimp install | uninstall | doctor`: put the plug-in into a GIMP 3 profile."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from plugin import CONFIG_NAME, PLUGIN_FILE, PLUGIN_NAME
+from shared import paths
+
+
+def profile_candidates() -> list[Path]:
+    """GIMP 3 profile folders, most specific first (GIMP3_DIRECTORY overrides all)."""
+    env = os.environ.get("GIMP3_DIRECTORY")
+    if env:
+        return [Path(env)]
+    home = Path.home()
+    if sys.platform == "darwin":
+        return [home / "Library" / "Application Support" / "GIMP" / "3.0"]
+    if sys.platform == "win32":
+        return [Path(os.environ.get("APPDATA", home / "AppData" / "Roaming")) / "GIMP" / "3.0"]
+    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+    return [xdg / "GIMP" / "3.0",
+            home / ".var" / "app" / "org.gimp.GIMP" / "config" / "GIMP" / "3.0",  # Flatpak
+            home / "snap" / "gimp" / "current" / ".config" / "GIMP" / "3.0"]  # Snap
+
+
+def find_profile(explicit: Path | None) -> Path:
+    if explicit is not None:
+        return explicit
+    candidates = profile_candidates()
+    for c in candidates:
+        if c.is_dir():
+            return c
+    return candidates[0]
+
+
+def plugin_dir(profile: Path) -> Path:
+    # GIMP only loads plug-ins/NAME/NAME.py, with the run bit set.
+    return profile / "plug-ins" / PLUGIN_NAME
+
+
+def bridge_command(explicit: str | None) -> list[str]:
+    if explicit:
+        return shlex.split(explicit)
+    return [sys.executable, "-m", "shared.bridge"]
+
+
+def install(args: argparse.Namespace) -> int:
+    profile = find_profile(args.gimp_dir)
+    target = plugin_dir(profile)
+    target.mkdir(parents=True, exist_ok=True)
+    dest = target / f"{PLUGIN_NAME}.py"
+    # copyfile, not copy2: a fresh mtime makes GIMP re-read the plug-in (pluginrc cache).
+    shutil.copyfile(PLUGIN_FILE, dest)
+    dest.chmod(0o755)
+    address = args.address or paths.default_address()
+    autostart = None
+    if not args.no_autostart:
+        autostart = {"command": [sys.executable, "-m", "daemon.cli", "serve", "--bind", address],
+                     "wait_s": 300, "log": str(paths.cache_dir() / "daemon.log")}
+    config = {"bridge": bridge_command(args.bridge), "address": address, "timeout": 5.0,
+              "autostart": autostart, "env": {}}
+    (target / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+    print(f"installed the impasto plug-in in {target}")
+    print(f"  bridge: {' '.join(config['bridge'])}")
+    print(f"  daemon: {address}" + (" (started on demand)" if autostart else " (never started by GIMP)"))
+    print("Restart GIMP, then use Filters > Artistic > Neural Style...")
+    return 0
+
+
+def uninstall(args: argparse.Namespace) -> int:
+    target = plugin_dir(find_profile(args.gimp_dir))
+    if not target.exists():
+        print(f"nothing to remove: {target} does not exist")
+        return 0
+    shutil.rmtree(target)
+    print(f"removed {target}")
+    return 0
+
+
+def doctor(args: argparse.Namespace) -> int:
+    problems = 0
+
+    def report(ok: bool, what: str, fix: str = "") -> None:
+        nonlocal problems
+        problems += not ok
+        print(f"[{'ok' if ok else '!!'}] {what}" + ("" if ok or not fix else f"\n     fix: {fix}"))
+
+    profile = find_profile(args.gimp_dir)
+    report(profile.is_dir(), f"GIMP 3 profile: {profile}",
+           "start GIMP 3 once so it creates its profile, or pass --gimp-dir")
+    gimp = shutil.which("gimp-3.0") or shutil.which("gimp") or shutil.which("gimp-console-3.0")
+    report(gimp is not None, f"GIMP on PATH: {gimp or 'not found'}",
+           "install GIMP 3 (Debian 13: apt-get install gimp); a Flatpak GIMP works too")
+    target = plugin_dir(profile)
+    dest = target / f"{PLUGIN_NAME}.py"
+    installed = dest.is_file()
+    report(installed, f"plug-in file: {dest}", "run `impasto gimp install`")
+    if installed:
+        report(os.access(dest, os.X_OK), "plug-in file is executable", f"chmod +x {dest}")
+        same = hashlib.sha256(dest.read_bytes()).digest() == hashlib.sha256(
+            PLUGIN_FILE.read_bytes()).digest()
+        report(same, "plug-in matches this impasto version", "run `impasto gimp install` again")
+    cfg_path = target / CONFIG_NAME
+    try:
+        cfg = json.loads(cfg_path.read_text())
+        report(True, f"bridge config: {cfg_path}")
+    except (OSError, ValueError) as e:
+        report(False, f"bridge config {cfg_path}: {e}", "run `impasto gimp install`")
+        return 1
+    command = cfg.get("bridge") or []
+    try:
+        r = subprocess.run(command + ["ping", cfg.get("address") or paths.default_address()],
+                           capture_output=True, text=True, timeout=30,
+                           env={**os.environ, **(cfg.get("env") or {})})
+        lines = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
+        last = lines[-1] if lines else {"event": "error", "message": r.stderr.strip()[-300:]}
+    except (OSError, subprocess.TimeoutExpired, ValueError) as e:
+        report(False, f"bridge {' '.join(command)} cannot run: {e}", "run `impasto gimp install`")
+        return 1
+    report(last.get("event") in ("pong", "error") and "No module" not in str(last),
+           f"bridge runs: {' '.join(command)}", "run `impasto gimp install` from impasto's venv")
+    if last.get("event") == "pong":
+        report(True, f"daemon answers at {last['address']} (impasto {last['version']})")
+    else:
+        auto = cfg.get("autostart")
+        report(bool(auto), f"daemon: {last.get('message')}",
+               "start one with `impasto serve`, or reinstall without --no-autostart")
+    print("all good" if not problems else f"{problems} problem(s) found")
+    return 0 if not problems else 1
+
+
+def run_gimp(args: argparse.Namespace) -> int:
+    return {"install": install, "uninstall": uninstall, "doctor": doctor}[args.gimp_command](args)
