@@ -1,0 +1,85 @@
+"""Runs a real GIMP 3 in batch mode: in the Debian 13 chroot that tests/gimp/setup_gimp.sh
+builds on Debian 12, or the system's GIMP on Debian 13."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from tests.helpers import REPO
+
+GIMP = "gimp-console-3.0"
+
+
+class GimpRunner:
+    def __init__(self, root: str, work: Path) -> None:
+        self.chroot = None if root == "host" else Path(root)
+        # Paths as GIMP sees them (inside the chroot) and as the host sees them.
+        inner = Path("/impasto-test")
+        if self.chroot is not None:
+            self.host_base = self.chroot / "impasto-test"
+            self.inner_base = inner
+        else:
+            self.host_base = self.inner_base = work / "gimp"
+        if self.host_base.exists():
+            shutil.rmtree(self.host_base)
+        (self.host_base / "io").mkdir(parents=True)
+        (self.host_base / "home").mkdir(parents=True)
+
+    @property
+    def profile(self) -> Path:
+        return self.host_base / "home" / ".config" / "GIMP" / "3.0"
+
+    def host(self, inner: Path | str) -> Path:
+        """Host path of a path that GIMP sees."""
+        rel = Path(inner).relative_to(self.inner_base)
+        return self.host_base / rel
+
+    def inner(self, host: Path) -> Path:
+        return self.inner_base / host.relative_to(self.host_base)
+
+    @property
+    def io(self) -> Path:
+        return self.host_base / "io"
+
+    def bridge_command(self, venv_python: str) -> str:
+        """The bridge as GIMP's side runs it: in the chroot, the chroot's Python (with
+        Debian's python3-zmq) and a copy of the project's shared/ package."""
+        if self.chroot is None:
+            return f"{venv_python} -m shared.bridge"
+        dest = self.host_base / "opt" / "shared"
+        shutil.copytree(REPO / "shared", dest, ignore=shutil.ignore_patterns("__pycache__"))
+        return f"/usr/bin/python3 {self.inner(dest)}/bridge.py"
+
+    def run_batch(self, script: Path, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+        batch = self.io / script.name
+        shutil.copyfile(script, batch)
+        code = f"exec(open({str(self.inner(batch))!r}).read())"
+        genv = {"PATH": "/usr/bin:/bin", "HOME": str(self.inner_base / "home"), "LANG": "C.UTF-8",
+                "PYTHONUNBUFFERED": "1", "IMPASTO_IO": str(self.inner(self.io)), **env}
+        args = [GIMP, "-i", "--batch-interpreter=python-fu-eval", "-b", code, "--quit"]
+        if self.chroot is not None:
+            cmd = ["chroot", str(self.chroot), "/usr/bin/env", "-i"] + [f"{k}={v}" for k, v in genv.items()] + args
+            run_env = None
+        else:
+            cmd, run_env = args, {**os.environ, **genv}
+        t0 = time.monotonic()
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=run_env)
+        p.elapsed = time.monotonic() - t0  # type: ignore[attr-defined]
+        return p
+
+
+def gimp_root() -> str | None:
+    """Where a GIMP 3 is: $IMPASTO_GIMP_ROOT (set by scripts/test), or the system's."""
+    root = os.environ.get("IMPASTO_GIMP_ROOT")
+    if root == "host" or (root and Path(root, "usr/bin", GIMP).exists()):
+        return root
+    if shutil.which(GIMP):
+        return "host"
+    default = Path("/var/tmp/impasto-gimp/root")
+    if (default / "usr/bin" / GIMP).exists():
+        return str(default)
+    return None

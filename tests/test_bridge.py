@@ -1,0 +1,135 @@
+"""The batch bridge and `impasto gimp install/doctor`, on the host without GIMP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO, free_port, gradient_image, run_cli, stripes_image
+
+
+def bridge(request: dict, tmp: Path, env: dict[str, str]) -> tuple[int, list[dict]]:
+    req = tmp / "req.json"
+    req.write_text(json.dumps(request))
+    # stdin stays open, as GIMP's plug-in keeps it: its closing means "cancel".
+    p = subprocess.Popen([sys.executable, str(REPO / "shared" / "bridge.py"), "run", str(req)],
+                         env=env, stdout=subprocess.PIPE, text=True, stdin=subprocess.PIPE)
+    assert p.stdout is not None and p.stdin is not None
+    out = p.stdout.read()
+    rc = p.wait(300)
+    p.stdin.close()
+    return rc, [json.loads(x) for x in out.splitlines()]
+
+
+def job(tmp: Path, address: str, autostart: dict | None) -> dict:
+    img = gradient_image(50, 40, alpha=True)
+    (tmp / "c.rgba").write_bytes(img.tobytes())
+    style = tmp / "s.png"
+    stripes_image(32, 32).save(style)
+    return {"address": address, "timeout": 2, "autostart": autostart,
+            "content": {"path": str(tmp / "c.rgba"), "width": 50, "height": 40},
+            "styles": [{"path": str(style)}], "output": str(tmp / "out.rgba"),
+            "options": {"size": 64, "scales": 1, "iterations": 2, "match_content_size": True}}
+
+
+def test_autostart_starts_daemon_and_runs_job(tmp_path: Path, env: dict[str, str]) -> None:
+    addr = f"tcp://127.0.0.1:{free_port()}"
+    log = tmp_path / "daemon.log"
+    auto = {"command": [sys.executable, "-m", "daemon.cli", "serve", "--weights", "random",
+                        "--bind", addr], "wait_s": 120, "log": str(log)}
+    try:
+        rc, events = bridge(job(tmp_path, addr, auto), tmp_path, {**env, "PYTHONPATH": str(REPO)})
+        assert rc == 0, events
+        texts = [e.get("text", "") for e in events if e["event"] == "status"]
+        assert any("starting the impasto daemon" in t for t in texts)
+        assert events[-1]["event"] == "done" and (events[-1]["width"], events[-1]["height"]) == (50, 40)
+        assert (tmp_path / "out.rgba").stat().st_size == 50 * 40 * 4
+        assert [e["step"] for e in events if e["event"] == "progress"][-1] == 2
+        # the daemon stays up for the next request: no autostart needed now
+        rc, events = bridge(job(tmp_path, addr, None), tmp_path, env)
+        assert rc == 0 and not any("starting" in e.get("text", "") for e in events)
+    finally:
+        subprocess.run(["pkill", "-TERM", "-f", "--", f"--bind {addr}"], check=False)
+
+
+def test_autostart_failure_is_explained(tmp_path: Path, env: dict[str, str]) -> None:
+    addr = f"tcp://127.0.0.1:{free_port()}"
+    auto = {"command": [sys.executable, "-m", "daemon.cli", "serve", "--bind", addr],  # no weights
+            "wait_s": 120, "log": str(tmp_path / "d.log")}
+    rc, events = bridge(job(tmp_path, addr, auto), tmp_path, {**env, "PYTHONPATH": str(REPO)})
+    assert rc == 1
+    assert events[-1]["event"] == "error" and "exited" in events[-1]["message"]
+    assert "No VGG19 weights" in (tmp_path / "d.log").read_text()
+
+
+def test_no_daemon_no_autostart(tmp_path: Path, env: dict[str, str]) -> None:
+    addr = f"tcp://127.0.0.1:{free_port()}"
+    rc, events = bridge(job(tmp_path, addr, None), tmp_path, env)
+    assert rc == 1 and events[-1]["code"] == "unavailable"
+    assert f"no impasto daemon answered at {addr}" in events[-1]["message"]
+
+
+def test_bridge_never_imports_torch_or_pillow(tmp_path: Path, env: dict[str, str]) -> None:
+    code = ("import sys, runpy; sys.argv = ['bridge', 'ping', 'tcp://127.0.0.1:9']; "
+            "import shared.bridge as b; rc = b.main(sys.argv[1:]); "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'PIL', 'numpy')]; "
+            "assert not bad, bad")
+    p = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+
+
+def test_install_uninstall_and_doctor(tmp_path: Path, env: dict[str, str]) -> None:
+    profile = tmp_path / "gimp-profile"
+    profile.mkdir()
+    env = {**env, "GIMP3_DIRECTORY": str(profile)}
+    r = run_cli(["gimp", "doctor"], env)
+    assert r.returncode == 1 and "run `impasto gimp install`" in r.stdout
+    addr = f"tcp://127.0.0.1:{free_port()}"
+    r = run_cli(["gimp", "install", "--address", addr], env)
+    assert r.returncode == 0, r.stderr
+    target = profile / "plug-ins" / "impasto-neural-style"
+    assert os.access(target / "impasto-neural-style.py", os.X_OK)
+    cfg = json.loads((target / "impasto-bridge.json").read_text())
+    assert cfg["address"] == addr and cfg["autostart"]["command"][-2:] == ["--bind", addr]
+    assert cfg["bridge"][0] == sys.executable
+    r = run_cli(["gimp", "doctor"], env)
+    assert "[ok] plug-in matches this impasto version" in r.stdout
+    assert "[ok] bridge runs" in r.stdout, r.stdout
+    assert f"no impasto daemon answered at {addr}" in r.stdout
+    r = run_cli(["gimp", "uninstall"], env)
+    assert r.returncode == 0 and not target.exists()
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM"])
+def test_bridge_cancels_job_when_gimp_goes_away(tmp_path: Path, env: dict[str, str],
+                                                signal_name: str) -> None:
+    from tests.helpers import DaemonProcess
+
+    d = DaemonProcess(tmp_path).wait_ready()
+    try:
+        req = job(tmp_path, d.address, None)
+        req["options"]["iterations"] = 100000
+        (tmp_path / "r.json").write_text(json.dumps(req))
+        p = subprocess.Popen([sys.executable, str(REPO / "shared" / "bridge.py"), "run",
+                              str(tmp_path / "r.json")], env=env, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+        assert p.stdout is not None and p.stdin is not None
+        for line in p.stdout:
+            if json.loads(line)["event"] == "progress":
+                break
+        p.stdin.close()  # GIMP's end of the pipe goes away
+        last = [json.loads(x) for x in p.stdout.read().splitlines()][-1]
+        assert p.wait(60) == 1 and last["code"] == "cancelled"
+        from shared.client import Client
+
+        with Client(d.address) as c:
+            assert c.status().running is None
+    finally:
+        d.stop(getattr(signal, signal_name))
