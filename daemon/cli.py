@@ -31,6 +31,8 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--size", type=int, help="long side of the output in pixels")
     g.add_argument("--iterations", type=int, help="evaluations at the final scale")
     g.add_argument("--scales", type=int, help="coarse-to-fine scales (1 = single scale)")
+    g.add_argument("--evaluations", type=lambda t: [int(x) for x in t.split(",")],
+                   help="evaluations per scale, coarsest first, e.g. 60,30,10")
     g.add_argument("--content-weight", type=float)
     g.add_argument("--style-weight", type=float)
     g.add_argument("--tv-weight", type=float)
@@ -48,7 +50,7 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tolerance", type=float, help="stop a scale when the loss stalls (0 = never)")
 
 
-_ENGINE_FIELDS = ("preset", "size", "iterations", "scales", "content_weight", "style_weight",
+_ENGINE_FIELDS = ("preset", "size", "iterations", "scales", "evaluations", "content_weight", "style_weight",
                   "tv_weight", "optimizer", "learning_rate", "init", "seed", "preserve_colors",
                   "style_scale", "style_weights", "content_layers", "style_layers",
                   "style_layer_weights", "pooling", "tolerance")

@@ -52,6 +52,8 @@ class EngineOptions:
     size: int | None = None  # long side of the output, pixels
     iterations: int | None = None  # evaluations at the final scale
     scales: int | None = None  # number of coarse-to-fine scales (1 = single scale)
+    # Evaluations per scale, coarsest first; sets scales and iterations at once.
+    evaluations: list[int] | None = None
     content_weight: float = 5.0
     style_weight: float = 100.0
     tv_weight: float = 1e-3
@@ -82,6 +84,11 @@ class EngineOptions:
         """(long side, evaluations) per scale, coarsest first."""
         preset = PRESETS[self.preset]
         size = self.resolved_size()
+        if self.evaluations is not None:
+            sizes = [size]
+            while len(sizes) < len(self.evaluations):
+                sizes.insert(0, sizes[0] // 2)
+            return list(zip(sizes, self.evaluations))
         n = self.scales if self.scales is not None else len(preset.iterations)
         sizes = [size]
         while len(sizes) < n and sizes[0] // 2 >= MIN_SCALE_SIZE:
@@ -167,6 +174,13 @@ class EngineOptions:
         integer("size", MIN_SCALE_SIZE, MAX_SIZE)
         integer("iterations", 1, 100_000)
         integer("scales", 1, 8)
+        if self.evaluations is not None:
+            v = self.evaluations
+            if (not isinstance(v, list) or not 1 <= len(v) <= 8 or not all(
+                    isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= 100_000 for x in v)):
+                raise bad("evaluations must be a list of 1 to 8 counts from 1 to 100000")
+            if self.resolved_size() >> (len(v) - 1) < 16:
+                raise bad(f"{len(v)} scales below {self.resolved_size()} px would go under 16 px")
         integer("seed", 0, 2**63 - 1)
         number("content_weight", 0.0, 1e12)
         number("style_weight", 0.0, 1e12)

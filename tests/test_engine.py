@@ -80,6 +80,14 @@ def test_multiscale_output_has_requested_size(engine: Engine) -> None:
     assert steps[-1].step == steps[-1].total == opts.total_evaluations()
 
 
+def test_explicit_evaluations_per_scale() -> None:
+    opts = EngineOptions(size=256, evaluations=[5, 3, 2])
+    assert opts.schedule() == [(64, 5), (128, 3), (256, 2)]
+    assert opts.total_evaluations() == 10
+    with pytest.raises(Exception, match="evaluations"):
+        EngineOptions.from_dict({"evaluations": [1, 0]})
+
+
 def test_schedule_spends_most_evaluations_on_small_scales() -> None:
     sched = EngineOptions(preset="draft").schedule()
     assert [s for s, _ in sched] == [128, 256, 512]
