@@ -38,13 +38,18 @@ CONTENT_LAYER = "relu4_2"
 
 # --- the baseline: PyTorch-tutorial structure, same losses ---------------------------------
 class _Content(nn.Module):
-    def __init__(self, target: torch.Tensor) -> None:
+    """Target set after building: until then it passes through and remembers its input."""
+
+    def __init__(self) -> None:
         super().__init__()
-        self.target = target.detach()
-        self.loss = torch.zeros(())
+        self.target: torch.Tensor | None = None
+        self.seen = self.loss = torch.zeros(())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.loss = F.mse_loss(x, self.target)
+        if self.target is None:
+            self.seen = x.detach()
+        else:
+            self.loss = F.mse_loss(x, self.target)
         return x
 
 
@@ -54,14 +59,12 @@ def _gram(x: torch.Tensor) -> torch.Tensor:
     return torch.mm(f, f.t()).div(a * b * c * d)
 
 
-class _Style(nn.Module):
-    def __init__(self, target_feature: torch.Tensor) -> None:
-        super().__init__()
-        self.target = _gram(target_feature).detach()
-        self.loss = torch.zeros(())
-
+class _Style(_Content):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.loss = F.mse_loss(_gram(x), self.target)
+        if self.target is None:
+            self.seen = _gram(x).detach()
+        else:
+            self.loss = F.mse_loss(_gram(x), self.target)
         return x
 
 
@@ -88,14 +91,21 @@ def baseline_model(features: nn.Sequential, style: torch.Tensor, content: torch.
         model.add_module(VGG19_LAYERS[i], layer)
         name = VGG19_LAYERS[i]
         if name == CONTENT_LAYER:
-            m = _Content(model(content).detach())
-            model.add_module("content_" + name, m)
-            contents.append(m)
+            contents.append(_Content())
+            model.add_module("content_" + name, contents[-1])
         if name in STYLE_LAYERS:
-            m = _Style(model(style).detach())
-            model.add_module("style_" + name, m)
-            styles.append(m)
-    return model.requires_grad_(False), contents, styles
+            styles.append(_Style())
+            model.add_module("style_" + name, styles[-1])
+    model.requires_grad_(False)
+    with torch.no_grad():
+        model(content)
+        content_targets = [m.seen for m in contents]
+        model(style)
+    for m, t in zip(contents, content_targets):
+        m.target = t
+    for m in styles:
+        m.target = m.seen
+    return model, contents, styles
 
 
 def baseline_run(features, content_img, style_img, size: int, evals: int, cw=5.0, sw=100.0, tvw=1e-3):
@@ -126,12 +136,20 @@ def baseline_run(features, content_img, style_img, size: int, evals: int, cw=5.0
 
 
 # --- measurements ---------------------------------------------------------------------------
-def per_eval(engine: Engine, content, style, size: int, features) -> dict:
-    opts = EngineOptions(size=size, scales=1, iterations=4, seed=0, tolerance=0.0)
-    engine.run(content, [StyleInput(style)], opts)  # warm-up (allocator, oneDNN)
-    t_imp = median_time(lambda: engine.run(content, [StyleInput(style)], opts), 3) / 4
-    baseline_run(features, content, style, size, 4)
-    t_base = median_time(lambda: baseline_run(features, content, style, size, 4), 3) / 4
+def per_eval(engine: Engine, content, style, size: int, features, n: int = 8) -> dict:
+    """Marginal cost of an evaluation: (time of 2n evaluations - time of n) / n, so
+    the one-off setup (targets, resizing) of either implementation does not count."""
+
+    def imp(k: int) -> float:
+        opts = EngineOptions(size=size, evaluations=[k], seed=0, tolerance=0.0)
+        return median_time(lambda: engine.run(content, [StyleInput(style)], opts), 3)
+
+    def base(k: int) -> float:
+        return median_time(lambda: baseline_run(features, content, style, size, k), 3)
+
+    imp(2), base(2)  # warm-up: allocator, oneDNN primitives
+    t_imp = (imp(2 * n) - imp(n)) / n
+    t_base = (base(2 * n) - base(n)) / n
     h = round(size * content.height / content.width)
     gflop = vgg_gflop(h, size, VGG19_LAYERS.index("relu5_1"))
     return {"size": size, "impasto_s_per_eval": t_imp, "baseline_s_per_eval": t_base,
