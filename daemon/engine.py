@@ -21,6 +21,7 @@ from PIL import Image
 from daemon import color
 from daemon.losses import ContentLoss, StyleLoss, TVLoss, gram
 from daemon.tensors import long_side_size, resize_long, to_image, to_tensor
+from daemon.tiled import TiledObjective, tiled_grams
 from daemon.vgg import VGGFeatures
 from daemon.weights import Weights
 from shared.errors import BAD_OPTIONS, OUT_OF_MEMORY, ImpastoError
@@ -50,6 +51,7 @@ class Outcome:
     evaluations: int
     elapsed_s: float
     history: list[float] = field(default_factory=list)  # total loss per evaluation
+    tiled_scales: list[int] = field(default_factory=list)  # scales evaluated in tiles
 
 
 class Cancelled(Exception):
@@ -133,9 +135,14 @@ class Engine:
         done = 0
         history: list[float] = []
         losses: dict[str, float] = {}
+        tiled_scales: list[int] = []
         for k, (size, n_evals) in enumerate(schedule):
+            w, h = long_side_size(content_rgb.width, content_rgb.height, size)
+            tiled = w * h > opts.tile_pixels
+            if tiled:
+                tiled_scales.append(k)
             objective, c, style_ts, blend = self._scale_objective(net, content_rgb, styles, opts,
-                                                                  size, cache)
+                                                                  size, cache, tiled)
             if image is None:
                 x = self._init(opts.init, c, style_ts, blend, gen)
             else:
@@ -166,7 +173,8 @@ class Engine:
         if alpha is not None:
             result = result.convert("RGBA")
             result.putalpha(alpha if alpha.size == result.size else alpha.resize(result.size))
-        return Outcome(result, losses, seed, len(history), time.perf_counter() - t0, history)
+        return Outcome(result, losses, seed, len(history), time.perf_counter() - t0, history,
+                       tiled_scales)
 
     def evaluate(self, image: Image.Image, content: Image.Image, styles: list[StyleInput],
                  opts: EngineOptions) -> dict[str, float]:
@@ -190,8 +198,9 @@ class Engine:
 
     def _scale_objective(self, net: VGGFeatures, content_rgb: Image.Image,
                          styles: list[StyleInput], opts: EngineOptions, size: int,
-                         cache: TargetCache | None,
-                         ) -> tuple[Objective, torch.Tensor, list[torch.Tensor], list[float]]:
+                         cache: TargetCache | None, tiled: bool = False,
+                         ) -> tuple[Objective | TiledObjective, torch.Tensor, list[torch.Tensor],
+                                    list[float]]:
         """Targets at one scale: content features, blended style Grams, TV."""
         if not styles:
             raise ImpastoError(BAD_OPTIONS, "at least one style image is needed")
@@ -204,26 +213,35 @@ class Engine:
         if opts.preserve_colors == "luminance":
             c = color.luminance(c)
         c = c.to(self.device).unsqueeze(0)
+        targets = [self._style_targets(net, st, opts, cache) for st in style_ts]
+        layer_weights = opts.style_layer_weights or [1.0] * len(opts.style_layers)
+        # neural-style's blend: the target Gram is the weighted mean of the styles'.
+        grams = {n: sum(b * t[n] for b, t in zip(blend, targets)) / sum(blend)
+                 for n in opts.style_layers}
+        weights = {n: opts.style_weight * lw for n, lw in zip(opts.style_layers, layer_weights)}
+        if tiled:
+            objective: Objective | TiledObjective = TiledObjective(
+                net, c, grams, opts.content_layers, weights, opts.content_weight, opts.tv_weight,
+                core=opts.tile_size)
+            return objective, c, style_ts, blend
         with torch.no_grad():
             c_feats = net(c)
         content_losses = {n: ContentLoss(c_feats[n], opts.content_weight)
                           for n in opts.content_layers}
-        targets = [self._style_targets(net, st, opts, cache) for st in style_ts]
-        layer_weights = opts.style_layer_weights or [1.0] * len(opts.style_layers)
-        style_losses = {
-            # neural-style's blend: the target Gram is the weighted mean of the styles'.
-            n: StyleLoss(sum(b * t[n] for b, t in zip(blend, targets)) / sum(blend),
-                         opts.style_weight * lw)
-            for n, lw in zip(opts.style_layers, layer_weights)
-        }
+        style_losses = {n: StyleLoss(grams[n], weights[n]) for n in opts.style_layers}
         return Objective(net, content_losses, style_losses, TVLoss(opts.tv_weight)), c, \
             style_ts, blend
 
     # --- pieces ------------------------------------------------------------------------
-    def _optimize(self, x: torch.Tensor, objective: Objective, opts: EngineOptions,
+    def _optimize(self, x: torch.Tensor, objective: Objective | TiledObjective, opts: EngineOptions,
                   n_evals: int, report: Callable[[dict[str, float], int], None],
                   should_stop: Callable[[], bool] | None) -> dict[str, float]:
         opt = self._optimizer(opts, x)
+        if isinstance(objective, TiledObjective) and isinstance(opt, torch.optim.LBFGS):
+            # Each history pair holds two image-sized vectors: at 16 MP that is 400 MB,
+            # so keep the pairs within about 2 GB.
+            pair = 2 * x.numel() * x.element_size()
+            opt.param_groups[0]["history_size"] = int(max(5, min(100, 2**31 // pair)))
         scale_history: list[float] = []
         # The optimiser sees the objective divided by its value at the scale's start.
         # torch's L-BFGS skips curvature pairs with y.s < 1e-10 (an absolute threshold),
@@ -236,11 +254,18 @@ class Engine:
             if should_stop is not None and should_stop():
                 raise Cancelled()
             opt.zero_grad(set_to_none=True)
-            loss = objective(x)
-            if not norm:
-                norm.append(1.0 / max(abs(loss.item()), 1e-30))
-            scaled = loss * norm[0]
-            scaled.backward()
+            if isinstance(objective, TiledObjective):
+                loss, grad = objective.value_and_grad(x.detach())
+                if not norm:
+                    norm.append(1.0 / max(abs(loss.item()), 1e-30))
+                scaled = loss * norm[0]
+                x.grad = grad * norm[0]
+            else:
+                loss = objective(x)
+                if not norm:
+                    norm.append(1.0 / max(abs(loss.item()), 1e-30))
+                scaled = loss * norm[0]
+                scaled.backward()
             scale_history.append(objective.last["total"])
             report(objective.last, objective.evals)
             return scaled
@@ -279,9 +304,13 @@ class Engine:
             hit = cache.get(key)
             if hit is not None:
                 return {k: v.to(self.device) for k, v in hit.items()}
-        with torch.no_grad():
-            feats = net(style.to(self.device).unsqueeze(0))
-            targets = {name: gram(feats[name]) for name in opts.style_layers}
+        st = style.to(self.device).unsqueeze(0)
+        if st.shape[-1] * st.shape[-2] > opts.tile_pixels:
+            targets = tiled_grams(net, st, opts.style_layers, opts.tile_size)
+        else:
+            with torch.no_grad():
+                feats = net(st)
+                targets = {name: gram(feats[name]) for name in opts.style_layers}
         if cache is not None and key is not None:
             cache.put(key, targets)
         return targets

@@ -72,6 +72,10 @@ class EngineOptions:
     pooling: str = "max"
     tolerance: float | None = None  # stop a scale when relative loss change falls below
     match_content_size: bool = False  # resize the result to the content image's size
+    # Scales with more pixels than this are evaluated in tiles (daemon/tiled.py): same
+    # objective and gradient, a fraction of the memory. 4 MP needs about 9 GB untiled.
+    tile_pixels: int = 2048 * 2048
+    tile_size: int = 512  # tile core, pixels (a multiple of 16)
 
     # --- derived -------------------------------------------------------------------
     def resolved_size(self) -> int:
@@ -197,5 +201,9 @@ class EngineOptions:
         layers("style_layers")
         weights("style_layer_weights", len(self.style_layers))
         weights("style_weights", None)
+        integer("tile_pixels", 64 * 64, 1 << 40, optional=False)
+        integer("tile_size", 32, 4096, optional=False)
+        if self.tile_size % 16:
+            raise bad(f"tile_size must be a multiple of 16, got {self.tile_size}")
         if not isinstance(self.match_content_size, bool):
             raise bad("match_content_size must be true or false")
