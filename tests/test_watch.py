@@ -12,16 +12,17 @@ import pytest
 from PIL import Image
 
 from shared.client import Client
-from tests.helpers import DaemonProcess, gradient_image, run_cli, stripes_image
+from tests.helpers import DaemonProcess, gradient_image, make_env, run_cli, stripes_image
 
 SETTINGS = 'style = "stripes"\nsize = 64\nscales = 1\niterations = 2\n'
 
 
-def add_style(d: DaemonProcess, tmp: Path, name: str = "stripes") -> None:
-    p = tmp / f"{name}-src.png"
-    stripes_image(32, 32).save(p)
-    r = run_cli(["styles", "add", name, str(p), "--address", d.address], d.env)
-    assert r.returncode == 0, r.stderr
+def add_style(tmp: Path, name: str = "stripes") -> None:
+    """Put a style into the library folder before the daemon (and its watcher) starts,
+    so that files found by the start-up scan already have their style."""
+    library = Path(make_env(tmp)["IMPASTO_DATA_DIR"]) / "styles"
+    library.mkdir(parents=True, exist_ok=True)
+    stripes_image(32, 32).save(library / f"{name}.png")
 
 
 @pytest.fixture
@@ -40,9 +41,8 @@ def src(tmp_path: Path) -> Path:
 
 
 def watched(tmp_path: Path, folder: Path, *extra: str) -> DaemonProcess:
-    d = DaemonProcess(tmp_path, extra=["--watch", str(folder), *extra]).wait_ready()
-    add_style(d, tmp_path)
-    return d
+    add_style(tmp_path)
+    return DaemonProcess(tmp_path, extra=["--watch", str(folder), *extra]).wait_ready()
 
 
 def files(d: Path) -> list[str]:
