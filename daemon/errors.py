@@ -4,7 +4,6 @@ from __future__ import annotations
 
 
 def describe(e: BaseException) -> tuple[str, str | None]:
-    from daemon.serve import ImpastoError  # noqa: F401 - keeps import order obvious
     from daemon.server import ServeError
     from daemon.weights import WeightsUnavailable
 

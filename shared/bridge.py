@@ -29,8 +29,10 @@ if __package__ in (None, ""):  # run as a file: make the `shared` package import
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared.client import Client, DaemonUnavailable  # noqa: E402
-from shared.errors import ImpastoError  # noqa: E402
+from shared.errors import BAD_OPTIONS, ImpastoError  # noqa: E402
 from shared.protocol import ImageRef, Progress, StyleRef, Stylize  # noqa: E402
+
+UNAVAILABLE = "unavailable"  # bridge-only code: no daemon, and none could be started
 
 
 def emit(**event: Any) -> None:
@@ -65,13 +67,13 @@ def ensure_daemon(client: Client, autostart: dict[str, Any] | None) -> None:
             proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                     start_new_session=True)  # outlives GIMP's plug-in
         except OSError as e:
-            raise ImpastoError("unavailable", f"could not start the daemon with {' '.join(command)}:"
+            raise ImpastoError(UNAVAILABLE, f"could not start the daemon with {' '.join(command)}:"
                                f" {e.strerror or e}") from None
     deadline = time.monotonic() + float(autostart.get("wait_s", 300))
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = _tail(log_path)
-            raise ImpastoError("unavailable", f"the daemon started with {' '.join(command)} exited "
+            raise ImpastoError(UNAVAILABLE, f"the daemon started with {' '.join(command)} exited "
                                f"({proc.returncode}){': ' + tail if tail else ''}")
         try:
             st = client.status()
@@ -82,7 +84,7 @@ def ensure_daemon(client: Client, autostart: dict[str, Any] | None) -> None:
         except DaemonUnavailable:
             pass
         time.sleep(0.5)
-    raise ImpastoError("unavailable", f"the daemon did not get ready within {autostart.get('wait_s', 300)} s;"
+    raise ImpastoError(UNAVAILABLE, f"the daemon did not get ready within {autostart.get('wait_s', 300)} s;"
                        f" see {log_path}")
 
 
@@ -104,10 +106,10 @@ def style_ref(spec: dict[str, Any]) -> StyleRef:
         try:
             return StyleRef(image=ImageRef(p.read_bytes(), "encoded"), weight=weight)
         except OSError as e:
-            raise ImpastoError("bad_options", f"cannot read style image {p}: {e.strerror}") from None
+            raise ImpastoError(BAD_OPTIONS, f"cannot read style image {p}: {e.strerror}") from None
     if spec.get("name"):
         return StyleRef(name=str(spec["name"]), weight=weight)
-    raise ImpastoError("bad_options", "no style given: a library name, an image file or a layer")
+    raise ImpastoError(BAD_OPTIONS, "no style given: a library name, an image file or a layer")
 
 
 def run(request: dict[str, Any]) -> int:

@@ -8,18 +8,23 @@ from pathlib import Path
 
 from PIL import Image
 
-from shared.errors import STORAGE, ImpastoError
+from shared.errors import BAD_OPTIONS, STORAGE, ImpastoError
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF",
            ".tiff": "TIFF", ".bmp": "BMP"}
 
 
-def save_image(img: Image.Image, path: Path) -> Path:
-    path = Path(path)
+def format_for(path: Path) -> str:
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise ImpastoError("bad_options", f"cannot write {path.suffix or 'files without an extension'}"
+        raise ImpastoError(BAD_OPTIONS, f"cannot write {path.suffix or 'files without an extension'}"
                            f"; use one of {', '.join(sorted(FORMATS))}")
+    return fmt
+
+
+def save_image(img: Image.Image, path: Path) -> Path:
+    path = Path(path)
+    fmt = format_for(path)
     if fmt in ("JPEG", "BMP") and img.mode == "RGBA":
         img = img.convert("RGB")
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -40,9 +45,7 @@ def save_image(img: Image.Image, path: Path) -> Path:
 def check_writable(path: Path) -> None:
     """Fail before a long job, not after it, when the output cannot be written."""
     path = Path(path)
-    if FORMATS.get(path.suffix.lower()) is None:
-        raise ImpastoError("bad_options", f"cannot write {path.suffix or 'files without an extension'}"
-                           f"; use one of {', '.join(sorted(FORMATS))}")
+    format_for(path)
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent

@@ -18,7 +18,7 @@ from typing import Any
 
 import tomllib
 
-from shared.errors import BAD_OPTIONS, ImpastoError
+from shared.errors import BAD_OPTIONS, STORAGE, ImpastoError
 
 SETTINGS_NAME = "impasto.toml"
 # Names that are still being written by common tools, whatever their extension.
@@ -112,7 +112,7 @@ def unique_path(path: Path) -> Path:
         p = path.with_name(f"{path.stem}-{i}{path.suffix}")
         if not p.exists():
             return p
-    raise ImpastoError("storage", f"too many files named like {path}")
+    raise ImpastoError(STORAGE, f"too many files named like {path}")
 
 
 def write_atomic(path: Path, data: bytes) -> None:
