@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from daemon.cli import EXIT_CANCELLED, EXIT_FAIL, EXIT_NO_DAEMON, EXIT_USAGE, engine_options
@@ -36,6 +37,19 @@ def run_command(args: argparse.Namespace) -> int:
         return EXIT_FAIL
 
 
+# command -> (module, function taking args); imported only when run, so client
+# commands never load torch.
+COMMANDS = {
+    "status": ("shared.frontend", "cmd_status"),
+    "cancel": ("shared.frontend", "cmd_cancel"),
+    "styles": ("shared.frontend", "cmd_styles"),
+    "serve": ("daemon.serve", "run_serve"),
+    "keys": ("daemon.keyscmd", "run_keys"),
+    "watch": ("shared.watch.command", "run_watch"),
+    "gimp": ("plugin.install", "run_gimp"),
+}
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     cmd = args.command
     if cmd == "send":
@@ -44,40 +58,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cmd_send(args, engine_options(args))
     if cmd == "stylize":
         return _stylize(args)
-    if cmd == "status":
-        from shared.frontend import cmd_status
-
-        return cmd_status(args)
-    if cmd == "cancel":
-        from shared.frontend import cmd_cancel
-
-        return cmd_cancel(args)
-    if cmd == "styles":
-        from shared.frontend import cmd_styles
-
-        return cmd_styles(args)
-    if cmd == "serve":
-        from daemon.serve import run_serve
-
-        return run_serve(args)
-    if cmd == "keys":
-        from daemon.keyscmd import run_keys
-
-        return run_keys(args)
     if cmd == "weights":
         from daemon.runtime import load_engine
 
         load_engine(args.spec, "cpu", say=lambda m: print(m, file=sys.stderr))
         return 0
-    if cmd == "watch":
-        from shared.watch.command import run_watch
-
-        return run_watch(args)
-    if cmd == "gimp":
-        from plugin.install import run_gimp
-
-        return run_gimp(args)
-    raise ImpastoError(BAD_OPTIONS, f"unknown command {cmd}")
+    if cmd not in COMMANDS:
+        raise ImpastoError(BAD_OPTIONS, f"unknown command {cmd}")
+    module, func = COMMANDS[cmd]
+    return getattr(importlib.import_module(module), func)(args)
 
 
 def _stylize(args: argparse.Namespace) -> int:

@@ -158,11 +158,16 @@ def test_bad_requests_get_errors_and_daemon_keeps_serving(daemon: DaemonProcess)
         assert c.stylize(request()).image is not None
 
 
-def test_thousand_malformed_messages_then_valid(daemon: DaemonProcess) -> None:
-    ctx = zmq.Context.instance()
-    s = ctx.socket(zmq.DEALER)
+def raw_socket(address: str) -> zmq.Socket:
+    """A bare DEALER, to send what no well-behaved client would."""
+    s = zmq.Context.instance().socket(zmq.DEALER)
     s.setsockopt(zmq.LINGER, 0)
-    s.connect(daemon.address)
+    s.connect(address)
+    return s
+
+
+def test_thousand_malformed_messages_then_valid(daemon: DaemonProcess) -> None:
+    s = raw_socket(daemon.address)
     junk = [
         [b""], [b"\x00\xff"], [b"{"], [b"[]"], [b'{"v":1}'], [b'{"v":2,"type":"ping"}'],
         [b'{"v":1,"type":"nope"}'], [b'{"v":1,"type":"stylize","content":{"blob":9}}'],
@@ -186,10 +191,7 @@ def test_thousand_malformed_messages_then_valid(daemon: DaemonProcess) -> None:
 
 
 def test_wrong_version_reply_names_versions(daemon: DaemonProcess) -> None:
-    ctx = zmq.Context.instance()
-    s = ctx.socket(zmq.DEALER)
-    s.setsockopt(zmq.LINGER, 0)
-    s.connect(daemon.address)
+    s = raw_socket(daemon.address)
     s.send_multipart([json.dumps({"v": 7, "type": "ping", "req": "a"}).encode()])
     assert s.poll(5000)
     msg, req = decode(s.recv_multipart())
