@@ -99,3 +99,12 @@ def test_unwritable_output(content_png: Path, style_png: Path, tmp_path: Path,
     r = run_cli(["stylize", str(content_png), "--style", str(style_png), "-o",
                  str(blocker / "o.png"), "--weights", "random", *SMALL], env)
     assert r.returncode == 1 and "cannot write" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_weights_fetch_builds_the_compact_cache(weights_files: dict[str, Path],
+                                                env: dict[str, str]) -> None:
+    r = run_cli(["weights", "fetch", f"caffe:{weights_files['caffe']}"], env)
+    assert r.returncode == 0, r.stderr
+    assert "VGG19 ready" in r.stderr and "caffe" in r.stderr
+    cache = Path(env["IMPASTO_CACHE_DIR"]) / "weights"
+    assert len(list(cache.glob("vgg19-features-caffe-*.pt"))) == 1

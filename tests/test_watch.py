@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from shared.client import Client
+from shared.protocol import StylesList
 from tests.helpers import DaemonProcess, gradient_image, make_env, run_cli, stripes_image
 
 SETTINGS = 'style = "stripes"\nsize = 64\nscales = 1\niterations = 2\n'
@@ -212,3 +213,55 @@ def test_kill_9_mid_batch_then_restart_accounts_for_every_file(tmp_path: Path, f
         assert files(folder / ".impasto") == []
     finally:
         d2.stop()
+
+
+def test_watch_command_against_running_daemon(tmp_path: Path, folder: Path, src: Path) -> None:
+    add_style(tmp_path)
+    d = DaemonProcess(tmp_path).wait_ready()
+    import subprocess
+
+    from tests.helpers import IMPASTO, REPO
+
+    w = subprocess.Popen(IMPASTO + ["watch", str(folder), "--address", d.address], env=d.env,
+                         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: (folder / "out").is_dir(), what="layout")
+        shutil.copy(src, folder / "in" / "w.png")
+        wait_until(lambda: settled(folder, 1), what="file via impasto watch")
+        assert files(folder / "out") == ["stripes/w.png"]
+    finally:
+        w.send_signal(signal.SIGINT)
+        out = w.communicate(timeout=30)[0]
+        d.stop()
+    assert "watching" in out and w.returncode == 0
+
+
+def test_serve_config_file(tmp_path: Path, folder: Path, src: Path, env: dict[str, str]) -> None:
+    from tests.helpers import free_port
+
+    styles = tmp_path / "my-styles"
+    styles.mkdir()
+    stripes_image(32, 32).save(styles / "stripes.png")
+    port = free_port()
+    cfg = tmp_path / "impasto.toml"
+    cfg.write_text(f'bind = "tcp://127.0.0.1:{port}"\nweights = "random"\n'
+                   f'styles = "{styles}"\nwatch = ["{folder}"]\n')
+    import subprocess
+
+    from tests.helpers import IMPASTO, REPO
+
+    p = subprocess.Popen(IMPASTO + ["serve", "--config", str(cfg)], env=env, cwd=REPO,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        shutil.copy(src, folder / "in" / "c.png")
+        wait_until(lambda: settled(folder, 1), what="file via config-file watch")
+        assert files(folder / "out") == ["stripes/c.png"]
+        with Client(f"tcp://127.0.0.1:{port}") as c:
+            assert [s["name"] for s in c.call(StylesList()).styles] == ["stripes"]
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(60) == 0
+    bad = tmp_path / "bad.toml"
+    bad.write_text("bogus = 1\n")
+    r = run_cli(["serve", "--config", str(bad)], env)
+    assert r.returncode == 2 and "unknown key(s) bogus" in r.stderr
