@@ -73,8 +73,9 @@ class EngineOptions:
     tolerance: float | None = None  # stop a scale when relative loss change falls below
     match_content_size: bool = False  # resize the result to the content image's size
     # Scales with more pixels than this are evaluated in tiles (daemon/tiled.py): same
-    # objective and gradient, a fraction of the memory. 4 MP needs about 9 GB untiled.
-    tile_pixels: int = 2048 * 2048
+    # objective and gradient, a fraction of the memory. Untiled, an evaluation needs
+    # about 3.2 GB per megapixel on the CPU (benchmarks/large.py): 2.4 MP -> 7.5 GB.
+    tile_pixels: int = 1536 * 1536
     tile_size: int = 512  # tile core, pixels (a multiple of 16)
 
     # --- derived -------------------------------------------------------------------
