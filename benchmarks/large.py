@@ -10,6 +10,7 @@ process, to give memory per megapixel and the tiling overhead as ratios.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import resource
 import time
 from pathlib import Path
@@ -27,10 +28,8 @@ def peak_rss_mib() -> float:
 
 def reset_peak() -> None:
     """Linux: restart the resident high-water mark, so each phase shows its own peak."""
-    try:
+    with contextlib.suppress(OSError):
         Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
 
 
 def main() -> None:
