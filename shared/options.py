@@ -35,7 +35,7 @@ class Preset:
 
 # draft: 512 px in under a minute on a 2-core CPU (benchmarks/engine.py measures it).
 PRESETS: dict[str, Preset] = {
-    "draft": Preset(size=512, iterations=(60, 30, 10), tolerance=1e-4),
+    "draft": Preset(size=512, iterations=(50, 20, 8), tolerance=1e-4),
     "normal": Preset(size=512, iterations=(200, 100, 50), tolerance=1e-5),
     "best": Preset(size=768, iterations=(300, 200, 150, 100), tolerance=0.0),
 }
