@@ -30,6 +30,7 @@ from shared import imagecodec
 from shared.errors import (
     BAD_MESSAGE,
     BAD_OPTIONS,
+    CANCELLED,
     INTERNAL,
     QUEUE_FULL,
     SHUTDOWN,
@@ -293,7 +294,7 @@ class Server:
     def _cancel(self, job_id: str) -> Message:
         job = self.queue.remove(job_id)
         if job is not None:
-            self._send(job.peer, Error("cancelled", f"job {job.id} was cancelled", job.id), job.req)
+            self._send(job.peer, Error(CANCELLED, f"job {job.id} was cancelled", job.id), job.req)
             return Cancelled(job=job_id, was="queued")
         if self.worker is not None and self.worker.cancel_running(job_id) is not None:
             return Cancelled(job=job_id, was="running")

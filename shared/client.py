@@ -17,6 +17,7 @@ import zmq
 from shared import paths
 from shared.errors import ImpastoError
 from shared.keys import ClientKeys, load_client_keys
+from shared.netaddr import is_local_address
 from shared.protocol import (
     Accepted,
     Cancel,
@@ -180,6 +181,4 @@ class Client:
 
 def _wants_curve(address: str) -> bool:
     """Curve is used for any address that is not loopback, if keys exist."""
-    from shared.netaddr import is_local_address
-
     return not is_local_address(address)

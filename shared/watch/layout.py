@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,8 +84,6 @@ class Layout:
             st = path.lstat()
         except OSError:
             return False
-        import stat
-
         return stat.S_ISREG(st.st_mode)  # not symlinks, fifos, sockets, folders
 
     def settings(self, style: str | None) -> dict[str, Any]:
