@@ -157,10 +157,12 @@ def test_fifty_files_at_once_and_no_overwrite(tmp_path: Path, folder: Path, src:
             shutil.copy(src, staging / f"p{i:02}.png")
         for i in range(50):
             os.rename(staging / f"p{i:02}.png", folder / "in" / f"p{i:02}.png")
-        wait_until(lambda: settled(folder, 50), timeout=240, what="50 files")
-        assert len(files(folder / "done")) == 50 and files(folder / "failed") == []
+        # same stem, another format: both results must survive
+        Image.open(src).convert("RGB").save(folder / "in" / "p01.jpg", quality=95)
+        wait_until(lambda: settled(folder, 51), timeout=240, what="51 files")
+        assert len(files(folder / "done")) == 51 and files(folder / "failed") == []
         outs = files(folder / "out" / "stripes")
-        assert len(outs) == 51 and "p00-1.png" in outs
+        assert len(outs) == 52 and "p00-1.png" in outs and "p01-1.png" in outs
         assert (folder / "out" / "stripes" / "p00.png").read_bytes() == b"keep me"
     finally:
         d.stop()

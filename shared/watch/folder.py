@@ -38,6 +38,7 @@ class FolderWatcher:
         self.senders = senders
         self.working = 0
         self._lock = threading.Lock()
+        self._names = threading.Lock()  # output and done/failed names
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -184,10 +185,13 @@ class FolderWatcher:
             return
         assert result.image is not None
         stem = Path(e.rel).stem
-        out = unique_path(self.layout.out / (style or "default") / f"{stem}.png")
-        e.state, e.output = "writing", str(out.relative_to(self.layout.root))
-        self.journal.save(e)
-        write_atomic(out, result.image.data)
+        # Choosing a free name and taking it must be one step: two senders finishing
+        # a.png and a.jpg of one style would otherwise both pick out/<style>/a.png.
+        with self._names:
+            out = unique_path(self.layout.out / (style or "default") / f"{stem}.png")
+            e.state, e.output = "writing", str(out.relative_to(self.layout.root))
+            self.journal.save(e)
+            write_atomic(out, result.image.data)
         self._finish(e, data_path)
         log.info("%s -> %s", e.rel, e.output)
 
@@ -201,16 +205,18 @@ class FolderWatcher:
         self.work.put(e)
 
     def _finish(self, e: Entry, data: Path) -> None:
-        e.state = "finishing"
-        e.final = str(unique_path(self.layout.done / e.rel).relative_to(self.layout.root))
-        self.journal.save(e)
-        self._complete_move(e, data)
+        with self._names:
+            e.state = "finishing"
+            e.final = str(unique_path(self.layout.done / e.rel).relative_to(self.layout.root))
+            self.journal.save(e)
+            self._complete_move(e, data)
 
     def _fail(self, e: Entry, reason: str) -> None:
-        e.state, e.reason = "failing", reason
-        e.final = str(unique_path(self.layout.failed / e.rel).relative_to(self.layout.root))
-        self.journal.save(e)
-        self._complete_move(e, self.journal.data_path(e))
+        with self._names:
+            e.state, e.reason = "failing", reason
+            e.final = str(unique_path(self.layout.failed / e.rel).relative_to(self.layout.root))
+            self.journal.save(e)
+            self._complete_move(e, self.journal.data_path(e))
         log.warning("%s failed: %s", e.rel, reason)
 
     def _complete_move(self, e: Entry, data: Path) -> None:
