@@ -303,3 +303,28 @@ def test_serve_without_weights_explains(tmp_path: Path, env: dict[str, str]) -> 
         env=env, capture_output=True, text=True, timeout=120, cwd=Path(__file__).parent.parent)
     assert p.returncode == 1
     assert "No VGG19 weights are available" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_interactive_jobs_overtake_queued_batch_jobs(daemon: DaemonProcess) -> None:
+    with Client(daemon.address) as a, Client(daemon.address) as b, Client(daemon.address) as i:
+        def accepted(client: Client, req: str) -> Accepted:
+            while True:
+                msg, r = client.receive(10)
+                if r == req and isinstance(msg, Accepted):
+                    return msg
+
+        first = accepted(a, a.send(request(dict(FAST, evaluations=[40]), priority="batch")))
+        wait_for(lambda: (i.status().running or {}).get("job") == first.job)
+        batch = accepted(b, b.send(request(priority="batch")))
+        inter = accepted(i, i.send(request(priority="interactive")))
+        # positions when accepted: the interactive job went ahead of the queued batch job
+        assert (first.position, batch.position, inter.position) == (0, 1, 1)
+        assert [j["job"] for j in i.status().queue] == [inter.job, batch.job]
+        order = []
+        for client, job in ((i, inter), (b, batch)):
+            while True:
+                msg, _ = client.receive(60)
+                if getattr(msg, "image", None) is not None:
+                    order.append((job.job, time.monotonic()))
+                    break
+        assert order[0][1] < order[1][1]  # the interactive job finished first
