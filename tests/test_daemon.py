@@ -39,6 +39,14 @@ def request(options: dict | None = None, style: str | None = None, **kw) -> Styl
                    options=options or dict(FAST), **kw)
 
 
+def accepted(client: Client, req: str) -> Accepted:
+    """The accept reply to request `req`, skipping anything else on the socket."""
+    while True:
+        msg, r = client.receive(10)
+        if r == req and isinstance(msg, Accepted):
+            return msg
+
+
 def wait_for(pred, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -85,12 +93,6 @@ def test_two_clients_at_once(daemon: DaemonProcess) -> None:
 
 def test_cancel_queued_and_running(daemon: DaemonProcess) -> None:
     with Client(daemon.address) as a, Client(daemon.address) as b, Client(daemon.address) as ctl:
-        def accepted(client: Client, req: str) -> Accepted:
-            while True:
-                msg, r = client.receive(10)
-                if r == req and isinstance(msg, Accepted):
-                    return msg
-
         run_job = accepted(a, a.send(request(SLOW)))
         queued_job = accepted(b, b.send(request(SLOW)))
         assert run_job.position == 0
@@ -307,12 +309,6 @@ def test_serve_without_weights_explains(tmp_path: Path, env: dict[str, str]) -> 
 
 def test_interactive_jobs_overtake_queued_batch_jobs(daemon: DaemonProcess) -> None:
     with Client(daemon.address) as a, Client(daemon.address) as b, Client(daemon.address) as i:
-        def accepted(client: Client, req: str) -> Accepted:
-            while True:
-                msg, r = client.receive(10)
-                if r == req and isinstance(msg, Accepted):
-                    return msg
-
         first = accepted(a, a.send(request(dict(FAST, evaluations=[40]), priority="batch")))
         wait_for(lambda: (i.status().running or {}).get("job") == first.job)
         batch = accepted(b, b.send(request(priority="batch")))
