@@ -71,8 +71,8 @@ class _Style(_Content):
 class _Norm(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.mean = torch.tensor([0.485, 0.456, 0.406]).view(-1, 1, 1)
-        self.std = torch.tensor([0.229, 0.224, 0.225]).view(-1, 1, 1)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(-1, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(-1, 1, 1))
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         return (img - self.mean) / self.std
@@ -97,6 +97,7 @@ def baseline_model(features: nn.Sequential, style: torch.Tensor, content: torch.
             styles.append(_Style())
             model.add_module("style_" + name, styles[-1])
     model.requires_grad_(False)
+    model.to(content.device)
     with torch.no_grad():
         model(content)
         content_targets = [m.seen for m in contents]
@@ -109,9 +110,9 @@ def baseline_model(features: nn.Sequential, style: torch.Tensor, content: torch.
 
 
 def baseline_run(features, content_img, style_img, size: int, evals: int, cw=5.0, sw=100.0,
-                 tvw=1e-3, exact: bool = False):
-    content = to_tensor(resize_long(content_img, size)).unsqueeze(0)
-    style = to_tensor(resize_long(style_img, size)).unsqueeze(0)
+                 tvw=1e-3, exact: bool = False, device: str = "cpu"):
+    content = to_tensor(resize_long(content_img, size)).unsqueeze(0).to(device)
+    style = to_tensor(resize_long(style_img, size)).unsqueeze(0).to(device)
     model, contents, styles = baseline_model(features, style, content)
     img = content.clone().requires_grad_(True)
     # The tutorial's L-BFGS (history 100), asked for exactly `evals` evaluations; its
@@ -161,13 +162,15 @@ def per_eval(engine: Engine, content, style, size: int, features, n: int = 8) ->
 
 
 def time_to_target(engine: Engine, content, style, size: int, features, base_evals: int,
-                   style_weight: float) -> dict:
+                   style_weight: float, sync=lambda: None) -> dict:  # noqa: ANN001
     from daemon.tensors import to_image
 
     t0 = time.perf_counter()
     # exact: the tutorial's default tolerances (absolute, 1e-7 on the gradient) stop it
     # after one evaluation on these small-valued objectives; let it run its budget.
-    out, n = baseline_run(features, content, style, size, base_evals, sw=style_weight, exact=True)
+    out, n = baseline_run(features, content, style, size, base_evals, sw=style_weight, exact=True,
+                          device=str(engine.device))
+    sync()
     t_base = time.perf_counter() - t0
     score_opts = EngineOptions(size=size, scales=1, seed=0, style_weight=style_weight)
     target = engine.evaluate(to_image(out), content, [StyleInput(style)], score_opts)["total"]
@@ -178,6 +181,7 @@ def time_to_target(engine: Engine, content, style, size: int, features, base_eva
                              evaluations=[max(1, round(k * scale)) for k in (60, 30, 10)])
         t0 = time.perf_counter()
         img = engine.run(content, [StyleInput(style)], opts).image
+        sync()
         t_imp = time.perf_counter() - t0
         score = engine.evaluate(img, content, [StyleInput(style)], score_opts)["total"]
         result.update({"impasto_schedule": opts.schedule(), "impasto_s": t_imp,

@@ -19,7 +19,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from daemon import color
+from daemon.lbfgs import LBFGS
 from daemon.losses import ContentLoss, StyleLoss, TVLoss, gram
+from daemon.objective import Objective, graphed
 from daemon.tensors import long_side_size, resize_long, to_image, to_tensor
 from daemon.tiled import TiledObjective, tiled_grams
 from daemon.vgg import VGGFeatures
@@ -85,17 +87,38 @@ def is_oom(e: BaseException) -> bool:
         "can't allocate memory" in text) or "not enough memory" in text
 
 
-class Engine:
-    """Holds the network on its device; `run` is one stylization."""
+PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 
-    def __init__(self, weights: Weights, device: str | torch.device = "auto") -> None:
+
+class Engine:
+    """Holds the network on its device; `run` is one stylization.
+
+    precision: fp32; tf32 (fp32 storage, TF32 matrix units on Ampere and later GPUs);
+    bf16 (convolutions under bf16 autocast, Grams and losses in fp32). "auto" is tf32
+    on CUDA and fp32 elsewhere (benchmarks/gpu.py measures what each costs the
+    objective). cuda_graphs: replay each scale's evaluation as one CUDA graph.
+    """
+
+    def __init__(self, weights: Weights, device: str | torch.device = "auto",
+                 precision: str = "auto", channels_last: bool = False,
+                 cuda_graphs: bool = True) -> None:
         self.device = pick_device(device) if isinstance(device, str) else device
         self.weights = weights
-        self.features = weights.features.to(self.device).eval().requires_grad_(False)
+        if precision not in PRECISIONS:
+            raise ImpastoError(BAD_OPTIONS, f"precision must be one of {', '.join(PRECISIONS)}")
+        if precision == "auto":
+            precision = "tf32" if self.device.type == "cuda" else "fp32"
+        self.precision = precision
+        self.channels_last = channels_last
+        self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.features = weights.features.to(self.device, memory_format=fmt).eval()
+        self.features.requires_grad_(False)
         if self.device.type == "cuda":
-            # TF32 convolutions/matmuls: ~same objective, several times faster on Ampere+.
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+            # Process-wide switches: the daemon runs one engine.
+            tf32 = precision == "tf32"
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            torch.backends.cudnn.allow_tf32 = tf32
             torch.backends.cudnn.benchmark = True
 
     def run(
@@ -194,7 +217,9 @@ class Engine:
 
     def _network(self, opts: EngineOptions) -> VGGFeatures:
         layers = list(dict.fromkeys(opts.content_layers + opts.style_layers))
-        return VGGFeatures(self.features, self.weights.flavour, layers, opts.pooling).to(self.device)
+        autocast = torch.bfloat16 if self.precision == "bf16" else None
+        return VGGFeatures(self.features, self.weights.flavour, layers, opts.pooling, autocast,
+                           self.channels_last).to(self.device)
 
     def _scale_objective(self, net: VGGFeatures, content_rgb: Image.Image,
                          styles: list[StyleInput], opts: EngineOptions, size: int,
@@ -236,12 +261,15 @@ class Engine:
     def _optimize(self, x: torch.Tensor, objective: Objective | TiledObjective, opts: EngineOptions,
                   n_evals: int, report: Callable[[dict[str, float], int], None],
                   should_stop: Callable[[], bool] | None) -> dict[str, float]:
-        opt = self._optimizer(opts, x)
-        if isinstance(objective, TiledObjective) and isinstance(opt, torch.optim.LBFGS):
+        history_size = 100  # as neural-style
+        if isinstance(objective, TiledObjective):
             # Each history pair holds two image-sized vectors: at 16 MP that is 400 MB,
             # so keep the pairs within about 2 GB.
             pair = 2 * x.numel() * x.element_size()
-            opt.param_groups[0]["history_size"] = int(max(5, min(100, 2**31 // pair)))
+            history_size = int(max(5, min(100, 2**31 // pair)))
+        elif self.cuda_graphs:
+            objective = graphed(objective, x.detach())
+        opt = self._optimizer(opts, x, history_size)
         scale_history: list[float] = []
         # The optimiser sees the objective divided by its value at the scale's start.
         # torch's L-BFGS skips curvature pairs with y.s < 1e-10 (an absolute threshold),
@@ -253,19 +281,11 @@ class Engine:
         def closure() -> torch.Tensor:
             if should_stop is not None and should_stop():
                 raise Cancelled()
-            opt.zero_grad(set_to_none=True)
-            if isinstance(objective, TiledObjective):
-                loss, grad = objective.value_and_grad(x.detach())
-                if not norm:
-                    norm.append(1.0 / max(abs(loss.item()), 1e-30))
-                scaled = loss * norm[0]
-                x.grad = grad * norm[0]
-            else:
-                loss = objective(x)
-                if not norm:
-                    norm.append(1.0 / max(abs(loss.item()), 1e-30))
-                scaled = loss * norm[0]
-                scaled.backward()
+            loss, grad = objective.value_and_grad(x.detach())
+            if not norm:
+                norm.append(1.0 / max(abs(objective.last["total"]), 1e-30))
+            x.grad = grad * norm[0]
+            scaled = loss * norm[0]
             scale_history.append(objective.last["total"])
             report(objective.last, objective.evals)
             return scaled
@@ -328,34 +348,14 @@ class Engine:
         return (mean.view(1, 3, 1, 1) + noise).clamp(0, 1).to(self.device)
 
     @staticmethod
-    def _optimizer(opts: EngineOptions, x: torch.Tensor) -> torch.optim.Optimizer:
+    def _optimizer(opts: EngineOptions, x: torch.Tensor,
+                   history_size: int) -> torch.optim.Optimizer | LBFGS:
         if opts.optimizer == "adam":
             return torch.optim.Adam([x], lr=opts.learning_rate)
         # One L-BFGS iteration per step() so that we can report and cancel between
-        # evaluations; the curvature history (100 pairs, as neural-style) persists.
-        return torch.optim.LBFGS([x], lr=1.0, max_iter=1, history_size=100,
-                                 tolerance_grad=-1.0, tolerance_change=-1.0)
-
-
-class Objective:
-    """Content + style + TV loss of an image; remembers the parts of the last call."""
-
-    def __init__(self, net: VGGFeatures, content: dict[str, ContentLoss],
-                 style: dict[str, StyleLoss], tv: TVLoss) -> None:
-        self.net, self.content, self.style, self.tv = net, content, style, tv
-        self.evals = 0
-        self.last: dict[str, float] = {}
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        feats = self.net(x)
-        lc = sum(m(feats[n]) for n, m in self.content.items())
-        ls = sum(m(feats[n]) for n, m in self.style.items())
-        lt = self.tv(x)
-        loss = lc + ls + lt
-        self.evals += 1
-        self.last = {"content": lc.item(), "style": ls.item(), "tv": lt.item(),
-                     "total": loss.item()}
-        return loss
+        # evaluations; the curvature history persists. Same iterates as
+        # torch.optim.LBFGS(max_iter=1), far fewer kernels (daemon/lbfgs.py).
+        return LBFGS(x, history_size)
 
 
 def _converged(history: list[float], tol: float, window: int = 5) -> bool:

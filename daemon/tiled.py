@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from daemon.losses import TVLoss
+from daemon.objective import PARTS
 from daemon.vgg import VGGFeatures
 
 ALIGN = 16  # four 2x2 poolings before conv5_x
@@ -209,6 +210,6 @@ class TiledObjective:
         grad += xg.grad
         total = content_loss + style_loss + tv.detach()
         self.evals += 1
-        self.last = {"content": content_loss.item(), "style": style_loss.item(),
-                     "tv": tv.item(), "total": total.item()}
+        parts = torch.stack([content_loss, style_loss, tv.detach(), total]).tolist()
+        self.last = dict(zip(PARTS, parts))
         return total, grad

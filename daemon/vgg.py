@@ -56,8 +56,13 @@ class VGGFeatures(nn.Module):
     """Runs VGG19 up to the deepest requested layer and returns those activations."""
 
     def __init__(self, features: nn.Sequential, flavour: str, layers: list[str],
-                 pooling: str = "max") -> None:
+                 pooling: str = "max", autocast: torch.dtype | None = None,
+                 channels_last: bool = False) -> None:
         super().__init__()
+        # autocast: run the convolutions in this dtype (bf16 on GPUs); the returned
+        # activations are float32 so that Grams and losses keep full precision.
+        self.autocast = autocast
+        self.channels_last = channels_last
         self.indices = {name: VGG19_LAYERS.index(name) for name in layers}
         last = max(self.indices.values())
         mods: list[nn.Module] = []
@@ -75,8 +80,14 @@ class VGGFeatures(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
         x = self.preprocess(x)
-        for i, layer in enumerate(self.layers):
-            x = layer(x)
-            if i in self.wanted:
-                out[self.wanted[i]] = x
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(x.device.type, dtype=self.autocast or torch.float32,
+                            enabled=self.autocast is not None):
+            for i, layer in enumerate(self.layers):
+                x = layer(x)
+                if i in self.wanted:
+                    out[self.wanted[i]] = x
+        if self.autocast is not None:
+            out = {k: v.float() for k, v in out.items()}
         return out

@@ -17,6 +17,15 @@ REPO = Path(__file__).resolve().parent.parent
 IMPASTO = [sys.executable, "-m", "daemon.cli"]
 
 
+def test_device() -> str:
+    """Where engine and daemon tests compute: cpu unless IMPASTO_TEST_DEVICE says
+    otherwise (benchmarks/gpu.sh runs them on CUDA)."""
+    return os.environ.get("IMPASTO_TEST_DEVICE", "cpu")
+
+
+test_device.__test__ = False  # a helper, not a test
+
+
 def gradient_image(w: int = 80, h: int = 60, alpha: bool = False) -> Image.Image:
     yy, xx = np.mgrid[0:h, 0:w]
     r = xx * 255 // max(1, w - 1)
@@ -75,7 +84,8 @@ class DaemonProcess:
         self.address = f"tcp://127.0.0.1:{self.port}"
         self.env = env or make_env(tmp)
         self.log = tmp / f"daemon-{self.port}-{time.time_ns()}.log"
-        args = ["serve", "--weights", "random", "--bind", self.address] + (extra or [])
+        args = ["serve", "--weights", "random", "--device", test_device(),
+                "--bind", self.address] + (extra or [])
         self._logf = open(self.log, "w")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(IMPASTO + args, env=self.env, cwd=REPO,
                                      stdout=self._logf, stderr=subprocess.STDOUT)

@@ -26,7 +26,14 @@ from shared.protocol import (
     Stylize,
     decode,
 )
-from tests.helpers import DaemonProcess, free_port, gradient_image, run_cli, stripes_image
+from tests.helpers import (
+    DaemonProcess,
+    free_port,
+    gradient_image,
+    run_cli,
+    stripes_image,
+    test_device,
+)
 
 FAST = {"size": 64, "scales": 1, "iterations": 3, "seed": 1}
 SLOW = {"size": 64, "scales": 1, "iterations": 100000, "seed": 1, "tolerance": 0.0}
@@ -60,7 +67,7 @@ def test_ping_status_and_result(daemon: DaemonProcess) -> None:
     with Client(daemon.address) as c:
         assert c.ping().protocol == PROTOCOL_VERSION
         st = c.status()
-        assert st.state == "ready" and st.device == "cpu" and st.weights.startswith("random")
+        assert st.state == "ready" and st.device == test_device() and st.weights.startswith("random")
         events: list = []
         result = c.stylize(request(output="rgba8"), on_accepted=events.append,
                            on_progress=events.append)

@@ -12,12 +12,12 @@ from daemon.targetcache import GramCache
 from daemon.tensors import to_tensor
 from daemon.weights import random_weights
 from shared.options import EngineOptions
-from tests.helpers import gradient_image, stripes_image
+from tests.helpers import gradient_image, stripes_image, test_device
 
 
 @pytest.fixture(scope="module")
 def engine() -> Engine:
-    return Engine(random_weights(0), "cpu")
+    return Engine(random_weights(0), test_device())
 
 
 def small(**kw) -> EngineOptions:

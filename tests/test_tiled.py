@@ -9,12 +9,12 @@ from daemon.engine import Engine, StyleInput
 from daemon.tiled import TiledObjective, receptive_radius, tiles
 from daemon.weights import random_weights
 from shared.options import EngineOptions
-from tests.helpers import gradient_image, stripes_image
+from tests.helpers import gradient_image, stripes_image, test_device
 
 
 @pytest.fixture(scope="module")
 def engine() -> Engine:
-    return Engine(random_weights(0), "cpu")
+    return Engine(random_weights(0), test_device())
 
 
 def tiled_from(objective, content: torch.Tensor, core: int) -> TiledObjective:
