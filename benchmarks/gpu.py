@@ -73,7 +73,7 @@ def fresh_weights():  # noqa: ANN201
     return dataclasses.replace(WEIGHTS, features=copy.deepcopy(WEIGHTS.features))
 
 
-def engine(precision: str = "auto", graphs: bool = True, channels_last: bool = False,
+def engine(precision: str = "auto", graphs: bool = True, channels_last: bool | None = None,
            cls: type[Engine] = Engine) -> Engine:
     return cls(fresh_weights(), ARGS.device, precision=precision, cuda_graphs=graphs,
                channels_last=channels_last)
@@ -252,10 +252,18 @@ def run500() -> None:
 
 
 def to_target() -> None:
+    """Time to the single-scale baseline's objective after N evaluations, for several
+    coarse schedules (none: impasto single-scale, which should track the baseline)."""
     eng = engine()
-    r = time_to_target(eng, CONTENT, STYLE, S(512), eng.features, 50 if ARGS.quick else 500,
-                       1e5, sync)
-    emit("to_target", **r)
+    baseline = None
+    for clamp in (True, False):
+        eng.clamp = clamp
+        for coarse in ((), (20, 10), (50, 20), (100, 50), (200, 100), (100, 50, 20)):
+            r = time_to_target(eng, CONTENT, STYLE, S(512), eng.features,
+                               50 if ARGS.quick else 500, 1e5, sync, coarse=coarse,
+                               baseline=baseline)
+            baseline = r.pop("baseline")
+            emit("to_target", clamp=clamp, **r)
 
 
 def presets() -> None:

@@ -14,7 +14,9 @@ from tests.helpers import gradient_image, stripes_image, test_device
 
 @pytest.fixture(scope="module")
 def engine() -> Engine:
-    return Engine(random_weights(0), test_device())
+    # fp32: on a GPU, TF32's 10-bit mantissa alone moves the gradient by about 7%
+    # (benchmarks/gpu.py, accuracy), which would hide what this file checks.
+    return Engine(random_weights(0), test_device(), precision="fp32")
 
 
 def tiled_from(objective, content: torch.Tensor, core: int) -> TiledObjective:
@@ -52,7 +54,10 @@ def test_tiled_value_and_gradient_equal_untiled(engine: Engine, size: tuple[int,
     # Equal up to float rounding; a rare max-pool tie can route one pixel's share
     # differently, so compare the whole gradient rather than each element.
     assert ((grad - xr.grad).norm() / xr.grad.norm()).item() < 1e-3
-    close = torch.isclose(grad, xr.grad, rtol=1e-3, atol=1e-4 * xr.grad.abs().max().item())
+    # cuDNN's convolution algorithms round differently per tile shape: on a GPU,
+    # element-wise agreement is to 1%, the whole gradient's still to 0.1%.
+    rtol = 1e-3 if test_device() == "cpu" else 1e-2
+    close = torch.isclose(grad, xr.grad, rtol=rtol, atol=1e-4 * xr.grad.abs().max().item())
     assert close.float().mean().item() > 0.999
 
 
