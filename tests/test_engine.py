@@ -11,7 +11,13 @@ from daemon.targetcache import GramCache
 from daemon.tensors import to_tensor
 from daemon.weights import random_weights
 from shared.options import EngineOptions
-from tests.helpers import gradient_image, same_result, stripes_image, test_device
+from tests.helpers import (
+    gradient_image,
+    mean_difference,
+    same_result,
+    stripes_image,
+    test_device,
+)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +72,8 @@ def test_same_seed_same_output_different_seed_differs(engine: Engine) -> None:
     b = engine.run(CONTENT, [StyleInput(STYLE)], opts).image
     c = engine.run(CONTENT, [StyleInput(STYLE)], small(init="noise", iterations=5, seed=2)).image
     assert same_result(a, b)
-    assert not same_result(a, c)
+    # Another seed changes far more than a rerun's rounding does.
+    assert mean_difference(a, c) > max(0.5, 10 * mean_difference(a, b))
 
 
 def test_multiscale_output_has_requested_size(engine: Engine) -> None:
@@ -130,7 +137,8 @@ def test_blend_weight_zero_equals_single_style(engine: Engine) -> None:
     half = engine.run(CONTENT, [StyleInput(STYLE, 1.0), StyleInput(other, 1.0)],
                       small(iterations=5)).image
     assert same_result(single, blended)
-    assert not same_result(single, half)
+    assert mean_difference(single, half) > 10 * mean_difference(single, blended)
+    assert mean_difference(single, half) > 0
 
 
 def test_style_scale_changes_the_result(engine: Engine) -> None:
