@@ -9,7 +9,7 @@ from pathlib import Path
 
 import shared
 from shared import paths
-from shared.options import INITS, OPTIMIZERS, POOLINGS, PRESETS
+from shared.options import INITS, OPTIMIZERS, POOLINGS, PRECISIONS, PRESETS
 
 EXIT_FAIL, EXIT_USAGE, EXIT_NO_DAEMON, EXIT_CANCELLED = 1, 2, 3, 130
 
@@ -60,6 +60,10 @@ def engine_options(args: argparse.Namespace) -> dict:
     return {k: getattr(args, k) for k in _ENGINE_FIELDS if getattr(args, k, None) is not None}
 
 
+PRECISION_HELP = ("GPU arithmetic: auto (tf32 on CUDA, else fp32), fp32, tf32, or bf16 "
+                  "(faster, a visibly higher loss)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="impasto", description="Neural style transfer (Gatys et al.) for artists.")
@@ -78,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True)
     add_engine_options(p)
     p.add_argument("--device", help="auto, cpu, cuda, cuda:1, mps (in-process only)")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help=PRECISION_HELP + " (in-process only)")
     p.add_argument("--weights", help="auto | torchvision | random | [caffe:|torchvision:]FILE "
                    "(in-process only)")
     p.add_argument("--local", action="store_true", help="never use a running daemon")
@@ -96,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the daemon: keep VGG19 loaded and serve requests")
     p.add_argument("--bind", help="ZeroMQ endpoint (default tcp://127.0.0.1:5767)")
     p.add_argument("--device", help="auto, cpu, cuda, mps")
+    p.add_argument("--precision", choices=PRECISIONS, help=PRECISION_HELP)
     p.add_argument("--weights", help="auto | torchvision | random | [caffe:|torchvision:]FILE")
     p.add_argument("--styles", type=Path, help="style library folder")
     p.add_argument("--config", type=Path, help="TOML file with these settings")

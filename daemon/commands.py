@@ -71,7 +71,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _stylize(args: argparse.Namespace) -> int:
     options = engine_options(args)
-    explicit_local = args.local or args.weights is not None or args.device is not None
+    explicit_local = (args.local or args.weights is not None or args.device is not None
+                      or args.precision is not None)
     if not explicit_local:
         client = Client(args.address, timeout=args.timeout)
         try:

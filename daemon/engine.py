@@ -27,7 +27,7 @@ from daemon.tiled import TiledObjective, tiled_grams
 from daemon.vgg import VGGFeatures
 from daemon.weights import Weights
 from shared.errors import BAD_OPTIONS, OUT_OF_MEMORY, ImpastoError
-from shared.options import EngineOptions
+from shared.options import PRECISIONS, EngineOptions
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,6 @@ def is_oom(e: BaseException) -> bool:
         "can't allocate memory" in text) or "not enough memory" in text
 
 
-PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 
 
 class Engine:

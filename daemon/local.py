@@ -46,7 +46,8 @@ def stylize_local(args: argparse.Namespace, options: dict[str, Any]) -> dict[str
     if opts.style_weights is not None and len(opts.style_weights) != len(styles):
         raise ImpastoError(BAD_OPTIONS, f"--style-weights has {len(opts.style_weights)} values "
                            f"for {len(styles)} --style arguments")
-    engine = load_engine(args.weights or "auto", args.device or "auto", say=_say)
+    engine = load_engine(args.weights or "auto", args.device or "auto", say=_say,
+                         precision=args.precision or "auto")
     bar = ProgressBar()
 
     def on_step(s: Step) -> None:

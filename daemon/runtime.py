@@ -30,7 +30,8 @@ def tune_allocator() -> None:
         log.debug("mallopt unavailable: %s", e)
 
 
-def load_engine(weights_spec: str, device: str, say=print):  # noqa: ANN001
+def load_engine(weights_spec: str, device: str, say=print,  # noqa: ANN001
+                precision: str = "auto"):
     """Load VGG19 and build the engine, telling the person what is happening."""
     import time
 
@@ -41,8 +42,9 @@ def load_engine(weights_spec: str, device: str, say=print):  # noqa: ANN001
     from daemon.engine import Engine
 
     w = weights_mod.load(weights_spec)
-    engine = Engine(w, device)
-    say(f"VGG19 ready on {engine.device}: {w.label} in {time.perf_counter() - t0:.1f} s")
+    engine = Engine(w, device, precision=precision)
+    say(f"VGG19 ready on {engine.device} ({engine.precision}): {w.label} in "
+        f"{time.perf_counter() - t0:.1f} s")
     if w.flavour == "random":
         say("WARNING: random weights: outputs are for tests and demos, not art")
     return engine

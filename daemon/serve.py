@@ -22,6 +22,7 @@ class ServeSettings:
     bind: str = field(default_factory=paths.default_address)
     device: str = "auto"
     weights: str = "auto"
+    precision: str = "auto"
     styles: Path = field(default_factory=paths.styles_dir)
     keys: Path = field(default_factory=paths.keys_dir)
     curve: bool = False
@@ -33,7 +34,7 @@ def settings_from(args: argparse.Namespace) -> ServeSettings:
     s = ServeSettings()
     if args.config is not None:
         _apply_file(s, args.config)
-    for name in ("bind", "device", "weights"):
+    for name in ("bind", "device", "weights", "precision"):
         if getattr(args, name) is not None:
             setattr(s, name, getattr(args, name))
     if args.styles is not None:
@@ -54,11 +55,11 @@ def _apply_file(s: ServeSettings, path: Path) -> None:
         raise ImpastoError(BAD_OPTIONS, f"cannot read config {path}: {e.strerror or e}") from None
     except tomllib.TOMLDecodeError as e:
         raise ImpastoError(BAD_OPTIONS, f"config {path} is not valid TOML: {e}") from None
-    allowed = {"bind", "device", "weights", "styles", "keys", "curve", "watch", "poll"}
+    allowed = {"bind", "device", "weights", "precision", "styles", "keys", "curve", "watch", "poll"}
     unknown = set(data) - allowed
     if unknown:
         raise ImpastoError(BAD_OPTIONS, f"config {path}: unknown key(s) {', '.join(sorted(unknown))}")
-    for key in ("bind", "device", "weights"):
+    for key in ("bind", "device", "weights", "precision"):
         if key in data:
             setattr(s, key, str(data[key]))
     for key in ("styles", "keys"):
@@ -89,7 +90,8 @@ def run_serve(args: argparse.Namespace) -> int:
     s = settings_from(args)
     watchers = []
     config = ServerConfig(bind=s.bind, styles_dir=s.styles, keys_dir=s.keys, curve=s.curve)
-    server = Server(config, lambda: load_engine(s.weights, s.device, say=log.info))
+    server = Server(config, lambda: load_engine(s.weights, s.device, say=log.info,
+                                                   precision=s.precision))
     server.bind()
     if s.watch:
         from shared.keys import load_client_keys

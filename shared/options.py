@@ -22,6 +22,8 @@ OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "noise", "style")
 COLOR_MODES = ("luminance", "histogram")
 POOLINGS = ("max", "avg")
+# The engine's arithmetic on GPUs, an engine (daemon) setting rather than a job's.
+PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from daemon.engine import Cancelled, Engine, StyleInput
 from daemon.targetcache import GramCache
 from daemon.tensors import to_tensor
 from daemon.weights import random_weights
+from shared.errors import ImpastoError
 from shared.options import EngineOptions
 from tests.helpers import (
     gradient_image,
@@ -187,3 +188,33 @@ def test_caffe_preprocessing_by_hand() -> None:
     got = Preprocess("torchvision")(x).flatten().tolist()
     assert got == pytest.approx([(0.2 - 0.485) / 0.229, (0.4 - 0.456) / 0.224,
                                  (0.6 - 0.406) / 0.225], rel=1e-5)
+
+
+def test_output_pixels_stay_in_range_while_optimising(engine: Engine) -> None:
+    """Projected L-BFGS: the objective reported for the last evaluation is that of an
+    image the output can hold, so the saved result scores no worse than the run
+    reported (its last step even improves on it)."""
+    opts = small(iterations=12, style_weight=1e5)
+    out = engine.run(CONTENT, [StyleInput(STYLE)], opts)
+    scored = engine.evaluate(out.image, CONTENT, [StyleInput(STYLE)], opts)["total"]
+    assert scored < out.losses["total"] * 1.02
+
+
+def test_bf16_precision_runs_and_lands_near_fp32() -> None:
+    weights = random_weights(0)
+    fp32 = Engine(weights, test_device(), precision="fp32")
+    a = fp32.run(CONTENT, [StyleInput(STYLE)], small(iterations=4, style_weight=1e5))
+    bf16 = Engine(random_weights(0), test_device(), precision="bf16")
+    assert bf16._network(small()).autocast == torch.bfloat16
+    b = bf16.run(CONTENT, [StyleInput(STYLE)], small(iterations=4, style_weight=1e5))
+    opts = small(style_weight=1e5)
+    score_a = fp32.evaluate(a.image, CONTENT, [StyleInput(STYLE)], opts)["total"]
+    score_b = fp32.evaluate(b.image, CONTENT, [StyleInput(STYLE)], opts)["total"]
+    start = fp32.evaluate(CONTENT, CONTENT, [StyleInput(STYLE)], opts)["total"]
+    assert score_b < 0.9 * start  # it optimised
+    assert score_b == pytest.approx(score_a, rel=0.2)
+
+
+def test_unknown_precision_is_refused() -> None:
+    with pytest.raises(ImpastoError, match="precision"):
+        Engine(random_weights(0), "cpu", precision="fp8")
