@@ -170,7 +170,7 @@ class Engine:
         tiled_scales: list[int] = []
         for k, (size, n_evals) in enumerate(schedule):
             w, h = long_side_size(content_rgb.width, content_rgb.height, size)
-            tiled = w * h > opts.tile_pixels
+            tiled = w * h > self.tile_threshold(opts)
             if tiled:
                 tiled_scales.append(k)
             objective, c, style_ts, blend = self._scale_objective(net, content_rgb, styles, opts,
@@ -207,6 +207,22 @@ class Engine:
             result.putalpha(alpha if alpha.size == result.size else alpha.resize(result.size))
         return Outcome(result, losses, seed, len(history), time.perf_counter() - t0, history,
                        tiled_scales)
+
+    def tile_threshold(self, opts: EngineOptions) -> int:
+        """Pixels above which a scale is evaluated in tiles.
+
+        An untiled evaluation needs about 3.2 GB per megapixel on a CPU
+        (benchmarks/large.py), so 2.4 MP there (7.5 GB of a 24 GB machine). On a GPU,
+        2.3 GiB per megapixel (4096 px untiled on an H100 peaked at 39 GiB), so
+        whatever fits in most of the free memory, less 2 GiB for the L-BFGS history:
+        tiles are 2x slower there, and an H100 holds 16 MP untiled.
+        """
+        if opts.tile_pixels is not None:
+            return opts.tile_pixels
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            return max(512 * 512, int((0.8 * free - 2 * 2**30) / (2.5 * 2**30) * 1e6))
+        return 1536 * 1536
 
     def evaluate(self, image: Image.Image, content: Image.Image, styles: list[StyleInput],
                  opts: EngineOptions) -> dict[str, float]:
@@ -270,13 +286,12 @@ class Engine:
     def _optimize(self, x: torch.Tensor, objective: Objective | TiledObjective, opts: EngineOptions,
                   n_evals: int, report: Callable[[dict[str, float], int], None],
                   should_stop: Callable[[], bool] | None) -> dict[str, float]:
-        history_size = 100  # as neural-style
-        if isinstance(objective, TiledObjective):
-            # Each history pair holds two image-sized vectors: at 16 MP that is 400 MB,
-            # so keep the pairs within about 2 GB.
-            pair = 2 * x.numel() * x.element_size()
-            history_size = int(max(5, min(100, 2**31 // pair)))
-        elif self.cuda_graphs:
+        history_size = lbfgs_history(x)
+        # A graph pays where kernel launches, not arithmetic, take the time (4x at
+        # 256 px, 1.5x at 512, nothing at 1024 on an H100), and its capture costs about
+        # four evaluations.
+        if (self.cuda_graphs and isinstance(objective, Objective) and n_evals >= 12
+                and x.shape[-1] * x.shape[-2] <= 800 * 800):
             objective = graphed(objective, x.detach())
         opt = self._optimizer(opts, x, history_size)
         scale_history: list[float] = []
@@ -337,7 +352,7 @@ class Engine:
             if hit is not None:
                 return {k: v.to(self.device) for k, v in hit.items()}
         st = style.to(self.device).unsqueeze(0)
-        if st.shape[-1] * st.shape[-2] > opts.tile_pixels:
+        if st.shape[-1] * st.shape[-2] > self.tile_threshold(opts):
             targets = tiled_grams(net, st, opts.style_layers, opts.tile_size)
         else:
             with torch.no_grad():
@@ -368,6 +383,13 @@ class Engine:
         # evaluations; the curvature history persists. Same iterates as
         # torch.optim.LBFGS(max_iter=1), far fewer kernels (daemon/lbfgs.py).
         return LBFGS(x, history_size)
+
+
+def lbfgs_history(x: torch.Tensor, budget: int = 2**31) -> int:
+    """100 pairs as neural-style, within about 2 GB: each pair holds two image-sized
+    vectors, 400 MB at 16 MP (a 2048 px square keeps 21 pairs, 1024 px 85)."""
+    pair = 2 * x.numel() * x.element_size()
+    return int(max(5, min(100, budget // pair)))
 
 
 def _converged(history: list[float], tol: float, window: int = 5) -> bool:

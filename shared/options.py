@@ -75,9 +75,9 @@ class EngineOptions:
     tolerance: float | None = None  # stop a scale when relative loss change falls below
     match_content_size: bool = False  # resize the result to the content image's size
     # Scales with more pixels than this are evaluated in tiles (daemon/tiled.py): same
-    # objective and gradient, a fraction of the memory. Untiled, an evaluation needs
-    # about 3.2 GB per megapixel on the CPU (benchmarks/large.py): 2.4 MP -> 7.5 GB.
-    tile_pixels: int = 1536 * 1536
+    # objective and gradient, a fraction of the memory. None: the engine decides from
+    # the device's memory (Engine.tile_threshold).
+    tile_pixels: int | None = None
     tile_size: int = 512  # tile core, pixels (a multiple of 16)
 
     # --- derived -------------------------------------------------------------------
@@ -204,7 +204,7 @@ class EngineOptions:
         layers("style_layers")
         weights("style_layer_weights", len(self.style_layers))
         weights("style_weights", None)
-        integer("tile_pixels", 64 * 64, 1 << 40, optional=False)
+        integer("tile_pixels", 64 * 64, 1 << 40)
         integer("tile_size", 32, 4096, optional=False)
         if self.tile_size % 16:
             raise bad(f"tile_size must be a multiple of 16, got {self.tile_size}")

@@ -82,3 +82,19 @@ def test_tiled_run_has_no_seams(engine: Engine) -> None:
     inner = np.delete(dx, [63, 127])
     assert border.max() < np.percentile(inner, 95) * 1.5
     assert out.tiled_scales == [1]
+
+
+def test_large_scales_bound_their_memory(engine: Engine) -> None:
+    from daemon.engine import lbfgs_history
+
+    auto = engine.tile_threshold(EngineOptions())
+    if test_device() == "cpu":
+        assert auto == 1536 * 1536  # 7.5 GB untiled at 3.2 GB per megapixel
+    else:
+        assert auto >= 512 * 512  # from the device's free memory
+    assert engine.tile_threshold(EngineOptions(tile_pixels=5000)) == 5000
+    image = torch.empty  # shapes only: no memory is touched
+    assert lbfgs_history(image(1, 3, 512, 512)) == 100
+    assert lbfgs_history(image(1, 3, 1024, 1024)) == 85
+    assert lbfgs_history(image(1, 3, 2048, 2048)) == 21
+    assert lbfgs_history(image(1, 3, 4096, 4096)) == 5
