@@ -5,6 +5,7 @@
 #
 #   bash benchmarks/gpu.sh                       # everything
 #   SKIP_COMPILE=1 bash benchmarks/gpu.sh optimizer to_target   # some sections
+#   TEST_FILES=tests/test_engine.py ...                          # some tests
 #
 # The GPU machine has torch, torchvision, numpy, pillow and pytest but no network:
 # pyzmq and watchdog travel as wheels in .whl/ (see docs/engine.md, "GPU").
@@ -26,8 +27,9 @@ SECTIONS=${*:-env accuracy objective optimizer quality run500 to_target presets 
 # shellcheck disable=SC2086 # one word per section
 timeout 330 python3 -m benchmarks.gpu --only $SECTIONS 2>&1 | grep -v "RANDOM VGG19" | tee "$OUT/gpu.log"
 
+# shellcheck disable=SC2086 # one word per test file
 IMPASTO_TEST_DEVICE=cuda timeout 200 python3 -m pytest -q -p no:cacheprovider --durations=5 \
-    tests/test_lbfgs.py tests/test_engine.py tests/test_tiled.py tests/test_daemon.py \
+    ${TEST_FILES:-tests/test_lbfgs.py tests/test_engine.py tests/test_tiled.py tests/test_daemon.py} \
     2>&1 | tee "$OUT/pytest-cuda.log" | tail -25
 
 [ -n "${SKIP_COMPILE:-}" ] || timeout 100 python3 -m benchmarks.gpu --only compile 2>&1 | grep -v "RANDOM VGG19" | tee -a "$OUT/gpu.log"
