@@ -128,7 +128,12 @@ class Engine:
             tf32 = precision == "tf32"
             torch.backends.cuda.matmul.allow_tf32 = tf32
             torch.backends.cudnn.allow_tf32 = tf32
-            torch.backends.cudnn.benchmark = True
+            # No cuDNN algorithm search: it runs again for every new tensor shape, and a
+            # daemon sees new shapes with nearly every job (each scale of each aspect
+            # ratio, each tile shape). On an H100 it made a first draft job 8.2 s
+            # instead of 0.4 s, and a tiled 4096 px job 17.6 s and 66.8 GiB (trial
+            # workspaces) instead of 3.7 s and 4.2 GiB (docs/performance.md).
+            torch.backends.cudnn.benchmark = False
 
     def run(
         self,
