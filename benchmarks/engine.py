@@ -29,7 +29,7 @@ from benchmarks.common import matmul_gflops, median_time, photo_like, texture, v
 from daemon.engine import Cancelled, Engine, StyleInput
 from daemon.runtime import tune_allocator
 from daemon.tensors import resize_long, to_tensor
-from daemon.weights import random_weights
+from daemon.weights import load as load_weights
 from shared.options import VGG19_LAYERS, EngineOptions
 
 # The PyTorch tutorial's weights, for both sides. With neural-style's (content 5, style
@@ -246,10 +246,13 @@ def main() -> None:
     ap.add_argument("--style-weight", type=float, default=TUTORIAL_SW,
                     help="time to target: style weight of both sides (the tutorial's)")
     ap.add_argument("--per-eval-n", type=int, default=8)
+    ap.add_argument("--weights", default="random",
+                    help="as `impasto serve --weights`; random (seed 0) where no real ones are "
+                    "at hand. The time-to-objective results depend on them, the timings do not")
     args = ap.parse_args()
     tune_allocator()
     torch.manual_seed(0)
-    weights = random_weights(0)
+    weights = load_weights(args.weights)
     engine = Engine(weights, "cpu")
     features = weights.features
     content, style = photo_like(640, 480), texture(512, 512)
