@@ -13,6 +13,7 @@ import tomllib
 from shared import paths
 from shared.errors import BAD_OPTIONS, ImpastoError
 from shared.netaddr import endpoint_host, is_local_address
+from shared.options import PRECISIONS
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,9 @@ def _apply_file(s: ServeSettings, path: Path) -> None:
     for key in ("bind", "device", "weights", "precision"):
         if key in data:
             setattr(s, key, str(data[key]))
+    if s.precision not in PRECISIONS:
+        raise ImpastoError(BAD_OPTIONS, f"config {path}: precision must be one of "
+                           f"{', '.join(PRECISIONS)}, not {s.precision!r}")
     for key in ("styles", "keys"):
         if key in data:
             setattr(s, key, Path(data[key]).expanduser())

@@ -246,7 +246,7 @@ def test_serve_config_file(tmp_path: Path, folder: Path, src: Path, env: dict[st
     stripes_image(32, 32).save(styles / "stripes.png")
     port = free_port()
     cfg = tmp_path / "impasto.toml"
-    cfg.write_text(f'bind = "tcp://127.0.0.1:{port}"\nweights = "random"\n'
+    cfg.write_text(f'bind = "tcp://127.0.0.1:{port}"\nweights = "random"\nprecision = "fp32"\n'
                    f'styles = "{styles}"\nwatch = ["{folder}"]\n')
     import subprocess
 
@@ -267,3 +267,6 @@ def test_serve_config_file(tmp_path: Path, folder: Path, src: Path, env: dict[st
     bad.write_text("bogus = 1\n")
     r = run_cli(["serve", "--config", str(bad)], env)
     assert r.returncode == 2 and "unknown key(s) bogus" in r.stderr
+    bad.write_text('precision = "fp8"\n')
+    r = run_cli(["serve", "--config", str(bad)], env)
+    assert r.returncode == 2 and "precision must be one of" in r.stderr
