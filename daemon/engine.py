@@ -301,10 +301,11 @@ class Engine:
         opt = self._optimizer(opts, x, history_size)
         scale_history: list[float] = []
         # The optimiser sees the objective divided by its value at the scale's start.
-        # torch's L-BFGS skips curvature pairs with y.s < 1e-10 (an absolute threshold),
-        # so with small-valued objectives (torchvision weights, small images) it would
-        # never build a history and crawl like gradient descent. The minimiser is the
-        # same; reported losses stay unscaled.
+        # L-BFGS skips curvature pairs with y.s <= 1e-10 (torch's absolute threshold,
+        # kept by lbfgs.py), so with small-valued objectives (torchvision weights,
+        # large images) it would never build a history and crawl like gradient
+        # descent: the tutorial-style baseline stalls so at 512 px (docs/performance.md).
+        # The minimiser is the same; reported losses stay unscaled.
         norm: list[float] = []
 
         def closure() -> torch.Tensor:
