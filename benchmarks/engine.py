@@ -28,7 +28,7 @@ from torch import nn
 from benchmarks.common import matmul_gflops, median_time, photo_like, texture, vgg_gflop
 from daemon.engine import Cancelled, Engine, StyleInput
 from daemon.runtime import tune_allocator
-from daemon.tensors import resize_long, to_tensor
+from daemon.tensors import resize_long, to_image, to_tensor
 from daemon.weights import load as load_weights
 from shared.options import VGG19_LAYERS, EngineOptions
 
@@ -176,7 +176,8 @@ def per_eval(engine: Engine, content, style, size: int, features, n: int = 8) ->
 
 def time_to_target(engine: Engine, content, style, size: int, features, base_evals: int,
                    style_weight: float = TUTORIAL_SW, sync=lambda: None,  # noqa: ANN001
-                   coarse: tuple[int, ...] = (50, 20), checkpoints: tuple[int, ...] = (25, 50, 100, 200, 300, 500),
+                   coarse: tuple[int, ...] = (50, 20),
+                   checkpoints: tuple[int, ...] = (25, 50, 100, 200, 300, 500),
                    baseline: tuple[torch.Tensor, list[tuple[float, float]]] | None = None,
                    content_weight: float = TUTORIAL_CW) -> dict:
     """How much sooner impasto reaches the objective the baseline has after N evaluations.
@@ -213,8 +214,6 @@ def time_to_target(engine: Engine, content, style, size: int, features, base_eva
     final = [(t, v) for k, t, v in steps if k == len(coarse)]
     score_opts = EngineOptions(size=size, scales=1, seed=0, style_weight=style_weight,
                                content_weight=content_weight)
-    from daemon.tensors import to_image
-
     rows = []
     for cp in (c for c in checkpoints if c <= len(trace)):
         t_base, target = trace[cp - 1]
@@ -223,7 +222,8 @@ def time_to_target(engine: Engine, content, style, size: int, features, base_eva
                      "impasto_final_evals": hit[0] if hit else None,
                      "impasto_s": round(hit[1], 3) if hit else None,
                      "time_ratio": round(t_base / hit[1], 2) if hit else None})
-    return {"size": size, "baseline": (out, trace), "coarse": [s for s, _ in opts.schedule()[:-1]], "coarse_evals": list(coarse),
+    return {"size": size, "baseline": (out, trace),
+            "coarse": [s for s, _ in opts.schedule()[:-1]], "coarse_evals": list(coarse),
             "rows": rows,
             # end points scored the same way (uint8 images through Engine.evaluate):
             "baseline_final_scored": engine.evaluate(to_image(out), content, [StyleInput(style)],

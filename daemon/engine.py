@@ -87,8 +87,6 @@ def is_oom(e: BaseException) -> bool:
         "can't allocate memory" in text) or "not enough memory" in text
 
 
-
-
 class Engine:
     """Holds the network on its device; `run` is one stylization.
 

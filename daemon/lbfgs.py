@@ -31,15 +31,15 @@ class LBFGS:
         self.m = history_size
         n = x.numel()
         self.n = n
-        self._cap = 0
-        self.S = x.new_zeros(0, n)  # rows: steps s_i, in slot order (not age order)
-        self.Y = x.new_zeros(0, n)  # rows: gradient changes y_i
+        # Rows: steps s_i and gradient changes y_i, in slot order (not age order);
+        # as many rows as allocated so far (see _grow).
+        self.S = x.new_zeros(0, n)
+        self.Y = x.new_zeros(0, n)
         # Gram matrix of [S; Y] in float64, slots 0..m-1 for S and m..2m-1 for Y.
         self.G = np.zeros((2 * self.m, 2 * self.m))
         self.rho = np.zeros(self.m)
         self.order: list[int] = []  # slots, oldest pair first
         self.gamma = 1.0
-        self.evals = 0
         self._g_prev: torch.Tensor | None = None
         self._d: torch.Tensor | None = None
         self._t = 1.0
@@ -47,27 +47,24 @@ class LBFGS:
         self._c_prev = np.zeros(2 * self.m)  # d_prev = -gamma g_prev + [S; Y]^T c_prev
 
     def _grow(self, need: int) -> None:
-        if need <= self._cap:
+        rows = self.S.shape[0]
+        if need <= rows:
             return
         # Grow geometrically: a short run never holds memory for 100 pairs.
-        cap = min(self.m, max(8, 2 * self._cap, need))
+        cap = min(self.m, max(8, 2 * rows, need))
         for name in ("S", "Y"):
             old = getattr(self, name)
             new = old.new_zeros(cap, self.n)
-            new[: old.shape[0]] = old
+            new[:rows] = old
             setattr(self, name, new)
-        self._cap = cap
 
     def step(self, closure) -> torch.Tensor:  # noqa: ANN001 - Callable[[], Tensor]
         with torch.enable_grad():
             loss = closure()
-        self.evals += 1
         g = self.x.grad.detach().reshape(-1)
-        if self._d is None:
+        if self._d is None:  # first step: scaled steepest descent, as torch
             d = g.neg()
             t = min(1.0, 1.0 / float(g.abs().sum()))
-            self._c_prev[:] = 0.0
-            self._v_prev[:] = 0.0
         else:
             d, t = self._direction(g)
         self._g_prev = g.clone()
@@ -77,7 +74,7 @@ class LBFGS:
         return loss
 
     def _direction(self, g: torch.Tensor) -> tuple[torch.Tensor, float]:
-        m, cap = self.m, self._cap
+        m, cap = self.m, self.S.shape[0]
         assert self._g_prev is not None and self._d is not None
         y = g - self._g_prev
         s = self._d * self._t
@@ -104,11 +101,10 @@ class LBFGS:
                 self._grow(slot + 1)
             self.S[slot] = s
             self.Y[slot] = y
-            live = self.order  # the other pairs' slots
+            live = self.order + [m + i for i in self.order]  # the other pairs' rows
             for rows, col in ((hs, slot), (hy, m + slot)):
-                idx = live + [m + i for i in live]
-                self.G[idx, col] = rows[idx]
-                self.G[col, idx] = rows[idx]
+                self.G[live, col] = rows[live]
+                self.G[col, live] = rows[live]
             self.G[slot, slot], self.G[m + slot, m + slot] = ss, yy
             self.G[slot, m + slot] = self.G[m + slot, slot] = ys
             self.order.append(slot)
@@ -117,7 +113,7 @@ class LBFGS:
             v[slot], v[m + slot] = sg, yg
         c = self._coefficients(v)
         d = g * -self.gamma
-        k = self._cap
+        k = self.S.shape[0]
         if self.order:
             cd = torch.from_numpy(c).to(device=g.device, dtype=g.dtype)
             d = torch.addmv(d, self.S.T, cd[:k])

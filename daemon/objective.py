@@ -18,14 +18,26 @@ log = logging.getLogger(__name__)
 PARTS = ("content", "style", "tv", "total")
 
 
-class Objective:
+class Recorder:
+    """Counts evaluations and keeps the parts of the last one, as plain floats."""
+
+    def __init__(self) -> None:
+        self.evals = 0
+        self.last: dict[str, float] = {}
+
+    def record(self, parts: torch.Tensor) -> None:
+        """parts: [content, style, tv, total], fetched in one transfer."""
+        self.evals += 1
+        self.last = dict(zip(PARTS, parts.detach().tolist()))
+
+
+class Objective(Recorder):
     """Content + style + TV loss of an image; remembers the parts of the last call."""
 
     def __init__(self, net: VGGFeatures, content: dict[str, ContentLoss],
                  style: dict[str, StyleLoss], tv: TVLoss) -> None:
+        super().__init__()
         self.net, self.content, self.style, self.tv = net, content, style, tv
-        self.evals = 0
-        self.last: dict[str, float] = {}
 
     def parts(self, x: torch.Tensor) -> torch.Tensor:
         """[content, style, tv, total] as one tensor, differentiable."""
@@ -35,21 +47,22 @@ class Objective:
         lt = self.tv(x)
         return torch.stack([lc, ls, lt, lc + ls + lt])
 
-    def record(self, parts: torch.Tensor) -> None:
-        self.evals += 1
-        self.last = dict(zip(PARTS, parts.detach().tolist()))
-
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         p = self.parts(x)
         self.record(p)
         return p[3]
 
-    def value_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def parts_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The parts (detached) and the gradient of the total, not recorded."""
         xg = x.detach().requires_grad_(True)
         p = self.parts(xg)
         (grad,) = torch.autograd.grad(p[3], xg)
+        return p.detach(), grad
+
+    def value_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p, grad = self.parts_and_grad(x)
         self.record(p)
-        return p[3].detach(), grad
+        return p[3], grad
 
 
 class GraphedObjective:
@@ -60,23 +73,18 @@ class GraphedObjective:
 
     def __init__(self, objective: Objective, like: torch.Tensor) -> None:
         self.objective = objective
-        self.x = torch.zeros_like(like)
-        self.x.copy_(like)
+        self.x = like.clone()
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):  # warm-up: cuDNN picks algorithms, autograd allocates
+        # Warm-up on a side stream, as capture requires: lazy initialisation and the
+        # first allocations must happen outside the graph.
+        with torch.cuda.stream(stream):
             for _ in range(3):
-                self._pass()
+                objective.parts_and_grad(self.x)
         torch.cuda.current_stream().wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
-            self.parts, self.grad = self._pass()
-
-    def _pass(self) -> tuple[torch.Tensor, torch.Tensor]:
-        xg = self.x.detach().requires_grad_(True)
-        p = self.objective.parts(xg)
-        (grad,) = torch.autograd.grad(p[3], xg)
-        return p.detach(), grad
+            self.parts, self.grad = objective.parts_and_grad(self.x)
 
     @property
     def evals(self) -> int:
@@ -85,9 +93,6 @@ class GraphedObjective:
     @property
     def last(self) -> dict[str, float]:
         return self.objective.last
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.objective(x)
 
     def value_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.x.copy_(x)

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from daemon.losses import TVLoss
-from daemon.objective import PARTS
+from daemon.objective import Recorder
 from daemon.vgg import VGGFeatures
 
 ALIGN = 16  # four 2x2 poolings before conv5_x
@@ -103,13 +103,14 @@ def tiled_grams(net: VGGFeatures, image: torch.Tensor, layers: list[str],
     return {n: (sums[n] / (sums[n].shape[0] * counts[n])).unsqueeze(0) for n in layers}
 
 
-class TiledObjective:
+class TiledObjective(Recorder):
     """Content + style + TV of a whole image, evaluated in tiles. Same weights and
     normalisation as the untiled losses (losses.py)."""
 
     def __init__(self, net: VGGFeatures, content: torch.Tensor, style_targets: dict[str, torch.Tensor],
                  content_layers: list[str], style_weights: dict[str, float], content_weight: float,
                  tv_weight: float, core: int = 512) -> None:
+        super().__init__()
         self.net = net
         self.h, self.w = content.shape[-2:]
         self.core = max(ALIGN, core // ALIGN * ALIGN)
@@ -120,8 +121,6 @@ class TiledObjective:
         self.content_layers = content_layers
         self.content_weight = content_weight
         self.tv = TVLoss(tv_weight)
-        self.evals = 0
-        self.last: dict[str, float] = {}
         self.content_targets = self._assemble(content, content_layers)
 
     def _tiles(self) -> list[Tile]:
@@ -209,7 +208,5 @@ class TiledObjective:
         assert xg.grad is not None
         grad += xg.grad
         total = content_loss + style_loss + tv.detach()
-        self.evals += 1
-        parts = torch.stack([content_loss, style_loss, tv.detach(), total]).tolist()
-        self.last = dict(zip(PARTS, parts))
+        self.record(torch.stack([content_loss, style_loss, tv.detach(), total]))
         return total, grad
