@@ -46,11 +46,16 @@ class Worker(threading.Thread):
                 if job is None:  # queue closed and empty
                     break
                 self.current = job
-                try:
-                    self._run_job(job, sock)
-                finally:
-                    self.current = None
-                    self.queue.finished(job)
+                final = self._run_job(job, sock)
+                # Book the job before its caller hears the outcome: a client that has its
+                # result and asks for status at once must see it counted, not still running.
+                if isinstance(final, Result):
+                    self.done += 1
+                else:
+                    self.failed += 1
+                self.current = None
+                self.queue.finished(job)
+                self._emit(sock, job, final)
         finally:
             sock.close(linger=2000)
 
@@ -64,7 +69,8 @@ class Worker(threading.Thread):
     def _emit(self, sock: zmq.Socket, job: Job, msg: Message) -> None:
         sock.send_multipart([job.peer] + encode(msg, job.req), copy=False)
 
-    def _run_job(self, job: Job, sock: zmq.Socket) -> None:
+    def _run_job(self, job: Job, sock: zmq.Socket) -> Result | Error:
+        """Runs one job, sending its progress; returns the message that ends it."""
         job.started = time.time()
         opts = job.options
         total = opts.total_evaluations()
@@ -88,25 +94,17 @@ class Worker(threading.Thread):
                 job.content, [StyleInput(img, w) for img, w, _ in job.styles], opts,
                 on_step=on_step, should_stop=job.cancel.is_set, cache=self.cache)
             ref = imagecodec.to_ref(outcome.image, job.output)
-            self._emit(sock, job, Result(job=job.id, image=ref, losses=outcome.losses,
-                                         seed=outcome.seed, elapsed_s=round(outcome.elapsed_s, 3),
-                                         weights=self.engine.weights.label))
-            self.done += 1
             log.info("job %s done in %.1f s", job.id, outcome.elapsed_s)
+            return Result(job=job.id, image=ref, losses=outcome.losses, seed=outcome.seed,
+                          elapsed_s=round(outcome.elapsed_s, 3), weights=self.engine.weights.label)
         except Cancelled:
-            self.failed += 1
-            if self.stopping.is_set():
-                self._emit(sock, job, Error(SHUTDOWN, "the daemon is shutting down; job stopped",
-                                            job.id))
-            else:
-                self._emit(sock, job, Error(CANCELLED, f"job {job.id} was cancelled", job.id))
             log.info("job %s cancelled", job.id)
+            if self.stopping.is_set():
+                return Error(SHUTDOWN, "the daemon is shutting down; job stopped", job.id)
+            return Error(CANCELLED, f"job {job.id} was cancelled", job.id)
         except ImpastoError as e:
-            self.failed += 1
-            self._emit(sock, job, Error(e.code, e.message, job.id))
             log.warning("job %s failed: %s", job.id, e)
+            return Error(e.code, e.message, job.id)
         except Exception as e:  # the worker must survive anything a job does
-            self.failed += 1
             log.exception("job %s crashed", job.id)
-            self._emit(sock, job, Error(INTERNAL, f"internal error: {type(e).__name__}: {e}",
-                                        job.id))
+            return Error(INTERNAL, f"internal error: {type(e).__name__}: {e}", job.id)

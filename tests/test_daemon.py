@@ -81,6 +81,17 @@ def test_ping_status_and_result(daemon: DaemonProcess) -> None:
         assert c.status().jobs_done == 1
 
 
+def test_status_counts_a_job_as_soon_as_its_result_arrives(daemon: DaemonProcess) -> None:
+    # The worker once sent the result before counting the job, so a status asked for at
+    # once could still show it running (seen in CI); repeating makes that window likely.
+    with Client(daemon.address) as c:
+        before = c.status().jobs_done
+        for i in range(1, 9):
+            c.stylize(request(dict(FAST, seed=i)))
+            st = c.status()
+            assert (st.jobs_done, st.running) == (before + i, None)
+
+
 def test_two_clients_at_once(daemon: DaemonProcess) -> None:
     results: dict[int, object] = {}
 
