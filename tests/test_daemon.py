@@ -327,13 +327,15 @@ def test_serve_without_weights_explains(tmp_path: Path, env: dict[str, str]) -> 
 
 def test_interactive_jobs_overtake_queued_batch_jobs(daemon: DaemonProcess) -> None:
     with Client(daemon.address) as a, Client(daemon.address) as b, Client(daemon.address) as i:
-        first = accepted(a, a.send(request(dict(FAST, evaluations=[40]), priority="batch")))
+        # The first job runs until cancelled, so the queue cannot drain under a slow machine.
+        first = accepted(a, a.send(request(SLOW, priority="batch")))
         wait_for(lambda: (i.status().running or {}).get("job") == first.job)
         batch = accepted(b, b.send(request(priority="batch")))
         inter = accepted(i, i.send(request(priority="interactive")))
         # positions when accepted: the interactive job went ahead of the queued batch job
         assert (first.position, batch.position, inter.position) == (0, 1, 1)
         assert [j["job"] for j in i.status().queue] == [inter.job, batch.job]
+        assert i.cancel(first.job).was == "running"
         order = []
         for client, job in ((i, inter), (b, batch)):
             while True:
