@@ -15,22 +15,19 @@ from __future__ import annotations
 import argparse
 
 import torch
-import torch.nn.functional as F
 
 from benchmarks.common import photo_like, texture
 from benchmarks.engine import TUTORIAL_CW, TUTORIAL_SW
 from daemon.engine import Engine, StyleInput
 from daemon.runtime import tune_allocator
-from daemon.tensors import long_side_size, to_image, to_tensor
+from daemon.tensors import long_side_size, to_image, to_tensor, upscale
 from daemon.weights import load as load_weights
 from shared.options import EngineOptions
 
 
 def upsample(image, size: tuple[int, int]):  # noqa: ANN001, ANN201 - PIL in, PIL out
-    """As the engine hands one scale to the next: bicubic, clamped."""
-    x = to_tensor(image).unsqueeze(0)
-    return to_image(F.interpolate(x, size=(size[1], size[0]), mode="bicubic",
-                                  align_corners=False).clamp(0, 1)[0])
+    """As the engine hands one scale to the next."""
+    return to_image(upscale(to_tensor(image).unsqueeze(0), (size[1], size[0]))[0])
 
 
 def main() -> None:

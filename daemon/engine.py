@@ -15,14 +15,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from daemon import color
 from daemon.lbfgs import LBFGS
 from daemon.losses import ContentLoss, StyleLoss, TVLoss, gram
 from daemon.objective import Objective, graphed
-from daemon.tensors import long_side_size, resize_long, to_image, to_tensor
+from daemon.tensors import long_side_size, resize_long, to_image, to_tensor, upscale
 from daemon.tiled import TiledObjective, tiled_grams
 from daemon.vgg import VGGFeatures
 from daemon.weights import Weights
@@ -181,8 +180,7 @@ class Engine:
             if image is None:
                 x = self._init(opts.init, c, style_ts, blend, gen)
             else:
-                x = F.interpolate(image, size=c.shape[-2:], mode="bicubic",
-                                  align_corners=False).clamp(0, 1)
+                x = upscale(image, tuple(c.shape[-2:]))
             x = x.contiguous().requires_grad_(True)
 
             def report(losses_now: dict[str, float], evals: int, k: int = k, size: int = size,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 
@@ -28,3 +29,9 @@ def to_tensor(img: Image.Image) -> torch.Tensor:
 def to_image(t: torch.Tensor) -> Image.Image:
     arr = (t.detach().clamp(0, 1).cpu().permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
     return Image.fromarray(arr, "RGB")
+
+
+def upscale(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """One scale's result as the start of the next: (N, 3, h, w) -> (N, 3, *hw), bicubic,
+    clamped (bicubic overshoots at edges)."""
+    return F.interpolate(x, size=hw, mode="bicubic", align_corners=False).clamp(0, 1)
