@@ -214,9 +214,10 @@ class Engine:
 
         An untiled evaluation needs about 3.2 GB per megapixel on a CPU
         (benchmarks/large.py), so 2.4 MP there (7.5 GB of a 24 GB machine). On a GPU,
-        2.3 GiB per megapixel (4096 px untiled on an H100 peaked at 39 GiB), so
-        whatever fits in most of the free memory, less 2 GiB for the L-BFGS history:
-        tiles are 2x slower there, and an H100 holds 16 MP untiled.
+        2.3 GiB per megapixel measured (4096 px untiled on an H100 peaked at 39 GiB),
+        counted as 2.5 for headroom: whatever fits in 80% of the free memory, less
+        2 GiB for the L-BFGS history. Tiles are 2x slower there, and an H100 holds
+        16 MP untiled.
         """
         if opts.tile_pixels is not None:
             return opts.tile_pixels
