@@ -18,11 +18,11 @@ import torch
 
 from benchmarks.common import photo_like, texture
 from benchmarks.engine import TUTORIAL_CW, TUTORIAL_SW
-from daemon.engine import Engine, StyleInput
-from daemon.runtime import tune_allocator
-from daemon.tensors import long_side_size, to_image, to_tensor, upscale
-from daemon.weights import load as load_weights
-from shared.options import EngineOptions
+from impasto.engine.runtime import tune_allocator
+from impasto.engine.tensors import long_side_size, to_image, to_tensor, upscale
+from impasto.engine.transfer import Engine, StyleInput
+from impasto.engine.weights import load as load_weights
+from impasto.options import EngineOptions
 
 
 def upsample(image, size: tuple[int, int]):  # noqa: ANN001, ANN201 - PIL in, PIL out

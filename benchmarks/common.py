@@ -63,7 +63,7 @@ def vgg_gflop(h: int, w: int, last_index: int) -> float:
     Convolution forward is 2*Cin*Cout*9*H*W; the backward pass needs only the input
     gradient (the weights are frozen), about the same again.
     """
-    from daemon.vgg import make_features
+    from impasto.engine.vgg import make_features
 
     total, hh, ww = 0.0, h, w
     for i, m in enumerate(make_features()):

@@ -17,13 +17,13 @@ import time
 from pathlib import Path
 
 from benchmarks.common import photo_like, texture
-from daemon.engine import Engine, StyleInput
-from daemon.runtime import tune_allocator
-from daemon.weights import random_weights
-from shared import imagecodec
-from shared.client import Client
-from shared.options import EngineOptions
-from shared.protocol import Progress, StyleRef, Stylize
+from impasto import imagecodec
+from impasto.client import Client
+from impasto.engine.runtime import tune_allocator
+from impasto.engine.transfer import Engine, StyleInput
+from impasto.engine.weights import random_weights
+from impasto.options import EngineOptions
+from impasto.protocol import Progress, StyleRef, Stylize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.helpers import DaemonProcess  # noqa: E402

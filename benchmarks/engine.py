@@ -26,11 +26,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmarks.common import matmul_gflops, median_time, photo_like, texture, vgg_gflop
-from daemon.engine import Cancelled, Engine, StyleInput
-from daemon.runtime import tune_allocator
-from daemon.tensors import resize_long, to_image, to_tensor
-from daemon.weights import load as load_weights
-from shared.options import VGG19_LAYERS, EngineOptions
+from impasto.engine.runtime import tune_allocator
+from impasto.engine.tensors import resize_long, to_image, to_tensor
+from impasto.engine.transfer import Engine, StyleInput
+from impasto.engine.weights import load as load_weights
+from impasto.errors import JobCancelled
+from impasto.options import VGG19_LAYERS, EngineOptions
 
 # The PyTorch tutorial's weights, for both sides. With neural-style's (content 5, style
 # 100) and random VGG weights the baseline's raw objective is so small that its
@@ -208,7 +209,7 @@ def time_to_target(engine: Engine, content, style, size: int, features, base_eva
         result = engine.run(content, [StyleInput(style)], opts, should_stop=stop,
                             on_step=lambda s: steps.append((s.scale, s.elapsed_s,
                                                             s.losses["total"])))
-    except Cancelled:
+    except JobCancelled:
         result = None
     sync()
     final = [(t, v) for k, t, v in steps if k == len(coarse)]

@@ -39,12 +39,12 @@ import torch
 
 from benchmarks.common import photo_like, texture
 from benchmarks.engine import TUTORIAL_CW, TUTORIAL_SW, baseline_run, time_to_target
-from daemon.engine import Engine, StyleInput
-from daemon.lbfgs import LBFGS
-from daemon.objective import Objective, graphed
-from daemon.weights import random_weights
-from shared.errors import ImpastoError
-from shared.options import EngineOptions
+from impasto.engine.lbfgs import LBFGS
+from impasto.engine.objective import Objective, graphed
+from impasto.engine.transfer import Engine, StyleInput
+from impasto.engine.weights import random_weights
+from impasto.errors import ImpastoError
+from impasto.options import EngineOptions
 
 ARGS = argparse.Namespace(quick=False, device="cuda")
 WEIGHTS = random_weights(0)

@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 from benchmarks.common import photo_like, texture
-from daemon.engine import Engine, StyleInput
-from daemon.runtime import tune_allocator
-from daemon.weights import random_weights
-from shared.options import EngineOptions
+from impasto.engine.runtime import tune_allocator
+from impasto.engine.transfer import Engine, StyleInput
+from impasto.engine.weights import random_weights
+from impasto.options import EngineOptions
 
 
 def peak_rss_mib() -> float:

@@ -12,8 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from plugin import CONFIG_NAME, PLUGIN_FILE, PLUGIN_NAME
-from shared import paths
+from impasto import paths
+from impasto.fsio import write_atomic
+from impasto.gimp import CONFIG_NAME, PLUGIN_FILE, PLUGIN_NAME
 
 
 def profile_candidates() -> list[Path]:
@@ -50,7 +51,7 @@ def plugin_dir(profile: Path) -> Path:
 def bridge_command(explicit: str | None) -> list[str]:
     if explicit:
         return shlex.split(explicit)
-    return [sys.executable, "-m", "shared.bridge"]
+    return [sys.executable, "-I", "-m", "impasto.gimp.bridge"]
 
 
 def install(args: argparse.Namespace) -> int:
@@ -64,11 +65,12 @@ def install(args: argparse.Namespace) -> int:
     address = args.address or paths.default_address()
     autostart = None
     if not args.no_autostart:
-        autostart = {"command": [sys.executable, "-m", "daemon.cli", "serve", "--bind", address],
+        autostart = {"command": [sys.executable, "-I", "-m", "impasto.cli.main", "serve",
+                                 "--bind", address],
                      "wait_s": 300, "log": str(paths.cache_dir() / "daemon.log")}
     config = {"bridge": bridge_command(args.bridge), "address": address, "timeout": 5.0,
               "autostart": autostart, "env": {}}
-    (target / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+    write_atomic(target / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
     print(f"installed the impasto plug-in in {target}")
     print(f"  bridge: {' '.join(config['bridge'])}")
     print(f"  daemon: {address}" + (" (started on demand)" if autostart else " (never started by GIMP)"))

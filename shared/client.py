@@ -14,11 +14,11 @@ from pathlib import Path
 
 import zmq
 
-from shared import paths
-from shared.errors import ImpastoError
-from shared.keys import ClientKeys, load_client_keys
-from shared.netaddr import is_local_address
-from shared.protocol import (
+from impasto import paths
+from impasto.errors import DaemonUnavailable, ImpastoError
+from impasto.keys import ClientKeys, load_client_keys
+from impasto.netaddr import is_local_address
+from impasto.protocol import (
     Accepted,
     Cancel,
     Cancelled,
@@ -36,10 +36,6 @@ from shared.protocol import (
 )
 
 _ids = itertools.count(1)
-
-
-class DaemonUnavailable(Exception):
-    """No daemon answered in time. The message says where we looked and what to do."""
 
 
 def unavailable_message(address: str, timeout: float) -> str:

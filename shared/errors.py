@@ -1,8 +1,15 @@
-"""Error codes that travel on the wire, and the exception that carries one."""
+"""Error codes, and the one exception hierarchy every part of impasto raises.
+
+Every expected failure is an `ImpastoError` carrying a code: the daemon sends it to
+the client as an `error` message, the CLI prints its message and exits by its code, the
+bridge hands it to GIMP. Subclasses exist where a caller catches one kind on purpose.
+Only the GIMP plug-in file has its own exception: it runs in GIMP's Python, which
+cannot import impasto.
+"""
 
 from __future__ import annotations
 
-# One code per thing a caller can act on differently; docs/protocol.md lists them.
+# --- codes on the wire (docs/protocol.md lists them) ---------------------------------
 BAD_MESSAGE = "bad_message"  # frames or JSON header malformed
 BAD_VERSION = "bad_version"  # protocol version not spoken by this daemon
 UNKNOWN_TYPE = "unknown_type"
@@ -25,14 +32,60 @@ ALL_CODES = (
     QUEUE_FULL, STORAGE, INTERNAL,
 )
 
+# --- codes that never travel: this process's own failures ----------------------------
+UNAVAILABLE = "unavailable"  # no daemon answered
+NO_WEIGHTS = "no_weights"  # VGG19 weights missing or unusable
+SERVE = "serve"  # the daemon cannot start or keep running
+
+# Codes that mean "the input was wrong" rather than "something failed".
+USAGE_CODES = frozenset({BAD_OPTIONS, BAD_IMAGE, UNKNOWN_STYLE, IMAGE_TOO_LARGE})
+
 
 class ImpastoError(Exception):
-    """An error with a wire code; its message is meant for a person."""
+    """An error with a code; its message is meant for a person."""
 
-    def __init__(self, code: str, message: str) -> None:
+    code: str = INTERNAL
+
+    def __init__(self, code: str | None = None, message: str = "") -> None:
         super().__init__(message)
-        self.code = code
+        self.code = code or type(self).code
         self.message = message
 
     def __str__(self) -> str:
         return self.message
+
+
+class DaemonUnavailable(ImpastoError):
+    """No daemon answered in time. The message says where we looked and what to do."""
+
+    code = UNAVAILABLE
+
+    def __init__(self, message: str) -> None:
+        super().__init__(UNAVAILABLE, message)
+
+
+class ServeError(ImpastoError):
+    """The daemon cannot start or keep running; the message says why and what to do."""
+
+    code = SERVE
+
+    def __init__(self, message: str) -> None:
+        super().__init__(SERVE, message)
+
+
+class WeightsUnavailable(ImpastoError):
+    """No usable VGG19 weights; the message says how to get them."""
+
+    code = NO_WEIGHTS
+
+    def __init__(self, message: str) -> None:
+        super().__init__(NO_WEIGHTS, message)
+
+
+class JobCancelled(ImpastoError):
+    """A job was stopped on request (or because the daemon is stopping)."""
+
+    code = CANCELLED
+
+    def __init__(self, message: str = "cancelled") -> None:
+        super().__init__(CANCELLED, message)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from shared.errors import BAD_IMAGE, ImpastoError
-from shared.protocol import MAX_PIXELS, ImageRef, check_pixels
+from impasto.errors import BAD_IMAGE, ImpastoError
+from impasto.protocol import MAX_PIXELS, ImageRef, check_pixels
 
 # Pillow's own bomb guard warns at 89 MP and raises at twice that; our limit is lower and
 # is checked from the header before any pixel is decoded.

@@ -1,13 +1,21 @@
-"""Engine options: one dataclass, validated the same way on both sides of the wire."""
+"""Engine options: one dataclass whose field metadata is the single source of truth.
+
+Each field carries its help text, range and choices. From them come: validation (once,
+when an `EngineOptions` is made), the CLI's flags (impasto.cli.optionflags), the GIMP
+dialog's parameters (written into the bridge config by `impasto gimp install`), the
+watch folders' TOML keys (the field names) and docs/protocol.md's option table
+(`python -m impasto.options`, checked by a test).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.errors import BAD_OPTIONS, ImpastoError
+from impasto.errors import BAD_OPTIONS, ImpastoError
 
 # VGG19's feature layers in order, named as in the papers (block_index).
 VGG19_LAYERS: tuple[str, ...] = (
@@ -22,7 +30,7 @@ OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "noise", "style")
 COLOR_MODES = ("luminance", "histogram")
 POOLINGS = ("max", "avg")
-# The engine's arithmetic on GPUs, an engine (daemon) setting rather than a job's.
+# The engine's arithmetic on GPUs: a daemon setting, not a job's.
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 
 
@@ -44,41 +52,89 @@ PRESETS: dict[str, Preset] = {
 
 MIN_SCALE_SIZE = 64
 MAX_SIZE = 8192
+MAX_EVALUATIONS = 100_000
+MAX_SCALES = 8
 
 
-@dataclass
+def option(default: Any = None, help: str = "", *, lo: float | None = None,  # noqa: A002
+           hi: float | None = None, choices: tuple[str, ...] | None = None,
+           max_len: int | None = None, expert: bool = False) -> Any:
+    """A field with the metadata everything else is generated from.
+
+    lo/hi: inclusive range (of each element, for lists); choices: allowed strings (of
+    each element, for lists); expert: kept out of the GIMP dialog and short help lists.
+    """
+    meta = {"help": help, "lo": lo, "hi": hi, "choices": choices, "max_len": max_len,
+            "expert": expert}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
 class EngineOptions:
-    """Everything that shapes a stylization. None means "take it from the preset"."""
+    """Everything that shapes one stylization. Always valid: checked when made.
 
-    preset: str = "normal"
-    size: int | None = None  # long side of the output, pixels
-    iterations: int | None = None  # evaluations at the final scale
-    scales: int | None = None  # number of coarse-to-fine scales (1 = single scale)
-    # Evaluations per scale, coarsest first; sets scales and iterations at once.
-    evaluations: list[int] | None = None
-    content_weight: float = 5.0
-    style_weight: float = 100.0
-    tv_weight: float = 1e-3
-    optimizer: str = "lbfgs"
-    learning_rate: float = 0.02  # Adam only; pixels are in [0, 1]
-    init: str = "content"
-    seed: int | None = None
-    preserve_colors: str | None = None
-    style_scale: float = 1.0
-    style_weights: list[float] | None = None  # blend weights, one per style image
-    content_layers: list[str] = field(default_factory=lambda: ["relu4_2"])
-    style_layers: list[str] = field(
-        default_factory=lambda: ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
-    )
-    style_layer_weights: list[float] | None = None
-    pooling: str = "max"
-    tolerance: float | None = None  # stop a scale when relative loss change falls below
-    match_content_size: bool = False  # resize the result to the content image's size
-    # Scales with more pixels than this are evaluated in tiles (daemon/tiled.py): same
-    # objective and gradient, a fraction of the memory. None: the engine decides from
-    # the device's memory (Engine.tile_threshold).
-    tile_pixels: int | None = None
-    tile_size: int = 512  # tile core, pixels (a multiple of 16)
+    None means "from the preset" (size, iterations, scales, tolerance) or "none"
+    (seed: random; preserve_colors: off; style_layer_weights: equal).
+    """
+
+    preset: str = option("normal", "size, scales and iterations in one word", choices=tuple(PRESETS))
+    size: int | None = option(None, "long side of the output in pixels (default: the preset's)",
+                              lo=MIN_SCALE_SIZE, hi=MAX_SIZE)
+    iterations: int | None = option(None, "evaluations at the final scale (default: the preset's)",
+                                    lo=1, hi=MAX_EVALUATIONS)
+    scales: int | None = option(None, "coarse-to-fine scales, each half the size of the next "
+                                "(1 = single scale; default: the preset's)", lo=1, hi=MAX_SCALES)
+    evaluations: list[int] | None = option(
+        None, "evaluations per scale, coarsest first (sets scales and iterations at once), "
+        "e.g. 60,30,10", lo=1, hi=MAX_EVALUATIONS, max_len=MAX_SCALES, expert=True)
+    content_weight: float = option(5.0, "weight of the content loss (neural-style's default)",
+                                   lo=0.0, hi=1e12, expert=True)
+    style_weight: float = option(100.0, "weight of the style loss (neural-style's default)",
+                                 lo=0.0, hi=1e12)
+    tv_weight: float = option(1e-3, "weight of the total-variation smoothing loss",
+                              lo=0.0, hi=1e12, expert=True)
+    optimizer: str = option("lbfgs", "L-BFGS (history 100) or Adam", choices=OPTIMIZERS,
+                            expert=True)
+    learning_rate: float = option(0.02, "Adam's step size (pixels are in [0, 1])",
+                                  lo=1e-6, hi=10.0, expert=True)
+    init: str = option("content", "starting image: the content, noise, or the style's colours",
+                       choices=INITS, expert=True)
+    seed: int | None = option(None, "random seed; the same seed gives the same result on a CPU "
+                              "(default: random, reported with the result)", lo=0, hi=2**63 - 1)
+    preserve_colors: str | None = option(None, "keep the content's colours: luminance-only "
+                                         "transfer or histogram matching (Gatys et al. 2016)",
+                                         choices=COLOR_MODES)
+    style_scale: float = option(1.0, "style image size relative to the output", lo=0.05, hi=8.0)
+    content_layers: list[str] = option(["relu4_2"], "VGG19 layers for the content loss",
+                                       choices=VGG19_LAYERS, max_len=len(VGG19_LAYERS),
+                                       expert=True)
+    style_layers: list[str] = option(["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"],
+                                     "VGG19 layers for the style loss", choices=VGG19_LAYERS,
+                                     max_len=len(VGG19_LAYERS), expert=True)
+    style_layer_weights: list[float] | None = option(
+        None, "weight of each style layer, in --style-layers order (default: equal)",
+        lo=0.0, hi=1e12, max_len=len(VGG19_LAYERS), expert=True)
+    pooling: str = option("max", "VGG19's pooling: max (neural-style) or avg (the paper)",
+                          choices=POOLINGS, expert=True)
+    tolerance: float | None = option(None, "stop a scale once the loss changes by less than "
+                                     "this fraction per evaluation (0 = never; default: the "
+                                     "preset's)", lo=0.0, hi=1.0, expert=True)
+    match_content_size: bool = option(False, "resize the result to the content image's size",
+                                      expert=True)
+
+    def __post_init__(self) -> None:
+        hints = type_hints()
+        for f in dataclasses.fields(self):
+            _check_field(f, hints[f.name], getattr(self, f.name))
+        if self.style_layer_weights is not None and (
+                len(self.style_layer_weights) != len(self.style_layers)):
+            raise _bad(f"style_layer_weights has {len(self.style_layer_weights)} entries for "
+                       f"{len(self.style_layers)} style_layers")
+        if self.evaluations is not None and self.resolved_size() >> (len(self.evaluations) - 1) < 16:
+            raise _bad(f"{len(self.evaluations)} scales below {self.resolved_size()} px would go "
+                       "under 16 px")
 
     # --- derived -------------------------------------------------------------------
     def resolved_size(self) -> int:
@@ -110,103 +166,133 @@ class EngineOptions:
     def total_evaluations(self) -> int:
         return sum(n for _, n in self.schedule())
 
+    def replace(self, **changes: Any) -> EngineOptions:
+        return dataclasses.replace(self, **changes)
+
     # --- wire ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def changed(self) -> dict[str, Any]:
+        """Only the fields that differ from the defaults: what a client needs to send."""
+        default = EngineOptions()
+        return {k: v for k, v in self.to_dict().items() if getattr(default, k) != v}
 
     @classmethod
     def from_dict(cls, data: Any) -> EngineOptions:
         if data is None:
             data = {}
         if not isinstance(data, dict):
-            raise ImpastoError(BAD_OPTIONS, "options must be a JSON object")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+            raise _bad("options must be a JSON object")
+        unknown = sorted(set(data) - set(FIELDS))
         if unknown:
-            raise ImpastoError(BAD_OPTIONS, f"unknown option(s): {', '.join(unknown)}")
-        opts = cls(**data)
-        opts.validate()
-        return opts
+            hint = ""
+            if "style_weights" in unknown:
+                hint = " (blend weights go with each style: its \"weight\")"
+            raise _bad(f"unknown option(s): {', '.join(map(str, unknown))}{hint}")
+        return cls(**data)
 
-    def validate(self) -> None:  # noqa: C901 - a flat list of checks reads best
-        def bad(msg: str) -> ImpastoError:
-            return ImpastoError(BAD_OPTIONS, msg)
 
-        def number(name: str, lo: float, hi: float) -> None:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise bad(f"{name} must be a number, got {v!r}")
-            if not lo <= v <= hi:
-                raise bad(f"{name} must be between {lo:g} and {hi:g}, got {v:g}")
+FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(EngineOptions)}
 
-        def integer(name: str, lo: int, hi: int, optional: bool = True) -> None:
-            v = getattr(self, name)
-            if v is None and optional:
-                return
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise bad(f"{name} must be an integer, got {v!r}")
-            if not lo <= v <= hi:
-                raise bad(f"{name} must be between {lo} and {hi}, got {v}")
 
-        def choice(name: str, allowed: tuple[str, ...], optional: bool = False) -> None:
-            v = getattr(self, name)
-            if v is None and optional:
-                return
-            if v not in allowed:
-                raise bad(f"{name} must be one of {', '.join(allowed)}; got {v!r}")
+def type_hints() -> dict[str, Any]:
+    global _HINTS
+    if _HINTS is None:
+        _HINTS = typing.get_type_hints(EngineOptions)
+    return _HINTS
 
-        def layers(name: str) -> None:
-            v = getattr(self, name)
-            if not isinstance(v, list) or not v or not all(isinstance(x, str) for x in v):
-                raise bad(f"{name} must be a non-empty list of VGG19 layer names")
-            for layer in v:
-                if layer not in VGG19_LAYERS:
-                    raise bad(f"{name}: unknown layer {layer!r} (e.g. relu4_2, conv3_1)")
 
-        def weights(name: str, n: int | None) -> None:
-            v = getattr(self, name)
-            if v is None:
-                return
-            if not isinstance(v, list) or not all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-                and x >= 0 for x in v
-            ):
-                raise bad(f"{name} must be a list of non-negative numbers")
-            if not v or sum(v) <= 0:
-                raise bad(f"{name} must have a positive sum")
-            if n is not None and len(v) != n:
-                raise bad(f"{name} has {len(v)} entries but {n} are needed")
+_HINTS: dict[str, Any] | None = None
 
-        choice("preset", tuple(PRESETS))
-        integer("size", MIN_SCALE_SIZE, MAX_SIZE)
-        integer("iterations", 1, 100_000)
-        integer("scales", 1, 8)
-        if self.evaluations is not None:
-            v = self.evaluations
-            if (not isinstance(v, list) or not 1 <= len(v) <= 8 or not all(
-                    isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= 100_000 for x in v)):
-                raise bad("evaluations must be a list of 1 to 8 counts from 1 to 100000")
-            if self.resolved_size() >> (len(v) - 1) < 16:
-                raise bad(f"{len(v)} scales below {self.resolved_size()} px would go under 16 px")
-        integer("seed", 0, 2**63 - 1)
-        number("content_weight", 0.0, 1e12)
-        number("style_weight", 0.0, 1e12)
-        number("tv_weight", 0.0, 1e12)
-        number("learning_rate", 1e-6, 10.0)
-        number("style_scale", 0.05, 8.0)
-        if self.tolerance is not None:
-            number("tolerance", 0.0, 1.0)
-        choice("optimizer", OPTIMIZERS)
-        choice("init", INITS)
-        choice("preserve_colors", COLOR_MODES, optional=True)
-        choice("pooling", POOLINGS)
-        layers("content_layers")
-        layers("style_layers")
-        weights("style_layer_weights", len(self.style_layers))
-        weights("style_weights", None)
-        integer("tile_pixels", 64 * 64, 1 << 40)
-        integer("tile_size", 32, 4096, optional=False)
-        if self.tile_size % 16:
-            raise bad(f"tile_size must be a multiple of 16, got {self.tile_size}")
-        if not isinstance(self.match_content_size, bool):
-            raise bad("match_content_size must be true or false")
+
+def _bad(message: str) -> ImpastoError:
+    return ImpastoError(BAD_OPTIONS, message)
+
+
+def base_type(hint: Any) -> tuple[Any, bool, bool]:
+    """(element type, is a list, may be None) of a field's type hint."""
+    optional = False
+    args = typing.get_args(hint)
+    if type(None) in args:
+        optional = True
+        hint = next(a for a in args if a is not type(None))
+    if typing.get_origin(hint) is list:
+        return typing.get_args(hint)[0], True, optional
+    return hint, False, optional
+
+
+def _check_field(f: dataclasses.Field, hint: Any, value: Any) -> None:
+    kind, is_list, optional = base_type(hint)
+    if value is None:
+        if optional:
+            return
+        raise _bad(f"{f.name} must be given")
+    if is_list:
+        if not isinstance(value, list) or not value:
+            raise _bad(f"{f.name} must be a non-empty list")
+        if f.metadata["max_len"] is not None and len(value) > f.metadata["max_len"]:
+            raise _bad(f"{f.name} has {len(value)} entries; at most {f.metadata['max_len']}")
+        for i, v in enumerate(value):
+            _check_value(f, kind, v, f"{f.name}[{i}]")
+        if kind is float and sum(value) <= 0:
+            raise _bad(f"{f.name} must have a positive sum")
+        return
+    _check_value(f, kind, value, f.name)
+
+
+def _check_value(f: dataclasses.Field, kind: Any, v: Any, name: str) -> None:
+    m = f.metadata
+    if kind is bool:
+        if not isinstance(v, bool):
+            raise _bad(f"{name} must be true or false, got {v!r}")
+        return
+    if kind is str:
+        if not isinstance(v, str) or (m["choices"] and v not in m["choices"]):
+            allowed = ", ".join(m["choices"][:8]) + (", ..." if len(m["choices"]) > 8 else "")
+            raise _bad(f"{name} must be one of {allowed}; got {v!r}")
+        return
+    if kind is int and (isinstance(v, bool) or not isinstance(v, int)):
+        raise _bad(f"{name} must be an integer, got {v!r}")
+    if kind is float and (isinstance(v, bool) or not isinstance(v, (int, float))
+                          or not math.isfinite(v)):
+        raise _bad(f"{name} must be a number, got {v!r}")
+    lo, hi = m["lo"], m["hi"]
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        raise _bad(f"{name} must be between {lo:g} and {hi:g}, got {v:g}")
+
+
+# --- documentation ---------------------------------------------------------------------
+def describe_range(f: dataclasses.Field) -> str:
+    kind, is_list, _ = base_type(type_hints()[f.name])
+    m = f.metadata
+    if m["choices"] and len(m["choices"]) <= 8:
+        what = " \\| ".join(m["choices"])
+    elif m["choices"]:
+        what = "VGG19 layer names"
+    elif kind is bool:
+        what = "true \\| false"
+    elif m["lo"] is not None and kind is int:
+        what = f"int {int(m['lo'])}..{int(m['hi'])}"
+    elif m["lo"] is not None:
+        what = f"number {m['lo']:g}..{m['hi']:g}"
+    else:
+        what = kind.__name__
+    return f"list of {what}" if is_list else what
+
+
+def markdown_table() -> str:
+    """docs/protocol.md's option table, generated from the fields."""
+    rows = ["| option | values | default | meaning |", "|---|---|---|---|"]
+    for name, f in FIELDS.items():
+        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+        shown = "preset" if default is None and name in ("size", "iterations", "scales",
+                                                         "tolerance") else default
+        shown = ",".join(map(str, shown)) if isinstance(shown, list) else (
+            "null" if shown is None else str(shown).lower() if isinstance(shown, bool) else shown)
+        rows.append(f"| `{name}` | {describe_range(f)} | {shown} | {f.metadata['help']} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

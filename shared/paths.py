@@ -45,6 +45,6 @@ def keys_dir() -> Path:
 
 
 def default_address() -> str:
-    from shared.protocol import DEFAULT_ADDRESS
+    from impasto.protocol import DEFAULT_ADDRESS
 
     return os.environ.get("IMPASTO_ADDRESS", DEFAULT_ADDRESS)

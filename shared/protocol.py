@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, ClassVar
 
-from shared.errors import (
+from impasto.errors import (
     BAD_IMAGE,
     BAD_MESSAGE,
+    BAD_OPTIONS,
     BAD_VERSION,
     IMAGE_TOO_LARGE,
     MESSAGE_TOO_LARGE,
@@ -33,7 +36,32 @@ MAX_PIXELS = 4096 * 4096  # per input image
 MAX_SIDE = 16384
 
 IMAGE_FORMATS = ("png", "jpeg", "encoded", "rgba8")  # "encoded": anything Pillow reads
-PRIORITIES = ("interactive", "batch")
+
+
+class Priority(StrEnum):
+    """Interactive jobs (editors, CLI) go first; batch jobs (watch folders) are never starved."""
+
+    INTERACTIVE = "interactive"
+    BATCH = "batch"
+
+
+class Stage(StrEnum):
+    PREPARE = "prepare"  # style targets, model
+    OPTIMIZE = "optimize"
+
+
+class DaemonState(StrEnum):
+    LOADING = "loading"  # the model
+    READY = "ready"
+    STOPPING = "stopping"
+
+
+class OutputFormat(StrEnum):
+    PNG = "png"
+    RGBA8 = "rgba8"
+
+
+PRIORITIES = tuple(Priority)
 
 
 # --- building blocks -----------------------------------------------------------------
@@ -71,6 +99,17 @@ def check_pixels(width: int, height: int) -> None:
         )
 
 
+def check_blend(weights: list[float]) -> None:
+    """Blend weights: finite, none negative, a positive sum (they are normalised by it)."""
+    for w in weights:
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+            raise ImpastoError(BAD_OPTIONS, f"style weights must be finite and not negative; got {w!r}")
+    total = sum(float(w) for w in weights)
+    if not total > 0 or not math.isfinite(total):
+        raise ImpastoError(BAD_OPTIONS, "style weights must have a positive, finite sum "
+                           f"(got {', '.join(f'{w:g}' for w in weights)})")
+
+
 @dataclass
 class StyleRef:
     """One style of a stylize request: a library name or an image, with a blend weight."""
@@ -106,7 +145,7 @@ class StatusRequest(Message):
 @dataclass
 class Status(Message):
     TYPE: ClassVar[str] = "status.reply"
-    state: str = "ready"  # "loading" (model), "ready", "stopping"
+    state: DaemonState = DaemonState.READY
     version: str = ""
     protocol: int = PROTOCOL_VERSION
     device: str = ""
@@ -128,9 +167,26 @@ class Stylize(Message):
     content: ImageRef | None = None
     styles: list[StyleRef] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
-    priority: str = "interactive"
-    output: str = "png"  # "png" or "rgba8"
+    priority: Priority = Priority.INTERACTIVE
+    output: OutputFormat = OutputFormat.PNG
     client: str = ""  # free text shown in status, e.g. "gimp"
+
+    def validate(self) -> None:
+        """Checks of the request as a whole, made when it is decoded."""
+        if not self.styles:
+            raise ImpastoError(BAD_OPTIONS, "stylize needs at least one style")
+        legacy = self.options.get("style_weights") if isinstance(self.options, dict) else None
+        if legacy is not None:
+            # Protocol 1 first carried blend weights as options.style_weights; they now
+            # travel only as each style's "weight". The old form is still read, so old
+            # clients keep working, and folded into the styles here.
+            if not isinstance(legacy, list) or len(legacy) != len(self.styles):
+                raise ImpastoError(BAD_OPTIONS, "options.style_weights needs one number per style")
+            check_blend(legacy)
+            for ref, w in zip(self.styles, legacy):
+                ref.weight = float(w)
+            self.options = {k: v for k, v in self.options.items() if k != "style_weights"}
+        check_blend([s.weight for s in self.styles])
 
 
 @dataclass
@@ -144,7 +200,7 @@ class Accepted(Message):
 class Progress(Message):
     TYPE: ClassVar[str] = "progress"
     job: str = ""
-    stage: str = "optimize"  # "prepare" (style targets, model) or "optimize"
+    stage: Stage = Stage.OPTIMIZE
     scale: int = 0
     scales: int = 1
     size: int = 0
@@ -293,7 +349,11 @@ def decode(frames: list[bytes]) -> tuple[Message, str | None]:
     extra = set(header) - {f.name for f in dataclasses.fields(cls)} - {"v", "type", "req"}
     if extra:
         raise ImpastoError(BAD_MESSAGE, f"{mtype}: unknown field(s) {', '.join(sorted(extra))}")
-    return cls(**kwargs), req
+    msg = cls(**kwargs)
+    validate = getattr(msg, "validate", None)
+    if validate is not None:
+        validate()
+    return msg, req
 
 
 def _convert(value: Any, hint: Any, name: str, blobs: list[bytes], used: set[int]) -> Any:
@@ -306,6 +366,11 @@ def _convert(value: Any, hint: Any, name: str, blobs: list[bytes], used: set[int
         return _convert(value, inner[0], name, blobs, used)
     if hint is ImageRef:
         return _image_ref(value, name, blobs, used)
+    if isinstance(hint, type) and issubclass(hint, StrEnum):
+        if value not in hint._value2member_map_:
+            raise ImpastoError(BAD_OPTIONS, f"{name} must be one of "
+                               f"{', '.join(m.value for m in hint)}; got {value!r}")
+        return hint(value)
     if hint is StyleRef:
         if not isinstance(value, dict):
             raise ImpastoError(BAD_MESSAGE, f"{name}: a style must be an object")
@@ -319,8 +384,6 @@ def _convert(value: Any, hint: Any, name: str, blobs: list[bytes], used: set[int
         )
         if (ref.name is None) == (ref.image is None):
             raise ImpastoError(BAD_MESSAGE, f"{name}: give exactly one of name and image")
-        if ref.weight < 0:
-            raise ImpastoError(BAD_MESSAGE, f"{name}: weight must not be negative")
         return ref
     if origin is list:
         if not isinstance(value, list):

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
-IMPASTO = [sys.executable, "-m", "daemon.cli"]
+IMPASTO = [sys.executable, "-m", "impasto.cli.main"]
 
 
 def test_device() -> str:
@@ -107,7 +107,7 @@ class DaemonProcess:
                                      stdout=self._logf, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 60) -> DaemonProcess:
-        from shared.client import Client, DaemonUnavailable
+        from impasto.client import Client, DaemonUnavailable
 
         deadline = time.monotonic() + timeout
         with Client(self.address, timeout=1.0) as c:

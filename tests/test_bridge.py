@@ -13,12 +13,14 @@ import pytest
 
 from tests.helpers import REPO, free_port, gradient_image, run_cli, stripes_image
 
+BRIDGE = [sys.executable, "-I", "-m", "impasto.gimp.bridge"]
+
 
 def bridge(request: dict, tmp: Path, env: dict[str, str]) -> tuple[int, list[dict]]:
     req = tmp / "req.json"
     req.write_text(json.dumps(request))
     # stdin stays open, as GIMP's plug-in keeps it: its closing means "cancel".
-    p = subprocess.Popen([sys.executable, str(REPO / "shared" / "bridge.py"), "run", str(req)],
+    p = subprocess.Popen(BRIDGE + ["run", str(req)],
                          env=env, stdout=subprocess.PIPE, text=True, stdin=subprocess.PIPE)
     assert p.stdout is not None and p.stdin is not None
     out = p.stdout.read()
@@ -41,7 +43,7 @@ def job(tmp: Path, address: str, autostart: dict | None) -> dict:
 def test_autostart_starts_daemon_and_runs_job(tmp_path: Path, env: dict[str, str]) -> None:
     addr = f"tcp://127.0.0.1:{free_port()}"
     log = tmp_path / "daemon.log"
-    auto = {"command": [sys.executable, "-m", "daemon.cli", "serve", "--weights", "random",
+    auto = {"command": [sys.executable, "-m", "impasto.cli.main", "serve", "--weights", "random",
                         "--bind", addr], "wait_s": 120, "log": str(log)}
     try:
         rc, events = bridge(job(tmp_path, addr, auto), tmp_path, {**env, "PYTHONPATH": str(REPO)})
@@ -60,7 +62,7 @@ def test_autostart_starts_daemon_and_runs_job(tmp_path: Path, env: dict[str, str
 
 def test_autostart_failure_is_explained(tmp_path: Path, env: dict[str, str]) -> None:
     addr = f"tcp://127.0.0.1:{free_port()}"
-    auto = {"command": [sys.executable, "-m", "daemon.cli", "serve", "--bind", addr],  # no weights
+    auto = {"command": [sys.executable, "-m", "impasto.cli.main", "serve", "--bind", addr],  # no weights
             "wait_s": 120, "log": str(tmp_path / "d.log")}
     rc, events = bridge(job(tmp_path, addr, auto), tmp_path, {**env, "PYTHONPATH": str(REPO)})
     assert rc == 1
@@ -77,7 +79,7 @@ def test_no_daemon_no_autostart(tmp_path: Path, env: dict[str, str]) -> None:
 
 def test_bridge_never_imports_torch_or_pillow(tmp_path: Path, env: dict[str, str]) -> None:
     code = ("import sys, runpy; sys.argv = ['bridge', 'ping', 'tcp://127.0.0.1:9']; "
-            "import shared.bridge as b; rc = b.main(sys.argv[1:]); "
+            "import impasto.gimp.bridge as b; rc = b.main(sys.argv[1:]); "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'PIL', 'numpy')]; "
             "assert not bad, bad")
     p = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
@@ -117,8 +119,7 @@ def test_bridge_cancels_job_when_gimp_goes_away(tmp_path: Path, env: dict[str, s
         req = job(tmp_path, d.address, None)
         req["options"]["iterations"] = 100000
         (tmp_path / "r.json").write_text(json.dumps(req))
-        p = subprocess.Popen([sys.executable, str(REPO / "shared" / "bridge.py"), "run",
-                              str(tmp_path / "r.json")], env=env, stdin=subprocess.PIPE,
+        p = subprocess.Popen(BRIDGE + ["run", str(tmp_path / "r.json")], env=env, stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, text=True)
         assert p.stdout is not None and p.stdin is not None
         for line in p.stdout:
@@ -127,7 +128,7 @@ def test_bridge_cancels_job_when_gimp_goes_away(tmp_path: Path, env: dict[str, s
         p.stdin.close()  # GIMP's end of the pipe goes away
         last = [json.loads(x) for x in p.stdout.read().splitlines()][-1]
         assert p.wait(60) == 1 and last["code"] == "cancelled"
-        from shared.client import Client
+        from impasto.client import Client
 
         with Client(d.address) as c:
             assert c.status().running is None

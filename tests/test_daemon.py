@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import zmq
 
-from shared import errors, imagecodec
-from shared.client import Client, DaemonUnavailable
-from shared.errors import ImpastoError
-from shared.protocol import (
+from impasto import errors, imagecodec
+from impasto.client import Client, DaemonUnavailable
+from impasto.errors import ImpastoError
+from impasto.protocol import (
     PROTOCOL_VERSION,
     Accepted,
     Error,
@@ -255,7 +255,7 @@ def test_curve_authorised_client_works_unknown_refused(tmp_path: Path, env: dict
     assert run_cli(["keys", "init", "--dir", str(keys)], env).returncode == 0
     d = DaemonProcess(tmp_path, extra=["--curve"], env=env)
     try:
-        from shared.keys import ClientKeys, load_client_keys
+        from impasto.keys import ClientKeys, load_client_keys
 
         good = load_client_keys(keys)
         assert good is not None
@@ -319,7 +319,7 @@ def test_client_commands_without_daemon(env: dict[str, str], content_png: Path, 
 
 def test_serve_without_weights_explains(tmp_path: Path, env: dict[str, str]) -> None:
     p = subprocess.run(
-        [sys.executable, "-m", "daemon.cli", "serve", "--bind", f"tcp://127.0.0.1:{free_port()}"],
+        [sys.executable, "-m", "impasto.cli.main", "serve", "--bind", f"tcp://127.0.0.1:{free_port()}"],
         env=env, capture_output=True, text=True, timeout=120, cwd=Path(__file__).parent.parent)
     assert p.returncode == 1
     assert "No VGG19 weights are available" in p.stderr and "Traceback" not in p.stderr

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from daemon import color
-from daemon.engine import Cancelled, Engine, StyleInput
-from daemon.targetcache import GramCache
-from daemon.tensors import to_tensor
-from daemon.weights import random_weights
-from shared.errors import ImpastoError
-from shared.options import EngineOptions
+from impasto.engine import color
+from impasto.engine.tensors import to_tensor
+from impasto.engine.transfer import Engine, StyleInput
+from impasto.engine.weights import random_weights
+from impasto.errors import ImpastoError, JobCancelled
+from impasto.options import EngineOptions
+from impasto.server.targetcache import GramCache
 from tests.helpers import (
     gradient_image,
     mean_difference,
@@ -150,7 +150,7 @@ def test_style_scale_changes_the_result(engine: Engine) -> None:
 
 def test_cancel_between_evaluations(engine: Engine) -> None:
     seen = []
-    with pytest.raises(Cancelled):
+    with pytest.raises(JobCancelled):
         engine.run(CONTENT, [StyleInput(STYLE)], small(iterations=50),
                    on_step=seen.append, should_stop=lambda: len(seen) >= 3)
     assert len(seen) == 3
@@ -178,7 +178,7 @@ def test_avg_pooling_and_other_layers(engine: Engine) -> None:
 
 
 def test_caffe_preprocessing_by_hand() -> None:
-    from daemon.vgg import Preprocess
+    from impasto.engine.vgg import Preprocess
 
     x = torch.tensor([0.2, 0.4, 0.6]).view(1, 3, 1, 1)
     got = Preprocess("caffe")(x).flatten().tolist()

@@ -6,8 +6,8 @@ import threading
 
 from PIL import Image
 
-from daemon.jobqueue import Job, JobQueue
-from shared.options import EngineOptions
+from impasto.options import EngineOptions
+from impasto.server.jobqueue import Job, JobQueue
 
 
 def job(priority: str) -> Job:

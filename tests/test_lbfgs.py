@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from daemon.engine import Engine, StyleInput
-from daemon.lbfgs import LBFGS
-from daemon.weights import random_weights
-from shared.options import EngineOptions
+from impasto.engine.lbfgs import LBFGS
+from impasto.engine.transfer import Engine, StyleInput
+from impasto.engine.weights import random_weights
+from impasto.options import EngineOptions
 from tests.helpers import gradient_image, stripes_image, test_device
 
 

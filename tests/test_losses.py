@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from daemon import color
-from daemon.losses import ContentLoss, StyleLoss, TVLoss, gram
+from impasto.engine import color
+from impasto.engine.losses import ContentLoss, StyleLoss, TVLoss, gram
 
 
 def test_gram_by_hand() -> None:

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from shared import errors, imagecodec
-from shared.errors import ImpastoError
-from shared.options import EngineOptions
-from shared.protocol import (
+from impasto import errors, imagecodec
+from impasto.errors import ImpastoError
+from impasto.options import EngineOptions
+from impasto.protocol import (
     MAX_PIXELS,
     PROTOCOL_VERSION,
     Cancel,
@@ -70,7 +70,15 @@ def test_round_trip_other_messages(msg) -> None:
     ([b'{"v":1,"type":"stylize","styles":[{"name":"a","image":{"blob":0}}]}', b"x"],
      errors.BAD_MESSAGE),
     ([b'{"v":1,"type":"stylize","styles":[{"weight":1}]}'], errors.BAD_MESSAGE),
-    ([b'{"v":1,"type":"stylize","styles":[{"name":"a","weight":-1}]}'], errors.BAD_MESSAGE),
+    ([b'{"v":1,"type":"stylize","styles":[{"name":"a","weight":-1}]}'], errors.BAD_OPTIONS),
+    ([b'{"v":1,"type":"stylize","styles":[{"name":"a","weight":0},{"name":"b","weight":0}]}'],
+     errors.BAD_OPTIONS),
+    ([b'{"v":1,"type":"stylize","styles":[{"name":"a","weight":1e308},{"name":"b","weight":1e308}]}'],
+     errors.BAD_OPTIONS),
+    ([b'{"v":1,"type":"stylize","styles":[]}'], errors.BAD_OPTIONS),
+    ([b'{"v":1,"type":"stylize","styles":[{"name":"a"}],"priority":"urgent"}'], errors.BAD_OPTIONS),
+    ([b'{"v":1,"type":"stylize","styles":[{"name":"a"}],"options":{"style_weights":[1,2]}}'],
+     errors.BAD_OPTIONS),
     ([b'{"v":1,"type":"stylize","content":{"blob":0},"styles":[{"image":{"blob":0}}]}', b"x"],
      errors.BAD_MESSAGE),
 ])
@@ -101,13 +109,21 @@ def test_decode_corrupt_and_huge_images() -> None:
     assert e.value.code == errors.IMAGE_TOO_LARGE
 
 
-def test_shared_never_imports_torch() -> None:
+def test_legacy_blend_weights_fold_into_the_styles() -> None:
+    """Protocol 1's first form, options.style_weights, still works: one form after decoding."""
+    msg, _ = decode([b'{"v":1,"type":"stylize","styles":[{"name":"a"},{"name":"b"}],'
+                     b'"options":{"style_weights":[0.25,0.75],"size":64}}'])
+    assert [s.weight for s in msg.styles] == [0.25, 0.75]
+    assert msg.options == {"size": 64}
+
+
+def test_cli_never_imports_torch() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, shared.client, shared.frontend, shared.protocol, shared.imagecodec, "
-            "shared.options, daemon.cli, daemon.commands; "
-            "from daemon.cli import main; "
+    code = ("import sys, impasto.client, impasto.cli.remote, impasto.protocol, impasto.imagecodec, "
+            "impasto.options, impasto.cli.main, impasto.cli.dispatch; "
+            "from impasto.cli.main import main; "
             "rc = main(['status', '--address', 'tcp://127.0.0.1:9', '--timeout', '0.2']); "
             "assert rc == 3, rc; "
             "bad = [m for m in sys.modules if m == 'torch' or m.startswith('torch.')]; "

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from shared.client import Client
-from shared.protocol import StylesList
+from impasto.client import Client
+from impasto.protocol import StylesList
 from tests.helpers import DaemonProcess, gradient_image, make_env, run_cli, stripes_image
 
 SETTINGS = 'style = "stripes"\nsize = 64\nscales = 1\niterations = 2\n'

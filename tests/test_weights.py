@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from daemon import weights as W
+from impasto.engine import weights as W
+from impasto.errors import WeightsUnavailable
 
 
 def test_torchvision_file_loads_with_its_values(weights_files: dict[str, Path], tmp_path: Path) -> None:
@@ -53,14 +54,14 @@ def test_torch_hub_cache_file_is_used_by_torchvision_spec(weights_files: dict[st
 
 
 def test_no_weights_no_network_says_how_to_get_them(tmp_path: Path) -> None:
-    with pytest.raises(W.WeightsUnavailable) as e:
+    with pytest.raises(WeightsUnavailable) as e:
         W.load("auto", cache=tmp_path / "empty")
     text = str(e.value)
     assert "impasto weights fetch" in text and "caffe:" in text and "--weights random" in text
 
 
 def test_never_random_unless_asked(tmp_path: Path) -> None:
-    with pytest.raises(W.WeightsUnavailable):
+    with pytest.raises(WeightsUnavailable):
         W.load("torchvision", cache=tmp_path / "empty")
     assert W.load("random").flavour == "random"
     a, b = W.load("random:3"), W.load("random:3")
@@ -69,13 +70,13 @@ def test_never_random_unless_asked(tmp_path: Path) -> None:
 
 
 def test_missing_and_corrupt_files(tmp_path: Path) -> None:
-    with pytest.raises(W.WeightsUnavailable, match="does not exist"):
+    with pytest.raises(WeightsUnavailable, match="does not exist"):
         W.load(str(tmp_path / "nope.pth"), cache=tmp_path / "c")
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(W.WeightsUnavailable, match="cannot read"):
+    with pytest.raises(WeightsUnavailable, match="cannot read"):
         W.load(str(bad), cache=tmp_path / "c")
     wrong = tmp_path / "wrong.pth"
     torch.save({"features.0.weight": torch.zeros(3)}, wrong)
-    with pytest.raises(W.WeightsUnavailable, match="does not match"):
+    with pytest.raises(WeightsUnavailable, match="does not match"):
         W.load(str(wrong), cache=tmp_path / "c")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from shared.client import Client
-from shared.watch.folder import start_watchers, wait_forever
+from impasto.client import Client
+from impasto.watch.folder import start_watchers, wait_forever
 
 
 def run_watch(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from shared.watch.layout import Layout
+from impasto.watch.layout import Layout
 
 
 @dataclass

@@ -11,13 +11,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from shared.client import Client, DaemonUnavailable
-from shared.errors import BAD_OPTIONS, QUEUE_FULL, SHUTDOWN, ImpastoError
-from shared.keys import ClientKeys
-from shared.protocol import MAX_MESSAGE_BYTES, ImageRef, StyleRef, Stylize
-from shared.watch.detect import Detector
-from shared.watch.journal import Entry, Journal
-from shared.watch.layout import Layout, move, unique_path, write_atomic
+from impasto.client import Client, DaemonUnavailable
+from impasto.errors import BAD_OPTIONS, QUEUE_FULL, SHUTDOWN, ImpastoError
+from impasto.fsio import move, write_atomic
+from impasto.keys import ClientKeys
+from impasto.protocol import MAX_MESSAGE_BYTES, ImageRef, Priority, StyleRef, Stylize
+from impasto.watch.detect import Detector
+from impasto.watch.journal import Entry, Journal, State
+from impasto.watch.layout import Layout, unique_path
 
 log = logging.getLogger(__name__)
 
@@ -80,27 +81,27 @@ class FolderWatcher:
         """Replay each journal entry from the step it reached before a crash."""
         for e in self.journal.entries():
             data = self.journal.data_path(e)
-            if e.state == "queued":
+            if e.state == State.QUEUED:
                 if data.exists():  # the claim's move happened; its journal update did not
-                    e.state = "claimed"
+                    e.state = State.CLAIMED
                     self.journal.save(e)
                     self.work.put(e)
                 else:  # still in in/: the scan picks it up again
                     self.journal.remove(e)
-            elif e.state == "claimed":
+            elif e.state == State.CLAIMED:
                 self._requeue_or_drop(e, data)
-            elif e.state == "writing":
+            elif e.state == State.WRITING:
                 if e.output and (self.layout.root / e.output).exists():
                     self._finish(e, data)
                 else:
                     self._requeue_or_drop(e, data)
-            elif e.state in ("finishing", "failing"):
+            elif e.state in (State.FINISHING, State.FAILING):
                 self._complete_move(e, data)
             log.info("recovered %s (%s)", e.rel, e.state)
 
     def _requeue_or_drop(self, e: Entry, data: Path) -> None:
         if data.exists():
-            e.state = "claimed"
+            e.state = State.CLAIMED
             self.journal.save(e)
             self.work.put(e)
         else:
@@ -126,7 +127,7 @@ class FolderWatcher:
         except FileNotFoundError:
             self.journal.remove(e)
             return
-        e.state = "claimed"
+        e.state = State.CLAIMED
         self.journal.save(e)
         self.work.put(e)
 
@@ -170,7 +171,7 @@ class FolderWatcher:
                        f"{MAX_MESSAGE_BYTES / 2**20 - 1:.0f} MiB")
             return
         request = Stylize(content=ImageRef(data, "encoded"), styles=[StyleRef(name=str(style))],
-                          options=settings, priority="batch", client=f"watch:{self.layout.root.name}")
+                          options=settings, priority=Priority.BATCH, client=f"watch:{self.layout.root.name}")
         try:
             result = client.stylize(request, should_cancel=self._stop.is_set)
         except DaemonUnavailable as ex:
@@ -189,7 +190,7 @@ class FolderWatcher:
         # a.png and a.jpg of one style would otherwise both pick out/<style>/a.png.
         with self._names:
             out = unique_path(self.layout.out / (style or "default") / f"{stem}.png")
-            e.state, e.output = "writing", str(out.relative_to(self.layout.root))
+            e.state, e.output = State.WRITING, str(out.relative_to(self.layout.root))
             self.journal.save(e)
             write_atomic(out, result.image.data)
         self._finish(e, data_path)
@@ -206,14 +207,14 @@ class FolderWatcher:
 
     def _finish(self, e: Entry, data: Path) -> None:
         with self._names:
-            e.state = "finishing"
+            e.state = State.FINISHING
             e.final = str(unique_path(self.layout.done / e.rel).relative_to(self.layout.root))
             self.journal.save(e)
             self._complete_move(e, data)
 
     def _fail(self, e: Entry, reason: str) -> None:
         with self._names:
-            e.state, e.reason = "failing", reason
+            e.state, e.reason = State.FAILING, reason
             e.final = str(unique_path(self.layout.failed / e.rel).relative_to(self.layout.root))
             self.journal.save(e)
             self._complete_move(e, self.journal.data_path(e))
@@ -222,7 +223,7 @@ class FolderWatcher:
     def _complete_move(self, e: Entry, data: Path) -> None:
         assert e.final is not None
         final = self.layout.root / e.final
-        if e.state == "failing":
+        if e.state == State.FAILING:
             report = final.with_name(final.name + ".error.txt")
             if not report.exists():
                 write_atomic(report, f"{e.rel}: {e.reason}\n".encode())

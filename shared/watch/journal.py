@@ -18,17 +18,27 @@ import json
 import os
 import uuid
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from shared.watch.layout import Layout, fsync_dir, write_atomic
+from impasto.fsio import fsync_dir, write_atomic
+from impasto.watch.layout import Layout
+
+
+class State(StrEnum):
+    QUEUED = "queued"
+    CLAIMED = "claimed"
+    WRITING = "writing"
+    FINISHING = "finishing"
+    FAILING = "failing"
 
 
 @dataclass
 class Entry:
     id: str
     rel: str  # path relative to in/
-    state: str = "queued"
+    state: State = State.QUEUED
     style: str | None = None
     attempts: int = 0
     output: str | None = None  # chosen output path (relative to DIR)
@@ -60,7 +70,9 @@ class Journal:
         out = []
         for p in sorted(self.dir.glob("*.json")):
             try:
-                out.append(Entry(**json.loads(p.read_text())))
+                e = Entry(**json.loads(p.read_text()))
+                e.state = State(e.state)
+                out.append(e)
             except (OSError, ValueError, TypeError):
                 # A torn write cannot happen (atomic rename), but a hand-edited one can.
                 os.replace(p, p.with_suffix(".corrupt"))

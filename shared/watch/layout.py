@@ -10,16 +10,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import stat
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
-from shared.errors import BAD_OPTIONS, STORAGE, ImpastoError
+from impasto.errors import BAD_OPTIONS, STORAGE, ImpastoError
 
 SETTINGS_NAME = "impasto.toml"
 # Names that are still being written by common tools, whatever their extension.
@@ -114,34 +111,3 @@ def unique_path(path: Path) -> Path:
     raise ImpastoError(STORAGE, f"too many files named like {path}")
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    fsync_dir(path.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    # A rename is durable only once its folder is synced.
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def move(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(src, dst)  # same file system: atomic
-    fsync_dir(dst.parent)
-    fsync_dir(src.parent)

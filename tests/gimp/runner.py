@@ -4,6 +4,7 @@ builds on Debian 12, or the system's GIMP on Debian 13."""
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import time
@@ -47,12 +48,17 @@ class GimpRunner:
 
     def bridge_command(self, venv_python: str) -> str:
         """The bridge as GIMP's side runs it: in the chroot, the chroot's Python (with
-        Debian's python3-zmq) and a copy of the project's shared/ package."""
+        Debian's python3-zmq) and a copy of the torch-free part of the impasto package:
+        shared/ as `impasto`, plugin/ as `impasto.gimp`."""
         if self.chroot is None:
-            return f"{venv_python} -m shared.bridge"
-        dest = self.host_base / "opt" / "shared"
-        shutil.copytree(REPO / "shared", dest, ignore=shutil.ignore_patterns("__pycache__"))
-        return f"/usr/bin/python3 {self.inner(dest)}/bridge.py"
+            return f"{venv_python} -I -m impasto.gimp.bridge"
+        lib = self.host_base / "opt" / "impasto-lib"
+        skip = shutil.ignore_patterns("__pycache__", "impasto-neural-style")
+        shutil.copytree(REPO / "shared", lib / "impasto", ignore=skip)
+        shutil.copytree(REPO / "plugin", lib / "impasto" / "gimp", ignore=skip)
+        launch = (f"import sys; sys.path.insert(0, {str(self.inner(lib))!r}); "
+                  "from impasto.gimp.bridge import main; sys.exit(main())")
+        return f"/usr/bin/python3 -I -c {shlex.quote(launch)}"
 
     def run_batch(self, script: Path, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
         batch = self.io / script.name

@@ -20,32 +20,28 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-import shared
-from daemon.engine import Engine
-from daemon.jobqueue import Job, JobQueue
-from daemon.stylelib import StyleLibrary
-from daemon.targetcache import GramCache
-from daemon.worker import EVENTS_ENDPOINT, Worker
-from shared import imagecodec
-from shared.errors import (
+import impasto
+from impasto import imagecodec
+from impasto.engine.transfer import Engine
+from impasto.errors import (
     BAD_MESSAGE,
-    BAD_OPTIONS,
     CANCELLED,
     INTERNAL,
     QUEUE_FULL,
     SHUTDOWN,
     UNKNOWN_JOB,
     ImpastoError,
+    ServeError,
 )
-from shared.netaddr import is_local_address
-from shared.options import EngineOptions
-from shared.protocol import (
+from impasto.netaddr import is_local_address
+from impasto.options import EngineOptions
+from impasto.protocol import (
     MAX_MESSAGE_BYTES,
-    PRIORITIES,
     PROTOCOL_VERSION,
     Accepted,
     Cancel,
     Cancelled,
+    DaemonState,
     Done,
     Error,
     Message,
@@ -61,12 +57,12 @@ from shared.protocol import (
     decode,
     encode,
 )
+from impasto.server.jobqueue import Job, JobQueue
+from impasto.server.stylelib import StyleLibrary
+from impasto.server.targetcache import GramCache
+from impasto.server.worker import EVENTS_ENDPOINT, Worker
 
 log = logging.getLogger(__name__)
-
-
-class ServeError(Exception):
-    """The daemon cannot start or keep running; the message says why and what to do."""
 
 
 @dataclass
@@ -239,7 +235,7 @@ class Server:
 
     def _dispatch(self, peer: bytes, msg: Message, req: str | None) -> Message | None:
         if isinstance(msg, Ping):
-            return Pong(version=shared.__version__, protocol=PROTOCOL_VERSION)
+            return Pong(version=impasto.__version__, protocol=PROTOCOL_VERSION)
         if isinstance(msg, StatusRequest):
             return self._status()
         if isinstance(msg, Stylize):
@@ -264,16 +260,7 @@ class Server:
             raise ImpastoError(SHUTDOWN, "the daemon is shutting down")
         if msg.content is None:
             raise ImpastoError(BAD_MESSAGE, "stylize needs a content image")
-        if not msg.styles:
-            raise ImpastoError(BAD_OPTIONS, "stylize needs at least one style")
-        if msg.priority not in PRIORITIES:
-            raise ImpastoError(BAD_OPTIONS, f"priority must be one of {', '.join(PRIORITIES)}")
-        if msg.output not in ("png", "rgba8"):
-            raise ImpastoError(BAD_OPTIONS, "output must be png or rgba8")
         opts = EngineOptions.from_dict(msg.options)
-        if opts.style_weights is not None and len(opts.style_weights) != len(msg.styles):
-            raise ImpastoError(BAD_OPTIONS, f"{len(opts.style_weights)} style_weights for "
-                               f"{len(msg.styles)} styles")
         content = imagecodec.decode(msg.content)
         styles = []
         for i, ref in enumerate(msg.styles):
@@ -303,10 +290,11 @@ class Server:
     def _status(self) -> Status:
         engine = self.engine
         running = self.worker.current if self.worker else None
-        state = "stopping" if self.stopping.is_set() else ("ready" if engine else "loading")
+        state = (DaemonState.STOPPING if self.stopping.is_set() else
+                 DaemonState.READY if engine else DaemonState.LOADING)
         return Status(
             state=state,
-            version=shared.__version__,
+            version=impasto.__version__,
             protocol=PROTOCOL_VERSION,
             device=str(engine.device) if engine else "",
             weights=engine.weights.label if engine else "",

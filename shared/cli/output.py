@@ -1,14 +1,17 @@
-"""Writing result images safely: temporary name, then rename; never a half file."""
+"""What the CLI leaves behind: result images (written atomically), summaries, error lines."""
 
 from __future__ import annotations
 
-import contextlib
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
-from shared.errors import BAD_OPTIONS, STORAGE, ImpastoError
+from impasto.cli.progress import emit_json, format_losses
+from impasto.errors import BAD_OPTIONS, STORAGE, ImpastoError
+from impasto.fsio import write_atomic
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF",
            ".tiff": "TIFF", ".bmp": "BMP"}
@@ -27,17 +30,10 @@ def save_image(img: Image.Image, path: Path) -> Path:
     fmt = format_for(path)
     if fmt in ("JPEG", "BMP") and img.mode == "RGBA":
         img = img.convert("RGB")
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    extra = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            img.save(f, format=fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_atomic(path, lambda f: img.save(f, format=fmt, **extra))
     except OSError as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise ImpastoError(STORAGE, f"cannot write {path}: {e.strerror or e}") from None
     return path
 
@@ -51,3 +47,19 @@ def check_writable(path: Path) -> None:
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         raise ImpastoError(STORAGE, f"cannot write {path}: {parent} is not a writable folder")
+
+
+def print_summary(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit_json(summary)
+        return
+    print(f"wrote {summary['output']} ({summary['width']}x{summary['height']}) in "
+          f"{summary['elapsed_s']:.1f} s; seed {summary['seed']}; {format_losses(summary['losses'])}")
+    if str(summary.get("weights", "")).startswith("random"):
+        print("note: made with RANDOM weights (--weights random): a demo, not art")
+
+
+def fail(message: str, code: str, as_json: bool) -> None:
+    if as_json:
+        emit_json({"type": "error", "code": code, "message": message})
+    print(f"impasto: error: {message}", file=sys.stderr)

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from daemon.vgg import make_features
-from shared import paths
+from impasto import paths
+from impasto.engine.vgg import make_features
+from impasto.errors import WeightsUnavailable
+from impasto.fsio import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,6 @@ impasto needs ImageNet-trained VGG19 weights; supply them in one of these ways:
   3. Use Caffe-converted VGG19 weights as used by neural-style-pt (vgg19-d01eb7cb.pth,
      often more vivid): --weights caffe:/path/to/vgg19-d01eb7cb.pth.
 For tests and demos only, --weights random uses untrained weights (results are not art)."""
-
-
-class WeightsUnavailable(RuntimeError):
-    pass
 
 
 @dataclass
@@ -174,11 +171,9 @@ def _from_state_dict(state: object, flavour: str, source: str) -> Weights:
 
 def _save_compact(w: Weights, path: Path) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save({"format": COMPACT_FORMAT, "flavour": w.flavour, "source": w.source,
-                    "state_dict": w.features.state_dict()}, tmp)
-        os.replace(tmp, path)
+        write_atomic(path, lambda f: torch.save(
+            {"format": COMPACT_FORMAT, "flavour": w.flavour, "source": w.source,
+             "state_dict": w.features.state_dict()}, f))
     except OSError as e:  # a read-only or full cache only costs start-up time
         log.warning("could not write weights cache %s: %s", path, e)
 

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from daemon.losses import TVLoss
-from daemon.objective import Recorder
-from daemon.vgg import VGGFeatures
+from impasto.engine.losses import TVLoss
+from impasto.engine.objective import Recorder
+from impasto.engine.vgg import VGGFeatures
 
 ALIGN = 16  # four 2x2 poolings before conv5_x
 

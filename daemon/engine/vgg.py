@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from shared.options import VGG19_LAYERS
+from impasto.options import VGG19_LAYERS
 
 # torchvision's configuration "E"; module indices match torchvision's `features`, so a
 # torchvision or Caffe-converted state dict loads with its own keys.

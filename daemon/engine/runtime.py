@@ -31,18 +31,19 @@ def tune_allocator() -> None:
 
 
 def load_engine(weights_spec: str, device: str, say=print,  # noqa: ANN001
-                precision: str = "auto"):
+                precision: str = "auto", tile_pixels: int | None = None, tile_size: int = 512):
     """Load VGG19 and build the engine, telling the person what is happening."""
     import time
 
     tune_allocator()
     t0 = time.perf_counter()
     say(f"loading VGG19 weights ({weights_spec})...")
-    from daemon import weights as weights_mod
-    from daemon.engine import Engine
+    from impasto.engine import weights as weights_mod
+    from impasto.engine.transfer import Engine
 
     w = weights_mod.load(weights_spec)
-    engine = Engine(w, device, precision=precision)
+    engine = Engine(w, device, precision=precision, tile_pixels=tile_pixels,
+                    tile_size=tile_size)
     say(f"VGG19 ready on {engine.device} ({engine.precision}): {w.label} in "
         f"{time.perf_counter() - t0:.1f} s")
     if w.flavour == "random":

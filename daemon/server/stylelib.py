@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import threading
 from pathlib import Path
@@ -11,8 +10,9 @@ from typing import Any
 
 from PIL import Image
 
-from shared import imagecodec
-from shared.errors import BAD_OPTIONS, STORAGE, UNKNOWN_STYLE, ImpastoError
+from impasto import imagecodec
+from impasto.errors import BAD_OPTIONS, STORAGE, UNKNOWN_STYLE, ImpastoError
+from impasto.fsio import write_atomic
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
@@ -69,19 +69,13 @@ class StyleLibrary:
                                f" starting with a letter or digit; got {name!r}")
         data = imagecodec.encode_png(img.convert("RGB"), compress_level=6)
         target = self.root / f"{name}.png"
-        tmp = self.root / f".{name}.png.tmp{os.getpid()}"
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             for other in self._files().values():  # one file per name, whatever its type
                 if other.stem == name and other != target:
                     other.unlink()
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
+            write_atomic(target, data)
         except OSError as e:
-            tmp.unlink(missing_ok=True)
             raise ImpastoError(STORAGE, f"cannot save style {name!r} in {self.root}: "
                                f"{e.strerror or e}") from None
         return {"name": name, "sha256": hashlib.sha256(data).hexdigest()}

@@ -10,8 +10,9 @@ if allowed) and reports on stdout, one JSON object per line:
   {"event": "done", "output": "...", "width": w, "height": h, "seed": n, "weights": "..."}
   {"event": "error", "code": "...", "message": "..."}   (exit status 1)
 
-If the plug-in goes away (stdin closes), the job is cancelled. Runs as a module
-(`python -m shared.bridge`) or as a file (`python .../shared/bridge.py`).
+If the plug-in goes away (stdin closes), the job is cancelled. Runs as
+`python -I -m impasto.gimp.bridge` (isolated: nothing in GIMP's current folder or
+environment can stand in for impasto's modules).
 """
 
 from __future__ import annotations
@@ -25,14 +26,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a file: make the `shared` package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from shared.client import Client, DaemonUnavailable  # noqa: E402
-from shared.errors import BAD_OPTIONS, ImpastoError  # noqa: E402
-from shared.protocol import ImageRef, Progress, StyleRef, Stylize  # noqa: E402
-
-UNAVAILABLE = "unavailable"  # bridge-only code: no daemon, and none could be started
+from impasto.client import Client
+from impasto.errors import BAD_OPTIONS, UNAVAILABLE, DaemonUnavailable, ImpastoError
+from impasto.fsio import write_atomic
+from impasto.protocol import (
+    DaemonState,
+    ImageRef,
+    OutputFormat,
+    Priority,
+    Progress,
+    Stage,
+    StyleRef,
+    Stylize,
+)
 
 
 def emit(**event: Any) -> None:
@@ -77,7 +83,7 @@ def ensure_daemon(client: Client, autostart: dict[str, Any] | None) -> None:
                                f"({proc.returncode}){': ' + tail if tail else ''}")
         try:
             st = client.status()
-            if st.state == "ready":
+            if st.state == DaemonState.READY:
                 emit(event="status", text="model loaded")
                 return
             emit(event="status", text="loading model")
@@ -117,13 +123,13 @@ def run(request: dict[str, Any]) -> int:
     data = Path(content["path"]).read_bytes()
     ref = ImageRef(data, "rgba8", int(content["width"]), int(content["height"]))
     job = Stylize(content=ref, styles=[style_ref(s) for s in request["styles"]],
-                  options=request.get("options", {}), priority="interactive", output="rgba8",
+                  options=request.get("options", {}), priority=Priority.INTERACTIVE, output=OutputFormat.RGBA8,
                   client=request.get("client", "gimp"))
     with Client(request.get("address"), timeout=float(request.get("timeout", 5.0))) as client:
         ensure_daemon(client, request.get("autostart"))
 
         def progress(p: Progress) -> None:
-            if p.stage == "prepare":
+            if p.stage == Stage.PREPARE:
                 emit(event="status", text="preparing style")
             else:
                 emit(event="progress", step=p.step, total=p.total, scale=p.scale, scales=p.scales)
@@ -133,9 +139,7 @@ def run(request: dict[str, Any]) -> int:
             on_progress=progress, should_cancel=_stdin_closed)
     assert result.image is not None
     out = Path(request["output"])
-    tmp = out.with_name(out.name + ".part")
-    tmp.write_bytes(result.image.data)
-    os.replace(tmp, out)
+    write_atomic(out, result.image.data, sync=False)
     emit(event="done", output=str(out), width=result.image.width, height=result.image.height,
          seed=result.seed, weights=result.weights)
     return 0

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import zmq.auth
 
-from shared import paths
+from impasto import paths
 
 
-def run_keys(args: argparse.Namespace) -> int:
+def cmd_keys(args: argparse.Namespace) -> int:
     root: Path = args.dir or paths.keys_dir()
     authorized = root / "authorized"
     authorized.mkdir(parents=True, exist_ok=True)

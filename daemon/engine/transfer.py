@@ -17,16 +17,16 @@ from typing import Protocol
 import torch
 from PIL import Image
 
-from daemon import color
-from daemon.lbfgs import LBFGS
-from daemon.losses import ContentLoss, StyleLoss, TVLoss, gram
-from daemon.objective import Objective, graphed
-from daemon.tensors import long_side_size, resize_long, to_image, to_tensor, upscale
-from daemon.tiled import TiledObjective, tiled_grams
-from daemon.vgg import VGGFeatures
-from daemon.weights import Weights
-from shared.errors import BAD_OPTIONS, OUT_OF_MEMORY, ImpastoError
-from shared.options import PRECISIONS, EngineOptions
+from impasto.engine import color
+from impasto.engine.lbfgs import LBFGS
+from impasto.engine.losses import ContentLoss, StyleLoss, TVLoss, gram
+from impasto.engine.objective import Objective, graphed
+from impasto.engine.tensors import long_side_size, resize_long, to_image, to_tensor, upscale
+from impasto.engine.tiled import TiledObjective, tiled_grams
+from impasto.engine.vgg import VGGFeatures
+from impasto.engine.weights import Weights
+from impasto.errors import BAD_OPTIONS, OUT_OF_MEMORY, ImpastoError, JobCancelled
+from impasto.options import PRECISIONS, EngineOptions
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +53,6 @@ class Outcome:
     elapsed_s: float
     history: list[float] = field(default_factory=list)  # total loss per evaluation
     tiled_scales: list[int] = field(default_factory=list)  # scales evaluated in tiles
-
-
-class Cancelled(Exception):
-    pass
 
 
 class TargetCache(Protocol):
@@ -104,7 +100,8 @@ class Engine:
 
     def __init__(self, weights: Weights, device: str | torch.device = "auto",
                  precision: str = "auto", channels_last: bool | None = None,
-                 cuda_graphs: bool = True, clamp: bool = True) -> None:
+                 cuda_graphs: bool = True, clamp: bool = True, tile_pixels: int | None = None,
+                 tile_size: int = 512) -> None:
         self.device = pick_device(device) if isinstance(device, str) else device
         self.weights = weights
         if precision not in PRECISIONS:
@@ -117,6 +114,14 @@ class Engine:
         self.channels_last = self.device.type == "cuda" if channels_last is None else channels_last
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
         self.clamp = clamp
+        # Daemon settings, not job options: they trade the host's memory for speed.
+        # tile_pixels None: decided from the device's memory (tile_threshold).
+        if tile_size < 32 or tile_size % 16:
+            raise ImpastoError(BAD_OPTIONS, f"tile size must be a multiple of 16 from 32, not {tile_size}")
+        if tile_pixels is not None and tile_pixels < 64 * 64:
+            raise ImpastoError(BAD_OPTIONS, f"tile pixels must be at least {64 * 64}, not {tile_pixels}")
+        self.tile_pixels = tile_pixels
+        self.tile_size = tile_size
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         self.features = weights.features.to(self.device, memory_format=fmt).eval()
         self.features.requires_grad_(False)
@@ -155,7 +160,6 @@ class Engine:
             raise
 
     def _run(self, content, styles, opts, on_step, should_stop, cache) -> Outcome:
-        opts.validate()
         t0 = time.perf_counter()
         seed = opts.seed if opts.seed is not None else secrets.randbelow(2**31)
         gen = torch.Generator().manual_seed(seed)
@@ -172,7 +176,7 @@ class Engine:
         tiled_scales: list[int] = []
         for k, (size, n_evals) in enumerate(schedule):
             w, h = long_side_size(content_rgb.width, content_rgb.height, size)
-            tiled = w * h > self.tile_threshold(opts)
+            tiled = w * h > self.tile_threshold()
             if tiled:
                 tiled_scales.append(k)
             objective, c, style_ts, blend = self._scale_objective(net, content_rgb, styles, opts,
@@ -209,7 +213,7 @@ class Engine:
         return Outcome(result, losses, seed, len(history), time.perf_counter() - t0, history,
                        tiled_scales)
 
-    def tile_threshold(self, opts: EngineOptions) -> int:
+    def tile_threshold(self) -> int:
         """Pixels above which a scale is evaluated in tiles.
 
         An untiled evaluation needs about 3.2 GB per megapixel on a CPU
@@ -219,8 +223,8 @@ class Engine:
         2 GiB for the L-BFGS history. Tiles are 2x slower there, and an H100 holds
         16 MP untiled.
         """
-        if opts.tile_pixels is not None:
-            return opts.tile_pixels
+        if self.tile_pixels is not None:
+            return self.tile_pixels
         if self.device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(self.device)
             return max(512 * 512, int((0.8 * free - 2 * 2**30) / (2.5 * 2**30) * 1e6))
@@ -256,9 +260,7 @@ class Engine:
         """Targets at one scale: content features, blended style Grams, TV."""
         if not styles:
             raise ImpastoError(BAD_OPTIONS, "at least one style image is needed")
-        blend = opts.style_weights or [s.weight for s in styles]
-        if len(blend) != len(styles):
-            raise ImpastoError(BAD_OPTIONS, f"{len(blend)} style weights for {len(styles)} styles")
+        blend = [s.weight for s in styles]
         w, h = long_side_size(content_rgb.width, content_rgb.height, size)
         c = to_tensor(content_rgb.resize((w, h), Image.Resampling.LANCZOS))
         style_ts = [self._style_tensor(s.image, size, opts, c) for s in styles]
@@ -274,7 +276,7 @@ class Engine:
         if tiled:
             objective: Objective | TiledObjective = TiledObjective(
                 net, c, grams, opts.content_layers, weights, opts.content_weight, opts.tv_weight,
-                core=opts.tile_size)
+                core=self.tile_size)
             return objective, c, style_ts, blend
         with torch.no_grad():
             c_feats = net(c)
@@ -307,7 +309,7 @@ class Engine:
 
         def closure() -> torch.Tensor:
             if should_stop is not None and should_stop():
-                raise Cancelled()
+                raise JobCancelled()
             if self.clamp:
                 with torch.no_grad():
                     x.clamp_(0, 1)
@@ -355,8 +357,8 @@ class Engine:
             if hit is not None:
                 return {k: v.to(self.device) for k, v in hit.items()}
         st = style.to(self.device).unsqueeze(0)
-        if st.shape[-1] * st.shape[-2] > self.tile_threshold(opts):
-            targets = tiled_grams(net, st, opts.style_layers, opts.tile_size)
+        if st.shape[-1] * st.shape[-2] > self.tile_threshold():
+            targets = tiled_grams(net, st, opts.style_layers, self.tile_size)
         else:
             with torch.no_grad():
                 feats = net(st)

@@ -13,12 +13,12 @@ from typing import Any
 
 import zmq
 
-from daemon.engine import Cancelled, Engine, StyleInput
-from daemon.jobqueue import Job, JobQueue
-from daemon.targetcache import GramCache
-from shared import imagecodec
-from shared.errors import CANCELLED, INTERNAL, SHUTDOWN, ImpastoError
-from shared.protocol import Error, Message, Progress, Result, encode
+from impasto import imagecodec
+from impasto.engine.transfer import Engine, StyleInput
+from impasto.errors import CANCELLED, INTERNAL, SHUTDOWN, ImpastoError, JobCancelled
+from impasto.protocol import Error, Message, Progress, Result, Stage, encode
+from impasto.server.jobqueue import Job, JobQueue
+from impasto.server.targetcache import GramCache
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class Worker(threading.Thread):
         job.started = time.time()
         opts = job.options
         total = opts.total_evaluations()
-        self._emit(sock, job, Progress(job=job.id, stage="prepare", scales=len(opts.schedule()),
+        self._emit(sock, job, Progress(job=job.id, stage=Stage.PREPARE, scales=len(opts.schedule()),
                                        total=total))
         last_sent = [0.0]
 
@@ -85,7 +85,7 @@ class Worker(threading.Thread):
                 return
             last_sent[0] = now
             self._emit(sock, job, Progress(
-                job=job.id, stage="optimize", scale=step.scale, scales=step.scales,
+                job=job.id, stage=Stage.OPTIMIZE, scale=step.scale, scales=step.scales,
                 size=step.size, step=step.step, total=step.total, losses=step.losses,
                 elapsed_s=round(step.elapsed_s, 4)))
 
@@ -97,7 +97,7 @@ class Worker(threading.Thread):
             log.info("job %s done in %.1f s", job.id, outcome.elapsed_s)
             return Result(job=job.id, image=ref, losses=outcome.losses, seed=outcome.seed,
                           elapsed_s=round(outcome.elapsed_s, 3), weights=self.engine.weights.label)
-        except Cancelled:
+        except JobCancelled:
             log.info("job %s cancelled", job.id)
             if self.stopping.is_set():
                 return Error(SHUTDOWN, "the daemon is shutting down; job stopped", job.id)

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
-from shared import paths
-from shared.errors import BAD_OPTIONS, ImpastoError
-from shared.netaddr import endpoint_host, is_local_address
-from shared.options import PRECISIONS
+from impasto import paths
+from impasto.errors import BAD_OPTIONS, ImpastoError
+from impasto.netaddr import endpoint_host, is_local_address
+from impasto.options import PRECISIONS
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +28,8 @@ class ServeSettings:
     curve: bool = False
     watch: list[Path] = field(default_factory=list)
     poll: bool = False
+    tile_pixels: int | None = None  # None: from the device's memory
+    tile_size: int = 512
 
 
 def settings_from(args: argparse.Namespace) -> ServeSettings:
@@ -46,6 +47,9 @@ def settings_from(args: argparse.Namespace) -> ServeSettings:
         s.watch = s.watch + list(args.watch)
     if args.poll:
         s.poll = True
+    for name in ("tile_pixels", "tile_size"):
+        if getattr(args, name, None) is not None:
+            setattr(s, name, getattr(args, name))
     return s
 
 
@@ -56,7 +60,8 @@ def _apply_file(s: ServeSettings, path: Path) -> None:
         raise ImpastoError(BAD_OPTIONS, f"cannot read config {path}: {e.strerror or e}") from None
     except tomllib.TOMLDecodeError as e:
         raise ImpastoError(BAD_OPTIONS, f"config {path} is not valid TOML: {e}") from None
-    allowed = {"bind", "device", "weights", "precision", "styles", "keys", "curve", "watch", "poll"}
+    allowed = {"bind", "device", "weights", "precision", "styles", "keys", "curve", "watch", "poll",
+               "tile_pixels", "tile_size"}
     unknown = set(data) - allowed
     if unknown:
         raise ImpastoError(BAD_OPTIONS, f"config {path}: unknown key(s) {', '.join(sorted(unknown))}")
@@ -73,6 +78,11 @@ def _apply_file(s: ServeSettings, path: Path) -> None:
         s.curve = bool(data["curve"])
     if "poll" in data:
         s.poll = bool(data["poll"])
+    for key in ("tile_pixels", "tile_size"):
+        if key in data:
+            if isinstance(data[key], bool) or not isinstance(data[key], int):
+                raise ImpastoError(BAD_OPTIONS, f"config {path}: {key} must be an integer")
+            setattr(s, key, data[key])
     if "watch" in data:
         w = data["watch"]
         s.watch = [Path(x).expanduser() for x in ([w] if isinstance(w, str) else w)]
@@ -88,18 +98,20 @@ def local_endpoint(bind: str) -> str:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from daemon.runtime import load_engine
-    from daemon.server import Server, ServerConfig
+    from impasto.engine.runtime import load_engine
+    from impasto.server.loop import Server, ServerConfig
 
     s = settings_from(args)
     watchers = []
     config = ServerConfig(bind=s.bind, styles_dir=s.styles, keys_dir=s.keys, curve=s.curve)
     server = Server(config, lambda: load_engine(s.weights, s.device, say=log.info,
-                                                   precision=s.precision))
+                                                   precision=s.precision,
+                                                   tile_pixels=s.tile_pixels,
+                                                   tile_size=s.tile_size))
     server.bind()
     if s.watch:
-        from shared.keys import load_client_keys
-        from shared.watch.folder import start_watchers
+        from impasto.keys import load_client_keys
+        from impasto.watch.folder import start_watchers
 
         keys = load_client_keys(s.keys) if (s.curve or not is_local_address(s.bind)) else None
         watchers = start_watchers(s.watch, local_endpoint(s.bind), poll=s.poll, keys=keys)

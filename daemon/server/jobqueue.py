@@ -11,7 +11,8 @@ from typing import Any
 
 from PIL import Image
 
-from shared.options import EngineOptions
+from impasto.options import EngineOptions
+from impasto.protocol import Priority
 
 _job_ids = itertools.count(1)
 
@@ -21,7 +22,7 @@ class Job:
     content: Image.Image
     styles: list[tuple[Image.Image, float, str]]  # image, blend weight, label
     options: EngineOptions
-    priority: str  # "interactive" | "batch"
+    priority: Priority
     peer: bytes  # ZeroMQ routing id of the client
     req: str | None
     output: str = "png"
@@ -45,7 +46,7 @@ class JobQueue:
     waited, the oldest batch job goes next, so a busy editor cannot starve a folder."""
 
     def __init__(self, batch_every: int = 3, max_jobs: int = 1000) -> None:
-        self._lanes: dict[str, deque[Job]] = {"interactive": deque(), "batch": deque()}
+        self._lanes: dict[Priority, deque[Job]] = {p: deque() for p in Priority}
         self._cond = threading.Condition()
         self._skipped = 0  # interactive picks in a row while batch waited
         self.batch_every = batch_every
@@ -84,7 +85,7 @@ class JobQueue:
                 self._cond.wait(left)
             if self._closed and not any(self._lanes.values()):
                 return None
-            inter, batch = self._lanes["interactive"], self._lanes["batch"]
+            inter, batch = self._lanes[Priority.INTERACTIVE], self._lanes[Priority.BATCH]
             if batch and (not inter or self._skipped >= self.batch_every):
                 self._skipped = 0
                 job = batch.popleft()
@@ -120,7 +121,7 @@ class JobQueue:
 
     def _order(self) -> list[Job]:
         """The order in which jobs would be taken now (simulates `take`)."""
-        inter, batch = list(self._lanes["interactive"]), list(self._lanes["batch"])
+        inter, batch = list(self._lanes[Priority.INTERACTIVE]), list(self._lanes[Priority.BATCH])
         skipped, out = self._skipped, []
         while inter or batch:
             if batch and (not inter or skipped >= self.batch_every):

@@ -1,21 +1,33 @@
-"""Client-side commands: send, status, cancel, styles. No torch, so they start fast."""
+"""Commands that talk to a running daemon: send, status, cancel, styles. No torch."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-from shared import imagecodec
-from shared.client import Client
-from shared.errors import BAD_OPTIONS, ImpastoError
-from shared.jobspec import style_refs
-from shared.outputs import check_writable, save_image
-from shared.progressbar import ProgressBar, emit_json, format_losses
-from shared.protocol import Accepted, Progress, Result, StylesAdd, StylesList, StylesRemove, Stylize
+from impasto import imagecodec
+from impasto.cli.optionflags import engine_options
+from impasto.cli.output import check_writable, print_summary, save_image
+from impasto.cli.progress import ProgressBar, emit_json, format_losses
+from impasto.client import Client
+from impasto.errors import BAD_OPTIONS, ImpastoError
+from impasto.protocol import (
+    Accepted,
+    OutputFormat,
+    Priority,
+    Progress,
+    Result,
+    Stage,
+    StyleRef,
+    StylesAdd,
+    StylesList,
+    StylesRemove,
+    Stylize,
+    check_blend,
+)
 
 
 def client_for(args: argparse.Namespace) -> Client:
@@ -37,7 +49,7 @@ def follow_job(client: Client, request: Stylize, output: Path, as_json: bool) ->
             emit_json({"type": "progress", "job": p.job, "stage": p.stage, "scale": p.scale,
                        "scales": p.scales, "size": p.size, "step": p.step, "total": p.total,
                        "losses": p.losses, "elapsed_s": p.elapsed_s})
-        elif p.stage == "prepare":
+        elif p.stage == Stage.PREPARE:
             bar.update(0, p.total, "preparing")
         else:
             bar.update(p.step, p.total, f"scale {p.scale + 1}/{p.scales} {p.size}px",
@@ -65,24 +77,15 @@ def follow_job(client: Client, request: Stylize, output: Path, as_json: bool) ->
     return summary
 
 
-def print_summary(summary: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        emit_json(summary)
-        return
-    print(f"wrote {summary['output']} ({summary['width']}x{summary['height']}) in "
-          f"{summary['elapsed_s']:.1f} s; seed {summary['seed']}; {format_losses(summary['losses'])}")
-    if str(summary.get("weights", "")).startswith("random"):
-        print("note: made with RANDOM weights (--weights random): a demo, not art")
-
-
-def cmd_send(args: argparse.Namespace, options: dict[str, Any]) -> int:
+def cmd_send(args: argparse.Namespace) -> int:
+    options = engine_options(args)
     if not args.content.is_file():
         raise ImpastoError(BAD_OPTIONS, f"content image {args.content} does not exist")
     check_writable(args.output)
     request = Stylize(content=imagecodec.file_ref(args.content),
-                      styles=style_refs(args.style, options.pop("style_weights", None)),
-                      options=options, priority=getattr(args, "priority", "interactive"),
-                      output="png", client="cli")
+                      styles=style_refs(args.style, args.style_weights),
+                      options=options.changed(), priority=Priority(getattr(args, "priority", "interactive")),
+                      output=OutputFormat.PNG, client="cli")
     with client_for(args) as client:
         client.ping()
         print_summary(follow_job(client, request, args.output, args.json), args.json)
@@ -143,7 +146,31 @@ def cmd_styles(args: argparse.Namespace) -> int:
     return 0
 
 
-def fail(message: str, code: str, as_json: bool) -> None:
-    if as_json:
-        emit_json({"type": "error", "code": code, "message": message})
-    print(f"impasto: error: {message}", file=sys.stderr)
+def blend_weights(styles: list[str], weights: list[float] | None) -> list[float]:
+    """One blend weight per --style (default equal), checked as the daemon checks them."""
+    if weights is None:
+        return [1.0] * len(styles)
+    if len(weights) != len(styles):
+        raise ImpastoError(BAD_OPTIONS, f"--style-weights has {len(weights)} values for "
+                           f"{len(styles)} --style arguments")
+    check_blend(weights)
+    return weights
+
+
+def style_refs(styles: list[str], weights: list[float] | None) -> list[StyleRef]:
+    """Each --style is a file when one exists at that path, else a library name."""
+    refs = []
+    for s, w in zip(styles, blend_weights(styles, weights)):
+        p = Path(s).expanduser()
+        if p.is_file():
+            refs.append(StyleRef(image=imagecodec.file_ref(p), weight=w))
+        elif looks_like_path(s):
+            raise ImpastoError(BAD_OPTIONS, f"style image {s} does not exist")
+        else:
+            refs.append(StyleRef(name=s, weight=w))
+    return refs
+
+
+def looks_like_path(s: str) -> bool:
+    return "/" in s or "\\" in s or Path(s).suffix.lower() in (
+        ".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")

@@ -11,8 +11,8 @@ import logging
 
 import torch
 
-from daemon.losses import ContentLoss, StyleLoss, TVLoss
-from daemon.vgg import VGGFeatures
+from impasto.engine.losses import ContentLoss, StyleLoss, TVLoss
+from impasto.engine.vgg import VGGFeatures
 
 log = logging.getLogger(__name__)
 PARTS = ("content", "style", "tv", "total")

@@ -1,0 +1,1 @@
+"""The impasto server: settings, socket loop, job queue, worker, style library, target cache."""

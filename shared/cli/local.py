@@ -1,0 +1,91 @@
+"""`impasto stylize` (a running daemon when one answers, else in-process) and
+`impasto weights`. The engine is imported inside the functions that run it, so that
+importing this module, like all of impasto.cli, never loads torch."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from impasto import imagecodec, paths
+from impasto.cli.optionflags import engine_options
+from impasto.cli.output import check_writable, print_summary, save_image
+from impasto.cli.progress import ProgressBar, emit_json, format_losses
+from impasto.cli.remote import blend_weights, cmd_send, looks_like_path
+from impasto.client import Client
+from impasto.errors import BAD_OPTIONS, DaemonUnavailable, ImpastoError
+from impasto.options import EngineOptions
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def cmd_stylize(args: argparse.Namespace) -> int:
+    explicit_local = (args.local or args.weights is not None or args.device is not None
+                      or args.precision is not None)
+    if not explicit_local:
+        with Client(args.address, timeout=args.timeout) as client:
+            try:
+                client.ping(timeout=0.5)
+                found = True
+            except DaemonUnavailable:
+                found = False
+        if found:
+            _say(f"impasto: using the daemon at {client.address}")
+            return cmd_send(args)
+    print_summary(stylize_local(args, engine_options(args)), args.json)
+    return 0
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    from impasto.engine.runtime import load_engine
+
+    load_engine(args.spec, "cpu", say=_say)
+    return 0
+
+
+def stylize_local(args: argparse.Namespace, opts: EngineOptions) -> dict[str, Any]:
+    from impasto.engine.runtime import load_engine
+    from impasto.engine.transfer import Step, StyleInput
+    from impasto.server.stylelib import StyleLibrary
+
+    check_writable(args.output)
+    if not args.content.is_file():
+        raise ImpastoError(BAD_OPTIONS, f"content image {args.content} does not exist")
+    content = imagecodec.read_file(args.content)
+    weights = blend_weights(args.style, args.style_weights)
+    library = StyleLibrary(paths.styles_dir())
+    styles = []
+    for s, w in zip(args.style, weights):
+        p = Path(s).expanduser()
+        if p.is_file():
+            styles.append(StyleInput(imagecodec.read_file(p).convert("RGB"), w))
+        elif looks_like_path(s):
+            raise ImpastoError(BAD_OPTIONS, f"style image {s} does not exist")
+        else:
+            styles.append(StyleInput(library.load(s), w))
+    engine = load_engine(args.weights or "auto", args.device or "auto", say=_say,
+                         precision=args.precision or "auto")
+    bar = ProgressBar()
+
+    def on_step(s: Step) -> None:
+        if args.json:
+            emit_json({"type": "progress", "scale": s.scale, "scales": s.scales, "size": s.size,
+                       "step": s.step, "total": s.total, "losses": s.losses,
+                       "elapsed_s": round(s.elapsed_s, 4)})
+        else:
+            bar.update(s.step, s.total, f"scale {s.scale + 1}/{s.scales} {s.size}px",
+                       format_losses(s.losses))
+
+    try:
+        outcome = engine.run(content, styles, opts, on_step=on_step)
+    finally:
+        bar.close()
+    save_image(outcome.image, args.output)
+    return {"type": "result", "output": str(args.output), "width": outcome.image.width,
+            "height": outcome.image.height, "losses": outcome.losses, "seed": outcome.seed,
+            "elapsed_s": round(outcome.elapsed_s, 3), "evaluations": outcome.evaluations,
+            "weights": engine.weights.label, "device": str(engine.device)}

@@ -1,0 +1,156 @@
+"""`impasto`: the command line's parser and entry point. Client commands never import torch."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import impasto
+from impasto import paths
+from impasto.cli.dispatch import run_command
+from impasto.cli.optionflags import add_engine_options
+from impasto.options import PRECISIONS
+
+PRECISION_HELP = ("GPU arithmetic: auto (tf32 on CUDA, else fp32), fp32, tf32, or bf16 "
+                  "(faster, a visibly higher loss)")
+WEIGHTS_HELP = "VGG19 weights: auto | torchvision | random | [caffe:|torchvision:]FILE"
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _client_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--address", help=f"daemon address (default {paths.default_address()}, "
+                   "or IMPASTO_ADDRESS)")
+    p.add_argument("--timeout", type=float, default=5.0,
+                   help="seconds to wait for the daemon to answer (default 5)")
+
+
+def _job_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("content", type=Path, help="the image to stylize")
+    p.add_argument("--style", action="append", required=True,
+                   help="style image file or library name (repeat to blend several)")
+    p.add_argument("--style-weights", type=_floats, metavar="W,W,...",
+                   help="blend weight of each --style, in order (default: equal)")
+    p.add_argument("-o", "--output", type=Path, required=True,
+                   help="where to write the result (.png, .jpg, .webp, .tif, .bmp)")
+    p.add_argument("--json", action="store_true",
+                   help="JSON lines on stdout: progress, then the result or the error")
+    add_engine_options(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="impasto", description="Neural style transfer (Gatys et al.) for artists.")
+    parser.add_argument("--version", action="version", version=f"impasto {impasto.__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("stylize", help="stylize one image (via a running daemon, else in-process)")
+    _job_args(p)
+    local = p.add_argument_group("in-process only (each implies --local)")
+    local.add_argument("--device", help="auto, cpu, cuda, cuda:1, mps")
+    local.add_argument("--precision", choices=PRECISIONS, help=PRECISION_HELP)
+    local.add_argument("--weights", help=WEIGHTS_HELP)
+    p.add_argument("--local", action="store_true", help="never use a running daemon")
+    _client_args(p)
+
+    p = sub.add_parser("send", help="stylize one image on a running daemon")
+    _job_args(p)
+    p.add_argument("--priority", choices=["interactive", "batch"], default="interactive",
+                   help="interactive jobs go before batch jobs (default interactive)")
+    _client_args(p)
+
+    p = sub.add_parser("serve", help="run the daemon: keep VGG19 loaded and serve requests")
+    p.add_argument("--bind", help="ZeroMQ endpoint (default tcp://127.0.0.1:5767)")
+    p.add_argument("--device", help="auto, cpu, cuda, mps (default auto: a GPU when present)")
+    p.add_argument("--precision", choices=PRECISIONS, help=PRECISION_HELP)
+    p.add_argument("--weights", help=WEIGHTS_HELP + " (default auto)")
+    p.add_argument("--styles", type=Path, help=f"style library folder (default {paths.styles_dir()})")
+    p.add_argument("--config", type=Path, help="TOML file with these settings")
+    p.add_argument("--curve", action="store_true", help="require CurveZMQ even on loopback")
+    p.add_argument("--watch", type=Path, action="append", help="watch folder (repeatable)")
+    p.add_argument("--poll", action="store_true", help="poll watch folders (network shares)")
+    p.add_argument("--tile-pixels", type=int,
+                   help="evaluate scales above this many pixels in tiles (default: from the "
+                   "device's memory)")
+    p.add_argument("--tile-size", type=int, help="tile core in pixels, a multiple of 16 (default 512)")
+
+    p = sub.add_parser("status", help="what the daemon is doing")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    _client_args(p)
+
+    p = sub.add_parser("cancel", help="cancel a queued or running job")
+    p.add_argument("job", help="the job id, as `impasto status` shows it")
+    _client_args(p)
+
+    p = sub.add_parser("styles", help="the daemon's style library")
+    ssub = p.add_subparsers(dest="styles_command", required=True, metavar="ACTION")
+    q = ssub.add_parser("list", help="the library's styles")
+    q.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    _client_args(q)
+    q = ssub.add_parser("add", help="add (or replace) a style")
+    q.add_argument("name", help="1-64 letters, digits, space, _ . -")
+    q.add_argument("image", type=Path, help="the style image")
+    _client_args(q)
+    q = ssub.add_parser("remove", help="remove a style")
+    q.add_argument("name", help="the style's name")
+    _client_args(q)
+
+    p = sub.add_parser("keys", help="CurveZMQ keys for remote use")
+    ksub = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    for name, helptext in (("init", "create the server pair and a local client pair"),
+                           ("add-client", "create and authorise a client pair"),
+                           ("authorize", "authorise a client's public key file")):
+        q = ksub.add_parser(name, help=helptext)
+        if name == "add-client":
+            q.add_argument("name", help="a name for the other machine")
+        if name == "authorize":
+            q.add_argument("public_key", type=Path, help="the client's .key file")
+        q.add_argument("--dir", type=Path, help=f"keys folder (default {paths.keys_dir()})")
+
+    p = sub.add_parser("weights", help="fetch VGG19 weights")
+    wsub = p.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
+    q = wsub.add_parser("fetch", help="download or convert weights into the cache")
+    q.add_argument("spec", nargs="?", default="torchvision", help=WEIGHTS_HELP)
+
+    p = sub.add_parser("watch", help="watch folders against a running daemon")
+    p.add_argument("folders", type=Path, nargs="+", help="folders to watch (in/ out/ done/ failed/)")
+    p.add_argument("--poll", action="store_true", help="poll (network shares)")
+    p.add_argument("--settle", type=float, default=2.0,
+                   help="seconds a file must stay unchanged when no close event arrives")
+    _client_args(p)
+
+    p = sub.add_parser("gimp", help="the GIMP 3 plug-in")
+    gsub = p.add_subparsers(dest="gimp_command", required=True, metavar="ACTION")
+    for name, helptext in (("install", "put the plug-in into a GIMP 3 profile"),
+                           ("uninstall", "remove it"),
+                           ("doctor", "check profile, plug-in, bridge and daemon")):
+        q = gsub.add_parser(name, help=helptext)
+        q.add_argument("--gimp-dir", type=Path, help="GIMP 3 profile folder")
+        if name == "install":
+            q.add_argument("--bridge", help="command GIMP runs to reach the daemon")
+            q.add_argument("--address", help="the daemon's address")
+            q.add_argument("--no-autostart", action="store_true",
+                           help="never start a daemon from GIMP")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    long_running = args.command in ("serve", "watch")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else (logging.INFO if long_running else logging.WARNING),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s" if long_running
+        else "impasto: %(message)s")
+    return run_command(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Durable file writes and moves: a reader sees the old file or the new one, never half.
+
+The one place impasto writes a file that someone else may read (results, the style
+library, the weights cache, watch-folder journals, the GIMP bridge's config and output).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+TEMP_MARK = ".impasto-tmp-"  # temporary names start with "." and contain this
+
+
+def temp_name(path: Path) -> Path:
+    """A hidden name beside `path` that no other writer picks (pid and random part)."""
+    return path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def is_temp_name(name: str) -> bool:
+    return name.startswith(".") and TEMP_MARK in name
+
+
+def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], object], mode: int | None = None,
+                 sync: bool = True) -> Path:
+    """Write `data` (bytes, or a function that writes to a binary file) to `path`.
+
+    The bytes go to a temporary file in the same folder, which is flushed, fsynced and
+    renamed over `path`; then the folder is synced, so the rename survives a crash.
+    `mode` sets the permission bits before any byte is written (secret files).
+    Raises OSError; the temporary file is gone either way.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(tmp, flags, 0o666 if mode is None else mode)  # the umask applies
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                f.write(data)
+            else:
+                data(f)
+            f.flush()
+            if sync:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    if sync:
+        fsync_dir(path.parent)
+    return path
+
+
+def fsync_dir(path: Path) -> None:
+    # A rename is durable only once its folder is synced.
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def move(src: Path, dst: Path) -> None:
+    """Atomic rename within one file system, made durable in both folders."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(src, dst)
+    fsync_dir(dst.parent)
+    fsync_dir(src.parent)
