@@ -11,10 +11,12 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from impasto import paths
 from impasto.fsio import write_atomic
 from impasto.gimp import CONFIG_NAME, PLUGIN_FILE, PLUGIN_NAME
+from impasto.options import FIELDS, PRESETS
 
 
 def profile_candidates() -> list[Path]:
@@ -54,6 +56,24 @@ def bridge_command(explicit: str | None) -> list[str]:
     return [sys.executable, "-I", "-m", "impasto.gimp.bridge"]
 
 
+# EngineOptions fields the GIMP dialog offers; their ranges, defaults and help come from
+# the fields' metadata, so the dialog cannot drift from what the daemon accepts.
+DIALOG_FIELDS = ("preset", "style_weight", "size", "preserve_colors", "seed")
+
+
+def dialog_options() -> dict[str, dict[str, Any]]:
+    out = {}
+    for name in DIALOG_FIELDS:
+        f = FIELDS[name]
+        m = f.metadata
+        default = f.default
+        if name == "size":  # None means "the preset's": show the default preset's size
+            default = PRESETS[FIELDS["preset"].default].size
+        out[name] = {"help": m["help"], "min": m["lo"], "max": m["hi"], "default": default,
+                     "choices": list(m["choices"] or [])}
+    return out
+
+
 def install(args: argparse.Namespace) -> int:
     profile = find_profile(args.gimp_dir)
     target = plugin_dir(profile)
@@ -69,7 +89,7 @@ def install(args: argparse.Namespace) -> int:
                                  "--bind", address],
                      "wait_s": 300, "log": str(paths.cache_dir() / "daemon.log")}
     config = {"bridge": bridge_command(args.bridge), "address": address, "timeout": 5.0,
-              "autostart": autostart, "env": {}}
+              "autostart": autostart, "env": {}, "options": dialog_options()}
     write_atomic(target / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
     print(f"installed the impasto plug-in in {target}")
     print(f"  bridge: {' '.join(config['bridge'])}")

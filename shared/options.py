@@ -249,8 +249,9 @@ def _check_value(f: dataclasses.Field, kind: Any, v: Any, name: str) -> None:
         return
     if kind is str:
         if not isinstance(v, str) or (m["choices"] and v not in m["choices"]):
-            allowed = ", ".join(m["choices"][:8]) + (", ..." if len(m["choices"]) > 8 else "")
-            raise _bad(f"{name} must be one of {allowed}; got {v!r}")
+            if m["choices"] is VGG19_LAYERS:
+                raise _bad(f"{name}: unknown layer {v!r} (VGG19 layer names: relu4_2, conv3_1, ...)")
+            raise _bad(f"{name} must be one of {', '.join(m['choices'])}; got {v!r}")
         return
     if kind is int and (isinstance(v, bool) or not isinstance(v, int)):
         raise _bad(f"{name} must be an integer, got {v!r}")

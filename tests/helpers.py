@@ -16,6 +16,11 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 IMPASTO = [sys.executable, "-m", "impasto.cli.main"]
 
+# Seconds a process gets to start, answer or exit. Far above what an idle machine needs
+# (a few seconds): tests run on 2-core machines that may be busy with other work, and a
+# timeout here only says "hung", never "slow".
+EXIT_S = 180
+
 
 def test_device() -> str:
     """Where engine and daemon tests compute: cpu unless IMPASTO_TEST_DEVICE says
@@ -106,7 +111,7 @@ class DaemonProcess:
         self.proc = subprocess.Popen(IMPASTO + args, env=self.env, cwd=REPO,
                                      stdout=self._logf, stderr=subprocess.STDOUT)
 
-    def wait_ready(self, timeout: float = 60) -> DaemonProcess:
+    def wait_ready(self, timeout: float = 4 * EXIT_S) -> DaemonProcess:
         from impasto.client import Client, DaemonUnavailable
 
         deadline = time.monotonic() + timeout
@@ -127,7 +132,7 @@ class DaemonProcess:
             self._logf.flush()
         return self.log.read_text()
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = EXIT_S) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:

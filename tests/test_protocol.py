@@ -22,7 +22,7 @@ from impasto.protocol import (
     decode,
     encode,
 )
-from tests.helpers import gradient_image
+from tests.helpers import EXIT_S, gradient_image
 
 
 def test_round_trip_stylize_with_blobs() -> None:
@@ -128,6 +128,6 @@ def test_cli_never_imports_torch() -> None:
             "assert rc == 3, rc; "
             "bad = [m for m in sys.modules if m == 'torch' or m.startswith('torch.')]; "
             "assert not bad, bad")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=EXIT_S)
     assert r.returncode == 0, r.stderr
     assert "no impasto daemon answered at tcp://127.0.0.1:9" in r.stderr

@@ -23,7 +23,20 @@ from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
 PROC = "plug-in-impasto-neural-style"
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "impasto-bridge.json")
 FMT = "R'G'B'A u8"  # 8-bit sRGB-encoded values, as stored; "RGBA u8" would be linear
-PRESETS = (("draft", "Draft (fast)"), ("normal", "Normal"), ("best", "Best (slow)"))
+# Labels for the choices impasto offers; the choices themselves, the ranges, defaults and
+# help texts come from impasto's option metadata, written into the bridge config by
+# `impasto gimp install` (dialog_spec below). These are only the words a person sees.
+LABELS = {"draft": "Draft (fast)", "normal": "Normal", "best": "Best (slow)",
+          "luminance": "Keep colours: luminance only", "histogram": "Keep colours: match histogram"}
+# Used when the config is missing (the plug-in then reports that when run).
+FALLBACK = {"preset": {"choices": ["draft", "normal", "best"], "default": "normal",
+                       "help": "Speed or quality"},
+            "style_weight": {"min": 0.0, "max": 1e12, "default": 100.0, "help": "Style weight"},
+            "size": {"min": 64, "max": 8192, "default": 512,
+                     "help": "Long side in pixels while stylizing"},
+            "preserve_colors": {"choices": ["luminance", "histogram"], "default": None,
+                                "help": "Keep the layer's colours"},
+            "seed": {"min": 0, "max": 2**31 - 1, "default": None, "help": "Random seed"}}
 COLORS = (("none", "Use the style's colours"), ("luminance", "Keep colours: luminance only"),
           ("histogram", "Keep colours: match histogram"))
 
@@ -41,6 +54,15 @@ def load_config():
                           "`impasto gimp install` (or `impasto gimp doctor`).") from None
     except ValueError as e:
         raise PluginError(f"{CONFIG} is damaged ({e}); run `impasto gimp install` again.") from None
+
+
+def dialog_spec():
+    """The dialog's option metadata from the bridge config (impasto's EngineOptions)."""
+    try:
+        spec = load_config().get("options") or {}
+    except PluginError:
+        spec = {}
+    return {name: {**fallback, **(spec.get(name) or {})} for name, fallback in FALLBACK.items()}
 
 
 def read_rgba(drawable):
@@ -246,14 +268,21 @@ class NeuralStyle(Gimp.PlugIn):
         p.add_string_argument("style", "Style", "Library style name or image file", "", flags)
         p.add_layer_argument("style-layer", "Style layer", "Use this layer as the style instead",
                              True, flags)
-        p.add_choice_argument("preset", "Quality", "Speed or quality", choice(PRESETS),
-                              "normal", flags)
-        p.add_double_argument("strength", "Strength", "Style weight", 0.0, 1e9, 100.0, flags)
-        p.add_int_argument("size", "Working size", "Long side in pixels while stylizing",
-                           64, 4096, 512, flags)
-        p.add_choice_argument("preserve-colors", "Colours", "Keep the layer's colours",
-                              choice(COLORS), "none", flags)
-        p.add_int_argument("seed", "Seed", "-1 for a random seed", -1, 2**31 - 1, -1, flags)
+        spec = dialog_spec()
+        pre, sw, size, col, seed = (spec[k] for k in ("preset", "style_weight", "size",
+                                                      "preserve_colors", "seed"))
+        p.add_choice_argument("preset", "Quality", pre["help"],
+                              choice([(c, LABELS.get(c, c)) for c in pre["choices"]]),
+                              pre["default"], flags)
+        p.add_double_argument("strength", "Strength", sw["help"], float(sw["min"]),
+                              float(sw["max"]), float(sw["default"]), flags)
+        p.add_int_argument("size", "Working size", size["help"], int(size["min"]),
+                           int(size["max"]), int(size["default"]), flags)
+        p.add_choice_argument("preserve-colors", "Colours", col["help"],
+                              choice([COLORS[0]] + [(c, LABELS.get(c, c)) for c in col["choices"]]),
+                              "none", flags)
+        p.add_int_argument("seed", "Seed", seed["help"] + " (-1: random)", -1,
+                           min(int(seed["max"]), 2**31 - 1), -1, flags)
         p.add_layer_return_value("new-layer", "New layer", "The stylized layer", False, flags)
         return p
 

@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="impasto", description="Neural style transfer (Gatys et al.) for artists.")
     parser.add_argument("--version", action="version", version=f"impasto {impasto.__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                help="what to do (impasto COMMAND --help for more)")
 
     p = sub.add_parser("stylize", help="stylize one image (via a running daemon, else in-process)")
     _job_args(p)
@@ -91,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     _client_args(p)
 
     p = sub.add_parser("styles", help="the daemon's style library")
-    ssub = p.add_subparsers(dest="styles_command", required=True, metavar="ACTION")
+    ssub = p.add_subparsers(dest="styles_command", required=True, metavar="ACTION",
+                            help="list, add or remove")
     q = ssub.add_parser("list", help="the library's styles")
     q.add_argument("--json", action="store_true", help="one JSON object on stdout")
     _client_args(q)
@@ -104,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     _client_args(q)
 
     p = sub.add_parser("keys", help="CurveZMQ keys for remote use")
-    ksub = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    ksub = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION",
+                            help="init, add-client or authorize")
     for name, helptext in (("init", "create the server pair and a local client pair"),
                            ("add-client", "create and authorise a client pair"),
                            ("authorize", "authorise a client's public key file")):
@@ -116,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--dir", type=Path, help=f"keys folder (default {paths.keys_dir()})")
 
     p = sub.add_parser("weights", help="fetch VGG19 weights")
-    wsub = p.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
+    wsub = p.add_subparsers(dest="weights_command", required=True, metavar="ACTION",
+                            help="fetch")
     q = wsub.add_parser("fetch", help="download or convert weights into the cache")
     q.add_argument("spec", nargs="?", default="torchvision", help=WEIGHTS_HELP)
 
@@ -128,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     _client_args(p)
 
     p = sub.add_parser("gimp", help="the GIMP 3 plug-in")
-    gsub = p.add_subparsers(dest="gimp_command", required=True, metavar="ACTION")
+    gsub = p.add_subparsers(dest="gimp_command", required=True, metavar="ACTION",
+                            help="install, uninstall or doctor")
     for name, helptext in (("install", "put the plug-in into a GIMP 3 profile"),
                            ("uninstall", "remove it"),
                            ("doctor", "check profile, plug-in, bridge and daemon")):

@@ -15,7 +15,7 @@ from tests.helpers import DaemonProcess, gradient_image, make_env, run_cli, stri
 ROOT = gimp_root()
 pytestmark = [pytest.mark.gimp, pytest.mark.skipif(
     ROOT is None, reason="no GIMP 3: run tests/gimp/setup_gimp.sh (scripts/test does)")]
-BATCH = Path(__file__).parent / "gimp" / "batch_cases.py"
+BATCH = Path(__file__).parent / "batch_cases.py"
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, free_port, gradient_image, run_cli, stripes_image
+from tests.helpers import EXIT_S, REPO, free_port, gradient_image, run_cli, stripes_image
 
 BRIDGE = [sys.executable, "-I", "-m", "impasto.gimp.bridge"]
 
@@ -83,7 +83,7 @@ def test_bridge_never_imports_torch_or_pillow(tmp_path: Path, env: dict[str, str
             "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'PIL', 'numpy')]; "
             "assert not bad, bad")
     p = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
-                       text=True, timeout=60)
+                       text=True, timeout=EXIT_S)
     assert p.returncode == 0, p.stderr
 
 
@@ -100,7 +100,13 @@ def test_install_uninstall_and_doctor(tmp_path: Path, env: dict[str, str]) -> No
     assert os.access(target / "impasto-neural-style.py", os.X_OK)
     cfg = json.loads((target / "impasto-bridge.json").read_text())
     assert cfg["address"] == addr and cfg["autostart"]["command"][-2:] == ["--bind", addr]
-    assert cfg["bridge"][0] == sys.executable
+    assert cfg["bridge"][:4] == [sys.executable, "-I", "-m", "impasto.gimp.bridge"]
+    # The dialog's ranges and defaults are EngineOptions' own.
+    from impasto.options import FIELDS
+
+    assert cfg["options"]["size"]["max"] == FIELDS["size"].metadata["hi"]
+    assert cfg["options"]["style_weight"]["default"] == FIELDS["style_weight"].default
+    assert cfg["options"]["preset"]["choices"] == list(FIELDS["preset"].metadata["choices"])
     r = run_cli(["gimp", "doctor"], env)
     assert "[ok] plug-in matches this impasto version" in r.stdout
     assert "[ok] bridge runs" in r.stdout, r.stdout
@@ -127,7 +133,7 @@ def test_bridge_cancels_job_when_gimp_goes_away(tmp_path: Path, env: dict[str, s
                 break
         p.stdin.close()  # GIMP's end of the pipe goes away
         last = [json.loads(x) for x in p.stdout.read().splitlines()][-1]
-        assert p.wait(60) == 1 and last["code"] == "cancelled"
+        assert p.wait(EXIT_S) == 1 and last["code"] == "cancelled"
         from impasto.client import Client
 
         with Client(d.address) as c:

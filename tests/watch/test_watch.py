@@ -13,7 +13,7 @@ from PIL import Image
 
 from impasto.client import Client
 from impasto.protocol import StylesList
-from tests.helpers import DaemonProcess, gradient_image, make_env, run_cli, stripes_image
+from tests.helpers import EXIT_S, DaemonProcess, gradient_image, make_env, run_cli, stripes_image
 
 SETTINGS = 'style = "stripes"\nsize = 64\nscales = 1\niterations = 2\n'
 
@@ -185,7 +185,7 @@ def test_refuses_output_inside_input(tmp_path: Path, env: dict[str, str]) -> Non
     (root / "in").mkdir(parents=True)
     (root / "out").symlink_to(root / "in")
     r = run_cli(["serve", "--weights", "random", "--bind", "tcp://127.0.0.1:1", "--watch",
-                 str(root)], env, timeout=60)
+                 str(root)], env, timeout=EXIT_S)
     assert r.returncode == 2 and "inside the input folder" in r.stderr
 
 
@@ -233,7 +233,7 @@ def test_watch_command_against_running_daemon(tmp_path: Path, folder: Path, src:
         assert files(folder / "out") == ["stripes/w.png"]
     finally:
         w.send_signal(signal.SIGINT)
-        out = w.communicate(timeout=30)[0]
+        out = w.communicate(timeout=EXIT_S)[0]
         d.stop()
     assert "watching" in out and w.returncode == 0
 
@@ -262,7 +262,7 @@ def test_serve_config_file(tmp_path: Path, folder: Path, src: Path, env: dict[st
             assert [s["name"] for s in c.call(StylesList()).styles] == ["stripes"]
     finally:
         p.send_signal(signal.SIGTERM)
-        assert p.wait(60) == 0
+        assert p.wait(EXIT_S) == 0
     bad = tmp_path / "bad.toml"
     bad.write_text("bogus = 1\n")
     r = run_cli(["serve", "--config", str(bad)], env)

@@ -27,6 +27,8 @@ from impasto.protocol import (
     decode,
 )
 from tests.helpers import (
+    EXIT_S,
+    REPO,
     DaemonProcess,
     free_port,
     gradient_image,
@@ -244,7 +246,7 @@ def test_graceful_shutdown_and_restart(tmp_path: Path) -> None:
 
 def test_refuses_public_address_without_keys(tmp_path: Path, env: dict[str, str]) -> None:
     r = run_cli(["serve", "--weights", "random", "--bind", f"tcp://0.0.0.0:{free_port()}"], env,
-                timeout=60)
+                timeout=EXIT_S)
     assert r.returncode == 1
     assert "refusing to listen" in r.stderr and "impasto keys init" in r.stderr
     assert "Traceback" not in r.stderr
@@ -311,7 +313,7 @@ def test_client_commands_without_daemon(env: dict[str, str], content_png: Path, 
     for args in (["status"], ["cancel", "j1"], ["styles", "list"],
                  ["send", str(content_png), "--style", "x", "-o", str(tmp_path / "o.png")]):
         t0 = time.monotonic()
-        r = run_cli(args + ["--address", addr, "--timeout", "1"], env, timeout=60)
+        r = run_cli(args + ["--address", addr, "--timeout", "1"], env, timeout=EXIT_S)
         assert r.returncode == 3, (args, r.stderr)
         assert r.stderr.strip().count("\n") == 0 and f"no impasto daemon answered at {addr}" in r.stderr
         assert time.monotonic() - t0 < 20
@@ -320,7 +322,7 @@ def test_client_commands_without_daemon(env: dict[str, str], content_png: Path, 
 def test_serve_without_weights_explains(tmp_path: Path, env: dict[str, str]) -> None:
     p = subprocess.run(
         [sys.executable, "-m", "impasto.cli.main", "serve", "--bind", f"tcp://127.0.0.1:{free_port()}"],
-        env=env, capture_output=True, text=True, timeout=120, cwd=Path(__file__).parent.parent)
+        env=env, capture_output=True, text=True, timeout=EXIT_S, cwd=REPO)
     assert p.returncode == 1
     assert "No VGG19 weights are available" in p.stderr and "Traceback" not in p.stderr
 
