@@ -102,7 +102,7 @@ def objective_at(eng: Engine, size: int, opts: EngineOptions | None = None
                  ) -> tuple[Objective, torch.Tensor]:
     opts = opts or EngineOptions(size=size, scales=1, seed=0)
     net = eng._network(opts)
-    obj, c, _, _ = eng._scale_objective(net, CONTENT, [StyleInput(STYLE)], opts, size, None)
+    obj, c, _, _, _ = eng._scale_objective(net, CONTENT, [StyleInput(STYLE)], opts, size, None)
     torch.manual_seed(0)
     x = (c + 0.1 * torch.randn_like(c)).clamp(0, 1)
     return obj, x

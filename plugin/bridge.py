@@ -42,7 +42,7 @@ from impasto.protocol import (
 
 
 def emit(**event: Any) -> None:
-    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.write(json.dumps(event, allow_nan=False) + "\n")
     sys.stdout.flush()
 
 

@@ -58,7 +58,7 @@ def bridge_command(explicit: str | None) -> list[str]:
 
 # EngineOptions fields the GIMP dialog offers; their ranges, defaults and help come from
 # the fields' metadata, so the dialog cannot drift from what the daemon accepts.
-DIALOG_FIELDS = ("preset", "style_weight", "size", "preserve_colors", "seed")
+DIALOG_FIELDS = ("preset", "strength", "size", "preserve_colors", "seed")
 
 
 def dialog_options() -> dict[str, dict[str, Any]]:

@@ -89,10 +89,12 @@ class EngineOptions:
     evaluations: list[int] | None = option(
         None, "evaluations per scale, coarsest first (sets scales and iterations at once), "
         "e.g. 60,30,10", lo=1, hi=MAX_EVALUATIONS, max_len=MAX_SCALES, expert=True)
-    content_weight: float = option(5.0, "weight of the content loss (neural-style's default)",
-                                   lo=0.0, hi=1e12, expert=True)
-    style_weight: float = option(100.0, "weight of the style loss (neural-style's default)",
-                                 lo=0.0, hi=1e12)
+    strength: float = option(1.0, "how strongly the style shows: 1 is impasto's default, 2 twice "
+                             "that, 0.5 half; the same on every weights file", lo=0.0, hi=100.0)
+    content_weight: float = option(1.0, "weight of the content loss (each loss is relative to "
+                                   "its target, docs/engine.md)", lo=0.0, hi=1e12, expert=True)
+    style_weight: float = option(1.0, "weight of each style layer's loss, before strength "
+                                 "multiplies it", lo=0.0, hi=1e12, expert=True)
     tv_weight: float = option(1e-3, "weight of the total-variation smoothing loss",
                               lo=0.0, hi=1e12, expert=True)
     optimizer: str = option("lbfgs", "L-BFGS (history 100) or Adam", choices=OPTIMIZERS,
@@ -132,9 +134,31 @@ class EngineOptions:
                 len(self.style_layer_weights) != len(self.style_layers)):
             raise _bad(f"style_layer_weights has {len(self.style_layer_weights)} entries for "
                        f"{len(self.style_layers)} style_layers")
-        if self.evaluations is not None and self.resolved_size() >> (len(self.evaluations) - 1) < 16:
-            raise _bad(f"{len(self.evaluations)} scales below {self.resolved_size()} px would go "
-                       "under 16 px")
+        self._check_schedule()
+
+    def _check_schedule(self) -> None:
+        """Refuse a schedule that cannot run as asked, rather than change it silently."""
+        size, possible = self.resolved_size(), self.max_scales()
+        why = (f"each scale halves the long side and the coarsest must be at least "
+               f"{MIN_SCALE_SIZE} px, so size {size} allows at most {possible}")
+        if self.scales is not None and self.scales > possible:
+            raise _bad(f"scales {self.scales} cannot run: {why}")
+        if self.evaluations is not None:
+            n = len(self.evaluations)
+            if n > possible:
+                raise _bad(f"evaluations for {n} scales cannot run: {why}")
+            if self.scales is not None and self.scales != n:
+                raise _bad(f"scales {self.scales} and {n} evaluations disagree; give one of them")
+            if self.iterations is not None and self.iterations != self.evaluations[-1]:
+                raise _bad(f"iterations {self.iterations} and evaluations (last {self.evaluations[-1]})"
+                           " disagree; give one of them")
+
+    def max_scales(self) -> int:
+        """How many coarse-to-fine scales the output size allows."""
+        n, s = 1, self.resolved_size()
+        while s // 2 >= MIN_SCALE_SIZE:
+            n, s = n + 1, s // 2
+        return n
 
     # --- derived -------------------------------------------------------------------
     def resolved_size(self) -> int:
@@ -144,7 +168,9 @@ class EngineOptions:
         return self.tolerance if self.tolerance is not None else PRESETS[self.preset].tolerance
 
     def schedule(self) -> list[tuple[int, int]]:
-        """(long side, evaluations) per scale, coarsest first."""
+        """(long side, evaluations) per scale, coarsest first. What was asked, always:
+        an explicit `scales` or `evaluations` that cannot run is refused when the options
+        are made; only the preset's own number of scales shrinks to fit a small size."""
         preset = PRESETS[self.preset]
         size = self.resolved_size()
         if self.evaluations is not None:

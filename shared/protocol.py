@@ -219,6 +219,8 @@ class Result(Message):
     seed: int = 0
     elapsed_s: float = 0.0
     weights: str = ""
+    # The scales as they ran, coarsest first: {size, width, height, evaluations}.
+    schedule: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -281,6 +283,10 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
 }
 
 
+REQUESTS: frozenset[type[Message]] = frozenset(
+    {Ping, StatusRequest, Stylize, Cancel, StylesList, StylesAdd, StylesRemove})
+
+
 # --- encoding --------------------------------------------------------------------------
 def encode(msg: Message, req: str | None = None) -> list[bytes]:
     blobs: list[bytes] = []
@@ -308,7 +314,9 @@ def encode(msg: Message, req: str | None = None) -> list[bytes]:
         header["req"] = req
     for f in dataclasses.fields(msg):
         header[f.name] = lower(getattr(msg, f.name))
-    return [json.dumps(header, separators=(",", ":")).encode()] + blobs
+    # allow_nan=False: NaN and Infinity are not JSON; strict parsers reject them. A
+    # message holding one is a bug on this side, raised here rather than sent.
+    return [json.dumps(header, separators=(",", ":"), allow_nan=False).encode()] + blobs
 
 
 def decode(frames: list[bytes]) -> tuple[Message, str | None]:
@@ -347,7 +355,9 @@ def decode(frames: list[bytes]) -> tuple[Message, str | None]:
         if f.name in header:
             kwargs[f.name] = _convert(header[f.name], hints[f.name], f.name, blobs, used)
     extra = set(header) - {f.name for f in dataclasses.fields(cls)} - {"v", "type", "req"}
-    if extra:
+    # Requests are checked strictly: an unknown field there is a client's mistake. Replies
+    # and events may grow fields within a protocol version; a client ignores those.
+    if extra and cls in REQUESTS:
         raise ImpastoError(BAD_MESSAGE, f"{mtype}: unknown field(s) {', '.join(sorted(extra))}")
     msg = cls(**kwargs)
     validate = getattr(msg, "validate", None)

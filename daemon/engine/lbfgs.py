@@ -27,6 +27,7 @@ class LBFGS:
     """Minimises a closure over one tensor; one closure evaluation per `step`."""
 
     def __init__(self, x: torch.Tensor, history_size: int = 100) -> None:
+        self.stalled = False  # set when the gradient vanished: no step can improve
         self.x = x
         self.m = history_size
         n = x.numel()
@@ -63,8 +64,14 @@ class LBFGS:
             loss = closure()
         g = self.x.grad.detach().reshape(-1)
         if self._d is None:  # first step: scaled steepest descent, as torch
+            g_sum = float(g.abs().sum())
+            if not g_sum > 0:
+                # A flat objective (a flat image against a flat style, say): nothing to
+                # do. torch's LBFGS divides by zero here; stopping is the sound result.
+                self.stalled = True
+                return loss
             d = g.neg()
-            t = min(1.0, 1.0 / float(g.abs().sum()))
+            t = min(1.0, 1.0 / g_sum)
         else:
             d, t = self._direction(g)
         self._g_prev = g.clone()

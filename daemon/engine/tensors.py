@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -35,3 +37,32 @@ def upscale(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     """One scale's result as the start of the next: (N, 3, h, w) -> (N, 3, *hw), bicubic,
     clamped (bicubic overshoots at edges)."""
     return F.interpolate(x, size=hw, mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+@dataclass(frozen=True)
+class Crop:
+    """Where the image sits inside its padded version: rows y0:y1, columns x0:x1."""
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x[..., self.y0:self.y1, self.x0:self.x1]
+
+
+def pad_to(x: torch.Tensor, min_side: int) -> tuple[torch.Tensor, Crop]:
+    """Pad (N, C, H, W) with its edge pixels until both sides are at least min_side.
+
+    VGG19's pooling halves the feature maps at each block; an image thinner than
+    2^(blocks) pixels leaves a deep layer with no pixels at all (a 300x30 banner, a 1 px
+    line). Padding by replication, optimising, and cropping back keeps the image at its
+    own scale, where upscaling would change what the style sees.
+    """
+    h, w = x.shape[-2:]
+    ph, pw = max(0, min_side - h), max(0, min_side - w)
+    crop = Crop(ph // 2, ph // 2 + h, pw // 2, pw // 2 + w)
+    if not ph and not pw:
+        return x, crop
+    return F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode="replicate"), crop

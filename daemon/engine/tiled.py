@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from impasto.engine.losses import TVLoss
+from impasto.engine.losses import TVLoss, relative
 from impasto.engine.objective import Recorder
 from impasto.engine.vgg import VGGFeatures
 
@@ -117,11 +117,13 @@ class TiledObjective(Recorder):
         self.margin = math.ceil(receptive_radius(net) / ALIGN) * ALIGN
         self.strides = strides(net)
         self.style_targets = style_targets
-        self.style_weights = style_weights
         self.content_layers = content_layers
-        self.content_weight = content_weight
         self.tv = TVLoss(tv_weight)
         self.content_targets = self._assemble(content, content_layers)
+        # Each term relative to its target's magnitude, as losses.py does.
+        self.style_weights = {n: w * relative(style_targets[n]) for n, w in style_weights.items()}
+        self.content_weights = {n: content_weight * relative(self.content_targets[n])
+                                for n in content_layers}
 
     def _tiles(self) -> list[Tile]:
         return list(tiles(self.h, self.w, self.core, self.margin))
@@ -170,8 +172,8 @@ class TiledObjective(Recorder):
                     f = self._core_features(feats, t, name)
                     oy, ox = self._offset(t, name)
                     p = self.content_targets[name][..., oy:oy + f.shape[-2], ox:ox + f.shape[-1]]
-                    content_loss += ((f - p) ** 2).sum() / self.content_targets[name].numel()
-        content_loss = content_loss * self.content_weight
+                    content_loss += ((f - p) ** 2).sum() * (
+                        self.content_weights[name] / self.content_targets[name].numel())
         grams, style_loss, coefs = {}, x.new_zeros(()), {}
         for name, target in self.style_targets.items():
             c = target.shape[-1]
@@ -196,7 +198,7 @@ class TiledObjective(Recorder):
                 f = self._core_features(feats, t, name)
                 oy, ox = self._offset(t, name)
                 p = self.content_targets[name][..., oy:oy + f.shape[-2], ox:ox + f.shape[-1]]
-                scale = 2 * self.content_weight / self.content_targets[name].numel()
+                scale = 2 * self.content_weights[name] / self.content_targets[name].numel()
                 surrogate = surrogate + (f * ((f.detach() - p) * scale)).sum()
             surrogate.backward()
             assert xt.grad is not None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -21,7 +22,15 @@ from impasto.engine import color
 from impasto.engine.lbfgs import LBFGS
 from impasto.engine.losses import ContentLoss, StyleLoss, TVLoss, gram
 from impasto.engine.objective import Objective, graphed
-from impasto.engine.tensors import long_side_size, resize_long, to_image, to_tensor, upscale
+from impasto.engine.tensors import (
+    Crop,
+    long_side_size,
+    pad_to,
+    resize_long,
+    to_image,
+    to_tensor,
+    upscale,
+)
 from impasto.engine.tiled import TiledObjective, tiled_grams
 from impasto.engine.vgg import VGGFeatures
 from impasto.engine.weights import Weights
@@ -45,6 +54,18 @@ class Step:
 
 
 @dataclass
+class ScaleRun:
+    """One scale as it ran: its size, and evaluations done (fewer than planned when the
+    loss settled first, under the preset's tolerance)."""
+
+    size: int  # long side
+    width: int
+    height: int
+    evaluations: int
+    tiled: bool = False
+
+
+@dataclass
 class Outcome:
     image: Image.Image
     losses: dict[str, float]
@@ -53,6 +74,7 @@ class Outcome:
     elapsed_s: float
     history: list[float] = field(default_factory=list)  # total loss per evaluation
     tiled_scales: list[int] = field(default_factory=list)  # scales evaluated in tiles
+    schedule: list[ScaleRun] = field(default_factory=list)  # what ran, scale by scale
 
 
 class TargetCache(Protocol):
@@ -101,7 +123,7 @@ class Engine:
     def __init__(self, weights: Weights, device: str | torch.device = "auto",
                  precision: str = "auto", channels_last: bool | None = None,
                  cuda_graphs: bool = True, clamp: bool = True, tile_pixels: int | None = None,
-                 tile_size: int = 512) -> None:
+                 tile_size: int = 512, dtype: torch.dtype = torch.float32) -> None:
         self.device = pick_device(device) if isinstance(device, str) else device
         self.weights = weights
         if precision not in PRECISIONS:
@@ -123,7 +145,10 @@ class Engine:
         self.tile_pixels = tile_pixels
         self.tile_size = tile_size
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        self.features = weights.features.to(self.device, memory_format=fmt).eval()
+        # float64 is for tests that compare runs exactly (no user-facing option): float32
+        # rounding, carried forward by L-BFGS, would hide what they compare.
+        self.dtype = dtype
+        self.features = weights.features.to(self.device, dtype, memory_format=fmt).eval()
         self.features.requires_grad_(False)
         if self.device.type == "cuda":
             # Process-wide switches: the daemon runs one engine.
@@ -174,17 +199,18 @@ class Engine:
         history: list[float] = []
         losses: dict[str, float] = {}
         tiled_scales: list[int] = []
+        ran: list[ScaleRun] = []
         for k, (size, n_evals) in enumerate(schedule):
             w, h = long_side_size(content_rgb.width, content_rgb.height, size)
             tiled = w * h > self.tile_threshold()
             if tiled:
                 tiled_scales.append(k)
-            objective, c, style_ts, blend = self._scale_objective(net, content_rgb, styles, opts,
-                                                                  size, cache, tiled)
+            objective, c, style_ts, blend, crop = self._scale_objective(
+                net, content_rgb, styles, opts, size, cache, tiled)
             if image is None:
                 x = self._init(opts.init, c, style_ts, blend, gen)
             else:
-                x = upscale(image, tuple(c.shape[-2:]))
+                x, _ = pad_to(upscale(image, (h, w)), net.min_side)
             x = x.contiguous().requires_grad_(True)
 
             def report(losses_now: dict[str, float], evals: int, k: int = k, size: int = size,
@@ -195,8 +221,9 @@ class Engine:
                                  dict(losses_now), time.perf_counter() - t0))
 
             losses = self._optimize(x, objective, opts, n_evals, report, should_stop)
+            ran.append(ScaleRun(size, w, h, objective.evals, tiled))
             done += n_evals
-            image = x.detach()
+            image = crop(x.detach())
 
         assert image is not None
         out = image[0].clamp(0, 1).cpu()
@@ -211,7 +238,7 @@ class Engine:
             result = result.convert("RGBA")
             result.putalpha(alpha if alpha.size == result.size else alpha.resize(result.size))
         return Outcome(result, losses, seed, len(history), time.perf_counter() - t0, history,
-                       tiled_scales)
+                       tiled_scales, ran)
 
     def tile_threshold(self) -> int:
         """Pixels above which a scale is evaluated in tiles.
@@ -236,28 +263,30 @@ class Engine:
         results by it). The image is resized to the output size first."""
         net = self._network(opts)
         size = opts.resolved_size()
-        objective, c, _, _ = self._scale_objective(net, content.convert("RGB"), styles, opts,
-                                                   size, None)
-        x = to_tensor(image.convert("RGB").resize((c.shape[-1], c.shape[-2]),
+        objective, _, _, _, crop = self._scale_objective(net, content.convert("RGB"), styles,
+                                                         opts, size, None)
+        x = to_tensor(image.convert("RGB").resize((crop.x1 - crop.x0, crop.y1 - crop.y0),
                                                   Image.Resampling.LANCZOS))
         if opts.preserve_colors == "luminance":
             x = color.luminance(x)
+        x, _ = pad_to(x.to(self.device, self.dtype).unsqueeze(0), net.min_side)
         with torch.no_grad():
-            objective(x.to(self.device).unsqueeze(0))
+            objective(x)
         return objective.last
 
     def _network(self, opts: EngineOptions) -> VGGFeatures:
         layers = list(dict.fromkeys(opts.content_layers + opts.style_layers))
         autocast = torch.bfloat16 if self.precision == "bf16" else None
         return VGGFeatures(self.features, self.weights.flavour, layers, opts.pooling, autocast,
-                           self.channels_last).to(self.device)
+                           self.channels_last).to(self.device, self.dtype)
 
     def _scale_objective(self, net: VGGFeatures, content_rgb: Image.Image,
                          styles: list[StyleInput], opts: EngineOptions, size: int,
                          cache: TargetCache | None, tiled: bool = False,
                          ) -> tuple[Objective | TiledObjective, torch.Tensor, list[torch.Tensor],
-                                    list[float]]:
-        """Targets at one scale: content features, blended style Grams, TV."""
+                                    list[float], Crop]:
+        """Targets at one scale: content features, blended style Grams, TV. The content
+        is padded to the network's minimum side where it is thinner (Crop undoes it)."""
         if not styles:
             raise ImpastoError(BAD_OPTIONS, "at least one style image is needed")
         blend = [s.weight for s in styles]
@@ -266,25 +295,26 @@ class Engine:
         style_ts = [self._style_tensor(s.image, size, opts, c) for s in styles]
         if opts.preserve_colors == "luminance":
             c = color.luminance(c)
-        c = c.to(self.device).unsqueeze(0)
+        c, crop = pad_to(c.to(self.device, self.dtype).unsqueeze(0), net.min_side)
         targets = [self._style_targets(net, st, opts, cache) for st in style_ts]
         layer_weights = opts.style_layer_weights or [1.0] * len(opts.style_layers)
         # neural-style's blend: the target Gram is the weighted mean of the styles'.
         grams = {n: sum(b * t[n] for b, t in zip(blend, targets)) / sum(blend)
                  for n in opts.style_layers}
-        weights = {n: opts.style_weight * lw for n, lw in zip(opts.style_layers, layer_weights)}
+        weights = {n: opts.style_weight * opts.strength * lw
+                   for n, lw in zip(opts.style_layers, layer_weights)}
         if tiled:
             objective: Objective | TiledObjective = TiledObjective(
                 net, c, grams, opts.content_layers, weights, opts.content_weight, opts.tv_weight,
                 core=self.tile_size)
-            return objective, c, style_ts, blend
+            return objective, c, style_ts, blend, crop
         with torch.no_grad():
             c_feats = net(c)
         content_losses = {n: ContentLoss(c_feats[n], opts.content_weight)
                           for n in opts.content_layers}
         style_losses = {n: StyleLoss(grams[n], weights[n]) for n in opts.style_layers}
         return Objective(net, content_losses, style_losses, TVLoss(opts.tv_weight)), c, \
-            style_ts, blend
+            style_ts, blend, crop
 
     # --- pieces ------------------------------------------------------------------------
     def _optimize(self, x: torch.Tensor, objective: Objective | TiledObjective, opts: EngineOptions,
@@ -314,6 +344,9 @@ class Engine:
                 with torch.no_grad():
                     x.clamp_(0, 1)
             loss, grad = objective.value_and_grad(x.detach())
+            if not math.isfinite(objective.last["total"]):
+                raise ImpastoError(BAD_OPTIONS, "the loss overflowed (it is "
+                                   f"{objective.last['total']}); use smaller loss weights")
             if not norm:
                 norm.append(1.0 / max(abs(objective.last["total"]), 1e-30))
             x.grad = grad * norm[0]
@@ -329,8 +362,8 @@ class Engine:
             if opts.optimizer == "adam":
                 with torch.no_grad():
                     x.clamp_(0, 1)
-            if objective.evals == before:  # the optimiser found nothing left to do
-                break
+            if objective.evals == before or getattr(opt, "stalled", False):
+                break  # the optimiser found nothing left to do
             if tol > 0 and objective.evals >= 10 and _converged(scale_history, tol):
                 log.debug("converged after %d evaluations", objective.evals)
                 break
@@ -356,7 +389,7 @@ class Engine:
             hit = cache.get(key)
             if hit is not None:
                 return {k: v.to(self.device) for k, v in hit.items()}
-        st = style.to(self.device).unsqueeze(0)
+        st, _ = pad_to(style.to(self.device, self.dtype).unsqueeze(0), net.min_side)
         if st.shape[-1] * st.shape[-2] > self.tile_threshold():
             targets = tiled_grams(net, st, opts.style_layers, self.tile_size)
         else:
@@ -372,12 +405,12 @@ class Engine:
         if how == "content":
             return content.clone()
         if how == "noise":
-            return torch.rand(content.shape, generator=gen).to(self.device)
+            return torch.rand(content.shape, generator=gen).to(self.device, self.dtype)
         # "style": the blended mean colour of the styles, lightly noised so that
         # neighbouring pixels get different gradients.
         mean = sum(b * s.mean((1, 2)) for b, s in zip(blend, styles)) / sum(blend)
         noise = (torch.rand(content.shape, generator=gen) - 0.5) * 0.1
-        return (mean.view(1, 3, 1, 1) + noise).clamp(0, 1).to(self.device)
+        return (mean.view(1, 3, 1, 1) + noise.to(mean.dtype)).clamp(0, 1).to(self.device, self.dtype)
 
     @staticmethod
     def _optimizer(opts: EngineOptions, x: torch.Tensor,

@@ -72,6 +72,9 @@ class VGGFeatures(nn.Module):
                 m = nn.AvgPool2d(2, 2)
             mods.append(m)
         self.layers = nn.Sequential(*mods)
+        # The smallest side an input may have so that the deepest layer in use still has
+        # a pixel: each 2x2 pooling before it halves the map (rounding down).
+        self.min_side = 2 ** sum(isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) for m in mods)
         self.preprocess = Preprocess(flavour)
         self.wanted = {i: name for name, i in self.indices.items()}
         self.requires_grad_(False)

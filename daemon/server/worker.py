@@ -6,6 +6,7 @@ event to the server's loop through an inproc PUSH socket.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -67,7 +68,13 @@ class Worker(threading.Thread):
         return None
 
     def _emit(self, sock: zmq.Socket, job: Job, msg: Message) -> None:
-        sock.send_multipart([job.peer] + encode(msg, job.req), copy=False)
+        try:
+            frames = encode(msg, job.req)
+        except ValueError as e:  # a non-finite number: never on the wire
+            log.error("job %s: cannot send %s: %s", job.id, msg.TYPE, e)
+            frames = encode(Error(INTERNAL, f"internal error: {msg.TYPE} held a non-finite "
+                                  "number", job.id), job.req)
+        sock.send_multipart([job.peer] + frames, copy=False)
 
     def _run_job(self, job: Job, sock: zmq.Socket) -> Result | Error:
         """Runs one job, sending its progress; returns the message that ends it."""
@@ -96,7 +103,8 @@ class Worker(threading.Thread):
             ref = imagecodec.to_ref(outcome.image, job.output)
             log.info("job %s done in %.1f s", job.id, outcome.elapsed_s)
             return Result(job=job.id, image=ref, losses=outcome.losses, seed=outcome.seed,
-                          elapsed_s=round(outcome.elapsed_s, 3), weights=self.engine.weights.label)
+                          elapsed_s=round(outcome.elapsed_s, 3), weights=self.engine.weights.label,
+                          schedule=[dataclasses.asdict(s) for s in outcome.schedule])
         except JobCancelled:
             log.info("job %s cancelled", job.id)
             if self.stopping.is_set():

@@ -31,7 +31,8 @@ LABELS = {"draft": "Draft (fast)", "normal": "Normal", "best": "Best (slow)",
 # Used when the config is missing (the plug-in then reports that when run).
 FALLBACK = {"preset": {"choices": ["draft", "normal", "best"], "default": "normal",
                        "help": "Speed or quality"},
-            "style_weight": {"min": 0.0, "max": 1e12, "default": 100.0, "help": "Style weight"},
+            "strength": {"min": 0.0, "max": 100.0, "default": 1.0,
+                         "help": "How strongly the style shows"},
             "size": {"min": 64, "max": 8192, "default": 512,
                      "help": "Long side in pixels while stylizing"},
             "preserve_colors": {"choices": ["luminance", "histogram"], "default": None,
@@ -170,7 +171,7 @@ def stylize(procedure, image, drawables, config):
         else:
             raise PluginError("Choose a style: a name from impasto's style library, an image "
                               "file, or another layer.")
-        options = {"preset": preset, "style_weight": strength, "match_content_size": True,
+        options = {"preset": preset, "strength": strength / 100.0, "match_content_size": True,
                    # never upscale a small layer just to shrink the result again
                    "size": max(64, min(size, max(w, h)))}
         if colors != "none":
@@ -269,13 +270,16 @@ class NeuralStyle(Gimp.PlugIn):
         p.add_layer_argument("style-layer", "Style layer", "Use this layer as the style instead",
                              True, flags)
         spec = dialog_spec()
-        pre, sw, size, col, seed = (spec[k] for k in ("preset", "style_weight", "size",
+        pre, st, size, col, seed = (spec[k] for k in ("preset", "strength", "size",
                                                       "preserve_colors", "seed"))
         p.add_choice_argument("preset", "Quality", pre["help"],
                               choice([(c, LABELS.get(c, c)) for c in pre["choices"]]),
                               pre["default"], flags)
-        p.add_double_argument("strength", "Strength", sw["help"], float(sw["min"]),
-                              float(sw["max"]), float(sw["default"]), flags)
+        # A percentage for people: 100% is impasto's default strength, whatever the
+        # weights file; the dialog stops at 1000%, far past where results saturate.
+        p.add_double_argument("strength", "Strength (%)", st["help"], 100.0 * float(st["min"]),
+                              min(1000.0, 100.0 * float(st["max"])),
+                              100.0 * float(st["default"]), flags)
         p.add_int_argument("size", "Working size", size["help"], int(size["min"]),
                            int(size["max"]), int(size["default"]), flags)
         p.add_choice_argument("preserve-colors", "Colours", col["help"],

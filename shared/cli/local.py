@@ -5,6 +5,7 @@ importing this module, like all of impasto.cli, never loads torch."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -88,4 +89,5 @@ def stylize_local(args: argparse.Namespace, opts: EngineOptions) -> dict[str, An
     return {"type": "result", "output": str(args.output), "width": outcome.image.width,
             "height": outcome.image.height, "losses": outcome.losses, "seed": outcome.seed,
             "elapsed_s": round(outcome.elapsed_s, 3), "evaluations": outcome.evaluations,
-            "weights": engine.weights.label, "device": str(engine.device)}
+            "weights": engine.weights.label, "device": str(engine.device),
+            "schedule": [dataclasses.asdict(s) for s in outcome.schedule]}

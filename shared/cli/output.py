@@ -55,6 +55,9 @@ def print_summary(summary: dict[str, Any], as_json: bool) -> None:
         return
     print(f"wrote {summary['output']} ({summary['width']}x{summary['height']}) in "
           f"{summary['elapsed_s']:.1f} s; seed {summary['seed']}; {format_losses(summary['losses'])}")
+    if summary.get("schedule"):
+        print("scales: " + ", ".join(f"{s['width']}x{s['height']} ({s['evaluations']} evaluations)"
+                                     for s in summary["schedule"]))
     if str(summary.get("weights", "")).startswith("random"):
         print("note: made with RANDOM weights (--weights random): a demo, not art")
 

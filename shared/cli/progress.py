@@ -45,7 +45,7 @@ class ProgressBar:
 
 def emit_json(obj: dict[str, Any], stream: TextIO | None = None) -> None:
     stream = stream or sys.stdout
-    stream.write(json.dumps(obj, separators=(",", ":")) + "\n")
+    stream.write(json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n")
     stream.flush()
 
 

@@ -73,7 +73,8 @@ def follow_job(client: Client, request: Stylize, output: Path, as_json: bool) ->
     save_image(img, output)
     summary = {"type": "result", "job": result.job, "output": str(output), "width": img.width,
                "height": img.height, "losses": result.losses, "seed": result.seed,
-               "elapsed_s": result.elapsed_s, "weights": result.weights}
+               "elapsed_s": result.elapsed_s, "weights": result.weights,
+               "schedule": result.schedule}
     return summary
 
 

@@ -19,16 +19,22 @@ def test_gram_by_hand() -> None:
 def test_style_loss_by_hand() -> None:
     f = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])
     target = torch.zeros(1, 2, 2)
-    # mean of squares of [[1.25, 2.75], [2.75, 6.25]] = (1.5625 + 2*7.5625 + 39.0625) / 4
+    # mean of squares of [[1.25, 2.75], [2.75, 6.25]] = (1.5625 + 2*7.5625 + 39.0625) / 4;
+    # a zero target has no magnitude, so the term is the plain mean square
     loss = StyleLoss(target, weight=2.0)(f)
     assert loss.item() == pytest.approx(2.0 * (1.5625 + 2 * 7.5625 + 39.0625) / 4)
+    # relative to the target's magnitude: target [[1, 0], [0, 1]] has mean square 0.5;
+    # differences [[0.25, 2.75], [2.75, 5.25]] -> mean square (0.0625 + 2*7.5625 + 27.5625) / 4
+    loss = StyleLoss(torch.eye(2).unsqueeze(0), weight=2.0)(f)
+    assert loss.item() == pytest.approx(2.0 * (0.0625 + 2 * 7.5625 + 27.5625) / 4 / 0.5)
 
 
 def test_content_loss_by_hand() -> None:
     f = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
     target = torch.tensor([[[[1.0, 0.0], [3.0, 0.0]]]])
-    # squared errors 0, 4, 0, 16 -> mean 5, times weight 3
-    assert ContentLoss(target, 3.0)(f).item() == pytest.approx(15.0)
+    # squared errors 0, 4, 0, 16 -> mean 5, times weight 3, over the target's mean
+    # square (1 + 9) / 4 = 2.5
+    assert ContentLoss(target, 3.0)(f).item() == pytest.approx(15.0 / 2.5)
 
 
 def test_tv_loss_by_hand() -> None:

@@ -105,7 +105,7 @@ def test_install_uninstall_and_doctor(tmp_path: Path, env: dict[str, str]) -> No
     from impasto.options import FIELDS
 
     assert cfg["options"]["size"]["max"] == FIELDS["size"].metadata["hi"]
-    assert cfg["options"]["style_weight"]["default"] == FIELDS["style_weight"].default
+    assert cfg["options"]["strength"]["default"] == FIELDS["strength"].default == 1.0
     assert cfg["options"]["preset"]["choices"] == list(FIELDS["preset"].metadata["choices"])
     r = run_cli(["gimp", "doctor"], env)
     assert "[ok] plug-in matches this impasto version" in r.stdout
