@@ -10,7 +10,7 @@ from PIL import Image
 
 from tests.helpers import run_cli
 
-SMALL = ["--size", "64", "--scales", "2", "--iterations", "4", "--preset", "draft"]
+SMALL = ["--size", "64", "--scales", "1", "--iterations", "4", "--preset", "draft"]
 
 
 def test_stylize_random_weights_writes_png(content_png: Path, style_png: Path, tmp_path: Path,
@@ -47,7 +47,20 @@ def test_json_progress_and_seed(content_png: Path, style_png: Path, tmp_path: Pa
                  "--weights", "random", "--seed", "7", "--json", *SMALL], env)
     final = json.loads(r.stdout.splitlines()[-1])
     assert final["seed"] == 7
-    assert final["evaluations"] == 4  # 64 px is the smallest scale, so one scale
+    assert final["evaluations"] == 4
+    assert final["schedule"] == [{"size": 64, "width": 64, "height": 48, "evaluations": 4,
+                                  "tiled": False}]
+
+
+def test_a_schedule_that_cannot_run_is_refused_not_changed(content_png: Path, style_png: Path,
+                                                           tmp_path: Path,
+                                                           env: dict[str, str]) -> None:
+    r = run_cli(["stylize", str(content_png), "--style", str(style_png), "-o",
+                 str(tmp_path / "o.png"), "--weights", "random", "--size", "64", "--scales", "2"],
+                env)
+    assert r.returncode == 2
+    assert "scales 2 cannot run" in r.stderr and "size 64 allows at most 1" in r.stderr
+    assert not (tmp_path / "o.png").exists()
 
 
 @pytest.mark.parametrize(("args", "expect"), [

@@ -74,19 +74,19 @@ def test_history_memory_grows_with_use() -> None:
 
 
 def test_engine_objective_matches_torch_lbfgs() -> None:
-    """On the real float32 VGG objective L-BFGS amplifies rounding, so the two agree
-    only as closely as torch's own run agrees with itself from a start moved by 1e-7."""
-    engine = Engine(random_weights(0), test_device(), precision="fp32", cuda_graphs=False)
+    """On the real VGG objective, computed in float64: in float32, L-BFGS carries the
+    two implementations' different rounding forward until it shows, which depends on
+    the CPU; in float64 they take the same steps to about 1e-9."""
+    engine = Engine(random_weights(0), test_device(), precision="fp32", cuda_graphs=False,
+                    dtype=torch.float64)
     opts = EngineOptions(size=64, scales=1, seed=0)
     net = engine._network(opts)
     objective, c, _, _, _ = engine._scale_objective(net, gradient_image(64, 48),
-                                                 [StyleInput(stripes_image())], opts, 64, None)
+                                                    [StyleInput(stripes_image())], opts, 64, None)
     scale = 1.0 / objective(c).item()
     f = lambda x: objective(x) * scale  # noqa: E731
     ref, ours = run(f, c, "torch", 12, 100), run(f, c, "ours", 12, 100)
-    g = torch.Generator().manual_seed(0)
-    moved = run(f, c + 1e-7 * torch.randn(c.shape, generator=g).to(c.device), "torch", 12, 100)
     travelled = (ref - c).norm()
-    assert (ours - ref).norm() / travelled < 2 * (moved - ref).norm() / travelled
-    assert f(ours).item() == pytest.approx(f(ref).item(), rel=1e-4)
+    assert ((ours - ref).norm() / travelled).item() < 1e-6
+    assert f(ours).item() == pytest.approx(f(ref).item(), rel=1e-9)
     assert f(ours).item() < 0.95

@@ -346,3 +346,57 @@ def test_interactive_jobs_overtake_queued_batch_jobs(daemon: DaemonProcess) -> N
                     order.append((job.job, time.monotonic()))
                     break
         assert order[0][1] < order[1][1]  # the interactive job finished first
+
+
+def _strict_json(frame: bytes) -> dict:
+    def refuse(name: str) -> float:
+        raise AssertionError(f"{name} on the wire")
+
+    return json.loads(frame, parse_constant=refuse)
+
+
+@pytest.mark.parametrize(("content", "style"), [
+    (gradient_image(300, 30, alpha=True), stripes_image(32, 32)),  # a banner layer
+    (gradient_image(1, 1), stripes_image(32, 32)),
+    (gradient_image(64, 8), stripes_image(32, 32)),
+    (gradient_image(40, 40).convert("L").convert("RGB").point(lambda _: 128),  # flat
+     stripes_image(32, 32).point(lambda _: 128)),
+])
+def test_edge_inputs_end_in_results_never_internal(daemon: DaemonProcess, content, style) -> None:
+    """Inputs that pass validation get a result: thin, tiny and flat images included.
+    Every frame of the exchange is strict JSON (no NaN or Infinity)."""
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.connect(daemon.address)
+    try:
+        msg = Stylize(content=imagecodec.to_ref(content, "rgba8"),
+                      styles=[StyleRef(image=imagecodec.to_ref(style))],
+                      options={"size": 64, "iterations": 3, "seed": 1, "match_content_size": True},
+                      output="rgba8")
+        from impasto.protocol import encode
+
+        sock.send_multipart(encode(msg, "edge"))
+        while True:
+            assert sock.poll(EXIT_S * 1000), "no answer"
+            frames = sock.recv_multipart()
+            header = _strict_json(frames[0])
+            assert header["type"] != "error", header
+            if header["type"] == "result":
+                break
+        result, _ = decode(frames)
+        assert (result.image.width, result.image.height) == content.size
+        assert result.schedule and result.schedule[-1]["evaluations"] <= 3
+    finally:
+        sock.close(0)
+
+
+@pytest.mark.parametrize(("styles", "options", "why"), [
+    ([StyleRef(name="x", weight=0.0), StyleRef(name="y", weight=0.0)], {}, "positive"),
+    ([StyleRef(name="x", weight=1e308), StyleRef(name="y", weight=1e308)], {}, "finite sum"),
+    ([StyleRef(name="x")], {"size": 80, "scales": 2}, "at most 1"),
+    ([StyleRef(name="x")], {"style_weights": [1, 2]}, "one number per style"),
+])
+def test_degenerate_requests_are_bad_options(daemon: DaemonProcess, styles, options, why) -> None:
+    with Client(daemon.address) as c, pytest.raises(ImpastoError) as e:
+        c.stylize(Stylize(content=imagecodec.to_ref(gradient_image(64, 48)), styles=styles,
+                          options=options))
+    assert e.value.code == errors.BAD_OPTIONS and why in e.value.message
