@@ -55,37 +55,32 @@ class ImpastoError(Exception):
         return self.message
 
 
-class DaemonUnavailable(ImpastoError):
+class _FixedCode(ImpastoError):
+    """An ImpastoError whose subclass fixes the code: raised with a message alone."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(type(self).code, message or type(self).code)
+
+
+class DaemonUnavailable(_FixedCode):
     """No daemon answered in time. The message says where we looked and what to do."""
 
     code = UNAVAILABLE
 
-    def __init__(self, message: str) -> None:
-        super().__init__(UNAVAILABLE, message)
 
-
-class ServeError(ImpastoError):
+class ServeError(_FixedCode):
     """The daemon cannot start or keep running; the message says why and what to do."""
 
     code = SERVE
 
-    def __init__(self, message: str) -> None:
-        super().__init__(SERVE, message)
 
-
-class WeightsUnavailable(ImpastoError):
+class WeightsUnavailable(_FixedCode):
     """No usable VGG19 weights; the message says how to get them."""
 
     code = NO_WEIGHTS
 
-    def __init__(self, message: str) -> None:
-        super().__init__(NO_WEIGHTS, message)
 
-
-class JobCancelled(ImpastoError):
+class JobCancelled(_FixedCode):
     """A job was stopped on request (or because the daemon is stopping)."""
 
     code = CANCELLED
-
-    def __init__(self, message: str = "cancelled") -> None:
-        super().__init__(CANCELLED, message)

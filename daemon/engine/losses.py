@@ -39,23 +39,22 @@ def relative(target: torch.Tensor) -> float:
     return 1.0 / m if m > 0 else 1.0
 
 
-class ContentLoss(nn.Module):
+class _RelativeLoss(nn.Module):
+    """Holds a target and a weight already divided by the target's magnitude."""
+
     def __init__(self, target: torch.Tensor, weight: float) -> None:
         super().__init__()
         self.register_buffer("target", target.detach())
         self.weight = weight * relative(target)
 
+
+class ContentLoss(_RelativeLoss):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.weight * F.mse_loss(features, self.target)
 
 
-class StyleLoss(nn.Module):
+class StyleLoss(_RelativeLoss):
     """target: a Gram matrix, already blended over style images by their weights."""
-
-    def __init__(self, target: torch.Tensor, weight: float) -> None:
-        super().__init__()
-        self.register_buffer("target", target.detach())
-        self.weight = weight * relative(target)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.weight * F.mse_loss(gram(features), self.target)
