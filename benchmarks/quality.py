@@ -132,7 +132,7 @@ def write_weight_files(root: Path) -> dict[str, tuple[Path, str, str]]:
     return out
 
 
-def test_images(size: int = 128) -> tuple[Image.Image, Image.Image]:
+def sample_images(size: int = 128) -> tuple[Image.Image, Image.Image]:
     """A content picture with shapes at several scales; a style of coloured strokes."""
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:size, 0:size] / size
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     from impasto.engine.weights import load
     from impasto.options import EngineOptions
 
-    content, style = test_images(args.size)
+    content, style = sample_images(args.size)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for flavour, (file, spec, prep) in write_weight_files(Path(tmp)).items():

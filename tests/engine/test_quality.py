@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.quality import IndependentVGG, judge, test_images, write_weight_files
+from benchmarks.quality import IndependentVGG, judge, sample_images, write_weight_files
 from impasto.engine.transfer import Engine, StyleInput
 from impasto.engine.weights import load
 from impasto.options import EngineOptions
@@ -28,7 +28,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict:
 @pytest.mark.parametrize("flavour", ["torchvision", "caffe", "random"])
 def test_default_settings_stylize_clearly(files: dict, flavour: str, tmp_path: Path) -> None:
     file, spec, preprocessing = files[flavour]
-    content, style = test_images(128)
+    content, style = sample_images(128)
     engine = Engine(load(spec, cache=tmp_path / "cache"), test_device())
     out = engine.run(content, [StyleInput(style)], EngineOptions(size=128, seed=0))
     v = judge(IndependentVGG(file, preprocessing), out.image, content, style)
@@ -41,7 +41,7 @@ def test_the_measure_tells_stylized_from_not(files: dict) -> None:
     is nearer the style than the content at relu4_2: neither passes."""
     file, _, prep = files["torchvision"]
     vgg = IndependentVGG(file, prep)
-    content, style = test_images(64)
+    content, style = sample_images(64)
     same = judge(vgg, content, content, style)
     assert same.style_ratio == pytest.approx(1.0) and not same.stylized
     copy = judge(vgg, style, content, style)
