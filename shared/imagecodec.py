@@ -8,12 +8,20 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from impasto.errors import BAD_IMAGE, ImpastoError
+from impasto.errors import BAD_IMAGE, IMAGE_TOO_LARGE, ImpastoError
 from impasto.protocol import MAX_PIXELS, ImageRef, check_pixels
 
 # Pillow's own bomb guard warns at 89 MP and raises at twice that; our limit is lower and
 # is checked from the header before any pixel is decoded.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS * 2
+
+
+# The only decoders impasto lets Pillow use, whatever the bytes claim to be. Pillow can
+# read dozens of formats, some through external programs (EPS runs Ghostscript on the
+# file's PostScript); none of those is reachable from the wire or a watch folder.
+DECODERS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP")
+# What a declared wire format admits.
+DECLARED = {"png": ("PNG",), "jpeg": ("JPEG",), "encoded": DECODERS}
 
 
 def decode(ref: ImageRef) -> Image.Image:
@@ -22,22 +30,32 @@ def decode(ref: ImageRef) -> Image.Image:
     if ref.format == "rgba8":
         assert ref.width is not None and ref.height is not None
         return Image.frombytes("RGBA", (ref.width, ref.height), ref.data)
-    return decode_bytes(ref.data)
+    return decode_bytes(ref.data, formats=DECLARED[ref.format], declared=ref.format)
 
 
-def decode_bytes(data: bytes, what: str = "image") -> Image.Image:
+def decode_bytes(data: bytes, what: str = "image", formats: tuple[str, ...] = DECODERS,
+                 declared: str = "encoded") -> Image.Image:
+    """Decode with the allowed decoders only; the bytes must be one of `formats`."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(io.BytesIO(data), formats=list(formats))
             check_pixels(*img.size)
             img.load()
             img = ImageOps.exif_transpose(img)
     except ImpastoError:
         raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        # The header claims more pixels than Pillow's own guard allows: too large, said
+        # as such, before a byte of pixel data is decoded.
+        raise ImpastoError(IMAGE_TOO_LARGE, f"{what} claims more pixels than the limit of "
+                           f"{MAX_PIXELS / 1e6:.1f} MP; scale it down first") from None
     except UnidentifiedImageError:
+        if declared != "encoded":
+            raise ImpastoError(BAD_IMAGE, f"{what} is declared {declared} but its bytes are "
+                               f"not {declared.upper()}") from None
         raise ImpastoError(BAD_IMAGE, f"{what} is not an image in a format impasto reads "
-                           "(PNG, JPEG, WebP, TIFF, BMP, ...)") from None
+                           "(PNG, JPEG, WebP, TIFF, BMP)") from None
     except Exception as e:  # Pillow raises many types for corrupt input
         raise ImpastoError(BAD_IMAGE, f"{what} cannot be decoded (truncated or corrupt?): {e}") from None
     has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)

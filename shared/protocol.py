@@ -35,7 +35,7 @@ MAX_HEADER_BYTES = 1024 * 1024
 MAX_PIXELS = 4096 * 4096  # per input image
 MAX_SIDE = 16384
 
-IMAGE_FORMATS = ("png", "jpeg", "encoded", "rgba8")  # "encoded": anything Pillow reads
+IMAGE_FORMATS = ("png", "jpeg", "encoded", "rgba8")  # "encoded": PNG, JPEG, WebP, TIFF or BMP
 
 
 class Priority(StrEnum):
@@ -97,6 +97,18 @@ def check_pixels(width: int, height: int) -> None:
             f"image is {width}x{height} ({width * height / 1e6:.1f} MP); the limit is "
             f"{MAX_PIXELS / 1e6:.1f} MP and {MAX_SIDE} px a side. Scale it down first.",
         )
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
+
+
+def printable(text: object, limit: int = 500) -> str:
+    """Text from outside, safe to log or print: control characters (newlines that forge
+    log lines, terminal escape sequences) shown as \\xNN, and at most `limit` characters."""
+    s = str(text)
+    if len(s) > limit:
+        s = s[:limit] + "..."
+    return s.translate(_CONTROL)
 
 
 def check_blend(weights: list[float]) -> None:
@@ -173,6 +185,7 @@ class Stylize(Message):
 
     def validate(self) -> None:
         """Checks of the request as a whole, made when it is decoded."""
+        self.client = printable(self.client, 64)  # shown in logs and in status
         if not self.styles:
             raise ImpastoError(BAD_OPTIONS, "stylize needs at least one style")
         legacy = self.options.get("style_weights") if isinstance(self.options, dict) else None
@@ -235,6 +248,10 @@ class Error(Message):
 class Cancel(Message):
     TYPE: ClassVar[str] = "cancel"
     job: str = ""
+
+    def validate(self) -> None:
+        if not self.job:
+            raise ImpastoError(BAD_MESSAGE, "cancel needs the job's id in `job`")
 
 
 @dataclass
@@ -330,6 +347,8 @@ def decode(frames: list[bytes]) -> tuple[Message, str | None]:
         raise ImpastoError(MESSAGE_TOO_LARGE, "header frame exceeds 1 MiB")
     try:
         header = json.loads(bytes(frames[0]).decode("utf-8"))
+    except RecursionError:
+        raise ImpastoError(BAD_MESSAGE, "header frame is nested too deeply") from None
     except (UnicodeDecodeError, ValueError) as e:
         raise ImpastoError(BAD_MESSAGE, f"header frame is not UTF-8 JSON: {e}") from None
     if not isinstance(header, dict):
@@ -338,7 +357,8 @@ def decode(frames: list[bytes]) -> tuple[Message, str | None]:
     if req is not None and not isinstance(req, str):
         raise ImpastoError(BAD_MESSAGE, "req must be a string")
     version = header.get("v")
-    if version != PROTOCOL_VERSION:
+    # `True == 1` in Python: a boolean is not a version number.
+    if isinstance(version, bool) or version != PROTOCOL_VERSION:
         raise ImpastoError(
             BAD_VERSION,
             f"protocol version {version!r} is not supported; this side speaks {PROTOCOL_VERSION}",
@@ -431,7 +451,12 @@ def _image_ref(value: Any, name: str, blobs: list[bytes], used: set[int]) -> Ima
     if idx in used:
         raise ImpastoError(BAD_MESSAGE, f"{name}.blob {idx} is used twice")
     used.add(idx)
+    unknown = set(value) - {"blob", "format", "width", "height"}
+    if unknown:
+        raise ImpastoError(BAD_MESSAGE, f"{name}: unknown field(s) {', '.join(sorted(map(str, unknown)))}")
     fmt = value.get("format", "png")
+    if not isinstance(fmt, str):
+        raise ImpastoError(BAD_MESSAGE, f"{name}.format must be a string")
     w, h = value.get("width"), value.get("height")
     for k, v in (("width", w), ("height", h)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int)):

@@ -76,6 +76,16 @@ def test_round_trip_other_messages(msg) -> None:
     ([b'{"v":1,"type":"stylize","styles":[{"name":"a","weight":1e308},{"name":"b","weight":1e308}]}'],
      errors.BAD_OPTIONS),
     ([b'{"v":1,"type":"stylize","styles":[]}'], errors.BAD_OPTIONS),
+    ([b'{"v":true,"type":"ping"}'], errors.BAD_VERSION),
+    ([b'{"v":"1","type":"ping"}'], errors.BAD_VERSION),
+    ([b'{"v":1,"type":"stylize","content":{"blob":0,"colour":"red"},"styles":[{"name":"a"}]}', b"x"],
+     errors.BAD_MESSAGE),
+    ([b'{"v":1,"type":"stylize","content":{"blob":0,"format":7},"styles":[{"name":"a"}]}', b"x"],
+     errors.BAD_MESSAGE),
+    ([b'{"v":1,"type":"cancel"}'], errors.BAD_MESSAGE),
+    ([b'{"v":1,"type":"cancel","job":""}'], errors.BAD_MESSAGE),
+    ([b'[' * 100_000 + b']' * 100_000], errors.BAD_MESSAGE),
+    ([b'{"v":1,"type":"ping","x":' + b'[' * 100_000 + b']' * 100_000 + b'}'], errors.BAD_MESSAGE),
     ([b'{"v":1,"type":"stylize","styles":[{"name":"a"}],"priority":"urgent"}'], errors.BAD_OPTIONS),
     ([b'{"v":1,"type":"stylize","styles":[{"name":"a"}],"options":{"style_weights":[1,2]}}'],
      errors.BAD_OPTIONS),
@@ -107,6 +117,15 @@ def test_decode_corrupt_and_huge_images() -> None:
     with pytest.raises(ImpastoError) as e:
         imagecodec.decode(ImageRef(big, "png"))
     assert e.value.code == errors.IMAGE_TOO_LARGE
+
+
+def test_printable_defuses_control_characters() -> None:
+    from impasto.protocol import printable
+
+    assert printable("gimp\n2026-11-28 INFO forged\x1b[2J") == "gimp\\x0a2026-11-28 INFO forged\\x1b[2J"
+    assert len(printable("x" * 10_000, 64)) == 67
+    msg, _ = decode([b'{"v":1,"type":"stylize","styles":[{"name":"a"}],"client":"a\\nb\\u001b"}'])
+    assert msg.client == "a\\x0ab\\x1b"
 
 
 def test_legacy_blend_weights_fold_into_the_styles() -> None:

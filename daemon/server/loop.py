@@ -30,6 +30,7 @@ from impasto.errors import (
     QUEUE_FULL,
     SHUTDOWN,
     UNKNOWN_JOB,
+    UNKNOWN_TYPE,
     ImpastoError,
     ServeError,
 )
@@ -253,7 +254,8 @@ class Server:
         if isinstance(msg, StylesRemove):
             self.library.remove(msg.name)
             return Done(detail=f"removed {msg.name}")
-        raise ImpastoError(BAD_MESSAGE, f"{msg.TYPE} is not a request")
+        # A reply or event type sent to the daemon: the protocol's "not one of the requests".
+        raise ImpastoError(UNKNOWN_TYPE, f"{msg.TYPE} is not a request")
 
     def _stylize(self, peer: bytes, msg: Stylize, req: str | None) -> Message:
         if self.stopping.is_set():

@@ -53,39 +53,48 @@ def settings_from(args: argparse.Namespace) -> ServeSettings:
     return s
 
 
+# Config keys and the TOML type each must have; checked before anything is used.
+CONFIG_TYPES: dict[str, tuple[type, ...]] = {
+    "bind": (str,), "device": (str,), "weights": (str,), "precision": (str,),
+    "styles": (str,), "keys": (str,), "curve": (bool,), "poll": (bool,),
+    "watch": (str, list), "tile_pixels": (int,), "tile_size": (int,),
+}
+TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer", list: "a list"}
+
+
 def _apply_file(s: ServeSettings, path: Path) -> None:
+    def bad(message: str) -> ImpastoError:
+        return ImpastoError(BAD_OPTIONS, f"config {path}: {message}")
+
     try:
         data: dict[str, Any] = tomllib.loads(path.read_text())
     except OSError as e:
         raise ImpastoError(BAD_OPTIONS, f"cannot read config {path}: {e.strerror or e}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ImpastoError(BAD_OPTIONS, f"config {path} is not valid TOML: {e}") from None
-    allowed = {"bind", "device", "weights", "precision", "styles", "keys", "curve", "watch", "poll",
-               "tile_pixels", "tile_size"}
-    unknown = set(data) - allowed
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise bad(f"not valid TOML: {e}") from None
+    unknown = set(data) - set(CONFIG_TYPES)
     if unknown:
-        raise ImpastoError(BAD_OPTIONS, f"config {path}: unknown key(s) {', '.join(sorted(unknown))}")
-    for key in ("bind", "device", "weights", "precision"):
+        raise bad(f"unknown key(s) {', '.join(sorted(unknown))}")
+    for key, value in data.items():
+        types = CONFIG_TYPES[key]
+        # bool is an int in Python; "true" is a string, not a bool: both are refused.
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+            raise bad(f"{key} must be {' or '.join(TYPE_NAMES[t] for t in types)}, "
+                      f"not {value!r}")
+    if isinstance(data.get("watch"), list) and not all(isinstance(w, str) for w in data["watch"]):
+        raise bad("watch must be a folder or a list of folders (strings)")
+    for key in ("bind", "device", "weights", "precision", "curve", "poll", "tile_pixels",
+                "tile_size"):
         if key in data:
-            setattr(s, key, str(data[key]))
-    if s.precision not in PRECISIONS:
-        raise ImpastoError(BAD_OPTIONS, f"config {path}: precision must be one of "
-                           f"{', '.join(PRECISIONS)}, not {s.precision!r}")
+            setattr(s, key, data[key])
     for key in ("styles", "keys"):
         if key in data:
             setattr(s, key, Path(data[key]).expanduser())
-    if "curve" in data:
-        s.curve = bool(data["curve"])
-    if "poll" in data:
-        s.poll = bool(data["poll"])
-    for key in ("tile_pixels", "tile_size"):
-        if key in data:
-            if isinstance(data[key], bool) or not isinstance(data[key], int):
-                raise ImpastoError(BAD_OPTIONS, f"config {path}: {key} must be an integer")
-            setattr(s, key, data[key])
     if "watch" in data:
         w = data["watch"]
         s.watch = [Path(x).expanduser() for x in ([w] if isinstance(w, str) else w)]
+    if s.precision not in PRECISIONS:
+        raise bad(f"precision must be one of {', '.join(PRECISIONS)}, not {s.precision!r}")
 
 
 def local_endpoint(bind: str) -> str:

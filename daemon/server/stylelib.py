@@ -15,7 +15,8 @@ from impasto.errors import BAD_OPTIONS, STORAGE, UNKNOWN_STYLE, ImpastoError
 from impasto.fsio import write_atomic
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
+# Matched whole (fullmatch): "$" alone would also accept a name ending in a newline.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}")
 
 
 class StyleLibrary:
@@ -64,7 +65,7 @@ class StyleLibrary:
         return img
 
     def add(self, name: str, img: Image.Image) -> dict[str, Any]:
-        if not _NAME.match(name or ""):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise ImpastoError(BAD_OPTIONS, "style names are 1-64 letters, digits, space, _ . -,"
                                f" starting with a letter or digit; got {name!r}")
         data = imagecodec.encode_png(img.convert("RGB"), compress_level=6)

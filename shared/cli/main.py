@@ -12,6 +12,7 @@ from impasto import paths
 from impasto.cli.dispatch import run_command
 from impasto.cli.optionflags import add_engine_options
 from impasto.options import PRECISIONS
+from impasto.protocol import printable
 
 PRECISION_HELP = ("GPU arithmetic: auto (tf32 on CUDA, else fp32), fp32, tf32, or bf16 "
                   "(faster, a visibly higher loss)")
@@ -147,6 +148,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class PrintableFormatter(logging.Formatter):
+    """Log lines hold text from clients (names, messages): one record is one line, and no
+    escape sequence reaches the terminal. Tracebacks keep their own newlines."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        record = logging.makeLogRecord(record.__dict__)
+        record.msg, record.args = printable(record.getMessage(), 10_000), None
+        return self.inner.format(record)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     long_running = args.command in ("serve", "watch")
@@ -154,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else (logging.INFO if long_running else logging.WARNING),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s" if long_running
         else "impasto: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(PrintableFormatter(handler.formatter))
     return run_command(args)
 
 

@@ -12,6 +12,7 @@ from PIL import Image
 from impasto.cli.progress import emit_json, format_losses
 from impasto.errors import BAD_OPTIONS, STORAGE, ImpastoError
 from impasto.fsio import write_atomic
+from impasto.protocol import printable
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF",
            ".tiff": "TIFF", ".bmp": "BMP"}
@@ -65,4 +66,4 @@ def print_summary(summary: dict[str, Any], as_json: bool) -> None:
 def fail(message: str, code: str, as_json: bool) -> None:
     if as_json:
         emit_json({"type": "error", "code": code, "message": message})
-    print(f"impasto: error: {message}", file=sys.stderr)
+    print(f"impasto: error: {printable(message)}", file=sys.stderr)

@@ -27,6 +27,7 @@ from impasto.protocol import (
     StylesRemove,
     Stylize,
     check_blend,
+    printable,
 )
 
 
@@ -106,13 +107,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"  jobs done {st.jobs_done}, failed {st.jobs_failed}; style cache hits "
           f"{st.cache_hits}, misses {st.cache_misses}")
     if st.running:
-        print(f"  running: {st.running['job']} ({st.running['client'] or '?'}, "
-              f"{st.running['priority']}, {', '.join(st.running['styles'])})")
+        r = st.running
+        print(printable(f"  running: {r.get('job')} ({r.get('client') or '?'}, {r.get('priority')}, "
+                        f"{', '.join(map(str, r.get('styles') or []))})"))
     for i, j in enumerate(st.queue, 1):
-        print(f"  queued {i}: {j['job']} ({j['client'] or '?'}, {j['priority']})")
+        print(printable(f"  queued {i}: {j.get('job')} ({j.get('client') or '?'}, {j.get('priority')})"))
     for w in st.watch:
-        print(f"  watch {w['folder']}: pending {w['pending']}, working {w['working']}, "
-              f"done {w['done']}, failed {w['failed']}")
+        print(printable(f"  watch {w['folder']}: pending {w['pending']}, working {w['working']}, "
+                        f"done {w['done']}, failed {w['failed']}"))
     return 0
 
 
@@ -134,7 +136,8 @@ def cmd_styles(args: argparse.Namespace) -> int:
             if not styles:
                 print("the style library is empty; add one with `impasto styles add NAME IMAGE`")
             for s in styles:
-                print(f"{s['name']:24} {s.get('width', '?')}x{s.get('height', '?')}  {s['file']}")
+                print(printable(f"{s['name']:24} {s.get('width', '?')}x{s.get('height', '?')}  "
+                                f"{s['file']}"))
         elif args.styles_command == "add":
             img = imagecodec.read_file(args.image)
             reply = client.call(StylesAdd(name=args.name, image=imagecodec.to_ref(img)),
