@@ -89,7 +89,10 @@ def install(args: argparse.Namespace) -> int:
                                  "--bind", address],
                      "wait_s": 300, "log": str(paths.cache_dir() / "daemon.log")}
     config = {"bridge": bridge_command(args.bridge), "address": address, "timeout": 5.0,
-              "autostart": autostart, "env": {}, "options": dialog_options()}
+              "autostart": autostart, "options": dialog_options(),
+              # The bridge must find this user's keys wherever GIMP runs it: a Flatpak
+              # GIMP sees another XDG_CONFIG_HOME, so the folder is named outright.
+              "env": {"IMPASTO_CONFIG_DIR": str(paths.config_dir().resolve())}}
     write_atomic(target / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
     print(f"installed the impasto plug-in in {target}")
     print(f"  bridge: {' '.join(config['bridge'])}")

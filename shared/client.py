@@ -16,7 +16,7 @@ import zmq
 
 from impasto import paths
 from impasto.errors import DaemonUnavailable, ImpastoError
-from impasto.keys import ClientKeys, load_client_keys
+from impasto.keys import ClientKeys, ensure_local_keys, load_client_keys
 from impasto.netaddr import is_local_address
 from impasto.protocol import (
     Accepted,
@@ -45,7 +45,9 @@ def unavailable_message(address: str, timeout: float) -> str:
 
 class Client:
     def __init__(self, address: str | None = None, timeout: float = 5.0,
-                 keys: ClientKeys | None = None, keys_dir: Path | None = None) -> None:
+                 keys: ClientKeys | None | bool = None, keys_dir: Path | None = None) -> None:
+        """keys: the pair to use; None: this user's (on loopback, the local keyring is
+        made if missing); False: none at all (only for tests of refusal)."""
         self.address = address or paths.default_address()
         self.timeout = timeout
         self.ctx = zmq.Context.instance()
@@ -55,8 +57,13 @@ class Client:
         # handshake; a send timeout turns that into "no daemon answered".
         self.sock.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))
         if keys is None:
-            keys = load_client_keys(keys_dir or paths.keys_dir()) if _wants_curve(self.address) else None
-        if keys is not None:
+            folder = keys_dir or paths.keys_dir()
+            keys = (ensure_local_keys(folder) if is_local_address(self.address)
+                    else load_client_keys(folder))
+        if isinstance(keys, ClientKeys):
+            # The server's public key is pinned: something else listening on the port
+            # (another user's program, say) cannot complete the handshake, so nothing,
+            # a GIMP layer included, is ever sent to it.
             self.sock.curve_publickey = keys.public
             self.sock.curve_secretkey = keys.secret
             self.sock.curve_serverkey = keys.server_public
@@ -173,8 +180,3 @@ class Client:
                 return msg
             elif isinstance(msg, Error):
                 raise ImpastoError(msg.code, msg.message)
-
-
-def _wants_curve(address: str) -> bool:
-    """Curve is used for any address that is not loopback, if keys exist."""
-    return not is_local_address(address)

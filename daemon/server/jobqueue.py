@@ -27,18 +27,22 @@ class Job:
     req: str | None
     output: str = "png"
     client: str = ""
+    owner: str = ""  # the submitter's CurveZMQ public key (z85)
     id: str = field(default_factory=lambda: f"j{next(_job_ids)}")
     created: float = field(default_factory=time.time)
     cancel: threading.Event = field(default_factory=threading.Event)
     started: float | None = None
 
-    def summary(self) -> dict[str, Any]:
-        return {
-            "job": self.id, "priority": self.priority, "client": self.client,
-            "size": self.options.resolved_size(), "preset": self.options.preset,
-            "styles": [label for _, _, label in self.styles],
-            "waited_s": round((self.started or time.time()) - self.created, 3),
-        }
+    def summary(self, viewer: str) -> dict[str, Any]:
+        """For `status`: everything to the job's owner; to anyone else only that a job of
+        this priority and size is there (no id, client name or styles)."""
+        common = {"priority": self.priority, "size": self.options.resolved_size(),
+                  "waited_s": round((self.started or time.time()) - self.created, 3)}
+        if viewer != self.owner:
+            return {"job": "", "mine": False, **common}
+        return {"job": self.id, "mine": True, "client": self.client,
+                "preset": self.options.preset, "styles": [label for _, _, label in self.styles],
+                **common}
 
 
 class JobQueue:
@@ -96,11 +100,12 @@ class JobQueue:
             self.running = job
             return job
 
-    def remove(self, job_id: str) -> Job | None:
+    def remove(self, job_id: str, owner: str | None = None) -> Job | None:
+        """Take a queued job out; with `owner`, only a job of that owner."""
         with self._cond:
             for q in self._lanes.values():
                 for job in q:
-                    if job.id == job_id:
+                    if job.id == job_id and owner in (None, job.owner):
                         q.remove(job)
                         return job
         return None

@@ -34,6 +34,7 @@ from impasto.errors import (
     ImpastoError,
     ServeError,
 )
+from impasto.keys import check_private, ensure_local_keys
 from impasto.netaddr import is_local_address
 from impasto.options import EngineOptions
 from impasto.protocol import (
@@ -71,7 +72,7 @@ class ServerConfig:
     bind: str
     styles_dir: Path
     keys_dir: Path
-    curve: bool = False  # force CurveZMQ even on loopback
+    curve: bool = True  # always: kept so old configs that say `curve = true` still load
     cache_bytes: int = 512 * 1024 * 1024
     batch_every: int = 3
     watch_status: Callable[[], list[dict]] | None = field(default=None, repr=False)
@@ -109,29 +110,32 @@ class Server:
     # --- life cycle --------------------------------------------------------------------
     def bind(self) -> None:
         cfg = self.config
-        use_curve = cfg.curve or not is_local_address(cfg.bind)
-        if use_curve:
-            if not (cfg.keys_dir / "server.key_secret").exists():
-                raise ServeError(
-                    f"refusing to listen on {cfg.bind} without encryption: it is reachable from "
-                    "other machines. Create CurveZMQ keys with `impasto keys init` (and authorise "
-                    "each client with `impasto keys add-client NAME`), or bind to 127.0.0.1.")
-            public, secret = _server_keys(cfg.keys_dir)
-            authorized = cfg.keys_dir / "authorized"
-            authorized.mkdir(parents=True, exist_ok=True)
-            self.auth = ThreadAuthenticator(self.ctx, log=logging.getLogger("impasto.auth"))
-            self.auth.start()
-            self.auth.configure_curve(domain="*", location=str(authorized))
+        # CurveZMQ on every address, loopback too: on loopback any local user can connect
+        # to a TCP port, and only keys tell this user's clients from theirs. The local
+        # keyring is made on first start; keys for a public address are made on purpose.
+        if is_local_address(cfg.bind):
+            ensure_local_keys(cfg.keys_dir)
+        elif not (cfg.keys_dir / "server.key_secret").exists():
+            raise ServeError(
+                f"refusing to listen on {cfg.bind} without keys: it is reachable from other "
+                "machines. Create CurveZMQ keys with `impasto keys init` (and authorise each "
+                "client with `impasto keys add-client NAME`), or bind to 127.0.0.1.")
+        check_private(cfg.keys_dir)
+        public, secret = _server_keys(cfg.keys_dir)
+        authorized = cfg.keys_dir / "authorized"
+        authorized.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.auth = ThreadAuthenticator(self.ctx, log=logging.getLogger("impasto.auth"))
+        self.auth.start()
+        self.auth.configure_curve(domain="*", location=str(authorized))
         router = self.ctx.socket(zmq.ROUTER)
         router.setsockopt(zmq.LINGER, 1000)
         router.setsockopt(zmq.SNDHWM, 100_000)
         router.setsockopt(zmq.RCVHWM, 10_000)
         # A hard cap far above any valid request; bigger ones are dropped by ZeroMQ itself.
         router.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES + 1024 * 1024)
-        if use_curve:
-            router.curve_secretkey = secret
-            router.curve_publickey = public
-            router.curve_server = True
+        router.curve_secretkey = secret
+        router.curve_publickey = public
+        router.curve_server = True
         try:
             router.bind(cfg.bind)
         except zmq.ZMQError as e:
@@ -141,7 +145,8 @@ class Server:
         self.router = router
         self.events = self.ctx.socket(zmq.PULL)
         self.events.bind(EVENTS_ENDPOINT)
-        log.info("listening on %s%s", cfg.bind, " (CurveZMQ)" if use_curve else "")
+        log.info("listening on %s (CurveZMQ; clients authorised in %s)", cfg.bind,
+                 authorized)
 
     def start_worker(self) -> None:
         def load_then_work() -> None:
@@ -173,7 +178,7 @@ class Server:
                 if self.router in ready:
                     for _ in range(100):  # bounded, so events are forwarded in between
                         try:
-                            frames = self.router.recv_multipart(zmq.NOBLOCK, copy=True)
+                            frames = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
                         except zmq.Again:
                             break
                         self._handle(frames)
@@ -220,12 +225,15 @@ class Server:
         assert self.router is not None
         self.router.send_multipart([peer] + encode(msg, req), copy=False)
 
-    def _handle(self, frames: list[bytes]) -> None:
-        peer, body = frames[0], frames[1:]
+    def _handle(self, frames: list[zmq.Frame]) -> None:
+        peer, body = frames[0].bytes, [f.bytes for f in frames[1:]]
+        # Who sent it: the client's CurveZMQ public key, as the authenticator vouched.
+        # Jobs belong to it; only it may cancel them or see what they are.
+        user = frames[-1].get("User-Id") or "" if len(frames) > 1 else ""
         req = _best_effort_req(body)
         try:
             msg, req = decode(body)
-            reply = self._dispatch(peer, msg, req)
+            reply = self._dispatch(peer, user, msg, req)
         except ImpastoError as e:
             reply = Error(e.code, e.message)
         except Exception as e:  # a bad request must never take the daemon down
@@ -234,15 +242,15 @@ class Server:
         if reply is not None:
             self._send(peer, reply, req)
 
-    def _dispatch(self, peer: bytes, msg: Message, req: str | None) -> Message | None:
+    def _dispatch(self, peer: bytes, user: str, msg: Message, req: str | None) -> Message | None:
         if isinstance(msg, Ping):
             return Pong(version=impasto.__version__, protocol=PROTOCOL_VERSION)
         if isinstance(msg, StatusRequest):
-            return self._status()
+            return self._status(user)
         if isinstance(msg, Stylize):
-            return self._stylize(peer, msg, req)
+            return self._stylize(peer, user, msg, req)
         if isinstance(msg, Cancel):
-            return self._cancel(msg.job)
+            return self._cancel(msg.job, user)
         if isinstance(msg, StylesList):
             return Styles(styles=self.library.list())
         if isinstance(msg, StylesAdd):
@@ -257,7 +265,7 @@ class Server:
         # A reply or event type sent to the daemon: the protocol's "not one of the requests".
         raise ImpastoError(UNKNOWN_TYPE, f"{msg.TYPE} is not a request")
 
-    def _stylize(self, peer: bytes, msg: Stylize, req: str | None) -> Message:
+    def _stylize(self, peer: bytes, user: str, msg: Stylize, req: str | None) -> Message:
         if self.stopping.is_set():
             raise ImpastoError(SHUTDOWN, "the daemon is shutting down")
         if msg.content is None:
@@ -274,22 +282,32 @@ class Server:
         if self.queue.full():
             raise ImpastoError(QUEUE_FULL, f"the queue holds {self.queue.max_jobs} jobs; try later")
         job = Job(content=content, styles=styles, options=opts, priority=msg.priority, peer=peer,
-                  req=req, output=msg.output, client=msg.client)
+                  req=req, output=msg.output, client=msg.client, owner=user)
         position = self.queue.put(job)
         log.info("job %s accepted (%s, %s, position %d)", job.id, msg.client or "?",
                  msg.priority, position)
         return Accepted(job=job.id, position=position)
 
-    def _cancel(self, job_id: str) -> Message:
-        job = self.queue.remove(job_id)
+    def _cancel(self, job_id: str, user: str) -> Message:
+        # Another client's job is answered as if it did not exist: ids are guessable.
+        job = self.queue.remove(job_id, owner=user)
         if job is not None:
             self._send(job.peer, Error(CANCELLED, f"job {job.id} was cancelled", job.id), job.req)
             return Cancelled(job=job_id, was="queued")
-        if self.worker is not None and self.worker.cancel_running(job_id) is not None:
+        if self.worker is not None and self.worker.cancel_running(job_id, owner=user) is not None:
             return Cancelled(job=job_id, was="running")
         raise ImpastoError(UNKNOWN_JOB, f"no queued or running job {job_id!r}")
 
-    def _status(self) -> Status:
+    def _local_user(self) -> str:
+        """This machine's own client (the local keyring's key): it may see server paths."""
+        try:
+            public, _ = zmq.auth.load_certificate(self.config.keys_dir / "authorized" / "client.key")
+        except (OSError, ValueError):
+            return ""
+        return public.decode()
+
+    def _status(self, user: str) -> Status:
+        local = bool(user) and user == self._local_user()
         engine = self.engine
         running = self.worker.current if self.worker else None
         state = (DaemonState.STOPPING if self.stopping.is_set() else
@@ -299,16 +317,17 @@ class Server:
             version=impasto.__version__,
             protocol=PROTOCOL_VERSION,
             device=str(engine.device) if engine else "",
-            weights=engine.weights.label if engine else "",
+            weights=(engine.weights.label if local else engine.weights.flavour) if engine else "",
             memory_bytes=_memory_bytes(engine),
             uptime_s=round(time.time() - self.started, 3),
             jobs_done=self.worker.done if self.worker else 0,
             jobs_failed=self.worker.failed if self.worker else 0,
             cache_hits=self.cache.hits,
             cache_misses=self.cache.misses,
-            running=running.summary() if running else None,
-            queue=[j.summary() for j in self.queue.snapshot()],
-            watch=self.config.watch_status() if self.config.watch_status else [],
+            running=running.summary(user) if running else None,
+            queue=[j.summary(user) for j in self.queue.snapshot()],
+            watch=[w if local else {**w, "folder": Path(w["folder"]).name}
+                   for w in (self.config.watch_status() if self.config.watch_status else [])],
         )
 
 

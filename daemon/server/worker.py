@@ -60,9 +60,10 @@ class Worker(threading.Thread):
         finally:
             sock.close(linger=2000)
 
-    def cancel_running(self, job_id: str | None = None) -> Job | None:
+    def cancel_running(self, job_id: str | None = None, owner: str | None = None) -> Job | None:
         job = self.current
-        if job is not None and (job_id is None or job.id == job_id):
+        if job is not None and (job_id is None or job.id == job_id) and (
+                owner is None or owner == job.owner):
             job.cancel.set()
             return job
         return None

@@ -1,42 +1,47 @@
-"""`impasto keys`: CurveZMQ key pairs for using a daemon from another machine."""
+"""`impasto keys`: CurveZMQ key pairs, for using a daemon from another machine."""
 
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 from pathlib import Path
 
 import zmq.auth
 
 from impasto import paths
+from impasto.errors import BAD_OPTIONS, ImpastoError
+from impasto.keys import create_pair, ensure_local_keys
+
+_CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
     root: Path = args.dir or paths.keys_dir()
+    if ensure_local_keys(root) is None:
+        raise ImpastoError(BAD_OPTIONS, f"cannot create the keys folder {root}")
     authorized = root / "authorized"
-    authorized.mkdir(parents=True, exist_ok=True)
-    root.chmod(0o700)
     if args.keys_command == "init":
-        if not (root / "server.key_secret").exists():
-            zmq.auth.create_certificates(root, "server")
-        if not (root / "client.key_secret").exists():
-            zmq.auth.create_certificates(root, "client")
-        shutil.copy(root / "client.key", authorized / "client.key")
         print(f"server keys in {root}; this machine's client is authorised.")
         print("For another machine: `impasto keys add-client NAME`, then copy the files it names.")
     elif args.keys_command == "add-client":
-        out = root / "clients" / args.name
-        out.mkdir(parents=True, exist_ok=True)
-        public, secret = zmq.auth.create_certificates(out, "client")
-        shutil.copy(public, authorized / f"{args.name}.key")
-        print(f"authorised {args.name}. On that machine, put these in its keys folder:\n"
-              f"  {secret}\n  {public}\n  {root / 'server.key'} (the server's public key)")
+        if not _CLIENT_NAME.fullmatch(args.name):
+            raise ImpastoError(BAD_OPTIONS, "client names are 1-64 letters, digits, _ . -")
+        public, secret = create_pair(root / "clients" / args.name, "client")
+        shutil.copyfile(public, authorized / f"{args.name}.key")
+        print(f"authorised {args.name}. On that machine, put these in its keys folder "
+              f"(`impasto keys` there shows where), keeping client.key_secret private "
+              f"(chmod 600):\n  {secret}\n  {public}\n  {root / 'server.key'} (the server's "
+              "public key)")
     else:
         src: Path = args.public_key
-        _, secret = zmq.auth.load_certificate(src)
+        try:
+            _, secret = zmq.auth.load_certificate(src)
+        except (OSError, ValueError) as e:
+            raise ImpastoError(BAD_OPTIONS, f"{src} is not a CurveZMQ public key file: {e}") from None
         if secret is not None:
-            print("refusing: that file holds a secret key; authorise the public .key file")
-            return 2
-        shutil.copy(src, authorized / src.name)
+            raise ImpastoError(BAD_OPTIONS, "refusing: that file holds a secret key; authorise "
+                               "the public .key file")
+        shutil.copyfile(src, authorized / src.name)
         print(f"authorised {src.name}")
     return 0

@@ -3,6 +3,7 @@ builds on Debian 12, or the system's GIMP on Debian 13."""
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -59,6 +60,17 @@ class GimpRunner:
         launch = (f"import sys; sys.path.insert(0, {str(self.inner(lib))!r}); "
                   "from impasto.gimp.bridge import main; sys.exit(main())")
         return f"/usr/bin/python3 -I -c {shlex.quote(launch)}"
+
+    def share_keys(self, config_dir: Path, bridge_config: Path) -> None:
+        """In the chroot, the bridge cannot see the host's config folder: copy the keys
+        in and point the bridge config at the copy."""
+        if self.chroot is None:
+            return
+        dest = self.host_base / "impasto-config"
+        shutil.copytree(config_dir / "keys", dest / "keys", dirs_exist_ok=True)
+        cfg = json.loads(bridge_config.read_text())
+        cfg["env"]["IMPASTO_CONFIG_DIR"] = str(self.inner(dest))
+        bridge_config.write_text(json.dumps(cfg))
 
     def run_batch(self, script: Path, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
         batch = self.io / script.name

@@ -33,6 +33,8 @@ def gimp(tmp_path_factory: pytest.TempPathFactory):
     r = run_cli(["gimp", "install", "--gimp-dir", str(runner.profile), "--address", daemon.address,
                  "--no-autostart", "--bridge", runner.bridge_command(sys.executable)], env)
     assert r.returncode == 0, r.stderr
+    runner.share_keys(tmp / "config", runner.profile / "plug-ins" / "impasto-neural-style" /
+                      "impasto-bridge.json")
     gradient_image(96, 72).save(runner.io / "background.png")
     gradient_image(60, 40, alpha=True).save(runner.io / "source.png")
     stripes_image(48, 48).save(runner.io / "style.png")

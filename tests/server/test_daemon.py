@@ -282,7 +282,7 @@ def test_curve_authorised_client_works_unknown_refused(tmp_path: Path, env: dict
         with Client(d.address, timeout=2, keys=stranger) as c, pytest.raises(DaemonUnavailable):
             c.ping()
         # and a client without keys at all
-        with Client(d.address, timeout=2, keys=None) as c, pytest.raises(DaemonUnavailable):
+        with Client(d.address, timeout=2, keys=False) as c, pytest.raises(DaemonUnavailable):
             c.ping()
     finally:
         d.stop()
