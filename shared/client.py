@@ -15,7 +15,7 @@ from pathlib import Path
 import zmq
 
 from impasto import paths
-from impasto.errors import DaemonUnavailable, ImpastoError
+from impasto.errors import BAD_OPTIONS, DaemonUnavailable, ImpastoError
 from impasto.keys import ClientKeys, ensure_local_keys, load_client_keys
 from impasto.netaddr import is_local_address
 from impasto.protocol import (
@@ -33,6 +33,7 @@ from impasto.protocol import (
     Stylize,
     decode,
     encode,
+    printable,
 )
 
 _ids = itertools.count(1)
@@ -67,7 +68,12 @@ class Client:
             self.sock.curve_publickey = keys.public
             self.sock.curve_secretkey = keys.secret
             self.sock.curve_serverkey = keys.server_public
-        self.sock.connect(self.address)
+        try:
+            self.sock.connect(self.address)
+        except zmq.ZMQError as e:
+            self.sock.close(0)
+            raise ImpastoError(BAD_OPTIONS, f"{printable(self.address)} is not a daemon address "
+                               f"({e.strerror}); use tcp://HOST:PORT, e.g. tcp://127.0.0.1:5767") from None
         self._prefix = f"{os.getpid()}-{id(self) & 0xFFFF:x}"
 
     def close(self) -> None:

@@ -6,6 +6,7 @@ import io
 import warnings
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from impasto.errors import BAD_IMAGE, IMAGE_TOO_LARGE, ImpastoError
@@ -24,13 +25,14 @@ DECODERS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP")
 DECLARED = {"png": ("PNG",), "jpeg": ("JPEG",), "encoded": DECODERS}
 
 
-def decode(ref: ImageRef) -> Image.Image:
-    """Decode to an RGB or RGBA image (alpha kept when present). Raises ImpastoError."""
+def decode(ref: ImageRef, what: str = "image") -> Image.Image:
+    """Decode to an RGB or RGBA image (alpha kept when present). Raises ImpastoError;
+    `what` names the image in its message ("the content image", "style 2")."""
     ref.check()
     if ref.format == "rgba8":
         assert ref.width is not None and ref.height is not None
         return Image.frombytes("RGBA", (ref.width, ref.height), ref.data)
-    return decode_bytes(ref.data, formats=DECLARED[ref.format], declared=ref.format)
+    return decode_bytes(ref.data, what, formats=DECLARED[ref.format], declared=ref.format)
 
 
 def decode_bytes(data: bytes, what: str = "image", formats: tuple[str, ...] = DECODERS,
@@ -58,6 +60,11 @@ def decode_bytes(data: bytes, what: str = "image", formats: tuple[str, ...] = DE
                            "(PNG, JPEG, WebP, TIFF, BMP)") from None
     except Exception as e:  # Pillow raises many types for corrupt input
         raise ImpastoError(BAD_IMAGE, f"{what} cannot be decoded (truncated or corrupt?): {e}") from None
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit greyscale (PNG, TIFF): Pillow's convert() clips at 255 instead of
+        # scaling, which turns mid-grey white. Scale to 8 bits first.
+        img = Image.fromarray((np.asarray(img, dtype=np.uint32).clip(0, 65535) >> 8)
+                              .astype(np.uint8), "L")
     has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
     return img.convert("RGBA" if has_alpha else "RGB")
 

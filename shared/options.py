@@ -261,6 +261,8 @@ def _check_field(f: dataclasses.Field, hint: Any, value: Any) -> None:
             raise _bad(f"{f.name} has {len(value)} entries; at most {f.metadata['max_len']}")
         for i, v in enumerate(value):
             _check_value(f, kind, v, f"{f.name}[{i}]")
+        if kind is str and len(set(value)) != len(value):
+            raise _bad(f"{f.name} names a layer twice")
         if kind is float and sum(value) <= 0:
             raise _bad(f"{f.name} must have a positive sum")
         return
@@ -286,6 +288,8 @@ def _check_value(f: dataclasses.Field, kind: Any, v: Any, name: str) -> None:
         raise _bad(f"{name} must be a number, got {v!r}")
     lo, hi = m["lo"], m["hi"]
     if (lo is not None and v < lo) or (hi is not None and v > hi):
+        if kind is int:
+            raise _bad(f"{name} must be between {int(lo)} and {int(hi)}, got {v}")
         raise _bad(f"{name} must be between {lo:g} and {hi:g}, got {v:g}")
 
 

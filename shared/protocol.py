@@ -102,13 +102,17 @@ def check_pixels(width: int, height: int) -> None:
 _CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
 
 
-def printable(text: object, limit: int = 500) -> str:
+_CONTROL_KEEP_LINES = {k: v for k, v in _CONTROL.items() if chr(k) not in "\n\t"}
+
+
+def printable(text: object, limit: int = 500, lines: bool = False) -> str:
     """Text from outside, safe to log or print: control characters (newlines that forge
-    log lines, terminal escape sequences) shown as \\xNN, and at most `limit` characters."""
+    log lines, terminal escape sequences) shown as \\xNN, and at most `limit` characters.
+    lines=True keeps newlines and tabs (a message printed on a terminal, not a log)."""
     s = str(text)
     if len(s) > limit:
         s = s[:limit] + "..."
-    return s.translate(_CONTROL)
+    return s.translate(_CONTROL_KEEP_LINES if lines else _CONTROL)
 
 
 def check_blend(weights: list[float]) -> None:
@@ -188,7 +192,7 @@ class Stylize(Message):
         self.client = printable(self.client, 64)  # shown in logs and in status
         if not self.styles:
             raise ImpastoError(BAD_OPTIONS, "stylize needs at least one style")
-        legacy = self.options.get("style_weights") if isinstance(self.options, dict) else None
+        legacy = self.options.pop("style_weights", None) if isinstance(self.options, dict) else None
         if legacy is not None:
             # Protocol 1 first carried blend weights as options.style_weights; they now
             # travel only as each style's "weight". The old form is still read, so old
@@ -198,7 +202,6 @@ class Stylize(Message):
             check_blend(legacy)
             for ref, w in zip(self.styles, legacy):
                 ref.weight = float(w)
-            self.options = {k: v for k, v in self.options.items() if k != "style_weights"}
         check_blend([s.weight for s in self.styles])
 
 
@@ -358,7 +361,7 @@ def decode(frames: list[bytes]) -> tuple[Message, str | None]:
         raise ImpastoError(BAD_MESSAGE, "req must be a string")
     version = header.get("v")
     # `True == 1` in Python: a boolean is not a version number.
-    if isinstance(version, bool) or version != PROTOCOL_VERSION:
+    if type(version) is not int or version != PROTOCOL_VERSION:
         raise ImpastoError(
             BAD_VERSION,
             f"protocol version {version!r} is not supported; this side speaks {PROTOCOL_VERSION}",

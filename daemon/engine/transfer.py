@@ -89,8 +89,21 @@ class StyleInput:
 
 
 def pick_device(name: str = "auto") -> torch.device:
+    """The device named (checked: it must exist here), or the best one for "auto"."""
     if name != "auto":
-        return torch.device(name)
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            raise ImpastoError(BAD_OPTIONS, f"unknown device {name!r}; use auto, cpu, cuda, "
+                               "cuda:N or mps") from None
+        available = {"cpu": lambda: True, "cuda": torch.cuda.is_available,
+                     "mps": lambda: bool(getattr(torch.backends, "mps", None)
+                                         and torch.backends.mps.is_available())}
+        if not available.get(device.type, lambda: False)() or (
+                device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count()):
+            raise ImpastoError(BAD_OPTIONS, f"device {name} is not available on this machine; "
+                               "use auto (the best one here) or cpu")
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
@@ -130,6 +143,9 @@ class Engine:
             raise ImpastoError(BAD_OPTIONS, f"precision must be one of {', '.join(PRECISIONS)}")
         if precision == "auto":
             precision = "tf32" if self.device.type == "cuda" else "fp32"
+        if precision != "fp32" and self.device.type != "cuda":
+            raise ImpastoError(BAD_OPTIONS, f"precision {precision} is GPU arithmetic; on "
+                               f"{self.device.type} use fp32 (or auto)")
         self.precision = precision
         # Channels-last made GPU evaluations about 15% faster at 256-512 px (H100,
         # benchmarks/gpu.py); on CPUs it changed them by under 10% either way (issue 6).
@@ -191,7 +207,6 @@ class Engine:
         alpha = content.getchannel("A") if content.mode == "RGBA" else None
         content_rgb = content.convert("RGB")
         schedule = opts.schedule()
-        total = sum(n for _, n in schedule)
         net = self._network(opts)
 
         image: torch.Tensor | None = None
@@ -212,9 +227,12 @@ class Engine:
             else:
                 x, _ = pad_to(upscale(image, (h, w)), net.min_side)
             x = x.contiguous().requires_grad_(True)
+            # step counts evaluations that ran; total is that plus what is still planned,
+            # so a scale that settles early shortens the total instead of skipping steps.
+            total = done + sum(n for _, n in schedule[k:])
 
             def report(losses_now: dict[str, float], evals: int, k: int = k, size: int = size,
-                       base: int = done) -> None:
+                       base: int = done, total: int = total) -> None:
                 history.append(losses_now["total"])
                 if on_step is not None:
                     on_step(Step(k, len(schedule), size, base + evals, total,
@@ -222,8 +240,11 @@ class Engine:
 
             losses = self._optimize(x, objective, opts, n_evals, report, should_stop)
             ran.append(ScaleRun(size, w, h, objective.evals, tiled))
-            done += n_evals
+            done += objective.evals
             image = crop(x.detach())
+        if on_step is not None and done < total:  # the last scale settled early: say so
+            on_step(Step(len(schedule) - 1, len(schedule), schedule[-1][0], done, done,
+                         dict(losses), time.perf_counter() - t0))
 
         assert image is not None
         out = image[0].clamp(0, 1).cpu()
@@ -299,8 +320,12 @@ class Engine:
         targets = [self._style_targets(net, st, opts, cache) for st in style_ts]
         layer_weights = opts.style_layer_weights or [1.0] * len(opts.style_layers)
         # neural-style's blend: the target Gram is the weighted mean of the styles'.
-        grams = {n: sum(b * t[n] for b, t in zip(blend, targets)) / sum(blend)
-                 for n in opts.style_layers}
+        # The weights are normalised in float64 first: 1e200 or 1e-320 as a float32
+        # factor would overflow or vanish, though any positive weight of a single style
+        # means "this style".
+        total_weight = math.fsum(blend)
+        shares = [b / total_weight for b in blend]
+        grams = {n: sum(s * t[n] for s, t in zip(shares, targets)) for n in opts.style_layers}
         weights = {n: opts.style_weight * opts.strength * lw
                    for n, lw in zip(opts.style_layers, layer_weights)}
         if tiled:
@@ -408,7 +433,8 @@ class Engine:
             return torch.rand(content.shape, generator=gen).to(self.device, self.dtype)
         # "style": the blended mean colour of the styles, lightly noised so that
         # neighbouring pixels get different gradients.
-        mean = sum(b * s.mean((1, 2)) for b, s in zip(blend, styles)) / sum(blend)
+        total = math.fsum(blend)
+        mean = sum((b / total) * s.mean((1, 2)) for b, s in zip(blend, styles))
         noise = (torch.rand(content.shape, generator=gen) - 0.5) * 0.1
         return (mean.view(1, 3, 1, 1) + noise.to(mean.dtype)).clamp(0, 1).to(self.device, self.dtype)
 

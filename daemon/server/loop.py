@@ -256,7 +256,7 @@ class Server:
         if isinstance(msg, StylesAdd):
             if msg.image is None:
                 raise ImpastoError(BAD_MESSAGE, "styles.add needs an image")
-            img = imagecodec.decode(msg.image)
+            img = imagecodec.decode(msg.image, "the style image")
             info = self.library.add(msg.name, img)
             return Done(detail=json.dumps(info))
         if isinstance(msg, StylesRemove):
@@ -271,14 +271,15 @@ class Server:
         if msg.content is None:
             raise ImpastoError(BAD_MESSAGE, "stylize needs a content image")
         opts = EngineOptions.from_dict(msg.options)
-        content = imagecodec.decode(msg.content)
+        content = imagecodec.decode(msg.content, "the content image")
         styles = []
         for i, ref in enumerate(msg.styles):
             if ref.name is not None:
                 styles.append((self.library.load(ref.name), ref.weight, ref.name))
             else:
                 assert ref.image is not None
-                styles.append((imagecodec.decode(ref.image).convert("RGB"), ref.weight, f"image{i}"))
+                styles.append((imagecodec.decode(ref.image, f"style image {i + 1}").convert("RGB"),
+                               ref.weight, f"image{i}"))
         if self.queue.full():
             raise ImpastoError(QUEUE_FULL, f"the queue holds {self.queue.max_jobs} jobs; try later")
         job = Job(content=content, styles=styles, options=opts, priority=msg.priority, peer=peer,

@@ -6,11 +6,13 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import impasto
 from impasto import paths
 from impasto.cli.dispatch import run_command
 from impasto.cli.optionflags import add_engine_options
+from impasto.cli.progress import emit_json
 from impasto.options import PRECISIONS
 from impasto.protocol import printable
 
@@ -20,16 +22,38 @@ WEIGHTS_HELP = "VGG19 weights: auto | torchvision | random | [caffe:|torchvision
 
 
 def _floats(text: str) -> list[float]:
+    parts = [x.strip() for x in text.split(",")]
+    if not all(parts):
+        raise argparse.ArgumentTypeError(f"an empty entry in {text!r}")
     try:
-        return [float(x) for x in text.split(",") if x.strip()]
+        return [float(x) for x in parts]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not 0.01 <= v <= 3600:
+        raise argparse.ArgumentTypeError(f"expected seconds from 0.01 to 3600, got {text!r}")
+    return v
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors in one line (and as a JSON error with --json), as every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        if "--json" in sys.argv[1:]:
+            emit_json({"type": "error", "code": "bad_options", "message": message})
+        self.exit(2, f"impasto: error: {message} (see `{self.prog} --help`)\n")
 
 
 def _client_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", help=f"daemon address (default {paths.default_address()}, "
                    "or IMPASTO_ADDRESS)")
-    p.add_argument("--timeout", type=float, default=5.0,
+    p.add_argument("--timeout", type=_seconds, default=5.0,
                    help="seconds to wait for the daemon to answer (default 5)")
 
 
@@ -47,11 +71,11 @@ def _job_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="impasto", description="Neural style transfer (Gatys et al.) for artists.")
     parser.add_argument("--version", action="version", version=f"impasto {impasto.__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser,
                                 help="what to do (impasto COMMAND --help for more)")
 
     p = sub.add_parser("stylize", help="stylize one image (via a running daemon, else in-process)")

@@ -11,8 +11,11 @@ from impasto.options import FIELDS, EngineOptions, base_type, describe_range, ty
 
 def _list_of(kind: Callable[[str], Any]) -> Callable[[str], list[Any]]:
     def parse(text: str) -> list[Any]:
+        parts = [x.strip() for x in text.split(",")]
+        if not all(parts):  # "1,,2" or "2,": refused, never read as something else
+            raise argparse.ArgumentTypeError(f"an empty entry in {text!r}")
         try:
-            return [kind(x.strip()) for x in text.split(",") if x.strip()]
+            return [kind(x) for x in parts]
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"expected comma-separated {kind.__name__} values, got {text!r}") from None

@@ -43,6 +43,8 @@ def check_writable(path: Path) -> None:
     """Fail before a long job, not after it, when the output cannot be written."""
     path = Path(path)
     format_for(path)
+    if path.is_dir():
+        raise ImpastoError(BAD_OPTIONS, f"cannot write {path}: it is a folder")
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
@@ -66,4 +68,4 @@ def print_summary(summary: dict[str, Any], as_json: bool) -> None:
 def fail(message: str, code: str, as_json: bool) -> None:
     if as_json:
         emit_json({"type": "error", "code": code, "message": message})
-    print(f"impasto: error: {printable(message)}", file=sys.stderr)
+    print(f"impasto: error: {printable(message, 4000, lines=True)}", file=sys.stderr)
