@@ -181,9 +181,17 @@ def test_bad_requests_get_errors_and_daemon_keeps_serving(daemon: DaemonProcess)
 
 
 def raw_socket(address: str) -> zmq.Socket:
-    """A bare DEALER, to send what no well-behaved client would."""
+    """A bare DEALER, to send what no well-behaved client would; with this user's keys,
+    since the daemon speaks CurveZMQ only."""
+    from impasto import paths
+    from impasto.keys import ensure_local_keys
+
+    keys = ensure_local_keys(paths.keys_dir())
+    assert keys is not None
     s = zmq.Context.instance().socket(zmq.DEALER)
     s.setsockopt(zmq.LINGER, 0)
+    s.curve_publickey, s.curve_secretkey, s.curve_serverkey = (
+        keys.public, keys.secret, keys.server_public)
     s.connect(address)
     return s
 
@@ -365,8 +373,7 @@ def _strict_json(frame: bytes) -> dict:
 def test_edge_inputs_end_in_results_never_internal(daemon: DaemonProcess, content, style) -> None:
     """Inputs that pass validation get a result: thin, tiny and flat images included.
     Every frame of the exchange is strict JSON (no NaN or Infinity)."""
-    sock = zmq.Context.instance().socket(zmq.DEALER)
-    sock.connect(daemon.address)
+    sock = raw_socket(daemon.address)
     try:
         msg = Stylize(content=imagecodec.to_ref(content, "rgba8"),
                       styles=[StyleRef(image=imagecodec.to_ref(style))],
