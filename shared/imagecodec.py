@@ -35,6 +35,20 @@ def decode(ref: ImageRef, what: str = "image") -> Image.Image:
     return decode_bytes(ref.data, what, formats=DECLARED[ref.format], declared=ref.format)
 
 
+def pixels(ref: ImageRef) -> int:
+    """How many pixels decoding `ref` would make, read from its header alone (0 when the
+    header is unreadable: decoding then fails with the reason)."""
+    if ref.format == "rgba8":
+        return (ref.width or 0) * (ref.height or 0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(ref.data), formats=list(DECLARED.get(ref.format, ()))) as img:
+                return img.width * img.height
+    except Exception:  # noqa: BLE001 - the decoder says what is wrong, later
+        return 0
+
+
 def decode_bytes(data: bytes, what: str = "image", formats: tuple[str, ...] = DECODERS,
                  declared: str = "encoded") -> Image.Image:
     """Decode with the allowed decoders only; the bytes must be one of `formats`."""

@@ -54,6 +54,7 @@ MIN_SCALE_SIZE = 64
 MAX_SIZE = 8192
 MAX_EVALUATIONS = 100_000
 MAX_SCALES = 8
+MAX_STYLE_SIDE = 4096  # the style image after style_scale: at most an input image's size
 
 
 def option(default: Any = None, help: str = "", *, lo: float | None = None,  # noqa: A002
@@ -135,6 +136,10 @@ class EngineOptions:
             raise _bad(f"style_layer_weights has {len(self.style_layer_weights)} entries for "
                        f"{len(self.style_layers)} style_layers")
         self._check_schedule()
+        if self.resolved_size() * self.style_scale > MAX_STYLE_SIDE:
+            raise _bad(f"style_scale {self.style_scale:g} at size {self.resolved_size()} would make "
+                       f"the style image {self.resolved_size() * self.style_scale:.0f} px long; at "
+                       f"most {MAX_STYLE_SIDE}")
 
     def _check_schedule(self) -> None:
         """Refuse a schedule that cannot run as asked, rather than change it silently."""

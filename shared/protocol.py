@@ -33,6 +33,8 @@ DEFAULT_ADDRESS = f"tcp://127.0.0.1:{DEFAULT_PORT}"
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # whole multipart message, all frames
 MAX_HEADER_BYTES = 1024 * 1024
 MAX_PIXELS = 4096 * 4096  # per input image
+MAX_REQUEST_PIXELS = 2 * MAX_PIXELS  # all images of one request, decoded
+MAX_STYLES = 16
 MAX_SIDE = 16384
 
 IMAGE_FORMATS = ("png", "jpeg", "encoded", "rgba8")  # "encoded": PNG, JPEG, WebP, TIFF or BMP
@@ -192,6 +194,8 @@ class Stylize(Message):
         self.client = printable(self.client, 64)  # shown in logs and in status
         if not self.styles:
             raise ImpastoError(BAD_OPTIONS, "stylize needs at least one style")
+        if len(self.styles) > MAX_STYLES:
+            raise ImpastoError(BAD_OPTIONS, f"{len(self.styles)} styles; at most {MAX_STYLES}")
         legacy = self.options.pop("style_weights", None) if isinstance(self.options, dict) else None
         if legacy is not None:
             # Protocol 1 first carried blend weights as options.style_weights; they now

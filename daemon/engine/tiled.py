@@ -19,7 +19,7 @@ untiled ones up to floating-point rounding: no seams by construction
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -83,9 +83,14 @@ def tiles(h: int, w: int, core: int, margin: int) -> Iterator[Tile]:
                        max(0, cx0 - margin), min(w, cx1 + margin), cy0, cy1, cx0, cx1)
 
 
+def _never() -> None:
+    pass
+
+
 def tiled_grams(net: VGGFeatures, image: torch.Tensor, layers: list[str],
-                core: int) -> dict[str, torch.Tensor]:
-    """gram() of each layer's features over a whole image too large for one pass."""
+                core: int, check: Callable[[], None] = _never) -> dict[str, torch.Tensor]:
+    """gram() of each layer's features over a whole image too large for one pass.
+    `check` runs before each tile (it raises to cancel)."""
     h, w = image.shape[-2:]
     margin = math.ceil(receptive_radius(net) / ALIGN) * ALIGN
     layer_strides = strides(net)
@@ -93,6 +98,7 @@ def tiled_grams(net: VGGFeatures, image: torch.Tensor, layers: list[str],
     counts = dict.fromkeys(layers, 0)
     with torch.no_grad():
         for t in tiles(h, w, max(ALIGN, core // ALIGN * ALIGN), margin):
+            check()
             feats = net(image[..., t.y0:t.y1, t.x0:t.x1])
             for name in layers:
                 f = feats[name]
@@ -109,7 +115,7 @@ class TiledObjective(Recorder):
 
     def __init__(self, net: VGGFeatures, content: torch.Tensor, style_targets: dict[str, torch.Tensor],
                  content_layers: list[str], style_weights: dict[str, float], content_weight: float,
-                 tv_weight: float, core: int = 512) -> None:
+                 tv_weight: float, core: int = 512, check: Callable[[], None] = _never) -> None:
         super().__init__()
         self.net = net
         self.h, self.w = content.shape[-2:]
@@ -119,6 +125,7 @@ class TiledObjective(Recorder):
         self.style_targets = style_targets
         self.content_layers = content_layers
         self.tv = TVLoss(tv_weight)
+        self.check = check  # before each tile: a cancel takes effect within one tile
         self.content_targets = self._assemble(content, content_layers)
         # Each term relative to its target's magnitude, as losses.py does.
         self.style_weights = {n: w * relative(style_targets[n]) for n, w in style_weights.items()}
@@ -143,6 +150,7 @@ class TiledObjective(Recorder):
         out: dict[str, torch.Tensor] = {}
         with torch.no_grad():
             for t in self._tiles():
+                self.check()
                 feats = self.net(image[..., t.y0:t.y1, t.x0:t.x1])
                 for name in layers:
                     f = self._core_features(feats, t, name)
@@ -162,6 +170,7 @@ class TiledObjective(Recorder):
         content_loss = x.new_zeros(())
         with torch.no_grad():
             for t in all_tiles:
+                self.check()
                 feats = self.net(x[..., t.y0:t.y1, t.x0:t.x1])
                 for name in self.style_targets:
                     f = self._core_features(feats, t, name)
@@ -187,6 +196,7 @@ class TiledObjective(Recorder):
         # Pass 2: exact gradients through each tile.
         grad = torch.zeros_like(x)
         for t in all_tiles:
+            self.check()
             xt = x[..., t.y0:t.y1, t.x0:t.x1].detach().requires_grad_(True)
             feats = self.net(xt)
             surrogate = xt.new_zeros(())

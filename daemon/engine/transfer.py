@@ -159,6 +159,7 @@ class Engine:
         if tile_pixels is not None and tile_pixels < 64 * 64:
             raise ImpastoError(BAD_OPTIONS, f"tile pixels must be at least {64 * 64}, not {tile_pixels}")
         self.tile_pixels = tile_pixels
+        self._should_stop: Callable[[], bool] | None = None
         self.tile_size = tile_size
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         # float64 is for tests that compare runs exactly (no user-facing option): float32
@@ -200,7 +201,14 @@ class Engine:
                 ) from None
             raise
 
+    def _check_stop(self) -> None:
+        """Raise JobCancelled if the running job was asked to stop. Called between every
+        piece of work that can take long: evaluations, style targets, tiles, scales."""
+        if self._should_stop is not None and self._should_stop():
+            raise JobCancelled()
+
     def _run(self, content, styles, opts, on_step, should_stop, cache) -> Outcome:
+        self._should_stop = should_stop
         t0 = time.perf_counter()
         seed = opts.seed if opts.seed is not None else secrets.randbelow(2**31)
         gen = torch.Generator().manual_seed(seed)
@@ -216,6 +224,7 @@ class Engine:
         tiled_scales: list[int] = []
         ran: list[ScaleRun] = []
         for k, (size, n_evals) in enumerate(schedule):
+            self._check_stop()
             w, h = long_side_size(content_rgb.width, content_rgb.height, size)
             tiled = w * h > self.tile_threshold()
             if tiled:
@@ -331,7 +340,7 @@ class Engine:
         if tiled:
             objective: Objective | TiledObjective = TiledObjective(
                 net, c, grams, opts.content_layers, weights, opts.content_weight, opts.tv_weight,
-                core=self.tile_size)
+                core=self.tile_size, check=self._check_stop)
             return objective, c, style_ts, blend, crop
         with torch.no_grad():
             c_feats = net(c)
@@ -405,6 +414,7 @@ class Engine:
 
     def _style_targets(self, net: VGGFeatures, style: torch.Tensor, opts: EngineOptions,
                        cache: TargetCache | None) -> dict[str, torch.Tensor]:
+        self._check_stop()
         key = None
         if cache is not None:
             h = hashlib.sha256(style.numpy().tobytes())
@@ -416,7 +426,7 @@ class Engine:
                 return {k: v.to(self.device) for k, v in hit.items()}
         st, _ = pad_to(style.to(self.device, self.dtype).unsqueeze(0), net.min_side)
         if st.shape[-1] * st.shape[-2] > self.tile_threshold():
-            targets = tiled_grams(net, st, opts.style_layers, self.tile_size)
+            targets = tiled_grams(net, st, opts.style_layers, self.tile_size, self._check_stop)
         else:
             with torch.no_grad():
                 feats = net(st)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
 
+from impasto.errors import QUEUE_FULL, SHUTDOWN, ImpastoError
 from impasto.options import EngineOptions
 from impasto.protocol import Priority
 
@@ -33,6 +34,11 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     started: float | None = None
 
+    @property
+    def pixels(self) -> int:
+        return self.content.width * self.content.height + sum(
+            img.width * img.height for img, _, _ in self.styles)
+
     def summary(self, viewer: str) -> dict[str, Any]:
         """For `status`: everything to the job's owner; to anyone else only that a job of
         this priority and size is there (no id, client name or styles)."""
@@ -49,12 +55,21 @@ class JobQueue:
     """Two FIFOs. After `batch_every` interactive jobs have been taken while batch work
     waited, the oldest batch job goes next, so a busy editor cannot starve a folder."""
 
-    def __init__(self, batch_every: int = 3, max_jobs: int = 1000) -> None:
+    def __init__(self, batch_every: int = 3, max_jobs: int = 1000, per_owner: int = 64,
+                 max_pixels: int = 16 * 4096 * 4096) -> None:
         self._lanes: dict[Priority, deque[Job]] = {p: deque() for p in Priority}
+        self._owned: Counter[str] = Counter()  # queued jobs per submitter key
         self._cond = threading.Condition()
         self._skipped = 0  # interactive picks in a row while batch waited
         self.batch_every = batch_every
         self.max_jobs = max_jobs
+        # One client's share of the queue, so a greedy or runaway client cannot fill it
+        # for everyone else.
+        self.per_owner = per_owner
+        # Decoded images waiting in the queue, in pixels (about 3 bytes each): a budget,
+        # so a burst of large requests is refused instead of filling the memory.
+        self.max_pixels = max_pixels
+        self.pixels = 0
         self._closed = False
         self.running: Job | None = None  # taken and not yet finished
 
@@ -63,13 +78,34 @@ class JobQueue:
             return sum(len(q) for q in self._lanes.values())
 
     def put(self, job: Job) -> int:
-        """Queue a job; returns how many jobs will run before it (0: it runs now)."""
+        """Queue a job; returns how many jobs will run before it (0: it runs now), as
+        things stand (a later interactive job can still overtake a batch job).
+        Raises ImpastoError(QUEUE_FULL) at the queue's limit or the owner's share.
+        Constant time: the position is computed, not found by simulating the order."""
         with self._cond:
             if self._closed:
-                raise RuntimeError("queue closed")
+                raise ImpastoError(SHUTDOWN, "the daemon is shutting down")
+            if sum(len(q) for q in self._lanes.values()) >= self.max_jobs:
+                raise ImpastoError(QUEUE_FULL, f"the queue holds {self.max_jobs} jobs; try later")
+            if self._owned[job.owner] >= self.per_owner:
+                raise ImpastoError(QUEUE_FULL, f"you have {self.per_owner} jobs queued, the most "
+                                   "one client may; send more as these finish")
+            if self.pixels + job.pixels > self.max_pixels:
+                raise ImpastoError(QUEUE_FULL, f"the queue holds {self.pixels / 1e6:.0f} MP of "
+                                   "images, all it may; try again when some jobs have run")
+            inter, batch = self._lanes[Priority.INTERACTIVE], self._lanes[Priority.BATCH]
+            e, s = self.batch_every, self._skipped
+            if job.priority == Priority.INTERACTIVE:
+                i = len(inter)  # interactive jobs before it; batch jobs slip in every e picks
+                position = i + min(len(batch), (i + s) // e) if batch else i
+            else:
+                j = len(batch)  # batch jobs before it; each waits for e interactive picks
+                position = j + min(len(inter), max(0, (j + 1) * e - s))
             self._lanes[job.priority].append(job)
+            self._owned[job.owner] += 1
+            self.pixels += job.pixels
             self._cond.notify()
-            return self._order().index(job) + (self.running is not None)
+            return position + (self.running is not None)
 
     def finished(self, job: Job) -> None:
         with self._cond:
@@ -97,6 +133,8 @@ class JobQueue:
                 if batch:
                     self._skipped += 1
                 job = inter.popleft()
+            self._owned[job.owner] -= 1
+            self.pixels -= job.pixels
             self.running = job
             return job
 
@@ -107,6 +145,8 @@ class JobQueue:
                 for job in q:
                     if job.id == job_id and owner in (None, job.owner):
                         q.remove(job)
+                        self._owned[job.owner] -= 1
+                        self.pixels -= job.pixels
                         return job
         return None
 
@@ -121,6 +161,8 @@ class JobQueue:
             jobs = self._order()
             for q in self._lanes.values():
                 q.clear()
+            self._owned.clear()
+            self.pixels = 0
             self._cond.notify_all()
             return jobs
 

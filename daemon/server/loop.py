@@ -26,8 +26,9 @@ from impasto.engine.transfer import Engine
 from impasto.errors import (
     BAD_MESSAGE,
     CANCELLED,
+    IMAGE_TOO_LARGE,
     INTERNAL,
-    QUEUE_FULL,
+    MESSAGE_TOO_LARGE,
     SHUTDOWN,
     UNKNOWN_JOB,
     UNKNOWN_TYPE,
@@ -38,7 +39,9 @@ from impasto.keys import check_private, ensure_local_keys
 from impasto.netaddr import is_local_address
 from impasto.options import EngineOptions
 from impasto.protocol import (
+    MAX_HEADER_BYTES,
     MAX_MESSAGE_BYTES,
+    MAX_REQUEST_PIXELS,
     PROTOCOL_VERSION,
     Accepted,
     Cancel,
@@ -230,6 +233,14 @@ class Server:
         # Who sent it: the client's CurveZMQ public key, as the authenticator vouched.
         # Jobs belong to it; only it may cancel them or see what they are.
         user = frames[-1].get("User-Id") or "" if len(frames) > 1 else ""
+        size = sum(len(f) for f in body)
+        if size > MAX_MESSAGE_BYTES or (body and len(body[0]) > MAX_HEADER_BYTES):
+            # Not parsed, not even for its req id, and nothing of it echoed: a 200 MiB
+            # header would otherwise cost its size again in memory and in the reply.
+            self._send(peer, Error(MESSAGE_TOO_LARGE, f"message of {size} bytes dropped unread; "
+                                   f"the limits are {MAX_MESSAGE_BYTES} bytes in all and "
+                                   f"{MAX_HEADER_BYTES} for the header"), None)
+            return
         req = _best_effort_req(body)
         try:
             msg, req = decode(body)
@@ -271,6 +282,12 @@ class Server:
         if msg.content is None:
             raise ImpastoError(BAD_MESSAGE, "stylize needs a content image")
         opts = EngineOptions.from_dict(msg.options)
+        # A budget checked from the images' headers, before any pixel is decoded.
+        images = [msg.content] + [ref.image for ref in msg.styles if ref.image is not None]
+        total = sum(imagecodec.pixels(ref) for ref in images)
+        if total > MAX_REQUEST_PIXELS:
+            raise ImpastoError(IMAGE_TOO_LARGE, f"the request's images hold {total / 1e6:.0f} MP; "
+                               f"at most {MAX_REQUEST_PIXELS / 1e6:.0f} MP in one request")
         content = imagecodec.decode(msg.content, "the content image")
         styles = []
         for i, ref in enumerate(msg.styles):
@@ -280,8 +297,6 @@ class Server:
                 assert ref.image is not None
                 styles.append((imagecodec.decode(ref.image, f"style image {i + 1}").convert("RGB"),
                                ref.weight, f"image{i}"))
-        if self.queue.full():
-            raise ImpastoError(QUEUE_FULL, f"the queue holds {self.queue.max_jobs} jobs; try later")
         job = Job(content=content, styles=styles, options=opts, priority=msg.priority, peer=peer,
                   req=req, output=msg.output, client=msg.client, owner=user)
         position = self.queue.put(job)

@@ -62,3 +62,43 @@ def test_take_blocks_until_put() -> None:
     q.put(j)
     t.join(5)
     assert got == [j]
+
+
+def test_computed_positions_equal_the_simulated_order() -> None:
+    """put() computes positions in constant time; they must be where the job really is
+    in the order take() follows, for every mix of lanes, skips and batch_every."""
+    import random
+
+    rng = random.Random(0)
+    for trial in range(300):
+        q = JobQueue(batch_every=rng.randint(1, 4), per_owner=1000)
+        for _ in range(rng.randint(1, 25)):
+            if rng.random() < 0.25 and len(q):
+                q.finished(q.take(0))
+                continue
+            j = job(rng.choice(["interactive", "batch"]))
+            pos = q.put(j)
+            assert pos == [x.id for x in q.snapshot()].index(j.id) + (q.running is not None), trial
+
+
+def test_one_client_cannot_fill_the_queue() -> None:
+    import pytest
+
+    from impasto.errors import ImpastoError
+
+    q = JobQueue(max_jobs=10, per_owner=3)
+    for _ in range(3):
+        q.put(Job(content=Image.new("RGB", (8, 8)), styles=[], options=EngineOptions(),
+                  priority="batch", peer=b"p", req=None, owner="greedy"))
+    with pytest.raises(ImpastoError) as e:
+        q.put(Job(content=Image.new("RGB", (8, 8)), styles=[], options=EngineOptions(),
+                  priority="batch", peer=b"p", req=None, owner="greedy"))
+    assert e.value.code == "queue_full" and "you have 3 jobs queued" in e.value.message
+    q.put(Job(content=Image.new("RGB", (8, 8)), styles=[], options=EngineOptions(),
+              priority="interactive", peer=b"p", req=None, owner="someone else"))
+    assert q.take(0).owner == "someone else"  # interactive first
+    taken = q.take(0)  # then one of the greedy client's: it may queue one more
+    assert taken.owner == "greedy"
+    q.finished(taken)
+    q.put(Job(content=Image.new("RGB", (8, 8)), styles=[], options=EngineOptions(),
+              priority="batch", peer=b"p", req=None, owner="greedy"))
