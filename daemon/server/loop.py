@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import signal
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,7 +67,7 @@ from impasto.protocol import (
 from impasto.server.jobqueue import Job, JobQueue
 from impasto.server.stylelib import StyleLibrary
 from impasto.server.targetcache import GramCache
-from impasto.server.worker import EVENTS_ENDPOINT, Worker
+from impasto.server.worker import EVENTS_ENDPOINT, WAKE_ENDPOINT, Worker
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +111,12 @@ class Server:
         self.auth: ThreadAuthenticator | None = None
         self.router: zmq.Socket | None = None
         self.events: zmq.Socket | None = None
+        self.wake: zmq.Socket | None = None
+        # One intake thread: images are decoded one request at a time, so a burst of
+        # large requests costs one request's memory at a time, not all of theirs.
+        self.intake = ThreadPoolExecutor(1, thread_name_prefix="impasto-intake")
+        self._done: queue.SimpleQueue[tuple[bytes, str | None, Callable[[], Message]]] = (
+            queue.SimpleQueue())
 
     # --- life cycle --------------------------------------------------------------------
     def bind(self) -> None:
@@ -148,6 +156,8 @@ class Server:
         self.router = router
         self.events = self.ctx.socket(zmq.PULL)
         self.events.bind(EVENTS_ENDPOINT)
+        self.wake = self.ctx.socket(zmq.PULL)
+        self.wake.bind(WAKE_ENDPOINT)
         log.info("listening on %s (CurveZMQ; clients authorised in %s)", cfg.bind,
                  authorized)
 
@@ -173,9 +183,12 @@ class Server:
         poller = zmq.Poller()
         poller.register(self.router, zmq.POLLIN)
         poller.register(self.events, zmq.POLLIN)
+        poller.register(self.wake, zmq.POLLIN)
         try:
             while not self.stopping.is_set():
                 ready = dict(poller.poll(100))
+                if self.wake in ready:
+                    self._finish_offloaded()
                 if self.events in ready:
                     self._forward_events()
                 if self.router in ready:
@@ -195,6 +208,8 @@ class Server:
     def _shutdown(self) -> None:
         assert self.router is not None and self.events is not None
         self.stopping.set()
+        self.intake.shutdown(wait=True, cancel_futures=True)
+        self._finish_offloaded()  # requests decoded meanwhile are answered "shutdown"
         queued = self.queue.close()
         reason = str(self.load_error) if self.load_error else "the daemon is shutting down"
         for job in queued:
@@ -210,11 +225,55 @@ class Server:
         if self.auth is not None:
             self.auth.stop()
         self.events.close(0)
+        self.wake.close(0)
         self.router.close(linger=1000)
         self.ctx.term()
         log.info("stopped after %d jobs", self.worker.done if self.worker else 0)
 
     # --- plumbing ----------------------------------------------------------------------
+    # --- work off the socket loop ---------------------------------------------------------
+    def _offload(self, peer: bytes, req: str | None,
+                 work: Callable[[], Callable[[], Message]]) -> None:
+        """Run `work` (decoding images, writing files: seconds for large images) on the
+        intake thread, so that this loop keeps answering everyone else within
+        milliseconds. `work` returns a function that the loop then runs to finish the
+        request (queueing a job must happen here, so that `accepted` goes out before the
+        job's first progress event); an ImpastoError from either is the reply."""
+
+        def run() -> None:
+            try:
+                finish = work()
+            except ImpastoError as e:
+                finish = _raiser(e)
+            except Exception as e:  # noqa: BLE001 - reported to the client as internal
+                log.exception("request failed")
+                finish = _raiser(ImpastoError(INTERNAL, f"internal error: {type(e).__name__}: {e}"))
+            self._done.put((peer, req, finish))
+            sock = self.ctx.socket(zmq.PUSH)
+            sock.connect(WAKE_ENDPOINT)
+            sock.send(b"", copy=False)
+            sock.close(linger=1000)
+
+        self.intake.submit(run)
+
+    def _finish_offloaded(self) -> None:
+        assert self.wake is not None
+        while True:
+            try:
+                self.wake.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+        while True:
+            try:
+                peer, req, finish = self._done.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                reply = finish()
+            except ImpastoError as e:
+                reply = Error(e.code, e.message)
+            self._send(peer, reply, req)
+
     def _forward_events(self) -> None:
         assert self.events is not None and self.router is not None
         while True:
@@ -265,18 +324,23 @@ class Server:
         if isinstance(msg, StylesList):
             return Styles(styles=self.library.list())
         if isinstance(msg, StylesAdd):
-            if msg.image is None:
+            image = msg.image
+            if image is None:
                 raise ImpastoError(BAD_MESSAGE, "styles.add needs an image")
-            img = imagecodec.decode(msg.image, "the style image")
-            info = self.library.add(msg.name, img)
-            return Done(detail=json.dumps(info))
+
+            def add() -> Callable[[], Message]:
+                info = self.library.add(msg.name, imagecodec.decode(image, "the style image"))
+                return lambda: Done(detail=json.dumps(info))
+
+            self._offload(peer, req, add)
+            return None
         if isinstance(msg, StylesRemove):
             self.library.remove(msg.name)
             return Done(detail=f"removed {msg.name}")
         # A reply or event type sent to the daemon: the protocol's "not one of the requests".
         raise ImpastoError(UNKNOWN_TYPE, f"{msg.TYPE} is not a request")
 
-    def _stylize(self, peer: bytes, user: str, msg: Stylize, req: str | None) -> Message:
+    def _stylize(self, peer: bytes, user: str, msg: Stylize, req: str | None) -> None:
         if self.stopping.is_set():
             raise ImpastoError(SHUTDOWN, "the daemon is shutting down")
         if msg.content is None:
@@ -288,20 +352,31 @@ class Server:
         if total > MAX_REQUEST_PIXELS:
             raise ImpastoError(IMAGE_TOO_LARGE, f"the request's images hold {total / 1e6:.0f} MP; "
                                f"at most {MAX_REQUEST_PIXELS / 1e6:.0f} MP in one request")
-        content = imagecodec.decode(msg.content, "the content image")
-        styles = []
-        for i, ref in enumerate(msg.styles):
-            if ref.name is not None:
-                styles.append((self.library.load(ref.name), ref.weight, ref.name))
-            else:
-                assert ref.image is not None
-                styles.append((imagecodec.decode(ref.image, f"style image {i + 1}").convert("RGB"),
-                               ref.weight, f"image{i}"))
-        job = Job(content=content, styles=styles, options=opts, priority=msg.priority, peer=peer,
-                  req=req, output=msg.output, client=msg.client, owner=user)
+        content_ref = msg.content
+
+        def decode() -> Callable[[], Message]:
+            content = imagecodec.decode(content_ref, "the content image")
+            styles = []
+            for i, ref in enumerate(msg.styles):
+                if ref.name is not None:
+                    styles.append((self.library.load(ref.name), ref.weight, ref.name))
+                else:
+                    assert ref.image is not None
+                    styles.append((imagecodec.decode(ref.image, f"style image {i + 1}")
+                                   .convert("RGB"), ref.weight, f"image{i}"))
+            job = Job(content=content, styles=styles, options=opts, priority=msg.priority,
+                      peer=peer, req=req, output=msg.output, client=msg.client, owner=user)
+            return lambda: self._accept(job)
+
+        self._offload(peer, req, decode)
+        return None
+
+    def _accept(self, job: Job) -> Message:
+        if self.stopping.is_set():
+            raise ImpastoError(SHUTDOWN, "the daemon is shutting down")
         position = self.queue.put(job)
-        log.info("job %s accepted (%s, %s, position %d)", job.id, msg.client or "?",
-                 msg.priority, position)
+        log.info("job %s accepted (%s, %s, position %d)", job.id, job.client or "?",
+                 job.priority, position)
         return Accepted(job=job.id, position=position)
 
     def _cancel(self, job_id: str, user: str) -> Message:
@@ -345,6 +420,13 @@ class Server:
             watch=[w if local else {**w, "folder": Path(w["folder"]).name}
                    for w in (self.config.watch_status() if self.config.watch_status else [])],
         )
+
+
+def _raiser(e: ImpastoError) -> Callable[[], Message]:
+    def fail() -> Message:
+        raise e
+
+    return fail
 
 
 def _best_effort_req(body: list[bytes]) -> str | None:

@@ -24,6 +24,7 @@ from impasto.server.targetcache import GramCache
 log = logging.getLogger(__name__)
 
 EVENTS_ENDPOINT = "inproc://impasto-events"
+WAKE_ENDPOINT = "inproc://impasto-wake"  # the intake thread's "a request is ready"
 
 
 class Worker(threading.Thread):

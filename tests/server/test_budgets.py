@@ -1,0 +1,85 @@
+"""Budgets instead of hope: what one request may hold, and a socket loop that keeps
+answering while large images are decoded elsewhere."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from impasto import errors, imagecodec
+from impasto.client import Client
+from impasto.errors import ImpastoError
+from impasto.protocol import MAX_PIXELS, ImageRef, StyleRef, Stylize
+from tests.helpers import EXIT_S, DaemonProcess, gradient_image
+
+
+@pytest.fixture(scope="module")
+def maximal_png() -> bytes:
+    """A 4096x4096 image, the largest allowed: cheap to send (it compresses), costly to
+    decode (16.8 MP)."""
+    side = int(MAX_PIXELS ** 0.5)
+    yy, xx = np.mgrid[0:side, 0:side]
+    arr = np.stack([xx % 256, yy % 256, (xx + yy) % 256], -1).astype(np.uint8)
+    return imagecodec.encode_png(Image.fromarray(arr), compress_level=9)
+
+
+def test_forty_maximal_images_are_refused_while_others_are_answered(
+        tmp_path: Path, maximal_png: bytes) -> None:
+    d = DaemonProcess(tmp_path).wait_ready()
+    try:
+        with Client(d.address, timeout=EXIT_S) as greedy, Client(d.address) as other:
+            # One request with 40 maximal style images: refused for their number; with 3,
+            # for their pixels, from the headers alone (no pixel decoded).
+            t0 = time.monotonic()
+            for n, code in ((40, errors.BAD_OPTIONS), (2, errors.IMAGE_TOO_LARGE)):
+                with pytest.raises(ImpastoError) as e:
+                    greedy.stylize(Stylize(
+                        content=ImageRef(maximal_png, "png"),
+                        styles=[StyleRef(image=ImageRef(maximal_png, "png")) for _ in range(n)]))
+                assert e.value.code == code and "at most" in e.value.message
+            # Requests at the limit are decoded off the socket loop: meanwhile another
+            # client's status is answered at once.
+            reqs = [greedy.send(Stylize(content=ImageRef(maximal_png, "png"),
+                                        styles=[StyleRef(image=ImageRef(maximal_png, "png"))],
+                                        options={"size": 64, "iterations": 1, "scales": 1}))
+                    for _ in range(3)]
+            latencies = []
+            for _ in range(20):
+                t = time.monotonic()
+                other.status()
+                latencies.append(time.monotonic() - t)
+            # the decoding really was going on during those answers
+            accepted = 0
+            while accepted < len(reqs):
+                got = greedy.receive(EXIT_S)
+                assert got is not None
+                accepted += got[0].TYPE == "accepted"
+            assert time.monotonic() - t0 > max(latencies)
+            assert statistics.median(latencies) < 0.1, latencies
+            assert max(latencies) < 2.0, latencies
+    finally:
+        d.stop()
+
+
+def test_style_scale_cannot_make_an_oversized_style() -> None:
+    from impasto.options import EngineOptions
+
+    with pytest.raises(ImpastoError) as e:
+        EngineOptions.from_dict({"size": 1024, "style_scale": 8})
+    assert e.value.code == errors.BAD_OPTIONS and "at most 4096" in e.value.message
+    EngineOptions.from_dict({"size": 512, "style_scale": 8})
+
+
+def test_too_many_styles(tmp_path: Path) -> None:
+    from impasto.protocol import decode, encode
+
+    msg = Stylize(content=imagecodec.to_ref(gradient_image(8, 8)),
+                  styles=[StyleRef(name="a") for _ in range(17)])
+    with pytest.raises(ImpastoError) as e:
+        decode(encode(msg))
+    assert e.value.code == errors.BAD_OPTIONS and "at most 16" in e.value.message
