@@ -404,6 +404,8 @@ def _convert(value: Any, hint: Any, name: str, blobs: list[bytes], used: set[int
     if hint is ImageRef:
         return _image_ref(value, name, blobs, used)
     if isinstance(hint, type) and issubclass(hint, StrEnum):
+        if not isinstance(value, str):
+            raise ImpastoError(BAD_MESSAGE, f"{name} must be a string")
         if value not in hint._value2member_map_:
             raise ImpastoError(BAD_OPTIONS, f"{name} must be one of "
                                f"{', '.join(m.value for m in hint)}; got {value!r}")

@@ -115,7 +115,8 @@ class DaemonProcess:
         from impasto.client import Client, DaemonUnavailable
 
         deadline = time.monotonic() + timeout
-        with Client(self.address, timeout=1.0) as c:
+        keys = Path(self.env["IMPASTO_CONFIG_DIR"]) / "keys"  # the daemon's own keyring
+        with Client(self.address, timeout=1.0, keys_dir=keys) as c:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"daemon exited {self.proc.returncode}:\n{self.output()}")

@@ -247,7 +247,7 @@ class Server:
                 finish = _raiser(e)
             except Exception as e:  # noqa: BLE001 - reported to the client as internal
                 log.exception("request failed")
-                finish = _raiser(ImpastoError(INTERNAL, f"internal error: {type(e).__name__}: {e}"))
+                finish = _raiser(ImpastoError(INTERNAL, f"internal error ({type(e).__name__}); the daemon's log has the details"))
             self._done.put((peer, req, finish))
             sock = self.ctx.socket(zmq.PUSH)
             sock.connect(WAKE_ENDPOINT)
@@ -308,7 +308,7 @@ class Server:
             reply = Error(e.code, e.message)
         except Exception as e:  # a bad request must never take the daemon down
             log.exception("request failed")
-            reply = Error(INTERNAL, f"internal error: {type(e).__name__}: {e}")
+            reply = Error(INTERNAL, f"internal error ({type(e).__name__}); the daemon's log has the details")
         if reply is not None:
             self._send(peer, reply, req)
 

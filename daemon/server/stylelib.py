@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import threading
 from pathlib import Path
@@ -14,6 +15,7 @@ from impasto import imagecodec
 from impasto.errors import BAD_OPTIONS, STORAGE, UNKNOWN_STYLE, ImpastoError
 from impasto.fsio import write_atomic
 
+log = logging.getLogger(__name__)
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 # Matched whole (fullmatch): "$" alone would also accept a name ending in a newline.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}")
@@ -77,7 +79,9 @@ class StyleLibrary:
                     other.unlink()
             write_atomic(target, data)
         except OSError as e:
-            raise ImpastoError(STORAGE, f"cannot save style {name!r} in {self.root}: "
+            log.error("cannot save style %r in %s: %s", name, self.root, e)
+            # No server path in what a (possibly remote) client reads; the log has it.
+            raise ImpastoError(STORAGE, f"cannot save style {name!r} in the library: "
                                f"{e.strerror or e}") from None
         return {"name": name, "sha256": hashlib.sha256(data).hexdigest()}
 
@@ -88,4 +92,5 @@ class StyleLibrary:
         try:
             path.unlink()
         except OSError as e:
-            raise ImpastoError(STORAGE, f"cannot remove {path}: {e.strerror or e}") from None
+            log.error("cannot remove %s: %s", path, e)
+            raise ImpastoError(STORAGE, f"cannot remove style {name!r}: {e.strerror or e}") from None

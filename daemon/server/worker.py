@@ -117,4 +117,4 @@ class Worker(threading.Thread):
             return Error(e.code, e.message, job.id)
         except Exception as e:  # the worker must survive anything a job does
             log.exception("job %s crashed", job.id)
-            return Error(INTERNAL, f"internal error: {type(e).__name__}: {e}", job.id)
+            return Error(INTERNAL, f"internal error ({type(e).__name__}); the daemon's log has the details", job.id)

@@ -180,13 +180,13 @@ def test_bad_requests_get_errors_and_daemon_keeps_serving(daemon: DaemonProcess)
         assert c.stylize(request()).image is not None
 
 
-def raw_socket(address: str) -> zmq.Socket:
+def raw_socket(address: str, keys_dir: Path | None = None) -> zmq.Socket:
     """A bare DEALER, to send what no well-behaved client would; with this user's keys,
     since the daemon speaks CurveZMQ only."""
     from impasto import paths
     from impasto.keys import ensure_local_keys
 
-    keys = ensure_local_keys(paths.keys_dir())
+    keys = ensure_local_keys(keys_dir or paths.keys_dir())
     assert keys is not None
     s = zmq.Context.instance().socket(zmq.DEALER)
     s.setsockopt(zmq.LINGER, 0)
