@@ -14,7 +14,7 @@ import pytest
 
 from impasto import errors, imagecodec
 from impasto.protocol import REQUESTS, ImageRef, StyleRef
-from tests.helpers import EXIT_S, DaemonProcess, gradient_image, stripes_image
+from tests.helpers import DaemonProcess, gradient_image, stripes_image
 from tests.server.test_daemon import raw_socket
 
 PNG = imagecodec.encode_png(gradient_image(16, 12))
