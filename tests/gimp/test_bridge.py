@@ -87,6 +87,22 @@ def test_bridge_never_imports_torch_or_pillow(tmp_path: Path, env: dict[str, str
     assert p.returncode == 0, p.stderr
 
 
+def test_bridge_is_not_hijacked_by_the_current_folder(tmp_path: Path, env: dict[str, str]) -> None:
+    """GIMP may start the bridge in any folder: an `impasto` package lying there (or a
+    PYTHONPATH pointing at one) must not stand in for impasto's own modules."""
+    fake = tmp_path / "impasto"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("print('HIJACKED', flush=True)\n")
+    (fake / "gimp").mkdir()
+    (fake / "gimp" / "__init__.py").write_text("print('HIJACKED', flush=True)\n")
+    (fake / "gimp" / "bridge.py").write_text("print('HIJACKED', flush=True)\n")
+    p = subprocess.run(BRIDGE + ["ping", "tcp://127.0.0.1:9"], cwd=tmp_path,
+                       env={**env, "PYTHONPATH": str(tmp_path)}, capture_output=True, text=True,
+                       timeout=EXIT_S)
+    assert "HIJACKED" not in p.stdout + p.stderr
+    assert json.loads(p.stdout.splitlines()[-1])["code"] == "unavailable"
+
+
 def test_install_uninstall_and_doctor(tmp_path: Path, env: dict[str, str]) -> None:
     profile = tmp_path / "gimp-profile"
     profile.mkdir()

@@ -83,3 +83,26 @@ def test_too_many_styles(tmp_path: Path) -> None:
     with pytest.raises(ImpastoError) as e:
         decode(encode(msg))
     assert e.value.code == errors.BAD_OPTIONS and "at most 16" in e.value.message
+
+
+def test_an_oversized_header_is_dropped_unread(tmp_path: Path) -> None:
+    """A 2 MiB header (the limit is 1 MiB) is answered message_too_large without being
+    parsed: its req, which a parser would have found, is not echoed."""
+    import json
+
+    from tests.server.test_daemon import raw_socket
+
+    d = DaemonProcess(tmp_path).wait_ready()
+    try:
+        sock = raw_socket(d.address)
+        sock.send_multipart([json.dumps({"v": 1, "type": "ping", "req": "r" * (2 << 20)}).encode()])
+        assert sock.poll(EXIT_S * 1000)
+        frames = sock.recv_multipart()
+        reply = json.loads(frames[0])
+        assert reply["code"] == errors.MESSAGE_TOO_LARGE and "req" not in reply
+        assert sum(len(f) for f in frames) < 4096
+        sock.close(0)
+        with Client(d.address) as c:
+            assert c.ping().protocol == 1
+    finally:
+        d.stop()
