@@ -200,6 +200,8 @@ class Engine:
                     "use a smaller --size or the draft preset",
                 ) from None
             raise
+        finally:
+            self._should_stop = None  # a later evaluate() must not see this job's stop
 
     def _check_stop(self) -> None:
         """Raise JobCancelled if the running job was asked to stop. Called between every
