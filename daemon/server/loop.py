@@ -112,6 +112,7 @@ class Server:
         self.router: zmq.Socket | None = None
         self.events: zmq.Socket | None = None
         self.wake: zmq.Socket | None = None
+        self.local_user = ""
         # One intake thread: images are decoded one request at a time, so a burst of
         # large requests costs one request's memory at a time, not all of theirs.
         self.intake = ThreadPoolExecutor(1, thread_name_prefix="impasto-intake")
@@ -138,6 +139,7 @@ class Server:
         self.auth = ThreadAuthenticator(self.ctx, log=logging.getLogger("impasto.auth"))
         self.auth.start()
         self.auth.configure_curve(domain="*", location=str(authorized))
+        self.local_user = self._local_user()  # read once: status asks on every call
         router = self.ctx.socket(zmq.ROUTER)
         router.setsockopt(zmq.LINGER, 1000)
         router.setsockopt(zmq.SNDHWM, 100_000)
@@ -398,7 +400,7 @@ class Server:
         return public.decode()
 
     def _status(self, user: str) -> Status:
-        local = bool(user) and user == self._local_user()
+        local = bool(user) and user == self.local_user
         engine = self.engine
         running = self.worker.current if self.worker else None
         state = (DaemonState.STOPPING if self.stopping.is_set() else
