@@ -25,11 +25,12 @@ OUT_OF_MEMORY = "out_of_memory"
 QUEUE_FULL = "queue_full"
 STORAGE = "storage"  # disk full or unwritable library
 INTERNAL = "internal"
+WORKER_LOST = "worker_lost"  # cluster: the job's worker died on every try
 
 ALL_CODES = (
     BAD_MESSAGE, BAD_VERSION, UNKNOWN_TYPE, BAD_OPTIONS, BAD_IMAGE, IMAGE_TOO_LARGE,
     MESSAGE_TOO_LARGE, UNKNOWN_STYLE, UNKNOWN_JOB, CANCELLED, SHUTDOWN, OUT_OF_MEMORY,
-    QUEUE_FULL, STORAGE, INTERNAL,
+    QUEUE_FULL, STORAGE, INTERNAL, WORKER_LOST,
 )
 
 # --- codes that never travel: this process's own failures ----------------------------

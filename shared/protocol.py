@@ -177,6 +177,7 @@ class Status(Message):
     running: dict[str, Any] | None = None
     queue: list[dict[str, Any]] = field(default_factory=list)
     watch: list[dict[str, Any]] = field(default_factory=list)
+    workers: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

@@ -8,6 +8,7 @@ read about 80 MB instead of 548 MB.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,3 +190,23 @@ def _weights_from_compact(obj: dict) -> Weights:
     features = make_features()
     features.load_state_dict(obj["state_dict"])
     return Weights(features, obj["flavour"], obj["source"])
+
+
+def pack(w: Weights) -> tuple[bytes, str]:
+    """The weights as one compact blob and its sha256: what the daemon hands to its
+    cluster workers, so every worker computes with exactly the weights it was given."""
+    buf = io.BytesIO()
+    torch.save({"format": COMPACT_FORMAT, "flavour": w.flavour, "source": w.source,
+                "state_dict": w.features.state_dict()}, buf)
+    data = buf.getvalue()
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def unpack(data: bytes, sha256: str) -> Weights:
+    """Weights from `pack`'s blob, refused unless its sha256 is the one expected."""
+    got = hashlib.sha256(data).hexdigest()
+    if got != sha256:
+        raise WeightsUnavailable(f"weights blob has sha256 {got[:16]}..., expected "
+                                 f"{sha256[:16]}...: damaged in transfer")
+    return _weights_from_compact(torch.load(io.BytesIO(data), map_location="cpu",
+                                            weights_only=True))

@@ -64,10 +64,11 @@ from impasto.protocol import (
     decode,
     encode,
 )
+from impasto.server.backend import Backend, EmbeddedBackend
 from impasto.server.jobqueue import Job, JobQueue
 from impasto.server.stylelib import StyleLibrary
 from impasto.server.targetcache import GramCache
-from impasto.server.worker import EVENTS_ENDPOINT, WAKE_ENDPOINT, Worker
+from impasto.server.worker import EVENTS_ENDPOINT, WAKE_ENDPOINT
 
 log = logging.getLogger(__name__)
 
@@ -95,19 +96,25 @@ def _server_keys(keys_dir: Path) -> tuple[bytes, bytes]:
     return public, secret
 
 
+# Makes the back end from the server's queue and events context (for `--cluster`).
+BackendFactory = Callable[[JobQueue, zmq.Context], Backend]
+
+
 class Server:
-    def __init__(self, config: ServerConfig, engine_factory: Callable[[], Engine]) -> None:
+    def __init__(self, config: ServerConfig, engine_factory: Callable[[], Engine] | None = None,
+                 backend_factory: BackendFactory | None = None) -> None:
         self.config = config
         self.library = StyleLibrary(config.styles_dir)
         self.queue = JobQueue(batch_every=config.batch_every)
         self.cache = GramCache(config.cache_bytes)
-        self.engine_factory = engine_factory
-        self.engine: Engine | None = None
-        self.load_error: BaseException | None = None
         self.started = time.time()
         self.stopping = threading.Event()
         self.ctx = zmq.Context()
-        self.worker: Worker | None = None
+        if backend_factory is not None:
+            self.backend: Backend = backend_factory(self.queue, self.ctx)
+        else:
+            assert engine_factory is not None, "an engine factory or a back end is needed"
+            self.backend = EmbeddedBackend(self.queue, self.cache, self.ctx, engine_factory)
         self.auth: ThreadAuthenticator | None = None
         self.router: zmq.Socket | None = None
         self.events: zmq.Socket | None = None
@@ -163,25 +170,16 @@ class Server:
         log.info("listening on %s (CurveZMQ; clients authorised in %s)", cfg.bind,
                  authorized)
 
-    def start_worker(self) -> None:
-        def load_then_work() -> None:
-            try:
-                self.engine = self.engine_factory()
-            except BaseException as e:  # reported by the main loop, which then stops
-                self.load_error = e
-                return
-            worker = Worker(self.engine, self.queue, self.cache, self.ctx)
-            self.worker = worker
-            worker.start()
-
-        threading.Thread(target=load_then_work, name="impasto-loader", daemon=True).start()
+    @property
+    def load_error(self) -> BaseException | None:
+        return self.backend.load_error
 
     def serve_forever(self, install_signals: bool = True) -> None:
         assert self.router is not None and self.events is not None
         if install_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, lambda *_: self.stopping.set())
-        self.start_worker()
+        self.backend.start()
         poller = zmq.Poller()
         poller.register(self.router, zmq.POLLIN)
         poller.register(self.events, zmq.POLLIN)
@@ -216,21 +214,20 @@ class Server:
         reason = str(self.load_error) if self.load_error else "the daemon is shutting down"
         for job in queued:
             self._send(job.peer, Error(SHUTDOWN, f"{reason}; job {job.id} was not run", job.id), job.req)
-        if self.worker is not None:
-            self.worker.stopping.set()
-            self.worker.cancel_running()
-            deadline = time.monotonic() + 30
-            while self.worker.is_alive() and time.monotonic() < deadline:
-                if self.events.poll(100):
-                    self._forward_events()
-            self._forward_events()
+        self.backend.stop()
+        deadline = time.monotonic() + 30
+        while self.backend.busy() and time.monotonic() < deadline:
+            if self.events.poll(100):
+                self._forward_events()
+        self._forward_events()
+        self.backend.close()
         if self.auth is not None:
             self.auth.stop()
         self.events.close(0)
         self.wake.close(0)
         self.router.close(linger=1000)
         self.ctx.term()
-        log.info("stopped after %d jobs", self.worker.done if self.worker else 0)
+        log.info("stopped after %d jobs", self.backend.done)
 
     # --- plumbing ----------------------------------------------------------------------
     # --- work off the socket loop ---------------------------------------------------------
@@ -387,7 +384,7 @@ class Server:
         if job is not None:
             self._send(job.peer, Error(CANCELLED, f"job {job.id} was cancelled", job.id), job.req)
             return Cancelled(job=job_id, was="queued")
-        if self.worker is not None and self.worker.cancel_running(job_id, owner=user) is not None:
+        if self.backend.cancel_running(job_id, owner=user) is not None:
             return Cancelled(job=job_id, was="running")
         raise ImpastoError(UNKNOWN_JOB, f"no queued or running job {job_id!r}")
 
@@ -401,23 +398,28 @@ class Server:
 
     def _status(self, user: str) -> Status:
         local = bool(user) and user == self.local_user
-        engine = self.engine
-        running = self.worker.current if self.worker else None
+        backend = self.backend
+        # Only what the back end already holds: status never waits on a worker.
+        info = backend.info(user, local)
+        running = backend.running()
         state = (DaemonState.STOPPING if self.stopping.is_set() else
-                 DaemonState.READY if engine else DaemonState.LOADING)
+                 DaemonState.READY if backend.ready() else DaemonState.LOADING)
+        engine = getattr(backend, "engine", None)
         return Status(
             state=state,
             version=impasto.__version__,
             protocol=PROTOCOL_VERSION,
-            device=str(engine.device) if engine else "",
-            weights=(engine.weights.label if local else engine.weights.flavour) if engine else "",
-            memory_bytes=_memory_bytes(engine),
+            device=info["device"],
+            weights=info["weights"],
+            memory_bytes=(info["memory_bytes"] if info["memory_bytes"] is not None
+                          else _memory_bytes(engine)),
             uptime_s=round(time.time() - self.started, 3),
-            jobs_done=self.worker.done if self.worker else 0,
-            jobs_failed=self.worker.failed if self.worker else 0,
-            cache_hits=self.cache.hits,
-            cache_misses=self.cache.misses,
-            running=running.summary(user) if running else None,
+            jobs_done=backend.done,
+            jobs_failed=backend.failed,
+            cache_hits=info["cache_hits"],
+            cache_misses=info["cache_misses"],
+            running=running[0].summary(user) if running else None,
+            workers=info["workers"],
             queue=[j.summary(user) for j in self.queue.snapshot()],
             watch=[w if local else {**w, "folder": Path(w["folder"]).name}
                    for w in (self.config.watch_status() if self.config.watch_status else [])],

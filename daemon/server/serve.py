@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from impasto import paths
-from impasto.errors import BAD_OPTIONS, ImpastoError
+from impasto.errors import BAD_OPTIONS, ImpastoError, ServeError
 from impasto.netaddr import endpoint_host, is_local_address
 from impasto.options import PRECISIONS
 
@@ -30,6 +30,9 @@ class ServeSettings:
     poll: bool = False
     tile_pixels: int | None = None  # None: from the device's memory
     tile_size: int = 512
+    cluster: str | None = None  # None: the embedded worker; "local" or a Ray address
+    workers: int | None = None
+    worker_cpus: int = 1
 
 
 def settings_from(args: argparse.Namespace) -> ServeSettings:
@@ -47,10 +50,22 @@ def settings_from(args: argparse.Namespace) -> ServeSettings:
         s.watch = s.watch + list(args.watch)
     if args.poll:
         s.poll = True
-    for name in ("tile_pixels", "tile_size"):
+    for name in ("tile_pixels", "tile_size", "cluster", "workers", "worker_cpus"):
         if getattr(args, name, None) is not None:
             setattr(s, name, getattr(args, name))
+    _check_cluster(s)
     return s
+
+
+def _check_cluster(s: ServeSettings) -> None:
+    if s.workers is not None and s.workers < 1:
+        raise ImpastoError(BAD_OPTIONS, f"workers must be 1 or more, not {s.workers}")
+    if s.worker_cpus < 1:
+        raise ImpastoError(BAD_OPTIONS, f"worker_cpus must be 1 or more, not {s.worker_cpus}")
+    if s.cluster is not None and s.cluster != "local" and "://" not in s.cluster and (
+            s.cluster != "auto" and ":" not in s.cluster):
+        raise ImpastoError(BAD_OPTIONS, f"cluster must be local, auto, ray://HOST:PORT or "
+                           f"HOST:PORT, not {s.cluster!r}")
 
 
 # Config keys and the TOML type each must have; checked before anything is used.
@@ -58,6 +73,7 @@ CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "bind": (str,), "device": (str,), "weights": (str,), "precision": (str,),
     "styles": (str,), "keys": (str,), "curve": (bool,), "poll": (bool,),
     "watch": (str, list), "tile_pixels": (int,), "tile_size": (int,),
+    "cluster": (str,), "workers": (int,), "worker_cpus": (int,),
 }
 TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer", list: "a list"}
 
@@ -84,7 +100,7 @@ def _apply_file(s: ServeSettings, path: Path) -> None:
     if isinstance(data.get("watch"), list) and not all(isinstance(w, str) for w in data["watch"]):
         raise bad("watch must be a folder or a list of folders (strings)")
     for key in ("bind", "device", "weights", "precision", "curve", "poll", "tile_pixels",
-                "tile_size"):
+                "tile_size", "cluster", "workers", "worker_cpus"):
         if key in data:
             setattr(s, key, data[key])
     for key in ("styles", "keys"):
@@ -106,6 +122,26 @@ def local_endpoint(bind: str) -> str:
     return bind
 
 
+CLUSTER_MISSING = ("--cluster needs Ray, which is not installed here: "
+                   "pip install 'impasto[cluster]' (in a checkout: "
+                   ".venv/bin/pip install -e '.[cluster]')")
+
+
+def _backend_factory(s: ServeSettings):  # noqa: ANN202 - a loop.BackendFactory
+    """The Ray back end's factory; Ray is imported only here, only for --cluster."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise ServeError(CLUSTER_MISSING) from None
+    from impasto.server.cluster import ClusterSettings, RayBackend
+
+    assert s.cluster is not None
+    cs = ClusterSettings(address=s.cluster, workers=s.workers, worker_cpus=s.worker_cpus,
+                         weights=s.weights, precision=s.precision, tile_pixels=s.tile_pixels,
+                         tile_size=s.tile_size)
+    return lambda queue, ctx: RayBackend(queue, ctx, cs)
+
+
 def run_serve(args: argparse.Namespace) -> int:
     from impasto.engine.runtime import load_engine
     from impasto.server.loop import Server, ServerConfig
@@ -113,17 +149,24 @@ def run_serve(args: argparse.Namespace) -> int:
     s = settings_from(args)
     watchers = []
     config = ServerConfig(bind=s.bind, styles_dir=s.styles, keys_dir=s.keys, curve=s.curve)
-    server = Server(config, lambda: load_engine(s.weights, s.device, say=log.info,
-                                                   precision=s.precision,
-                                                   tile_pixels=s.tile_pixels,
-                                                   tile_size=s.tile_size))
+    if s.cluster is not None:
+        server = Server(config, backend_factory=_backend_factory(s))
+    else:
+        server = Server(config, lambda: load_engine(s.weights, s.device, say=log.info,
+                                                       precision=s.precision,
+                                                       tile_pixels=s.tile_pixels,
+                                                       tile_size=s.tile_size))
     server.bind()
     if s.watch:
         from impasto.keys import load_client_keys
         from impasto.watch.folder import start_watchers
 
         keys = load_client_keys(s.keys) if (s.curve or not is_local_address(s.bind)) else None
-        watchers = start_watchers(s.watch, local_endpoint(s.bind), poll=s.poll, keys=keys)
+        # As many files in flight as the back end has workers up, plus one waiting in
+        # the queue, so a worker that finishes finds the next file already decoded.
+        in_flight = getattr(server.backend, "in_flight", None)
+        watchers = start_watchers(s.watch, local_endpoint(s.bind), poll=s.poll, keys=keys,
+                                  in_flight=(lambda: in_flight() + 1) if in_flight else None)
         config.watch_status = lambda: [w.counts() for w in watchers]
     log.info("impasto daemon on %s; stop with Ctrl-C", s.bind)
     try:

@@ -27,6 +27,17 @@ EVENTS_ENDPOINT = "inproc://impasto-events"
 WAKE_ENDPOINT = "inproc://impasto-wake"  # the intake thread's "a request is ready"
 
 
+def emit(sock: zmq.Socket, job: Job, msg: Message) -> None:
+    """Send one of a job's events to its client, through the loop's events socket."""
+    try:
+        frames = encode(msg, job.req)
+    except ValueError as e:  # a non-finite number: never on the wire
+        log.error("job %s: cannot send %s: %s", job.id, msg.TYPE, e)
+        frames = encode(Error(INTERNAL, f"internal error: {msg.TYPE} held a non-finite "
+                              "number", job.id), job.req)
+    sock.send_multipart([job.peer] + frames, copy=False)
+
+
 class Worker(threading.Thread):
     def __init__(self, engine: Engine, queue: JobQueue, cache: GramCache, ctx: zmq.Context) -> None:
         super().__init__(name="impasto-worker", daemon=True)
@@ -70,13 +81,7 @@ class Worker(threading.Thread):
         return None
 
     def _emit(self, sock: zmq.Socket, job: Job, msg: Message) -> None:
-        try:
-            frames = encode(msg, job.req)
-        except ValueError as e:  # a non-finite number: never on the wire
-            log.error("job %s: cannot send %s: %s", job.id, msg.TYPE, e)
-            frames = encode(Error(INTERNAL, f"internal error: {msg.TYPE} held a non-finite "
-                                  "number", job.id), job.req)
-        sock.send_multipart([job.peer] + frames, copy=False)
+        emit(sock, job, msg)
 
     def _run_job(self, job: Job, sock: zmq.Socket) -> Result | Error:
         """Runs one job, sending its progress; returns the message that ends it."""

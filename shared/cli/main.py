@@ -107,6 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate scales above this many pixels in tiles (default: from the "
                    "device's memory)")
     p.add_argument("--tile-size", type=int, help="tile core in pixels, a multiple of 16 (default 512)")
+    p.add_argument("--cluster", metavar="local|ray://HOST:PORT",
+                   help="run jobs on Ray workers: `local` starts a private Ray instance here "
+                   "(one worker per GPU, else --workers CPU workers); ray://HOST:PORT joins a "
+                   "cluster (needs `pip install impasto[cluster]`)")
+    p.add_argument("--workers", type=int,
+                   help="with --cluster: at most this many workers (local without a GPU: this "
+                   "many CPU workers, default 1)")
+    p.add_argument("--worker-cpus", type=int,
+                   help="with --cluster: CPUs (torch threads) per CPU worker (default 1)")
 
     p = sub.add_parser("status", help="what the daemon is doing")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")

@@ -110,6 +110,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         r = st.running
         print(printable(f"  running: {r.get('job')} ({r.get('client') or '?'}, {r.get('priority')}, "
                         f"{', '.join(map(str, r.get('styles') or []))})"))
+    for w in st.workers:
+        print(printable(f"  worker {w.get('worker')} on {w.get('node') or '?'} "
+                        f"({w.get('device') or '?'}): {w.get('state')}"
+                        + (f" {w['job']}" if w.get("job") else "")
+                        + (f", pid {w['pid']}" if w.get("pid") else "")))
     for i, j in enumerate(st.queue, 1):
         print(printable(f"  queued {i}: {j.get('job')} ({j.get('client') or '?'}, {j.get('priority')})"))
     for w in st.watch:

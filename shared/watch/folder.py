@@ -8,6 +8,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,15 @@ log = logging.getLogger(__name__)
 
 # Worth retrying: the daemon is away or busy, not the file's fault.
 TRANSIENT = {SHUTDOWN, QUEUE_FULL}
+# Sender threads when the daemon says how many files it can take at once (in_flight):
+# the most files one folder ever has in flight, whatever the cluster's size.
+MAX_SENDERS = 32
 
 
 class FolderWatcher:
     def __init__(self, root: Path, address: str, poll: bool = False, settle: float = 2.0,
-                 senders: int = 2, keys: ClientKeys | None = None, timeout: float = 5.0) -> None:
+                 senders: int = 2, keys: ClientKeys | None = None, timeout: float = 5.0,
+                 in_flight: Callable[[], int] | None = None) -> None:
         self.layout = Layout(Path(root).resolve())
         self.address = address
         self.journal = Journal(self.layout)
@@ -36,7 +41,11 @@ class FolderWatcher:
         self.keys = keys
         self.timeout = timeout
         self.work: queue.Queue[Entry] = queue.Queue()
-        self.senders = senders
+        # With in_flight (how many jobs the daemon's workers can run now), the folder
+        # keeps that many files in flight, up to MAX_SENDERS; without it, `senders`.
+        self.in_flight = in_flight
+        self.senders = MAX_SENDERS if in_flight is not None else senders
+        self._admitted = 0
         self.working = 0
         self._lock = threading.Lock()
         self._names = threading.Lock()  # output and done/failed names
@@ -136,9 +145,13 @@ class FolderWatcher:
         client = Client(self.address, timeout=self.timeout, keys=self.keys)
         try:
             while not self._stop.is_set():
+                if not self._admit():
+                    self._stop.wait(0.2)
+                    continue
                 try:
                     e = self.work.get(timeout=0.2)
                 except queue.Empty:
+                    self._release()
                     continue
                 with self._lock:
                     self.working += 1
@@ -150,8 +163,28 @@ class FolderWatcher:
                 finally:
                     with self._lock:
                         self.working -= 1
+                    self._release()
         finally:
             client.close()
+
+    def _admit(self) -> bool:
+        """A sender may take a file while fewer than in_flight() are in flight."""
+        if self.in_flight is None:
+            return True
+        try:
+            limit = max(1, self.in_flight())
+        except Exception:  # noqa: BLE001 - a broken count must not stop the folder
+            limit = 1
+        with self._lock:
+            if self._admitted >= limit:
+                return False
+            self._admitted += 1
+            return True
+
+    def _release(self) -> None:
+        if self.in_flight is not None:
+            with self._lock:
+                self._admitted -= 1
 
     def _process(self, client: Client, e: Entry) -> None:
         data_path = self.journal.data_path(e)
@@ -234,8 +267,10 @@ class FolderWatcher:
 
 
 def start_watchers(folders: list[Path], address: str, poll: bool = False,
-                   keys: ClientKeys | None = None, settle: float = 2.0) -> list[FolderWatcher]:
-    return [FolderWatcher(f, address, poll=poll, keys=keys, settle=settle).start() for f in folders]
+                   keys: ClientKeys | None = None, settle: float = 2.0,
+                   in_flight: Callable[[], int] | None = None) -> list[FolderWatcher]:
+    return [FolderWatcher(f, address, poll=poll, keys=keys, settle=settle,
+                          in_flight=in_flight).start() for f in folders]
 
 
 def wait_forever(watchers: list[FolderWatcher], report_every: float = 30.0) -> None:
