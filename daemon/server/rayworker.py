@@ -139,7 +139,8 @@ class StyleWorker:
                         cond.wait()
                     batch, events[:] = list(events), []
                     done = list(final)
-                yield from batch
+                for event in batch:  # Ray's streaming generators do not support `yield from`
+                    yield event
                 if done:
                     yield done[0]
                     return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,6 +130,9 @@ CLUSTER_MISSING = ("--cluster needs Ray, which is not installed here: "
 
 def _backend_factory(s: ServeSettings):  # noqa: ANN202 - a loop.BackendFactory
     """The Ray back end's factory; Ray is imported only here, only for --cluster."""
+    # Ray's C++ core would otherwise take SIGTERM over in this process and abort it, and
+    # the daemon could not stop cleanly (answering its queued jobs). Read at import.
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     try:
         import ray  # noqa: F401
     except ImportError:
