@@ -15,6 +15,7 @@ import hashlib
 import itertools
 import logging
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -99,6 +100,7 @@ class RayBackend:
         self._started_ray = False
         self._capacity = 0
         self._gpu = False
+        self._own_temp: Path | None = None
 
     # --- life cycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -134,6 +136,8 @@ class RayBackend:
             except Exception as e:  # noqa: BLE001 - best effort on the way out
                 log.debug("kill %s: %s", s.name, e)
         ray.shutdown()
+        if self._own_temp is not None:
+            shutil.rmtree(self._own_temp, ignore_errors=True)
 
     # --- the loop's calls (memory only, never Ray) -----------------------------------------
     def cancel_running(self, job_id: str | None = None, owner: str | None = None) -> Job | None:
@@ -203,7 +207,9 @@ class RayBackend:
             gpus = _local_gpus()
             workers = s.workers if s.workers is not None else (gpus or 1)
             cpus = max(workers, 1) * s.worker_cpus if not gpus else (os.cpu_count() or 1)
-            temp = s.temp_dir or Path(tempfile.mkdtemp(prefix="impasto-ray-"))
+            if s.temp_dir is None:  # made here, so removed when the daemon stops
+                self._own_temp = Path(tempfile.mkdtemp(prefix="impasto-ray-"))
+            temp = s.temp_dir or self._own_temp
             log.info("starting a private Ray instance: %d CPUs, %d GPUs, in %s", cpus, gpus, temp)
             ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False,
                      _temp_dir=str(temp), namespace="impasto", logging_level=logging.WARNING)
@@ -261,7 +267,7 @@ class RayBackend:
                                 "max_concurrency": 4, "max_restarts": 0}
         actor = ray.remote(StyleWorker).options(**opts).remote(
             self._weights_ref, self._sha256, "cuda" if gpu else "cpu", s.precision,
-            s.tile_pixels, s.tile_size, s.cache_bytes)
+            s.tile_pixels, s.tile_size, s.cache_bytes, None if gpu else s.worker_cpus)
         slot = Slot(actor=actor, gpu=gpu)
         slot.ready_ref = actor.info.remote()
         with self._lock:

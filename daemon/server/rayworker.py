@@ -45,13 +45,18 @@ class StyleWorker:
     """Holds one Engine and its style-target cache for its whole life."""
 
     def __init__(self, weights_blob: bytes, sha256: str, device: str, precision: str,
-                 tile_pixels: int | None, tile_size: int, cache_bytes: int) -> None:
+                 tile_pixels: int | None, tile_size: int, cache_bytes: int,
+                 threads: int | None = None) -> None:
+        import torch
+
         from impasto.engine.runtime import tune_allocator
         from impasto.engine.transfer import Engine
         from impasto.engine.weights import unpack
 
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         tune_allocator()
+        if threads is not None:  # the CPUs Ray gave this worker, whatever OMP_NUM_THREADS says
+            torch.set_num_threads(threads)
         self.weights = unpack(weights_blob, sha256)
         self.engine = Engine(self.weights, device, precision=precision,
                              tile_pixels=tile_pixels, tile_size=tile_size)
@@ -139,7 +144,8 @@ class StyleWorker:
                         cond.wait()
                     batch, events[:] = list(events), []
                     done = list(final)
-                for event in batch:  # Ray's streaming generators do not support `yield from`
+                # Ray drives the generator with send(), which `yield from` a list refuses.
+                for event in batch:  # noqa: UP028
                     yield event
                 if done:
                     yield done[0]
