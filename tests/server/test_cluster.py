@@ -1,0 +1,296 @@
+"""The Ray back end (`serve --cluster local`): a real private Ray instance on this
+machine with two CPU workers, driven over real ZeroMQ like any daemon.
+
+One cluster daemon serves the whole module (starting Ray and its workers takes seconds);
+the tests leave it with two idle workers for the next one. Workers run torch with one
+thread (Ray gives each one CPU); the embedded daemon they are compared with is started
+with OMP_NUM_THREADS=1, so both sum in the same order and CPU results are equal bit for
+bit.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from impasto import imagecodec
+from impasto.client import Client
+from impasto.errors import CANCELLED, WORKER_LOST, ImpastoError
+from impasto.protocol import Progress, Result, StyleRef, Stylize
+from tests.helpers import (
+    DaemonProcess,
+    gradient_image,
+    make_env,
+    same_result,
+    stripes_image,
+    test_device,
+)
+
+pytest.importorskip("ray", reason="the cluster extra is not installed (pip install -e '.[dev]')")
+pytestmark = pytest.mark.skipif(test_device() != "cpu", reason="cluster tests run CPU workers")
+
+FAST = {"size": 64, "scales": 1, "iterations": 3, "seed": 1}
+# Long enough to be caught running (hundreds of evaluations), short enough to finish.
+LONG = {"size": 64, "scales": 1, "iterations": 400, "seed": 5, "tolerance": 0.0}
+ENDLESS = {"size": 64, "scales": 1, "iterations": 100000, "seed": 1, "tolerance": 0.0}
+WATCH_SETTINGS = 'style = "stripes"\nsize = 64\nscales = 1\niterations = 40\nseed = 2\n'
+FILES = 20
+
+
+def request(options: dict, **kw) -> Stylize:
+    return Stylize(content=imagecodec.to_ref(gradient_image(64, 48)),
+                   styles=[StyleRef(image=imagecodec.to_ref(stripes_image(32, 32)))],
+                   options=dict(options), **kw)
+
+
+class Cluster:
+    """The daemon, its own keyring, and a watch folder it serves."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        env = make_env(root)
+        # Ray's session folder (its sockets too) under a short path of the test's own.
+        env["TMPDIR"] = str(root / "t")
+        (root / "t").mkdir()
+        library = Path(env["IMPASTO_DATA_DIR"]) / "styles"
+        library.mkdir(parents=True)
+        stripes_image(32, 32).save(library / "stripes.png")
+        self.folder = root / "box"
+        (self.folder / "in").mkdir(parents=True)
+        (self.folder / "in" / "impasto.toml").write_text(WATCH_SETTINGS)
+        self.daemon = DaemonProcess(root, env=env, extra=[
+            "--cluster", "local", "--workers", "2", "--watch", str(self.folder)])
+        self.keys = Path(env["IMPASTO_CONFIG_DIR"]) / "keys"
+
+    def client(self, timeout: float = 10.0) -> Client:
+        return Client(self.daemon.address, timeout=timeout, keys_dir=self.keys)
+
+    def workers(self) -> list[dict]:
+        with self.client() as c:
+            return c.status().workers
+
+    def wait_idle(self, n: int = 2, timeout: float = 180.0) -> list[dict]:
+        """Until n workers are up and idle (a killed one has been replaced)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ws = self.workers()
+            if len(ws) == n and all(w["state"] == "idle" for w in ws):
+                return ws
+            time.sleep(0.2)
+        raise AssertionError(f"workers not idle: {self.workers()}\n{self.daemon.output()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    # A short path: Ray's unix sockets live under it and have a length limit.
+    root = Path(tempfile.mkdtemp(prefix="ic", dir="/tmp"))
+    c = Cluster(root)
+    try:
+        c.daemon.wait_ready()
+        c.wait_idle()
+        yield c
+    finally:
+        code = c.daemon.stop()
+        log = c.daemon.output()
+        shutil.rmtree(root, ignore_errors=True)
+        assert code == 0, log[-3000:]
+
+
+@pytest.fixture(scope="module")
+def embedded() -> Iterator[DaemonProcess]:
+    root = Path(tempfile.mkdtemp(prefix="ie", dir="/tmp"))
+    env = make_env(root)
+    env["OMP_NUM_THREADS"] = "1"  # as each Ray worker computes: one CPU, one thread
+    d = DaemonProcess(root, env=env).wait_ready()
+    yield d
+    d.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def busy_worker(cluster: Cluster, job: str, not_pid: int | None = None,
+                timeout: float = 120.0) -> dict:
+    """The worker running `job` (after it has computed a step), other than `not_pid`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for w in cluster.workers():
+            if w["job"] == job and w.get("pid") and w["pid"] != not_pid:
+                return w
+        time.sleep(0.05)
+    raise AssertionError(f"job {job} not running: {cluster.workers()}")
+
+
+class Follower(threading.Thread):
+    """Sends one request and collects every event until its result or error."""
+
+    def __init__(self, cluster: Cluster, options: dict) -> None:
+        super().__init__(daemon=True)
+        self.cluster, self.options = cluster, options
+        self.job: str | None = None
+        self.started = threading.Event()  # first optimisation step seen
+        self.events: list = []
+        self.outcome: Result | ImpastoError | None = None
+
+    def run(self) -> None:
+        def progress(p: Progress) -> None:
+            self.events.append(p)
+            if p.stage == "optimize":
+                self.started.set()
+
+        with self.cluster.client(timeout=30) as c:
+            try:
+                self.outcome = c.stylize(
+                    request(self.options, output="rgba8"), on_progress=progress,
+                    on_accepted=lambda a: setattr(self, "job", a.job))
+            except ImpastoError as e:
+                self.outcome = e
+        self.started.set()
+
+    def wait_started(self, timeout: float = 120.0) -> str:
+        assert self.started.wait(timeout), "no progress"
+        assert self.job is not None, self.outcome
+        return self.job
+
+
+def test_status_lists_workers(cluster: Cluster) -> None:
+    with cluster.client() as c:
+        st = c.status()
+    assert st.state == "ready" and st.device == "cpu" and st.weights.startswith("random")
+    assert len(st.workers) == 2
+    for w in st.workers:
+        assert w["state"] == "idle" and w["device"] == "cpu" and w["node"] and w["pid"] > 0
+        assert w["job"] == ""
+    assert len({w["pid"] for w in st.workers}) == 2  # two processes, one model each
+
+
+def test_result_matches_embedded_backend(cluster: Cluster, embedded: DaemonProcess) -> None:
+    with cluster.client(timeout=30) as c:
+        events: list = []
+        got = c.stylize(request(FAST, output="rgba8"), on_progress=events.append)
+    with Client(embedded.address, timeout=30,
+                keys_dir=Path(embedded.env["IMPASTO_CONFIG_DIR"]) / "keys") as c:
+        want = c.stylize(request(FAST, output="rgba8"))
+    assert [e.stage for e in events][0] == "prepare"
+    steps = [e.step for e in events if e.stage == "optimize"]
+    assert steps == sorted(steps) and steps[-1] == 3
+    assert got.seed == want.seed == 1 and got.weights == want.weights
+    assert got.losses == want.losses
+    assert same_result(imagecodec.decode(got.image), imagecodec.decode(want.image))
+
+
+def test_two_jobs_at_once_and_cancel(cluster: Cluster) -> None:
+    a, b = Follower(cluster, ENDLESS), Follower(cluster, ENDLESS)
+    a.start()
+    b.start()
+    ja, jb = a.wait_started(), b.wait_started()
+    ws = cluster.workers()  # both run now, each on its own worker
+    assert sorted(w["job"] for w in ws) == sorted([ja, jb])
+    assert all(w["state"] == "busy" for w in ws)
+    with cluster.client() as c:
+        for job in (ja, jb):
+            assert c.cancel(job).was == "running"
+    for f in (a, b):
+        f.join(60)
+        assert isinstance(f.outcome, ImpastoError) and f.outcome.code == CANCELLED, f.outcome
+    cluster.wait_idle()
+
+
+def test_cancel_lands_within_an_evaluation(cluster: Cluster) -> None:
+    f = Follower(cluster, {**ENDLESS, "size": 128})
+    f.start()
+    job = f.wait_started()
+    with cluster.client() as c:
+        assert c.cancel(job).was == "running"
+    f.join(60)
+    assert isinstance(f.outcome, ImpastoError) and f.outcome.code == CANCELLED
+    steps = [e.step for e in f.events if e.stage == "optimize"]
+    # Not a timing assertion: the job stopped long before its 100000 evaluations.
+    assert steps[-1] < 100000
+    cluster.wait_idle()
+
+
+def test_worker_killed_mid_job_finishes_elsewhere(cluster: Cluster,
+                                                  embedded: DaemonProcess) -> None:
+    with cluster.client() as c:
+        failed_before = c.status().jobs_failed
+    f = Follower(cluster, LONG)
+    f.start()
+    job = f.wait_started()
+    victim = busy_worker(cluster, job)
+    os.kill(victim["pid"], signal.SIGKILL)  # the worker process itself, by pid
+    f.join(300)
+    assert isinstance(f.outcome, Result), f.outcome
+    # Two runs, each announced (prepare); the second one ran all 400 evaluations.
+    assert [e.stage for e in f.events].count("prepare") == 2
+    assert f.events[-1].step == 400
+    # ... and computed what an uninterrupted run computes.
+    with Client(embedded.address, timeout=60,
+                keys_dir=Path(embedded.env["IMPASTO_CONFIG_DIR"]) / "keys") as c:
+        want = c.stylize(request(LONG, output="rgba8"))
+    assert same_result(imagecodec.decode(f.outcome.image), imagecodec.decode(want.image))
+    ws = cluster.wait_idle()  # the pool is whole again, with a new process
+    assert victim["pid"] not in {w["pid"] for w in ws}
+    with cluster.client() as c:
+        assert c.status().jobs_failed == failed_before
+    assert f"job {job} lost with worker {victim['worker']}" in cluster.daemon.output()
+
+
+def test_job_lost_three_times_fails_clearly(cluster: Cluster) -> None:
+    f = Follower(cluster, ENDLESS)
+    f.start()
+    job = f.wait_started()
+    pid = None
+    for _ in range(3):  # the first run and both reruns
+        pid = busy_worker(cluster, job, not_pid=pid)["pid"]
+        os.kill(pid, signal.SIGKILL)
+    f.join(120)
+    assert isinstance(f.outcome, ImpastoError) and f.outcome.code == WORKER_LOST, f.outcome
+    assert "lost with its worker 3 times" in f.outcome.message
+    cluster.wait_idle()
+
+
+def test_watch_folder_keeps_both_workers_busy(cluster: Cluster) -> None:
+    tmp = cluster.root / "src"
+    tmp.mkdir()
+    for i in range(FILES):
+        p = tmp / f"f{i:02}.png"
+        gradient_image(64 + i, 48).save(p)
+        os.replace(p, cluster.folder / "in" / p.name)  # a move-in: complete when seen
+    both_busy = False
+    deadline = time.monotonic() + 600
+    done: list[Path] = []
+    while time.monotonic() < deadline:
+        ws = cluster.workers()
+        both_busy |= sum(w["state"] == "busy" for w in ws) == 2
+        done = [p for p in (cluster.folder / "done").rglob("*") if p.is_file()]
+        failed = [p for p in (cluster.folder / "failed").rglob("*") if p.is_file()]
+        assert not failed, [p.read_text() for p in failed if p.name.endswith(".txt")]
+        if len(done) == FILES:
+            break
+        time.sleep(0.05)
+    assert len(done) == FILES
+    outs = sorted(p.name for p in (cluster.folder / "out" / "stripes").iterdir())
+    assert outs == [f"f{i:02}.png" for i in range(FILES)]  # each file exactly once
+    assert both_busy, "the folder never had both workers busy at once"
+    assert not any((cluster.folder / "in").glob("*.png"))
+
+
+def test_daemon_without_ray_says_how_to_get_it(tmp_path: Path) -> None:
+    """Asking for a cluster where Ray is not importable names the extra to install."""
+    from tests.helpers import run_cli
+
+    env = make_env(tmp_path)
+    blocker = tmp_path / "noray"
+    (blocker / "ray").mkdir(parents=True)
+    (blocker / "ray" / "__init__.py").write_text("raise ImportError('no ray here')\n")
+    env["PYTHONPATH"] = str(blocker)
+    r = run_cli(["serve", "--weights", "random", "--cluster", "local"], env)
+    assert r.returncode != 0
+    assert "impasto[cluster]" in r.stderr and "Traceback" not in r.stderr
