@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
+import signal
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,6 +153,9 @@ def run_serve(args: argparse.Namespace) -> int:
     from impasto.server.loop import Server, ServerConfig
 
     s = settings_from(args)
+    # `kill -USR1 PID` prints every thread's stack to the log: where a stuck daemon waits
+    # (on a cluster, which Ray call).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     watchers = []
     config = ServerConfig(bind=s.bind, styles_dir=s.styles, keys_dir=s.keys, curve=s.curve)
     if s.cluster is not None:
