@@ -20,6 +20,9 @@ from tests.helpers import gradient_image, run_cli
     ("watch = [1, 2]", "watch must be a folder or a list of folders"),
     ("bind = 5767", "bind must be a string"),
     ('precision = "fp8"', "precision must be one of"),
+    ("cluster = 5", "cluster must be a string"),
+    ('cluster = "nowhere"', "cluster must be local, auto, ray://HOST:PORT"),
+    ("workers = 0", "workers must be 1 or more"),
     ("bogus = 1", "unknown key(s) bogus"),
     ("= broken", "not valid TOML"),
 ])
