@@ -40,9 +40,15 @@ log = logging.getLogger(__name__)
 # Failures that mean "the worker is gone", not "the job is wrong": the job runs again.
 LOST = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError,
         ray.exceptions.OwnerDiedError, ray.exceptions.WorkerCrashedError,
-        ray.exceptions.NodeDiedError, ray.exceptions.RaySystemError)
+        ray.exceptions.NodeDiedError, ray.exceptions.RaySystemError,
+        ray.exceptions.GetTimeoutError)
 
 _names = itertools.count(1)
+# A poll waits this long on the worker for the next event: events arrive as they happen,
+# and an idle job costs two small calls a second.
+POLL_WAIT_S = 0.5
+# Handing a job to a worker only starts its thread; a worker this slow to answer is lost.
+START_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -395,9 +401,11 @@ class RayBackend:
         spec = JobSpec(job=job.id, content=job.content,
                        styles=[(img, w) for img, w, _ in job.styles], options=opts,
                        output=job.output)
-        gen = slot.actor.run.remote(spec)
         told = False
+        after = 0
         try:
+            ray.get(slot.actor.start.remote(spec), timeout=START_TIMEOUT_S)
+            pending = slot.actor.poll.remote(job.id, after, POLL_WAIT_S)
             while True:
                 if job.cancel.is_set() and not told:
                     slot.actor.cancel.remote(job.id)
@@ -407,20 +415,20 @@ class RayBackend:
                     self._free(slot)
                     return Error(SHUTDOWN, "the daemon is shutting down; its worker did not "
                                  "stop in time", job.id)
-                ready, _ = ray.wait([gen], timeout=0.2)
+                ready, _ = ray.wait([pending], timeout=0.2)
                 if not ready:
                     continue
-                try:
-                    msg = ray.get(next(gen))
-                except StopIteration:
-                    raise ray.exceptions.RaySystemError("the worker's stream ended early") from None
-                if isinstance(msg, Result | Error):
+                events, final = ray.get(pending)
+                for msg in events:
+                    emit(sock, job, msg)
+                after += len(events)
+                if final is not None:
                     self._free(slot)
-                    if (isinstance(msg, Error) and msg.code == CANCELLED
+                    if (isinstance(final, Error) and final.code == CANCELLED
                             and self._stopping.is_set()):
                         return Error(SHUTDOWN, "the daemon is shutting down; job stopped", job.id)
-                    return msg
-                emit(sock, job, msg)
+                    return final
+                pending = slot.actor.poll.remote(job.id, after, POLL_WAIT_S)
         except LOST as e:
             return self._lost(slot, job, attempt, e)
 

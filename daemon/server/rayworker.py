@@ -1,8 +1,8 @@
 """The Ray actor that runs jobs: one per GPU (or per group of CPUs), VGG19 loaded once.
 
 Imported only by `impasto.server.cluster`, so the embedded daemon never imports Ray.
-The actor is threaded (max_concurrency > 1): `cancel` and `info` are served while
-`run` streams a job, so a cancel lands within one evaluation.
+The actor is threaded (max_concurrency > 1): `poll`, `cancel` and `info` are served
+while a job computes in its own thread, so a cancel lands within one evaluation.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class StyleWorker:
         self.engine = Engine(self.weights, device, precision=precision,
                              tile_pixels=tile_pixels, tile_size=tile_size)
         self.cache = GramCache(cache_bytes)
-        self._cancel: dict[str, threading.Event] = {}
+        self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
 
     def info(self) -> dict[str, Any]:
@@ -79,24 +79,46 @@ class StyleWorker:
 
     def cancel(self, job: str) -> bool:
         with self._lock:
-            flag = self._cancel.get(job)
-        if flag is None:
+            run = self._runs.get(job)
+        if run is None:
             return False
-        flag.set()
+        run.stop.set()
         return True
 
-    @ray.method(num_returns="streaming")  # type: ignore[misc]
-    def run(self, spec: JobSpec):  # noqa: ANN201 - a generator of protocol messages
-        """Yields Progress messages as the engine evaluates, then a Result or an Error
-        (never raises for a job's own failure: only a dead worker ends it otherwise)."""
+    def start(self, spec: JobSpec) -> None:
+        """Start a job in its own thread and return at once; `poll` collects its events.
+
+        Not a streaming generator: Ray Client (ray://) cannot call those, and a poll
+        that waits up to `wait_s` delivers each event as soon as it happens anyway."""
+        run = _Run(spec.job)
+        with self._lock:
+            self._runs[spec.job] = run
+        threading.Thread(target=self._work, args=(spec, run), name=f"job-{spec.job}",
+                         daemon=True).start()
+
+    def poll(self, job: str, after: int, wait_s: float = 0.5) -> tuple[list[Message],
+                                                                      Message | None]:
+        """The job's events from number `after` on (waiting up to wait_s for one), and
+        its final Result or Error once there is one. Events before `after` have been
+        received and are dropped; after the final message the job is forgotten."""
+        with self._lock:
+            run = self._runs.get(job)
+        if run is None:
+            return [], Error(INTERNAL, f"job {job} is not on this worker", job)
+        with run.cond:
+            del run.events[:max(0, after - run.base)]
+            run.base = max(run.base, after)
+            if not run.events and run.final is None:
+                run.cond.wait(wait_s)
+            events, final = list(run.events), run.final
+        if final is not None:
+            with self._lock:
+                self._runs.pop(job, None)
+        return events, final
+
+    def _work(self, spec: JobSpec, run: _Run) -> None:
         from impasto.engine.transfer import StyleInput
 
-        flag = threading.Event()
-        with self._lock:
-            self._cancel[spec.job] = flag
-        events: list[Message] = []
-        cond = threading.Condition()
-        final: list[Message] = []
         last_sent = [0.0]
 
         def on_step(step: Any) -> None:
@@ -104,54 +126,45 @@ class StyleWorker:
             if now - last_sent[0] < PROGRESS_EVERY_S and step.step < step.total:
                 return
             last_sent[0] = now
-            with cond:
-                events.append(Progress(
-                    job=spec.job, stage=Stage.OPTIMIZE, scale=step.scale, scales=step.scales,
-                    size=step.size, step=step.step, total=step.total, losses=step.losses,
-                    elapsed_s=round(step.elapsed_s, 4)))
-                cond.notify()
+            run.add(Progress(
+                job=spec.job, stage=Stage.OPTIMIZE, scale=step.scale, scales=step.scales,
+                size=step.size, step=step.step, total=step.total, losses=step.losses,
+                elapsed_s=round(step.elapsed_s, 4)))
 
-        def work() -> None:
-            try:
-                outcome = self.engine.run(
-                    spec.content, [StyleInput(img, w) for img, w in spec.styles], spec.options,
-                    on_step=on_step, should_stop=flag.is_set, cache=self.cache)
-                msg: Message = Result(
-                    job=spec.job, image=imagecodec.to_ref(outcome.image, spec.output),
-                    losses=outcome.losses, seed=outcome.seed,
-                    elapsed_s=round(outcome.elapsed_s, 3), weights=self.weights.label,
-                    schedule=[dataclasses.asdict(s) for s in outcome.schedule])
-            except JobCancelled:
-                msg = Error(CANCELLED, f"job {spec.job} was cancelled", spec.job)
-            except ImpastoError as e:
-                msg = Error(e.code, e.message, spec.job)
-            except Exception as e:  # the worker must survive anything a job does
-                log.exception("job %s crashed", spec.job)
-                msg = Error(INTERNAL, f"internal error ({type(e).__name__}) on a cluster "
-                            "worker; its log has the details", spec.job)
-            with cond:
-                final.append(msg)
-                cond.notify()
-
-        # The engine runs in its own thread so that this generator can yield each event
-        # as it happens (the engine's callback cannot yield).
-        runner = threading.Thread(target=work, name=f"job-{spec.job}", daemon=True)
-        runner.start()
         try:
-            while True:
-                with cond:
-                    while not events and not final:
-                        cond.wait()
-                    batch, events[:] = list(events), []
-                    done = list(final)
-                # Ray drives the generator with send(), which `yield from` a list refuses.
-                for event in batch:  # noqa: UP028
-                    yield event
-                if done:
-                    yield done[0]
-                    return
-        finally:
-            flag.set()  # a generator closed early (caller gone) stops the engine too
-            runner.join()
-            with self._lock:
-                self._cancel.pop(spec.job, None)
+            outcome = self.engine.run(
+                spec.content, [StyleInput(img, w) for img, w in spec.styles], spec.options,
+                on_step=on_step, should_stop=run.stop.is_set, cache=self.cache)
+            msg: Message = Result(
+                job=spec.job, image=imagecodec.to_ref(outcome.image, spec.output),
+                losses=outcome.losses, seed=outcome.seed,
+                elapsed_s=round(outcome.elapsed_s, 3), weights=self.weights.label,
+                schedule=[dataclasses.asdict(s) for s in outcome.schedule])
+        except JobCancelled:
+            msg = Error(CANCELLED, f"job {spec.job} was cancelled", spec.job)
+        except ImpastoError as e:
+            msg = Error(e.code, e.message, spec.job)
+        except Exception as e:  # the worker must survive anything a job does
+            log.exception("job %s crashed", spec.job)
+            msg = Error(INTERNAL, f"internal error ({type(e).__name__}) on a cluster "
+                        "worker; its log has the details", spec.job)
+        with run.cond:
+            run.final = msg
+            run.cond.notify_all()
+
+
+class _Run:
+    """One job on a worker: its stop flag and the events not yet collected."""
+
+    def __init__(self, job: str) -> None:
+        self.job = job
+        self.stop = threading.Event()
+        self.cond = threading.Condition()
+        self.events: list[Message] = []
+        self.base = 0  # the number of events[0]
+        self.final: Message | None = None
+
+    def add(self, event: Message) -> None:
+        with self.cond:
+            self.events.append(event)
+            self.cond.notify_all()
