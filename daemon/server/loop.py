@@ -31,6 +31,7 @@ from impasto.errors import (
     IMAGE_TOO_LARGE,
     INTERNAL,
     MESSAGE_TOO_LARGE,
+    QUEUE_FULL,
     SHUTDOWN,
     UNKNOWN_JOB,
     UNKNOWN_TYPE,
@@ -116,8 +117,11 @@ class Server:
         # One intake thread: images are decoded one request at a time, so a burst of
         # large requests costs one request's memory at a time, not all of theirs.
         self.intake = ThreadPoolExecutor(1, thread_name_prefix="impasto-intake")
-        self._done: queue.SimpleQueue[tuple[bytes, str | None, Callable[[], Message]]] = (
+        self._done: queue.SimpleQueue[tuple[bytes, str | None, Callable[[], Message], bool]] = (
             queue.SimpleQueue())
+        self.rejected = 0  # stylize requests refused at acceptance
+        self._worker_lock = threading.Lock()
+        self._loader: threading.Thread | None = None
 
     # --- life cycle --------------------------------------------------------------------
     def bind(self) -> None:
@@ -170,11 +174,17 @@ class Server:
             except BaseException as e:  # reported by the main loop, which then stops
                 self.load_error = e
                 return
-            worker = Worker(self.engine, self.queue, self.cache, self.ctx)
-            self.worker = worker
-            worker.start()
+            # A stop that came while the model loaded has closed the queue and may have
+            # terminated the ZeroMQ context: no worker may start after it.
+            with self._worker_lock:
+                if self.stopping.is_set():
+                    return
+                worker = Worker(self.engine, self.queue, self.cache, self.ctx)
+                self.worker = worker
+                worker.start()
 
-        threading.Thread(target=load_then_work, name="impasto-loader", daemon=True).start()
+        self._loader = threading.Thread(target=load_then_work, name="impasto-loader", daemon=True)
+        self._loader.start()
 
     def serve_forever(self, install_signals: bool = True) -> None:
         assert self.router is not None and self.events is not None
@@ -209,7 +219,13 @@ class Server:
 
     def _shutdown(self) -> None:
         assert self.router is not None and self.events is not None
-        self.stopping.set()
+        with self._worker_lock:
+            self.stopping.set()
+        if self._loader is not None and self._loader.is_alive():
+            # Exiting while a thread is inside torch's C++ (building the model) aborts
+            # the process ("terminate called without an active exception").
+            log.info("waiting for the model load to finish before stopping")
+            self._loader.join(300)
         self.intake.shutdown(wait=True, cancel_futures=True)
         self._finish_offloaded()  # requests decoded meanwhile are answered "shutdown"
         queued = self.queue.close()
@@ -235,7 +251,7 @@ class Server:
     # --- plumbing ----------------------------------------------------------------------
     # --- work off the socket loop ---------------------------------------------------------
     def _offload(self, peer: bytes, req: str | None,
-                 work: Callable[[], Callable[[], Message]]) -> None:
+                 work: Callable[[], Callable[[], Message]], stylize: bool = False) -> None:
         """Run `work` (decoding images, writing files: seconds for large images) on the
         intake thread, so that this loop keeps answering everyone else within
         milliseconds. `work` returns a function that the loop then runs to finish the
@@ -250,7 +266,7 @@ class Server:
             except Exception as e:  # noqa: BLE001 - reported to the client as internal
                 log.exception("request failed")
                 finish = _raiser(ImpastoError(INTERNAL, f"internal error ({type(e).__name__}); the daemon's log has the details"))
-            self._done.put((peer, req, finish))
+            self._done.put((peer, req, finish, stylize))
             sock = self.ctx.socket(zmq.PUSH)
             sock.connect(WAKE_ENDPOINT)
             sock.send(b"", copy=False)
@@ -267,13 +283,15 @@ class Server:
                 break
         while True:
             try:
-                peer, req, finish = self._done.get_nowait()
+                peer, req, finish, stylize = self._done.get_nowait()
             except queue.Empty:
                 return
             try:
                 reply = finish()
             except ImpastoError as e:
                 reply = Error(e.code, e.message)
+                if stylize:
+                    self._count_rejected(e)
             self._send(peer, reply, req)
 
     def _forward_events(self) -> None:
@@ -303,11 +321,14 @@ class Server:
                                    f"{MAX_HEADER_BYTES} for the header"), None)
             return
         req = _best_effort_req(body)
+        msg = None
         try:
             msg, req = decode(body)
             reply = self._dispatch(peer, user, msg, req)
         except ImpastoError as e:
             reply = Error(e.code, e.message)
+            if isinstance(msg, Stylize):
+                self._count_rejected(e)
         except Exception as e:  # a bad request must never take the daemon down
             log.exception("request failed")
             reply = Error(INTERNAL, f"internal error ({type(e).__name__}); the daemon's log has the details")
@@ -370,8 +391,15 @@ class Server:
                       peer=peer, req=req, output=msg.output, client=msg.client, owner=user)
             return lambda: self._accept(job)
 
-        self._offload(peer, req, decode)
+        self._offload(peer, req, decode, stylize=True)
         return None
+
+    def _count_rejected(self, e: ImpastoError) -> None:
+        # A job refused at the door (undecodable image, unknown style, bad options) is a
+        # failed job like one that fails while running; a full queue or a shutdown is
+        # the daemon's state, which the client retries, not a failure of the job.
+        if e.code not in (QUEUE_FULL, SHUTDOWN):
+            self.rejected += 1
 
     def _accept(self, job: Job) -> Message:
         if self.stopping.is_set():
@@ -414,7 +442,7 @@ class Server:
             memory_bytes=_memory_bytes(engine),
             uptime_s=round(time.time() - self.started, 3),
             jobs_done=self.worker.done if self.worker else 0,
-            jobs_failed=self.worker.failed if self.worker else 0,
+            jobs_failed=(self.worker.failed if self.worker else 0) + self.rejected,
             cache_hits=self.cache.hits,
             cache_misses=self.cache.misses,
             running=running.summary(user) if running else None,

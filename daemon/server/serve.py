@@ -28,6 +28,7 @@ class ServeSettings:
     curve: bool = False
     watch: list[Path] = field(default_factory=list)
     poll: bool = False
+    settle: float = 2.0  # seconds a watched file must stay unchanged (see watch/detect.py)
     tile_pixels: int | None = None  # None: from the device's memory
     tile_size: int = 512
 
@@ -47,6 +48,8 @@ def settings_from(args: argparse.Namespace) -> ServeSettings:
         s.watch = s.watch + list(args.watch)
     if args.poll:
         s.poll = True
+    if getattr(args, "settle", None) is not None:
+        s.settle = args.settle
     for name in ("tile_pixels", "tile_size"):
         if getattr(args, name, None) is not None:
             setattr(s, name, getattr(args, name))
@@ -57,9 +60,10 @@ def settings_from(args: argparse.Namespace) -> ServeSettings:
 CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "bind": (str,), "device": (str,), "weights": (str,), "precision": (str,),
     "styles": (str,), "keys": (str,), "curve": (bool,), "poll": (bool,),
-    "watch": (str, list), "tile_pixels": (int,), "tile_size": (int,),
+    "watch": (str, list), "settle": (int, float), "tile_pixels": (int,), "tile_size": (int,),
 }
-TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer", list: "a list"}
+TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer", float: "a number",
+              list: "a list"}
 
 
 def _apply_file(s: ServeSettings, path: Path) -> None:
@@ -84,7 +88,7 @@ def _apply_file(s: ServeSettings, path: Path) -> None:
     if isinstance(data.get("watch"), list) and not all(isinstance(w, str) for w in data["watch"]):
         raise bad("watch must be a folder or a list of folders (strings)")
     for key in ("bind", "device", "weights", "precision", "curve", "poll", "tile_pixels",
-                "tile_size"):
+                "tile_size", "settle"):
         if key in data:
             setattr(s, key, data[key])
     for key in ("styles", "keys"):
@@ -93,6 +97,8 @@ def _apply_file(s: ServeSettings, path: Path) -> None:
     if "watch" in data:
         w = data["watch"]
         s.watch = [Path(x).expanduser() for x in ([w] if isinstance(w, str) else w)]
+    if not 0.01 <= s.settle <= 3600:
+        raise bad(f"settle must be seconds from 0.01 to 3600, not {s.settle!r}")
     if s.precision not in PRECISIONS:
         raise bad(f"precision must be one of {', '.join(PRECISIONS)}, not {s.precision!r}")
 
@@ -123,7 +129,8 @@ def run_serve(args: argparse.Namespace) -> int:
         from impasto.watch.folder import start_watchers
 
         keys = load_client_keys(s.keys) if (s.curve or not is_local_address(s.bind)) else None
-        watchers = start_watchers(s.watch, local_endpoint(s.bind), poll=s.poll, keys=keys)
+        watchers = start_watchers(s.watch, local_endpoint(s.bind), poll=s.poll, keys=keys,
+                                  settle=s.settle)
         config.watch_status = lambda: [w.counts() for w in watchers]
     log.info("impasto daemon on %s; stop with Ctrl-C", s.bind)
     try:

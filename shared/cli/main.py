@@ -41,6 +41,9 @@ def _seconds(text: str) -> float:
     return v
 
 
+_settle = _seconds
+
+
 class Parser(argparse.ArgumentParser):
     """Usage errors in one line (and as a JSON error with --json), as every other error."""
 
@@ -103,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--curve", action="store_true", help="require CurveZMQ even on loopback")
     p.add_argument("--watch", type=Path, action="append", help="watch folder (repeatable)")
     p.add_argument("--poll", action="store_true", help="poll watch folders (network shares)")
+    p.add_argument("--settle", type=_settle, help="seconds a watched file must stay unchanged "
+                   "before it is taken (default 2)")
     p.add_argument("--tile-pixels", type=int,
                    help="evaluate scales above this many pixels in tiles (default: from the "
                    "device's memory)")
@@ -152,8 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("watch", help="watch folders against a running daemon")
     p.add_argument("folders", type=Path, nargs="+", help="folders to watch (in/ out/ done/ failed/)")
     p.add_argument("--poll", action="store_true", help="poll (network shares)")
-    p.add_argument("--settle", type=float, default=2.0,
-                   help="seconds a file must stay unchanged when no close event arrives")
+    p.add_argument("--settle", type=_settle, default=2.0,
+                   help="seconds a file must stay unchanged before it is taken (default 2)")
     _client_args(p)
 
     p = sub.add_parser("gimp", help="the GIMP 3 plug-in")

@@ -115,6 +115,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     for w in st.watch:
         print(printable(f"  watch {w['folder']}: pending {w['pending']}, working {w['working']}, "
                         f"done {w['done']}, failed {w['failed']}"))
+        if w.get("set_aside"):
+            print(printable(f"    {w['set_aside']} journal entries set aside (see the daemon's log)"))
+        if w.get("problem"):
+            print(printable(f"    problem: {w['problem']}"))
     return 0
 
 
