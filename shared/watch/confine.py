@@ -16,7 +16,7 @@ import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
-from impasto.fsio import is_temp_name, temp_name
+from impasto.fsio import is_temp_name, write_atomic_at
 
 Parts = tuple[str, ...]
 
@@ -126,25 +126,8 @@ class Tree:
 
     def write_atomic(self, parts: Parts, data: bytes, mode: int = 0o666,
                      before_rename: Callable[[], None] | None = None) -> None:
-        """fsio.write_atomic, relative to the folder's handle (see fsio for why)."""
         with self.folder(parts[:-1], create=True) as d:
-            name = check_name(parts[-1])
-            tmp = temp_name(Path(name)).name
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         mode, dir_fd=d)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                if before_rename is not None:
-                    before_rename()
-                os.replace(tmp, name, src_dir_fd=d, dst_dir_fd=d)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp, dir_fd=d)
-                raise
-            os.fsync(d)
+            write_atomic_at(d, check_name(parts[-1]), data, mode, before_rename=before_rename)
 
     def unique(self, parts: Parts) -> Parts:
         """parts, or with -1, -2, ... before the suffix: never an existing entry."""
