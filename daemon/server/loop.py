@@ -322,7 +322,7 @@ class Server:
         if isinstance(msg, Stylize):
             return self._stylize(peer, user, msg, req)
         if isinstance(msg, Cancel):
-            return self._cancel(msg.job, user)
+            return self._cancel(msg.job, user, msg.keep)
         if isinstance(msg, StylesList):
             return Styles(styles=self.library.list())
         if isinstance(msg, StylesAdd):
@@ -331,7 +331,7 @@ class Server:
                 raise ImpastoError(BAD_MESSAGE, "styles.add needs an image")
 
             def add() -> Callable[[], Message]:
-                info = self.library.add(msg.name, imagecodec.decode(image, "the style image"))
+                info = self.library.add(msg.name, imagecodec.decode_pil(image, "the style image"))
                 return lambda: Done(detail=json.dumps(info))
 
             self._offload(peer, req, add)
@@ -364,10 +364,11 @@ class Server:
                     styles.append((self.library.load(ref.name), ref.weight, ref.name))
                 else:
                     assert ref.image is not None
-                    styles.append((imagecodec.decode(ref.image, f"style image {i + 1}")
+                    styles.append((imagecodec.decode_pil(ref.image, f"style image {i + 1}")
                                    .convert("RGB"), ref.weight, f"image{i}"))
             job = Job(content=content, styles=styles, options=opts, priority=msg.priority,
-                      peer=peer, req=req, output=msg.output, client=msg.client, owner=user)
+                      peer=peer, req=req, output=msg.output, client=msg.client, owner=user,
+                      preview=msg.preview)
             return lambda: self._accept(job)
 
         self._offload(peer, req, decode)
@@ -381,13 +382,13 @@ class Server:
                  job.priority, position)
         return Accepted(job=job.id, position=position)
 
-    def _cancel(self, job_id: str, user: str) -> Message:
+    def _cancel(self, job_id: str, user: str, keep: bool = False) -> Message:
         # Another client's job is answered as if it did not exist: ids are guessable.
         job = self.queue.remove(job_id, owner=user)
         if job is not None:
             self._send(job.peer, Error(CANCELLED, f"job {job.id} was cancelled", job.id), job.req)
             return Cancelled(job=job_id, was="queued")
-        if self.worker is not None and self.worker.cancel_running(job_id, owner=user) is not None:
+        if self.worker is not None and self.worker.cancel_running(job_id, owner=user, keep=keep) is not None:
             return Cancelled(job=job_id, was="running")
         raise ImpastoError(UNKNOWN_JOB, f"no queued or running job {job_id!r}")
 

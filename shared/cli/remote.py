@@ -70,7 +70,7 @@ def follow_job(client: Client, request: Stylize, output: Path, as_json: bool) ->
     finally:
         bar.close()
     assert result.image is not None
-    img = imagecodec.decode(result.image)
+    img = imagecodec.decode_pil(result.image)
     save_image(img, output)
     summary = {"type": "result", "job": result.job, "output": str(output), "width": img.width,
                "height": img.height, "losses": result.losses, "seed": result.seed,
