@@ -71,6 +71,8 @@ def dialog_options() -> dict[str, dict[str, Any]]:
             default = PRESETS[FIELDS["preset"].default].size
         out[name] = {"help": m["help"], "min": m["lo"], "max": m["hi"], "default": default,
                      "choices": list(m["choices"] or [])}
+    # The dialog's Working size 0 means "the layer's size, up to the preset's".
+    out["preset_sizes"] = {name: p.size for name, p in PRESETS.items()}
     return out
 
 

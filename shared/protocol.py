@@ -143,8 +143,8 @@ def check_blend(weights: list[float]) -> None:
 def check_preview(spec: object) -> dict[str, Any]:
     """A stylize request's `preview` field, checked and completed with defaults."""
     if not isinstance(spec, dict):
-        raise ImpastoError(BAD_MESSAGE, "preview must be an object {max_side, interval_s}")
-    unknown = set(spec) - {"max_side", "interval_s"}
+        raise ImpastoError(BAD_MESSAGE, "preview must be an object {max_side, interval_s, format}")
+    unknown = set(spec) - {"max_side", "interval_s", "format"}
     if unknown:
         raise ImpastoError(BAD_MESSAGE, f"preview: unknown field(s) {', '.join(sorted(map(str, unknown)))}")
     lo, hi, default = PREVIEW_SIDE
@@ -157,7 +157,10 @@ def check_preview(spec: object) -> dict[str, Any]:
             or not lo_s <= every <= hi_s):
         raise ImpastoError(BAD_OPTIONS, f"preview.interval_s must be a number {lo_s:g}..{hi_s:g}; "
                            f"got {every!r}")
-    return {"max_side": side, "interval_s": float(every)}
+    fmt = spec.get("format", "png")
+    if fmt not in ("png", "rgba8"):
+        raise ImpastoError(BAD_OPTIONS, f"preview.format must be png or rgba8; got {fmt!r}")
+    return {"max_side": side, "interval_s": float(every), "format": fmt}
 
 
 @dataclass
@@ -220,7 +223,8 @@ class Stylize(Message):
     priority: Priority = Priority.INTERACTIVE
     output: OutputFormat = OutputFormat.PNG
     client: str = ""  # free text shown in status, e.g. "gimp"
-    # Live previews: {"max_side": int, "interval_s": number}, both optional; null: none.
+    # Live previews: {"max_side": int, "interval_s": number, "format": "png" | "rgba8"},
+    # each optional; null: none.
     preview: dict[str, Any] | None = None
 
     def validate(self) -> None:
@@ -264,7 +268,7 @@ class Progress(Message):
     total: int = 0
     losses: dict[str, float] = field(default_factory=dict)
     elapsed_s: float = 0.0
-    # The image as it stands (PNG, long side at most the request's preview.max_side),
+    # The image as it stands (PNG or rgba8, long side at most the request's preview.max_side),
     # on events the request asked previews for; null on the others.
     preview: ImageRef | None = None
 

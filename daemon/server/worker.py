@@ -101,7 +101,8 @@ class Worker(threading.Thread):
             if job.preview is not None and step.snapshot is not None and (
                     last_preview[0] is None or now - last_preview[0] >= job.preview["interval_s"]):
                 last_preview[0] = now
-                preview = imagecodec.to_ref(to_image(step.snapshot(job.preview["max_side"])), "png")
+                preview = imagecodec.to_ref(to_image(step.snapshot(job.preview["max_side"])),
+                                           job.preview["format"])
             # At tiny sizes evaluations come every few ms; 20 events/s is plenty for a bar.
             elif now - last_sent[0] < 0.05 and step.step < step.total:
                 return

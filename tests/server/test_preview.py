@@ -54,7 +54,7 @@ def test_without_preview_no_preview(daemon: DaemonProcess) -> None:
 @pytest.mark.parametrize("preview, why", [
     ({"max_side": 8}, "max_side"), ({"max_side": 2.5}, "max_side"), ({"max_side": True}, "max_side"),
     ({"interval_s": 0}, "interval_s"), ({"interval_s": "1"}, "interval_s"),
-    ({"every": 1}, "unknown field"), ([256], "object"),
+    ({"every": 1}, "unknown field"), ([256], "object"), ({"format": "jpeg"}, "format"),
 ])
 def test_bad_preview_fields_are_refused(preview, why) -> None:
     req = Stylize(content=imagecodec.to_ref(gradient_image(8, 8)), styles=STYLE)
