@@ -121,19 +121,6 @@ def test_errors_the_user_can_read(gimp) -> None:
     assert "Image > Mode > RGB" in e["indexed"]
 
 
-def test_daemon_down_without_autostart(gimp) -> None:
-    runner, daemon, env = gimp
-    daemon.stop()
-    try:
-        err = batch(runner, "daemon_down")["daemon_down"]["error"]
-        assert "execution-error" in err and "no impasto daemon answered" in err, err
-        assert "impasto serve" in err
-    finally:
-        gimp_restart = DaemonProcess(Path(daemon.log).parent, env=env, port=daemon.port)
-        gimp_restart.wait_ready()
-        gimp_restart.stop()
-
-
 def floats(runner: GimpRunner, info: dict, dtype: str = "<f4") -> np.ndarray:
     data = (runner.io / info["file"]).read_bytes()
     return np.frombuffer(data, dtype).reshape(info["height"], info["width"], -1)
@@ -248,3 +235,18 @@ def test_tiny_layer_is_quick(gimp, capsys) -> None:
     assert "error" not in r["tiny"], r["tiny"]
     with capsys.disabled():
         print(f"\n[gimp] 1x1 layer, normal preset: {r['tiny']['elapsed']:.1f} s")
+
+
+# Last: it stops the module's daemon.
+def test_daemon_down_without_autostart(gimp) -> None:
+    runner, daemon, env = gimp
+    daemon.stop()
+    try:
+        err = batch(runner, "daemon_down")["daemon_down"]["error"]
+        assert "execution-error" in err and "No impasto daemon answered" in err, err
+        assert "impasto serve" in err and "impasto gimp install" in err
+        assert "IMPASTO_ADDRESS" not in err  # the plug-in does not read it
+    finally:
+        gimp_restart = DaemonProcess(Path(daemon.log).parent, env=env, port=daemon.port)
+        gimp_restart.wait_ready()
+        gimp_restart.stop()
