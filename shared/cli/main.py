@@ -67,6 +67,12 @@ def _job_args(p: argparse.ArgumentParser) -> None:
                    help="where to write the result (.png, .jpg, .webp, .tif, .bmp)")
     p.add_argument("--json", action="store_true",
                    help="JSON lines on stdout: progress, then the result or the error")
+    p.add_argument("--preview", type=Path, metavar="FILE",
+                   help="keep FILE (.png, .jpg, ...) showing the image as it is optimised, "
+                   "up to 512 px, rewritten atomically (an image viewer that "
+                   "reloads it shows the run live)")
+    p.add_argument("--preview-every", type=_seconds, default=1.0, metavar="S",
+                   help="seconds between two previews (default 1)")
     add_engine_options(p)
 
 

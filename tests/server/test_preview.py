@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from impasto import imagecodec
 from impasto.client import Client
 from impasto.errors import ImpastoError
 from impasto.protocol import ImageRef, Progress, StyleRef, Stylize, decode, encode
-from tests.helpers import DaemonProcess, gradient_image, stripes_image
+from tests.helpers import DaemonProcess, gradient_image, run_cli, stripes_image
 
 STYLE = [StyleRef(image=imagecodec.to_ref(stripes_image(32, 32)))]
 
@@ -59,7 +60,6 @@ def test_without_preview_no_preview(daemon: DaemonProcess) -> None:
 def test_bad_preview_fields_are_refused(preview, why) -> None:
     req = Stylize(content=imagecodec.to_ref(gradient_image(8, 8)), styles=STYLE)
     frames = encode(req)
-    import json
     header = json.loads(frames[0])
     header["preview"] = preview
     with pytest.raises(ImpastoError, match=why):
@@ -105,3 +105,27 @@ def test_float_content_and_result_keep_precision(daemon: DaemonProcess) -> None:
 def test_bad_float_images_are_refused(data: bytes, w: int, h: int, why: str) -> None:
     with pytest.raises(ImpastoError, match=why):
         imagecodec.decode(ImageRef(data, "rgb32f", w, h))
+
+
+def test_send_and_stylize_write_previews(daemon: DaemonProcess, content_png, style_png, tmp_path) -> None:
+    for cmd in ("send", "stylize"):
+        out, prev = tmp_path / f"{cmd}.png", tmp_path / f"{cmd}-preview.jpg"
+        r = run_cli([cmd, str(content_png), "--style", str(style_png), "-o", str(out),
+                     "--preview", str(prev), "--preview-every", "0.1", "--size", "64",
+                     "--iterations", "6", "--scales", "1", "--address", daemon.address],
+                    daemon.env)
+        assert r.returncode == 0, r.stderr
+        assert out.exists() and prev.exists()
+        with Image.open(prev) as img:
+            assert img.format == "JPEG" and max(img.size) <= 512
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries
+
+
+def test_local_stylize_writes_previews(content_png, style_png, tmp_path, env) -> None:
+    out, prev = tmp_path / "local.png", tmp_path / "local-preview.png"
+    r = run_cli(["stylize", "--local", "--weights", "random", str(content_png), "--style",
+                 str(style_png), "-o", str(out), "--preview", str(prev), "--size", "64",
+                 "--iterations", "4", "--scales", "1"], env)
+    assert r.returncode == 0, r.stderr
+    with Image.open(prev) as img:
+        assert img.size == (64, 48)
