@@ -94,10 +94,14 @@ def ensure_daemon(client: Client, autostart: dict[str, Any] | None) -> None:
         if not autostart or not autostart.get("command"):
             raise
     command = [str(c) for c in autostart["command"]]
+    idle = autostart.get("idle_exit_s")
+    if idle and "--idle-exit" not in command:  # configs written before the flag existed
+        command += ["--idle-exit", f"{float(idle):g}"]
     log_path = Path(autostart.get("log") or os.devnull)
     if log_path != Path(os.devnull):
         log_path.parent.mkdir(parents=True, exist_ok=True)
-    emit(event="status", text="starting the impasto daemon (loading model)")
+    emit(event="status", text="starting the impasto daemon (loading model)"
+         + (f"; it stops by itself after {float(idle):g} s without work" if idle else ""))
     with open(log_path, "ab") as log:
         try:
             proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,

@@ -81,6 +81,10 @@ class ServerConfig:
     cache_bytes: int = 512 * 1024 * 1024
     batch_every: int = 3
     watch_status: Callable[[], list[dict]] | None = field(default=None, repr=False)
+    # Stop after this many seconds with no request, no job and nothing queued (None:
+    # never). A daemon that an editor started on demand sets it, so that it does not
+    # outlive the editor by days.
+    idle_exit_s: float | None = None
 
 
 def _server_keys(keys_dir: Path) -> tuple[bytes, bytes]:
@@ -186,9 +190,17 @@ class Server:
         poller.register(self.router, zmq.POLLIN)
         poller.register(self.events, zmq.POLLIN)
         poller.register(self.wake, zmq.POLLIN)
+        last_active = time.monotonic()
         try:
             while not self.stopping.is_set():
                 ready = dict(poller.poll(100))
+                now = time.monotonic()
+                if ready or self._busy():
+                    last_active = now
+                elif (self.config.idle_exit_s is not None
+                        and now - last_active > self.config.idle_exit_s):
+                    log.info("idle for %.0f s (idle_exit): stopping", now - last_active)
+                    break
                 if self.wake in ready:
                     self._finish_offloaded()
                 if self.events in ready:
@@ -206,6 +218,13 @@ class Server:
             self._shutdown()
         if self.load_error is not None:
             raise ServeError(str(self.load_error)) from self.load_error
+
+    def _busy(self) -> bool:
+        """A job runs, waits, or is still being decoded (or the model still loads)."""
+        worker = self.worker
+        if self.engine is None or (worker is not None and worker.current is not None):
+            return True
+        return len(self.queue) > 0 or not self._done.empty()
 
     def _shutdown(self) -> None:
         assert self.router is not None and self.events is not None

@@ -30,6 +30,7 @@ class ServeSettings:
     poll: bool = False
     tile_pixels: int | None = None  # None: from the device's memory
     tile_size: int = 512
+    idle_exit: float | None = None  # seconds without requests or jobs, then stop
 
 
 def settings_from(args: argparse.Namespace) -> ServeSettings:
@@ -47,7 +48,7 @@ def settings_from(args: argparse.Namespace) -> ServeSettings:
         s.watch = s.watch + list(args.watch)
     if args.poll:
         s.poll = True
-    for name in ("tile_pixels", "tile_size"):
+    for name in ("tile_pixels", "tile_size", "idle_exit"):
         if getattr(args, name, None) is not None:
             setattr(s, name, getattr(args, name))
     return s
@@ -57,7 +58,7 @@ def settings_from(args: argparse.Namespace) -> ServeSettings:
 CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "bind": (str,), "device": (str,), "weights": (str,), "precision": (str,),
     "styles": (str,), "keys": (str,), "curve": (bool,), "poll": (bool,),
-    "watch": (str, list), "tile_pixels": (int,), "tile_size": (int,),
+    "watch": (str, list), "tile_pixels": (int,), "tile_size": (int,), "idle_exit": (int, float),
 }
 TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer", list: "a list"}
 
@@ -84,7 +85,7 @@ def _apply_file(s: ServeSettings, path: Path) -> None:
     if isinstance(data.get("watch"), list) and not all(isinstance(w, str) for w in data["watch"]):
         raise bad("watch must be a folder or a list of folders (strings)")
     for key in ("bind", "device", "weights", "precision", "curve", "poll", "tile_pixels",
-                "tile_size"):
+                "tile_size", "idle_exit"):
         if key in data:
             setattr(s, key, data[key])
     for key in ("styles", "keys"):
@@ -93,6 +94,8 @@ def _apply_file(s: ServeSettings, path: Path) -> None:
     if "watch" in data:
         w = data["watch"]
         s.watch = [Path(x).expanduser() for x in ([w] if isinstance(w, str) else w)]
+    if s.idle_exit is not None and not 1 <= s.idle_exit <= 365 * 86400:
+        raise bad(f"idle_exit must be 1 to {365 * 86400} seconds, not {s.idle_exit!r}")
     if s.precision not in PRECISIONS:
         raise bad(f"precision must be one of {', '.join(PRECISIONS)}, not {s.precision!r}")
 
@@ -112,7 +115,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
     s = settings_from(args)
     watchers = []
-    config = ServerConfig(bind=s.bind, styles_dir=s.styles, keys_dir=s.keys, curve=s.curve)
+    config = ServerConfig(bind=s.bind, styles_dir=s.styles, keys_dir=s.keys, curve=s.curve,
+                          idle_exit_s=s.idle_exit)
     server = Server(config, lambda: load_engine(s.weights, s.device, say=log.info,
                                                    precision=s.precision,
                                                    tile_pixels=s.tile_pixels,

@@ -43,6 +43,12 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
+    if args.weights_command == "check":
+        from impasto.engine import weights as weights_mod
+
+        w = weights_mod.load(args.spec, download=False)
+        print(f"weights load: {w.label}")
+        return 0
     from impasto.engine.runtime import load_engine
 
     load_engine(args.spec, "cpu", say=_say)
