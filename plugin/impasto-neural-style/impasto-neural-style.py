@@ -499,8 +499,9 @@ def stylize_layer(image, layer, config, cfg, spec, label, controls):
                    # network's smallest working size is 64
                    "size": max(64, box_side)}
         if max(bw, bh) < 64:
-            # A tiny layer: a few evaluations at 64 px show all the style it can hold.
-            options["iterations"] = min(20, options.get("iterations", 20))
+            # A tiny layer is worked at 64 px (the network's least) and shrunk back: a few
+            # evaluations give it all the style it can hold, in about a second.
+            options["iterations"] = max(3, min(20, max(bw, bh) // 3))
         if colors != "none":
             options["preserve_colors"] = colors
         if seed >= 0:
