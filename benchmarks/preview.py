@@ -84,10 +84,11 @@ def main() -> None:
         finally:
             d.stop()
     print(f"draft, {args.size} px output from a {w}x{h} photo, previews of 256 px:")
-    print(f"  cold style:   first progress {statistics.median(x for x, _ in cold):.2f} s, "
-          f"first preview {statistics.median(y for _, y in cold):.2f} s")
-    print(f"  cached style: first progress {statistics.median(x for x, _ in cached):.2f} s, "
-          f"first preview {statistics.median(y for _, y in cached):.2f} s")
+    for label, runs in (("cold style", cold), ("cached style", cached)):
+        firsts = [y for _, y in runs]
+        print(f"  {label + ':':14s}first progress {statistics.median(x for x, _ in runs):.2f} s, "
+              f"first preview median {statistics.median(firsts):.2f} s "
+              f"(min {min(firsts):.2f}, max {max(firsts):.2f}; {len(firsts)} runs)")
     if whole is not None:
         print(f"  whole run (cached style): {whole:.1f} s")
 
