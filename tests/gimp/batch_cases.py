@@ -275,6 +275,21 @@ def case_tiny():
 
 
 
+def case_temp_files():
+    import tempfile
+    base = tempfile.gettempdir()
+    stale = os.path.join(base, "impasto-gimp-4194303-left")  # a pid no process has
+    os.makedirs(stale, exist_ok=True)
+    with open(os.path.join(stale, "content.rgbf"), "wb") as f:
+        f.write(b"\0" * 1000)
+    image = load("background.png")
+    src = add_layer_from(image, "source.png", 10, 20)
+    _, err = run_proc(image, [src], **STYLE)
+    _, err2 = run_proc(image, [src], **dict(STYLE, style="no-such-style"))  # an error path
+    left = [n for n in os.listdir(base) if n.startswith("impasto-gimp-")]
+    return {"error": err, "error2": err2, "stale_exists": os.path.exists(stale), "left": left}
+
+
 for name in os.environ.get("IMPASTO_CASES", "registered").split(","):
     try:
         report[name] = globals()["case_" + name]()

@@ -237,6 +237,15 @@ def test_tiny_layer_is_quick(gimp, capsys) -> None:
         print(f"\n[gimp] 1x1 layer, normal preset: {r['tiny']['elapsed']:.1f} s")
 
 
+
+def test_temporary_files_removed_on_every_path(gimp) -> None:
+    runner, _, _ = gimp
+    r = batch(runner, "temp_files")["temp_files"]
+    assert r["error"] is None and "unknown style" in r["error2"]
+    assert not r["stale_exists"]  # a killed run's folder is cleaned at the next start
+    assert r["left"] == [], r["left"]  # nothing left by a finished or failed run
+
+
 # Last: it stops the module's daemon.
 def test_daemon_down_without_autostart(gimp) -> None:
     runner, daemon, env = gimp
