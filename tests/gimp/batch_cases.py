@@ -96,6 +96,14 @@ def case_style_layer():
     return {"error": err} if err else {"name": new.get_name(), "size": [new.get_width(), new.get_height()]}
 
 
+def case_style_file():
+    image = load("background.png")
+    src = add_layer_from(image, "source.png", 10, 20)
+    new, err = run_proc(image, [src], style="", style_file=Gio.File.new_for_path(os.path.join(IO, "style.png")),
+                        preset="draft", size=64, seed=1)
+    return {"error": err} if err else {"name": new.get_name()}
+
+
 def case_grayscale():
     image = load("background.png")
     image.convert_grayscale()

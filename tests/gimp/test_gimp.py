@@ -83,7 +83,10 @@ def test_install_files(gimp) -> None:
 
 def test_new_layer_above_source(gimp) -> None:
     runner, _, _ = gimp
-    rep = batch(runner, "registered", "new_layer", "selection_mask", "style_layer", "grayscale")
+    rep = batch(runner, "registered", "new_layer", "selection_mask", "style_layer", "grayscale",
+                "style_file")
+    f = rep["style_file"]
+    assert "error" not in f and f["name"].startswith("style (impasto"), f
     reg = rep["registered"]
     assert reg["found"] and "<Image>/Filters/Artistic" in reg["menu"]
     r = rep["new_layer"]
