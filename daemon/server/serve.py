@@ -60,7 +60,8 @@ CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "styles": (str,), "keys": (str,), "curve": (bool,), "poll": (bool,),
     "watch": (str, list), "tile_pixels": (int,), "tile_size": (int,), "idle_exit": (int, float),
 }
-TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer", list: "a list"}
+TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer", float: "a number",
+              list: "a list"}
 
 
 def _apply_file(s: ServeSettings, path: Path) -> None:

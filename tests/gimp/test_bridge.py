@@ -226,3 +226,19 @@ def test_bridge_stop_keeps_the_image(tmp_path: Path, env: dict[str, str]) -> Non
         assert p.wait(EXIT_S) == 0
     finally:
         d.stop()
+
+
+def test_bridge_lists_the_style_library(tmp_path: Path, env: dict[str, str]) -> None:
+    from tests.helpers import DaemonProcess
+
+    d = DaemonProcess(tmp_path, env=env).wait_ready()
+    try:
+        style = tmp_path / "s.png"
+        stripes_image(32, 32).save(style)
+        assert run_cli(["styles", "add", "zebra", str(style), "--address", d.address], env).returncode == 0
+        p = subprocess.run(BRIDGE + ["styles", d.address], env=env, capture_output=True, text=True,
+                           timeout=EXIT_S)
+        ev = json.loads(p.stdout.splitlines()[-1])
+        assert ev == {"event": "styles", "names": ["zebra"]}, p.stdout + p.stderr
+    finally:
+        d.stop()
