@@ -104,6 +104,35 @@ def case_style_file():
     return {"error": err} if err else {"name": new.get_name()}
 
 
+def case_wide_gamut():
+    """A colour outside sRGB (Adobe RGB's pure green) goes through unclipped: with
+    strength 0 on a flat layer nothing moves, so the result must be that green."""
+    import struct
+
+    import gi
+    gi.require_version("Babl", "0.1")
+    from gi.repository import Babl
+
+    image = Gimp.Image.new_with_precision(64, 48, Gimp.ImageBaseType.RGB, Gimp.Precision.FLOAT_NON_LINEAR)
+    image.set_color_profile(Gimp.ColorProfile.new_rgb_adobe())
+    layer = Gimp.Layer.new(image, "green", 64, 48, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
+    image.insert_layer(layer, None, 0)
+    fmt = Babl.get_name(Babl.format_with_space("R'G'B'A float", layer.get_format()))
+    rect = Gegl.Rectangle.new(0, 0, 64, 48)
+    buf = layer.get_buffer()
+    buf.set(rect, fmt, struct.pack("<4f", 0.0, 1.0, 0.0, 1.0) * (64 * 48))
+    buf.flush()
+    srgb = struct.unpack("<4f", bytes(layer.get_buffer().get(Gegl.Rectangle.new(0, 0, 1, 1), 1.0,
+                                                             "R'G'B'A float", Gegl.AbyssPolicy.CLAMP)))
+    new, err = run_proc(image, [layer], style="stripes", preset="draft", size=64, seed=1, strength=0.0)
+    if err:
+        return {"error": err}
+    data = bytes(new.get_buffer().get(rect, 1.0, fmt, Gegl.AbyssPolicy.CLAMP))
+    vals = struct.unpack(f"<{64 * 48 * 4}f", data)
+    worst = max(abs(v - t) for i, v in enumerate(vals) for t in ((0.0, 1.0, 0.0, 1.0)[i % 4],))
+    return {"format": fmt, "srgb": list(srgb), "worst": worst}
+
+
 def case_grayscale():
     image = load("background.png")
     image.convert_grayscale()

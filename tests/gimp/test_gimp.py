@@ -188,6 +188,15 @@ def test_full_precision_and_exact_alpha(gimp) -> None:
     assert r["adobe"].get("ok"), r["adobe"]
 
 
+def test_colours_outside_srgb_are_not_clipped(gimp) -> None:
+    runner, _, _ = gimp
+    r = batch(runner, "wide_gamut")["wide_gamut"]
+    assert "error" not in r, r
+    assert r["format"].startswith("R'G'B'A float-space"), r["format"]  # Adobe's own space
+    assert r["srgb"][0] < -0.05  # the green lies outside sRGB: sRGB's red would be negative
+    assert r["worst"] < 0.01, r  # and it came back as it went
+
+
 def test_mode_opacity_and_mask_carried_over(gimp) -> None:
     runner, _, _ = gimp
     r = batch(runner, "looks")["looks"]
