@@ -239,6 +239,7 @@ class Preview:
         self.shown = None
         self.frozen = False
         self.count = 0
+        self.started = time.monotonic()
 
     def show(self, path, pw, ph, step):
         try:
@@ -274,6 +275,7 @@ class Preview:
             shown = bytes(lay.get_buffer().get(Gegl.Rectangle.new(0, 0, w, h), 1.0, FMT,
                                                Gegl.AbyssPolicy.CLAMP))
             trace(event="preview", layer=self.layer.get_name(), step=step, width=pw, height=ph,
+                  t=round(time.monotonic() - self.started, 3),
                   shown=[lay.get_width(), lay.get_height()], crc=zlib.crc32(shown),
                   layers=len(self.image.get_layers()))
 

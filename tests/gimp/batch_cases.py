@@ -183,7 +183,9 @@ def case_preview():
     src = image.get_layers()[0]
     before = len(image.get_layers())
     t0 = time.monotonic()
-    new, err = run_proc(image, [src], style="stripes", preset="draft", size=256, seed=5)
+    # draft at 512 px, stopped after 15 s: long enough for many previews
+    new, err = run_proc(image, [src], style="stripes", preset="draft", size=512, seed=5,
+                        stop_after=15.0)
     if err:
         return {"error": err}
     return {"trace": trace_lines(), "layers_before": before, "layers_after": len(image.get_layers()),

@@ -129,12 +129,16 @@ def floats(runner: GimpRunner, info: dict, dtype: str = "<f4") -> np.ndarray:
     return np.frombuffer(data, dtype).reshape(info["height"], info["width"], -1)
 
 
-def test_live_preview_updates_a_layer_then_leaves_one_result(gimp) -> None:
+def test_live_preview_updates_a_layer_then_leaves_one_result(gimp, capsys) -> None:
     runner, _, _ = gimp
     r = batch(runner, "preview")["preview"]
     assert "error" not in r, r
     previews = [t for t in r["trace"] if t["event"] == "preview"]
     assert len(previews) >= 2, r["trace"]
+    with capsys.disabled():
+        print(f"\n[gimp] draft, 512 px, 1024x768 layer: first preview shown after "
+              f"{previews[0]['t']:.2f} s (bridge start and upload included), "
+              f"{len(previews)} previews")
     # While it runs, the preview is one extra layer, at the layer's size, and it changes.
     assert all(p["layers"] == r["layers_before"] + 1 for p in previews)
     assert all(p["shown"] == [1024, 768] for p in previews)
