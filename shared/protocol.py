@@ -176,6 +176,10 @@ class StyleRef:
 @dataclass
 class Message:
     TYPE: ClassVar[str] = ""
+    # Fields added within protocol 1: left out of the header while they hold their
+    # default, so a request that does not use them still reaches an older daemon (which
+    # refuses unknown fields).
+    OMIT_DEFAULT: ClassVar[frozenset[str]] = frozenset()
 
 
 @dataclass
@@ -226,6 +230,7 @@ class Stylize(Message):
     # Live previews: {"max_side": int, "interval_s": number, "format": "png" | "rgba8"},
     # each optional; null: none.
     preview: dict[str, Any] | None = None
+    OMIT_DEFAULT: ClassVar[frozenset[str]] = frozenset({"preview"})
 
     def validate(self) -> None:
         """Checks of the request as a whole, made when it is decoded."""
@@ -271,6 +276,7 @@ class Progress(Message):
     # The image as it stands (PNG or rgba8, long side at most the request's preview.max_side),
     # on events the request asked previews for; null on the others.
     preview: ImageRef | None = None
+    OMIT_DEFAULT: ClassVar[frozenset[str]] = frozenset({"preview"})
 
 
 @dataclass
@@ -301,6 +307,7 @@ class Cancel(Message):
     # Stop a running job and keep what it has: the job ends with a `result` holding the
     # image as it stands (resized to the planned output), not with a `cancelled` error.
     keep: bool = False
+    OMIT_DEFAULT: ClassVar[frozenset[str]] = frozenset({"keep"})
 
     def validate(self) -> None:
         if not self.job:
@@ -383,7 +390,10 @@ def encode(msg: Message, req: str | None = None) -> list[bytes]:
     if req is not None:
         header["req"] = req
     for f in dataclasses.fields(msg):
-        header[f.name] = lower(getattr(msg, f.name))
+        value = getattr(msg, f.name)
+        if f.name in msg.OMIT_DEFAULT and value == f.default:
+            continue
+        header[f.name] = lower(value)
     # allow_nan=False: NaN and Infinity are not JSON; strict parsers reject them. A
     # message holding one is a bug on this side, raised here rather than sent.
     return [json.dumps(header, separators=(",", ":"), allow_nan=False).encode()] + blobs

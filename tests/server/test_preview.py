@@ -129,3 +129,14 @@ def test_local_stylize_writes_previews(content_png, style_png, tmp_path, env) ->
     assert r.returncode == 0, r.stderr
     with Image.open(prev) as img:
         assert img.size == (64, 48)
+
+
+def test_requests_without_the_new_fields_look_as_before() -> None:
+    """A request that asks for no preview (a cancel without keep) carries no such field,
+    so it still reaches a daemon that predates them (daemons refuse unknown fields)."""
+    req = Stylize(content=imagecodec.to_ref(gradient_image(8, 8)), styles=STYLE)
+    assert "preview" not in json.loads(encode(req)[0])
+    from impasto.protocol import Cancel
+
+    assert json.loads(encode(Cancel(job="j1"))[0]) == {"v": 1, "type": "cancel", "job": "j1"}
+    assert json.loads(encode(Cancel(job="j1", keep=True))[0])["keep"] is True
