@@ -20,7 +20,7 @@ _job_ids = itertools.count(1)
 
 @dataclass
 class Job:
-    content: Image.Image
+    content: Image.Image  # or an impasto.imagecodec.FloatImage (rgb32f)
     styles: list[tuple[Image.Image, float, str]]  # image, blend weight, label
     options: EngineOptions
     priority: Priority
@@ -32,7 +32,9 @@ class Job:
     id: str = field(default_factory=lambda: f"j{next(_job_ids)}")
     created: float = field(default_factory=time.time)
     cancel: threading.Event = field(default_factory=threading.Event)
+    finish: threading.Event = field(default_factory=threading.Event)  # stop, keep the image
     started: float | None = None
+    preview: dict[str, Any] | None = None  # Stylize.preview, checked
 
     @property
     def pixels(self) -> int:

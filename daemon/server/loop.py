@@ -82,6 +82,10 @@ class ServerConfig:
     cache_bytes: int = 512 * 1024 * 1024
     batch_every: int = 3
     watch_status: Callable[[], list[dict]] | None = field(default=None, repr=False)
+    # Stop after this many seconds with no request, no job and nothing queued (None:
+    # never). A daemon that an editor started on demand sets it, so that it does not
+    # outlive the editor by days.
+    idle_exit_s: float | None = None
 
 
 def _server_keys(keys_dir: Path) -> tuple[bytes, bytes]:
@@ -196,9 +200,17 @@ class Server:
         poller.register(self.router, zmq.POLLIN)
         poller.register(self.events, zmq.POLLIN)
         poller.register(self.wake, zmq.POLLIN)
+        last_active = time.monotonic()
         try:
             while not self.stopping.is_set():
                 ready = dict(poller.poll(100))
+                now = time.monotonic()
+                if ready or self._busy():
+                    last_active = now
+                elif (self.config.idle_exit_s is not None
+                        and now - last_active > self.config.idle_exit_s):
+                    log.info("idle for %.0f s (idle_exit): stopping", now - last_active)
+                    break
                 if self.wake in ready:
                     self._finish_offloaded()
                 if self.events in ready:
@@ -216,6 +228,13 @@ class Server:
             self._shutdown()
         if self.load_error is not None:
             raise ServeError(str(self.load_error)) from self.load_error
+
+    def _busy(self) -> bool:
+        """A job runs, waits, or is still being decoded (or the model still loads)."""
+        worker = self.worker
+        if self.engine is None or (worker is not None and worker.current is not None):
+            return True
+        return len(self.queue) > 0 or not self._done.empty()
 
     def _shutdown(self) -> None:
         assert self.router is not None and self.events is not None
@@ -343,7 +362,7 @@ class Server:
         if isinstance(msg, Stylize):
             return self._stylize(peer, user, msg, req)
         if isinstance(msg, Cancel):
-            return self._cancel(msg.job, user)
+            return self._cancel(msg.job, user, msg.keep)
         if isinstance(msg, StylesList):
             return Styles(styles=self.library.list())
         if isinstance(msg, StylesAdd):
@@ -352,7 +371,7 @@ class Server:
                 raise ImpastoError(BAD_MESSAGE, "styles.add needs an image")
 
             def add() -> Callable[[], Message]:
-                info = self.library.add(msg.name, imagecodec.decode(image, "the style image"))
+                info = self.library.add(msg.name, imagecodec.decode_pil(image, "the style image"))
                 return lambda: Done(detail=json.dumps(info))
 
             self._offload(peer, req, add)
@@ -385,10 +404,11 @@ class Server:
                     styles.append((self.library.load(ref.name), ref.weight, ref.name))
                 else:
                     assert ref.image is not None
-                    styles.append((imagecodec.decode(ref.image, f"style image {i + 1}")
+                    styles.append((imagecodec.decode_pil(ref.image, f"style image {i + 1}")
                                    .convert("RGB"), ref.weight, f"image{i}"))
             job = Job(content=content, styles=styles, options=opts, priority=msg.priority,
-                      peer=peer, req=req, output=msg.output, client=msg.client, owner=user)
+                      peer=peer, req=req, output=msg.output, client=msg.client, owner=user,
+                      preview=msg.preview)
             return lambda: self._accept(job)
 
         self._offload(peer, req, decode, stylize=True)
@@ -409,13 +429,13 @@ class Server:
                  job.priority, position)
         return Accepted(job=job.id, position=position)
 
-    def _cancel(self, job_id: str, user: str) -> Message:
+    def _cancel(self, job_id: str, user: str, keep: bool = False) -> Message:
         # Another client's job is answered as if it did not exist: ids are guessable.
         job = self.queue.remove(job_id, owner=user)
         if job is not None:
             self._send(job.peer, Error(CANCELLED, f"job {job.id} was cancelled", job.id), job.req)
             return Cancelled(job=job_id, was="queued")
-        if self.worker is not None and self.worker.cancel_running(job_id, owner=user) is not None:
+        if self.worker is not None and self.worker.cancel_running(job_id, owner=user, keep=keep) is not None:
             return Cancelled(job=job_id, was="running")
         raise ImpastoError(UNKNOWN_JOB, f"no queued or running job {job_id!r}")
 

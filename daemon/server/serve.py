@@ -31,6 +31,7 @@ class ServeSettings:
     settle: float = 2.0  # seconds a watched file must stay unchanged (see watch/detect.py)
     tile_pixels: int | None = None  # None: from the device's memory
     tile_size: int = 512
+    idle_exit: float | None = None  # seconds without requests or jobs, then stop
 
 
 def settings_from(args: argparse.Namespace) -> ServeSettings:
@@ -48,9 +49,7 @@ def settings_from(args: argparse.Namespace) -> ServeSettings:
         s.watch = s.watch + list(args.watch)
     if args.poll:
         s.poll = True
-    if getattr(args, "settle", None) is not None:
-        s.settle = args.settle
-    for name in ("tile_pixels", "tile_size"):
+    for name in ("tile_pixels", "tile_size", "idle_exit", "settle"):
         if getattr(args, name, None) is not None:
             setattr(s, name, getattr(args, name))
     return s
@@ -61,6 +60,7 @@ CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "bind": (str,), "device": (str,), "weights": (str,), "precision": (str,),
     "styles": (str,), "keys": (str,), "curve": (bool,), "poll": (bool,),
     "watch": (str, list), "settle": (int, float), "tile_pixels": (int,), "tile_size": (int,),
+    "idle_exit": (int, float),
 }
 TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer", float: "a number",
               list: "a list"}
@@ -88,7 +88,7 @@ def _apply_file(s: ServeSettings, path: Path) -> None:
     if isinstance(data.get("watch"), list) and not all(isinstance(w, str) for w in data["watch"]):
         raise bad("watch must be a folder or a list of folders (strings)")
     for key in ("bind", "device", "weights", "precision", "curve", "poll", "tile_pixels",
-                "tile_size", "settle"):
+                "tile_size", "settle", "idle_exit"):
         if key in data:
             setattr(s, key, data[key])
     for key in ("styles", "keys"):
@@ -99,6 +99,8 @@ def _apply_file(s: ServeSettings, path: Path) -> None:
         s.watch = [Path(x).expanduser() for x in ([w] if isinstance(w, str) else w)]
     if not 0.01 <= s.settle <= 3600:
         raise bad(f"settle must be seconds from 0.01 to 3600, not {s.settle!r}")
+    if s.idle_exit is not None and not 1 <= s.idle_exit <= 365 * 86400:
+        raise bad(f"idle_exit must be 1 to {365 * 86400} seconds, not {s.idle_exit!r}")
     if s.precision not in PRECISIONS:
         raise bad(f"precision must be one of {', '.join(PRECISIONS)}, not {s.precision!r}")
 
@@ -118,7 +120,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
     s = settings_from(args)
     watchers = []
-    config = ServerConfig(bind=s.bind, styles_dir=s.styles, keys_dir=s.keys, curve=s.curve)
+    config = ServerConfig(bind=s.bind, styles_dir=s.styles, keys_dir=s.keys, curve=s.curve,
+                          idle_exit_s=s.idle_exit)
     server = Server(config, lambda: load_engine(s.weights, s.device, say=log.info,
                                                    precision=s.precision,
                                                    tile_pixels=s.tile_pixels,

@@ -15,6 +15,7 @@ from typing import Any
 import zmq
 
 from impasto import imagecodec
+from impasto.engine.tensors import to_image
 from impasto.engine.transfer import Engine, StyleInput
 from impasto.errors import CANCELLED, INTERNAL, SHUTDOWN, ImpastoError, JobCancelled
 from impasto.protocol import Error, Message, Progress, Result, Stage, encode
@@ -61,11 +62,13 @@ class Worker(threading.Thread):
         finally:
             sock.close(linger=2000)
 
-    def cancel_running(self, job_id: str | None = None, owner: str | None = None) -> Job | None:
+    def cancel_running(self, job_id: str | None = None, owner: str | None = None,
+                       keep: bool = False) -> Job | None:
+        """keep: stop the job and send what it has as its result, instead of cancelling."""
         job = self.current
         if job is not None and (job_id is None or job.id == job_id) and (
                 owner is None or owner == job.owner):
-            job.cancel.set()
+            (job.finish if keep else job.cancel).set()
             return job
         return None
 
@@ -86,23 +89,38 @@ class Worker(threading.Thread):
         self._emit(sock, job, Progress(job=job.id, stage=Stage.PREPARE, scales=len(opts.schedule()),
                                        total=total))
         last_sent = [0.0]
+        last_preview: list[float | None] = [None]  # None: no preview sent yet
 
         def on_step(step: Any) -> None:
             now = time.monotonic()
+            preview = None
+            # The first preview goes out with the first evaluation (something to look at
+            # at once), then one per interval. It is a copy of the image downscaled in
+            # torch and PNG-encoded at level 1: a few ms at 256 px, once a second, next to
+            # evaluations that take tens to hundreds of ms.
+            if job.preview is not None and step.snapshot is not None and (
+                    last_preview[0] is None or now - last_preview[0] >= job.preview["interval_s"]):
+                last_preview[0] = now
+                preview = imagecodec.to_ref(to_image(step.snapshot(job.preview["max_side"])),
+                                           job.preview["format"])
             # At tiny sizes evaluations come every few ms; 20 events/s is plenty for a bar.
-            if now - last_sent[0] < 0.05 and step.step < step.total:
+            elif now - last_sent[0] < 0.05 and step.step < step.total:
                 return
             last_sent[0] = now
             self._emit(sock, job, Progress(
                 job=job.id, stage=Stage.OPTIMIZE, scale=step.scale, scales=step.scales,
                 size=step.size, step=step.step, total=step.total, losses=step.losses,
-                elapsed_s=round(step.elapsed_s, 4)))
+                elapsed_s=round(step.elapsed_s, 4), preview=preview))
 
         try:
             outcome = self.engine.run(
                 job.content, [StyleInput(img, w) for img, w, _ in job.styles], opts,
-                on_step=on_step, should_stop=job.cancel.is_set, cache=self.cache)
-            ref = imagecodec.to_ref(outcome.image, job.output)
+                on_step=on_step, should_stop=job.cancel.is_set, cache=self.cache,
+                should_finish=job.finish.is_set)
+            if job.output == "rgb32f" and outcome.pixels is not None:
+                ref = imagecodec.to_ref(imagecodec.FloatImage(outcome.pixels), "rgb32f")
+            else:
+                ref = imagecodec.to_ref(outcome.image, job.output)
             log.info("job %s done in %.1f s", job.id, outcome.elapsed_s)
             return Result(job=job.id, image=ref, losses=outcome.losses, seed=outcome.seed,
                           elapsed_s=round(outcome.elapsed_s, 3), weights=self.engine.weights.label,
