@@ -16,9 +16,24 @@ from typing import BinaryIO
 TEMP_MARK = ".impasto-tmp-"  # temporary names start with "." and contain this
 
 
+NAME_MAX = 255  # bytes in one file name, on every file system impasto writes to
+
+
+def fit_name(stem: str, tail: str = "", limit: int = NAME_MAX) -> str:
+    """stem + tail, the stem cut (at a character boundary) so that the whole fits
+    `limit` bytes: a name that is legal where it came from must not become one that
+    cannot be written once impasto adds a suffix to it."""
+    room = limit - len(tail.encode())
+    raw = stem.encode()
+    if len(raw) > room:
+        stem = raw[:max(room, 1)].decode("utf-8", "ignore") or "x"
+    return stem + tail
+
+
 def temp_name(path: Path) -> Path:
     """A hidden name beside `path` that no other writer picks (pid and random part)."""
-    return path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+    tail = f"{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
+    return path.with_name(fit_name("." + path.name, tail))
 
 
 def is_temp_name(name: str) -> bool:

@@ -16,7 +16,7 @@ import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
-from impasto.fsio import is_temp_name, write_atomic_at
+from impasto.fsio import fit_name, is_temp_name, write_atomic_at
 
 Parts = tuple[str, ...]
 
@@ -112,13 +112,17 @@ class Tree:
                 if e.errno == errno.ELOOP:
                     raise ValueError("a symbolic link, not a file") from None
                 raise
-        with os.fdopen(fd, "rb") as f:
+        try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise ValueError("not a regular file")
             if st.st_size > limit:
                 raise ValueError(f"file is {st.st_size / 2**20:.1f} MiB; the limit is "
                                  f"{limit / 2**20:.1f} MiB")
+        except BaseException:
+            os.close(fd)
+            raise
+        with os.fdopen(fd, "rb") as f:
             data = f.read(limit + 1)
         if len(data) > limit:  # grew after the check
             raise ValueError(f"file is over the limit of {limit / 2**20:.1f} MiB")
@@ -135,7 +139,7 @@ class Tree:
             return parts
         p = PurePosixPath(parts[-1])
         for i in range(1, 100_000):
-            cand = parts[:-1] + (f"{p.stem}-{i}{p.suffix}",)
+            cand = parts[:-1] + (fit_name(p.stem, f"-{i}{p.suffix}"),)
             if self.lstat(cand) is None:
                 return cand
         raise OSError(errno.EEXIST, f"too many files named like {self.path(parts)}")

@@ -29,7 +29,7 @@ from impasto.keys import ClientKeys
 from impasto.protocol import MAX_MESSAGE_BYTES, ImageRef, Priority, StyleRef, Stylize
 from impasto.watch.confine import Parts
 from impasto.watch.detect import Detector
-from impasto.watch.journal import Entry, Journal, State, output_for
+from impasto.watch.journal import Entry, Journal, State, output_for, report_for
 from impasto.watch.layout import DONE, FAILED, IN, JOURNAL, MAX_DEPTH, OUT, Layout
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,9 @@ INPUT_LIMIT = MAX_MESSAGE_BYTES - 1024 * 1024  # room for the request around the
 # Test hook: seconds to wait inside the output write window (temporary file written,
 # not yet renamed), so a test can kill the process exactly there.
 HOLD_ENV = "IMPASTO_WATCH_HOLD_WRITE"
+# Results whose write met a storage fault are kept for the retry, so that a full disk
+# does not cost a stylization per back-off; past this many bytes they are recomputed.
+KEEP_RESULTS_BYTES = 256 * 2**20
 
 
 def backoff(attempt: int, cap: float) -> float:
@@ -64,6 +67,7 @@ class FolderWatcher:
         self.set_aside: list[str] = []
         self.fault: str | None = None  # the storage or daemon trouble being retried
         self._later: list[tuple[float, int, Entry]] = []  # retries, by due time
+        self._results: dict[str, bytes] = {}  # entry id -> result awaiting its write
         self._tick = itertools.count()
         self._claim_faults = 0
         self._lock = threading.Lock()
@@ -232,18 +236,24 @@ class FolderWatcher:
                 try:
                     self._step(client, e)
                 except OSError as ex:
-                    self._storage_fault(e, ex)
+                    if ex.errno == errno.ENAMETOOLONG:  # the name's fault, not the disk's
+                        self._fail_or_retry(e, f"the name is too long to file: {ex.strerror}")
+                    else:
+                        self._storage_fault(e, ex)
                 except Exception as ex:  # noqa: BLE001 - keep the folder alive
                     log.exception("unexpected failure on %s", e.rel)
-                    try:
-                        self._fail(e, f"internal error: {type(ex).__name__}: {ex}")
-                    except OSError as ex2:
-                        self._storage_fault(e, ex2)
+                    self._fail_or_retry(e, f"internal error: {type(ex).__name__}: {ex}")
                 finally:
                     with self._lock:
                         self.working -= 1
         finally:
             client.close()
+
+    def _fail_or_retry(self, e: Entry, reason: str) -> None:
+        try:
+            self._fail(e, reason)
+        except OSError as ex:
+            self._storage_fault(e, ex)
 
     def _step(self, client: Client, e: Entry) -> None:
         """Take an entry on from the step it reached (first try, retry or recovery)."""
@@ -291,21 +301,11 @@ class FolderWatcher:
         except ValueError as ex:
             self._fail(e, str(ex))
             return
-        request = Stylize(content=ImageRef(data, "encoded"), styles=[StyleRef(name=style)],
-                          options=settings, priority=Priority.BATCH, client=f"watch:{self.layout.root.name}")
-        try:
-            result = client.stylize(request, should_cancel=self._stop.is_set)
-        except DaemonUnavailable as ex:
-            self._retry(e, str(ex))
-            return
-        except ImpastoError as ex:
-            if ex.code in TRANSIENT or (ex.code == "cancelled" and self._stop.is_set()):
-                self._retry(e, ex.message)
-            else:
-                reason = ex.message if ex.code != BAD_OPTIONS else f"bad settings: {ex.message}"
-                self._fail(e, reason)
-            return
-        assert result.image is not None
+        image = self._results.pop(e.id, None)
+        if image is None:
+            image = self._stylize(client, e, data, style, settings)
+            if image is None:
+                return
         try:
             out = output_for(rel, style)
         except ValueError:
@@ -318,12 +318,35 @@ class FolderWatcher:
             e.state, e.output = State.WRITING, "/".join(out)
             try:
                 self.journal.save(e)
-                tree.write_atomic(out, result.image.data, before_rename=self._held)
+                tree.write_atomic(out, image, before_rename=self._held)
             except OSError:
-                e.state, e.output = State.CLAIMED, None  # nothing written: do it all again
+                e.state, e.output = State.CLAIMED, None  # nothing written
+                if sum(map(len, self._results.values())) + len(image) <= KEEP_RESULTS_BYTES:
+                    self._results[e.id] = image
                 raise
         self._finish(e)
         log.info("%s -> %s", e.rel, e.output)
+
+    def _stylize(self, client: Client, e: Entry, data: bytes, style: str,
+                 settings: dict[str, Any]) -> bytes | None:
+        """The result's bytes; None when the entry was failed or set to retry."""
+        request = Stylize(content=ImageRef(data, "encoded"), styles=[StyleRef(name=style)],
+                          options=settings, priority=Priority.BATCH,
+                          client=f"watch:{self.layout.root.name}")
+        try:
+            result = client.stylize(request, should_cancel=self._stop.is_set)
+        except DaemonUnavailable as ex:
+            self._retry(e, str(ex))
+            return None
+        except ImpastoError as ex:
+            if ex.code in TRANSIENT or (ex.code == "cancelled" and self._stop.is_set()):
+                self._retry(e, ex.message)
+            else:
+                reason = ex.message if ex.code != BAD_OPTIONS else f"bad settings: {ex.message}"
+                self._fail(e, reason)
+            return None
+        assert result.image is not None
+        return result.image.data
 
     def _held(self) -> None:
         if self._hold > 0:
@@ -356,7 +379,7 @@ class FolderWatcher:
         tree = self.journal.tree
         final = e.final_parts
         if e.state == State.FAILING:
-            report = final[:-1] + (final[-1] + ".error.txt",)
+            report = report_for(final)
             if tree.lstat(report) is None:
                 tree.write_atomic(report, f"{e.rel}: {e.reason}\n".encode())
         data = self.journal.data_parts(e)

@@ -26,6 +26,7 @@ from enum import StrEnum
 from pathlib import PurePosixPath
 from typing import Any
 
+from impasto.fsio import fit_name
 from impasto.watch.confine import Parts, Tree, parts_of
 from impasto.watch.layout import DONE, FAILED, JOURNAL, MAX_DEPTH, OUT
 
@@ -72,7 +73,12 @@ class Entry:
 def output_for(rel: Parts, style: str) -> Parts:
     """out/<style>/<folders below the style folder>/<stem>.png"""
     below = rel[1:-1] if len(rel) > 1 else ()
-    return OUT + (style,) + below + (PurePosixPath(rel[-1]).stem + ".png",)
+    return OUT + (style,) + below + (fit_name(PurePosixPath(rel[-1]).stem, ".png"),)
+
+
+def report_for(final: Parts) -> Parts:
+    """failed/.../<name>.error.txt beside the failed original"""
+    return final[:-1] + (fit_name(final[-1], ".error.txt"),)
 
 
 def check(e: Entry) -> None:

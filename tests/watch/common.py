@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from impasto.client import Client
-from impasto.fsio import is_temp_name
+from impasto.fsio import fit_name, is_temp_name
 from tests.helpers import DaemonProcess, make_env, stripes_image
 
 SETTINGS = 'style = "stripes"\nsize = 64\nscales = 1\niterations = 2\n'
@@ -54,6 +54,11 @@ def watch_status(d: DaemonProcess) -> dict:
         return c.status().watch[0]
 
 
+def report(rel: str) -> str:
+    p = Path(rel)
+    return str(p.with_name(fit_name(p.name, ".error.txt")))
+
+
 def check_ledger(folder: Path, inputs: dict[str, bytes], failed: set[str] = frozenset(),
                  style: str = "stripes", daemon: DaemonProcess | None = None) -> None:
     """The exactly-once ledger: every input once in done/ (same bytes) with exactly one
@@ -65,16 +70,17 @@ def check_ledger(folder: Path, inputs: dict[str, bytes], failed: set[str] = froz
     assert done_files == want_done, f"done/: {done_files} != {want_done}"
     for r in want_done:
         assert (folder / "done" / r).read_bytes() == inputs[r], f"{r} changed on its way"
-    want_failed = sorted([r for r in failed] + [f"{r}.error.txt" for r in failed])
+    want_failed = sorted([r for r in failed] + [report(r) for r in failed])
     assert failed_files == want_failed, f"failed/: {failed_files} != {want_failed}"
     for r in failed:
-        assert (folder / "failed" / f"{r}.error.txt").read_text().strip()
+        assert (folder / "failed" / report(r)).read_text().strip()
     outs = files(folder / "out")
 
     def out_name(r: str) -> str:
         p = Path(r)
         below = p.parts[1:-1] if len(p.parts) > 1 else ()
-        return str(Path(style if len(p.parts) == 1 else p.parts[0], *below, p.stem + ".png"))
+        return str(Path(style if len(p.parts) == 1 else p.parts[0], *below,
+                        fit_name(p.stem, ".png")))
 
     assert outs == sorted(out_name(r) for r in want_done), f"out/: {outs}"
     assert [f for f in files(folder / "in") if not f.endswith("impasto.toml")] == []

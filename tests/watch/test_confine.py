@@ -57,6 +57,9 @@ def test_read_refuses_links_fifos_and_oversized_files_before_reading(tree: Tree,
         tree.read(("in", "s", "l.png"), 100)
     with pytest.raises(ValueError, match="not a regular file"):
         tree.read(("in", "s", "f.png"), 100)
+    (tree.root / "in" / "s" / "impasto.toml").mkdir()
+    with pytest.raises(ValueError, match="not a regular file"):
+        tree.read(("in", "s", "impasto.toml"), 100)
     with pytest.raises(ValueError, match="file is 10.0 MiB; the limit is"):
         tree.read(("in", "s", "big.png"), 2**20)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from impasto.client import Client
 from impasto.fsio import is_temp_name
 from tests.helpers import make_env
 from tests.watch.common import (
@@ -149,6 +150,8 @@ def test_full_disks_keep_files_claimed_until_space_returns(tmp_path: Path, src: 
                 time.sleep(1)
                 check_ledger(box, {n: data for n in first + second}, daemon=d)
                 assert "problem" not in watch_status(d)
+                with Client(d.address) as c:  # results kept across the retries
+                    assert c.status().jobs_done == 10
                 log = d.output()
                 assert "Exception in thread" not in log and "internal error" not in log
             finally:

@@ -176,6 +176,36 @@ def test_nested_folders_and_oversized_files(tmp_path: Path, folder: Path, src: P
     assert "file is 600.0 MiB; the limit is" in reasons["huge.png.error.txt"]
 
 
+def test_names_at_the_length_limit_are_filed_once(tmp_path: Path, folder: Path,
+                                                  src: Path) -> None:
+    """A name legal in in/ stays legal everywhere impasto files it: its temporary file,
+    its result (a new suffix), its error report, a -1 for a taken name."""
+    data = src.read_bytes()
+    names = ["a" * 251 + ".png", "\u00e9" * 125 + ".png", "q" * 255]
+    bad = "n" * 251 + ".png"
+    (folder / "out" / "stripes").mkdir(parents=True)
+    (folder / "out" / "stripes" / ("a" * 251 + ".png")).write_bytes(b"taken")
+    d = watched(tmp_path, folder)
+    try:
+        for n in names:
+            (folder / "in" / n).write_bytes(data)
+        (folder / "in" / bad).write_bytes(b"not an image")
+        wait_until(lambda: settled(folder, 4), what="4 files")
+        time.sleep(2)
+        (folder / "out" / "stripes" / ("a" * 251 + ".png")).unlink()
+        outs = files(folder / "out" / "stripes")
+        assert len(outs) == 3 and all(len(o.encode()) <= 255 for o in outs), outs
+        assert "a" * 249 + "-1.png" in outs
+        (folder / "out" / "stripes" / ("a" * 249 + "-1.png")).rename(
+            folder / "out" / "stripes" / ("a" * 251 + ".png"))
+        check_ledger(folder, {n: data for n in names} | {bad: b""}, failed={bad}, daemon=d)
+        with Client(d.address) as c:
+            assert c.status().jobs_done == 3  # each stylized once: nothing retried
+        assert "problem" not in watch_status(d)
+    finally:
+        d.stop()
+
+
 def test_sigterm_while_the_model_loads_is_clean(tmp_path: Path) -> None:
     from tests.helpers import DaemonProcess
 
