@@ -140,3 +140,20 @@ def test_requests_without_the_new_fields_look_as_before() -> None:
 
     assert json.loads(encode(Cancel(job="j1"))[0]) == {"v": 1, "type": "cancel", "job": "j1"}
     assert json.loads(encode(Cancel(job="j1", keep=True))[0])["keep"] is True
+
+
+def test_extreme_float_content_gets_an_answer_and_the_daemon_keeps_serving(
+        daemon: DaemonProcess) -> None:
+    """Finite but absurd values (1e30, -5): a result or a clear error, never a crash."""
+    arr = np.zeros((24, 24, 3), dtype="<f4")
+    arr[..., 0], arr[..., 1] = 1e30, -5.0
+    req = Stylize(content=ImageRef(arr.tobytes(), "rgb32f", 24, 24), styles=STYLE,
+                  output="rgb32f", options={"size": 32, "scales": 1, "iterations": 2})
+    with Client(daemon.address, timeout=30) as c:
+        try:
+            result = c.stylize(req)
+            out = np.frombuffer(result.image.data, "<f4")
+            assert np.isfinite(out).all()
+        except ImpastoError as e:
+            assert e.code in ("bad_image", "bad_options") and e.message
+        assert c.status().state == "ready"
