@@ -71,6 +71,8 @@ def dialog_options() -> dict[str, dict[str, Any]]:
             default = PRESETS[FIELDS["preset"].default].size
         out[name] = {"help": m["help"], "min": m["lo"], "max": m["hi"], "default": default,
                      "choices": list(m["choices"] or [])}
+    # The dialog's Working size 0 means "the layer's size, up to the preset's".
+    out["preset_sizes"] = {name: p.size for name, p in PRESETS.items()}
     return out
 
 
@@ -85,8 +87,12 @@ def install(args: argparse.Namespace) -> int:
     address = args.address or paths.default_address()
     autostart = None
     if not args.no_autostart:
+        idle = float(getattr(args, "idle_exit", None) or 1800.0)
+        # A daemon GIMP starts runs detached from it (it must survive one plug-in run)
+        # and stops by itself once idle for `idle_exit_s`, so it does not outlive GIMP.
         autostart = {"command": [sys.executable, "-I", "-m", "impasto.cli.main", "serve",
-                                 "--bind", address],
+                                 "--bind", address, "--idle-exit", f"{idle:g}"],
+                     "idle_exit_s": idle,
                      "wait_s": 300, "log": str(paths.cache_dir() / "daemon.log")}
     config = {"bridge": bridge_command(args.bridge), "address": address, "timeout": 5.0,
               "autostart": autostart, "options": dialog_options(),
@@ -96,7 +102,8 @@ def install(args: argparse.Namespace) -> int:
     write_atomic(target / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
     print(f"installed the impasto plug-in in {target}")
     print(f"  bridge: {' '.join(config['bridge'])}")
-    print(f"  daemon: {address}" + (" (started on demand)" if autostart else " (never started by GIMP)"))
+    print(f"  daemon: {address}" + (f" (started on demand; it stops after {autostart['idle_exit_s']:g} s "
+                                    "without work)" if autostart else " (never started by GIMP)"))
     print("Restart GIMP, then use Filters > Artistic > Neural Style...")
     return 0
 
@@ -153,14 +160,44 @@ def doctor(args: argparse.Namespace) -> int:
         return 1
     report(last.get("event") in ("pong", "error") and "No module" not in str(last),
            f"bridge runs: {' '.join(command)}", "run `impasto gimp install` from impasto's venv")
+    auto = cfg.get("autostart")
+    if auto:
+        check_autostart(auto, report)
     if last.get("event") == "pong":
         report(True, f"daemon answers at {last['address']} (impasto {last['version']})")
     else:
-        auto = cfg.get("autostart")
-        report(bool(auto), f"daemon: {last.get('message')}",
+        report(bool(auto), f"daemon: {last.get('message')}"
+               + (" (GIMP starts one when needed)" if auto else ""),
                "start one with `impasto serve`, or reinstall without --no-autostart")
     print("all good" if not problems else f"{problems} problem(s) found")
     return 0 if not problems else 1
+
+
+def check_autostart(auto: dict[str, Any], report: Any) -> None:
+    """The program GIMP would start exists, and it can load the model (without
+    downloading anything)."""
+    command = [str(c) for c in auto.get("command") or []]
+    if not command:
+        report(False, "autostart names no command", "run `impasto gimp install` again")
+        return
+    program = shutil.which(command[0]) or command[0]
+    exists = Path(program).is_file() and os.access(program, os.X_OK)
+    report(exists, f"autostart program: {command[0]}" + ("" if exists else " does not exist"),
+           "run `impasto gimp install` again from impasto's checkout (its venv moved or is gone)")
+    if not exists:
+        return
+    spec = "auto"
+    if "--weights" in command and command.index("--weights") + 1 < len(command):
+        spec = command[command.index("--weights") + 1]
+    try:
+        r = subprocess.run([program, "-I", "-m", "impasto.cli.main", "weights", "check", spec],
+                           capture_output=True, text=True, timeout=300)
+        ok, detail = r.returncode == 0, (r.stdout.strip() or r.stderr.strip())
+    except (OSError, subprocess.TimeoutExpired) as e:
+        ok, detail = False, str(e)
+    report(ok, f"autostarted daemon can load the model: {detail.splitlines()[-1] if detail else '?'}"
+           if ok else f"autostarted daemon cannot load the model: {detail[-600:]}",
+           "run `impasto weights fetch` (once, 548 MB), or install with a --weights file")
 
 
 def run_gimp(args: argparse.Namespace) -> int:

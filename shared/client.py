@@ -130,8 +130,9 @@ class Client:
         assert isinstance(reply, Status)
         return reply
 
-    def cancel(self, job: str) -> Cancelled:
-        reply = self.call(Cancel(job=job))
+    def cancel(self, job: str, keep: bool = False) -> Cancelled:
+        """keep: stop a running job and have its result be the image as it stands."""
+        reply = self.call(Cancel(job=job, keep=keep))
         assert isinstance(reply, Cancelled)
         return reply
 
@@ -141,8 +142,11 @@ class Client:
         on_accepted: Callable[[Accepted], None] | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
+        should_finish: Callable[[], bool] | None = None,
     ) -> Result:
         """Send a job and follow it to its result. Raises ImpastoError for a job error.
+        should_cancel: polled; once true the job is cancelled. should_finish: polled;
+        once true the job is stopped and its result is the image as it then stands.
 
         While a job waits in the queue no events arrive; the daemon is pinged after
         `timeout` seconds of silence so a dead daemon is noticed, a busy one is not.
@@ -151,11 +155,15 @@ class Client:
         job: str | None = None
         last_heard = time.monotonic()
         ping_req: str | None = None
-        cancel_sent = False
+        cancel_sent = finish_sent = False
         while True:
             if should_cancel is not None and job is not None and not cancel_sent and should_cancel():
                 self.send(Cancel(job=job))
                 cancel_sent = True
+            if (should_finish is not None and job is not None and not cancel_sent
+                    and not finish_sent and should_finish()):
+                self.send(Cancel(job=job, keep=True))
+                finish_sent = True
             got = self.receive(0.2)
             now = time.monotonic()
             if got is None:

@@ -16,9 +16,24 @@ from typing import BinaryIO
 TEMP_MARK = ".impasto-tmp-"  # temporary names start with "." and contain this
 
 
+NAME_MAX = 255  # bytes in one file name, on every file system impasto writes to
+
+
+def fit_name(stem: str, tail: str = "", limit: int = NAME_MAX) -> str:
+    """stem + tail, the stem cut (at a character boundary) so that the whole fits
+    `limit` bytes: a name that is legal where it came from must not become one that
+    cannot be written once impasto adds a suffix to it."""
+    room = limit - len(tail.encode())
+    raw = stem.encode()
+    if len(raw) > room:
+        stem = raw[:max(room, 1)].decode("utf-8", "ignore") or "x"
+    return stem + tail
+
+
 def temp_name(path: Path) -> Path:
     """A hidden name beside `path` that no other writer picks (pid and random part)."""
-    return path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+    tail = f"{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
+    return path.with_name(fit_name("." + path.name, tail))
 
 
 def is_temp_name(name: str) -> bool:
@@ -36,9 +51,23 @@ def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], object], mode: i
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_name(path)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(tmp, flags, 0o666 if mode is None else mode)  # the umask applies
+    d = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        write_atomic_at(d, path.name, data, mode, sync)
+    finally:
+        os.close(d)
+    return path
+
+
+def write_atomic_at(dir_fd: int, name: str, data: bytes | Callable[[BinaryIO], object],
+                    mode: int | None = None, sync: bool = True,
+                    before_rename: Callable[[], None] | None = None) -> None:
+    """write_atomic for `name` in the folder open as `dir_fd` (confined callers, which
+    must not resolve paths: see impasto.watch.confine). Nothing is followed: the
+    temporary file is created with O_EXCL|O_NOFOLLOW."""
+    tmp = temp_name(Path(name)).name
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(tmp, flags, 0o666 if mode is None else mode, dir_fd=dir_fd)  # umask applies
     try:
         with os.fdopen(fd, "wb") as f:
             if isinstance(data, (bytes, bytearray, memoryview)):
@@ -48,14 +77,16 @@ def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], object], mode: i
             f.flush()
             if sync:
                 os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if before_rename is not None:
+            before_rename()
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         with contextlib.suppress(OSError):
-            tmp.unlink()
+            os.unlink(tmp, dir_fd=dir_fd)
         raise
     if sync:
-        fsync_dir(path.parent)
-    return path
+        with contextlib.suppress(OSError):
+            os.fsync(dir_fd)
 
 
 def fsync_dir(path: Path) -> None:

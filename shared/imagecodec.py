@@ -25,20 +25,80 @@ DECODERS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP")
 DECLARED = {"png": ("PNG",), "jpeg": ("JPEG",), "encoded": DECODERS}
 
 
-def decode(ref: ImageRef, what: str = "image") -> Image.Image:
-    """Decode to an RGB or RGBA image (alpha kept when present). Raises ImpastoError;
-    `what` names the image in its message ("the content image", "style 2")."""
+class FloatImage:
+    """RGB pixels as float32 (H, W, 3), sRGB-encoded, nominally in [0, 1]: what an
+    editor at 16 or 32 bits sends (`rgb32f`). Offers the few Pillow calls the engine
+    makes on a content image (size, resize, convert("RGB")), so it goes where a Pillow
+    image goes without being rounded to 8 bits on the way."""
+
+    mode = "RGB"
+
+    def __init__(self, pixels: np.ndarray) -> None:
+        if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.float32:
+            raise ValueError("FloatImage needs float32 pixels of shape (H, W, 3)")
+        self.pixels = pixels
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+    def convert(self, mode: str) -> FloatImage | Image.Image:
+        if mode == "RGB":
+            return self
+        return self.to_pil().convert(mode)
+
+    def resize(self, size: tuple[int, int], resample: int = Image.Resampling.LANCZOS) -> FloatImage:
+        """Each channel resized as a Pillow float ("F") image: the same filter as 8-bit
+        images get, without the rounding."""
+        if size == self.size:
+            return self
+        chans = [np.asarray(Image.fromarray(np.ascontiguousarray(self.pixels[..., i]), "F")
+                            .resize(size, resample), dtype=np.float32) for i in range(3)]
+        return FloatImage(np.stack(chans, axis=2))
+
+    def to_pil(self) -> Image.Image:
+        return Image.fromarray((self.pixels.clip(0, 1) * 255.0).round().astype(np.uint8), "RGB")
+
+    def tobytes(self) -> bytes:
+        return np.ascontiguousarray(self.pixels, dtype="<f4").tobytes()
+
+
+def decode(ref: ImageRef, what: str = "image") -> Image.Image | FloatImage:
+    """Decode to an RGB or RGBA image (alpha kept when present), or a FloatImage for
+    `rgb32f`. Raises ImpastoError; `what` names the image in its message ("the content
+    image", "style 2")."""
     ref.check()
+    if ref.format == "rgb32f":
+        assert ref.width is not None and ref.height is not None
+        arr = np.frombuffer(ref.data, dtype="<f4").reshape(ref.height, ref.width, 3)
+        if not np.isfinite(arr).all():
+            raise ImpastoError(BAD_IMAGE, f"{what} (rgb32f) holds NaN or infinite values")
+        return FloatImage(arr.astype(np.float32))
     if ref.format == "rgba8":
         assert ref.width is not None and ref.height is not None
         return Image.frombytes("RGBA", (ref.width, ref.height), ref.data)
     return decode_bytes(ref.data, what, formats=DECLARED[ref.format], declared=ref.format)
 
 
+def decode_pil(ref: ImageRef, what: str = "image") -> Image.Image:
+    """decode(), always as a Pillow image (float pixels rounded to 8 bits): for style
+    images and the style library, where 8 bits carry all the network can use."""
+    img = decode(ref, what)
+    return img.to_pil() if isinstance(img, FloatImage) else img
+
+
 def pixels(ref: ImageRef) -> int:
     """How many pixels decoding `ref` would make, read from its header alone (0 when the
     header is unreadable: decoding then fails with the reason)."""
-    if ref.format == "rgba8":
+    if ref.format in ("rgba8", "rgb32f"):
         return (ref.width or 0) * (ref.height or 0)
     try:
         with warnings.catch_warnings():
@@ -98,7 +158,13 @@ def encode_png(img: Image.Image, compress_level: int = 1) -> bytes:
     return buf.getvalue()
 
 
-def to_ref(img: Image.Image, fmt: str = "png") -> ImageRef:
+def to_ref(img: Image.Image | FloatImage, fmt: str = "png") -> ImageRef:
+    if fmt == "rgb32f":
+        f = img if isinstance(img, FloatImage) else FloatImage(
+            np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0)
+        return ImageRef(f.tobytes(), "rgb32f", f.width, f.height)
+    if isinstance(img, FloatImage):
+        img = img.to_pil()
     if fmt == "rgba8":
         rgba = img.convert("RGBA")
         return ImageRef(rgba.tobytes(), "rgba8", rgba.width, rgba.height)

@@ -37,7 +37,16 @@ MAX_REQUEST_PIXELS = 2 * MAX_PIXELS  # all images of one request, decoded
 MAX_STYLES = 16
 MAX_SIDE = 16384
 
-IMAGE_FORMATS = ("png", "jpeg", "encoded", "rgba8")  # "encoded": PNG, JPEG, WebP, TIFF or BMP
+# "encoded": PNG, JPEG, WebP, TIFF or BMP; "rgba8": raw 8-bit sRGB RGBA; "rgb32f": raw
+# little-endian float32 RGB without alpha (editors working at 16/32 bits keep their
+# precision and their alpha: the alpha never travels, so it cannot change).
+IMAGE_FORMATS = ("png", "jpeg", "encoded", "rgba8", "rgb32f")
+RAW_FORMATS = {"rgba8": 4, "rgb32f": 12}  # bytes per pixel
+
+# Live previews a client may ask for (`Stylize.preview`): the longest side of each
+# preview image and the least time between two of them.
+PREVIEW_SIDE = (16, 1024, 256)  # min, max, default
+PREVIEW_INTERVAL_S = (0.1, 3600.0, 1.0)
 
 
 class Priority(StrEnum):
@@ -61,6 +70,7 @@ class DaemonState(StrEnum):
 class OutputFormat(StrEnum):
     PNG = "png"
     RGBA8 = "rgba8"
+    RGB32F = "rgb32f"  # float32 RGB, not clipped to the 8-bit grid; no alpha
 
 
 PRIORITIES = tuple(Priority)
@@ -69,11 +79,12 @@ PRIORITIES = tuple(Priority)
 # --- building blocks -----------------------------------------------------------------
 @dataclass
 class ImageRef:
-    """An image carried in a blob: encoded bytes (PNG, JPEG, ...) or raw 8-bit RGBA."""
+    """An image carried in a blob: encoded bytes (PNG, JPEG, ...), raw 8-bit RGBA or raw
+    float32 RGB."""
 
     data: bytes
     format: str = "png"
-    width: int | None = None  # required for rgba8
+    width: int | None = None  # required for the raw formats
     height: int | None = None
 
     def check(self) -> None:
@@ -81,15 +92,16 @@ class ImageRef:
             raise ImpastoError(BAD_IMAGE, f"unknown image format {self.format!r}")
         if not self.data:
             raise ImpastoError(BAD_IMAGE, "image is empty")
-        if self.format == "rgba8":
-            w, h = self.width, self.height
-            if not isinstance(w, int) or not isinstance(h, int) or w <= 0 or h <= 0:
-                raise ImpastoError(BAD_IMAGE, "rgba8 image needs positive width and height")
+        if self.format in RAW_FORMATS:
+            w, h, bpp = self.width, self.height, RAW_FORMATS[self.format]
+            if (isinstance(w, bool) or isinstance(h, bool) or not isinstance(w, int)
+                    or not isinstance(h, int) or w <= 0 or h <= 0):
+                raise ImpastoError(BAD_IMAGE, f"{self.format} image needs positive width and height")
             check_pixels(w, h)
-            if len(self.data) != w * h * 4:
+            if len(self.data) != w * h * bpp:
                 raise ImpastoError(
-                    BAD_IMAGE, f"rgba8 image of {w}x{h} needs {w * h * 4} bytes, got {len(self.data)}"
-                )
+                    BAD_IMAGE, f"{self.format} image of {w}x{h} needs {w * h * bpp} bytes, "
+                    f"got {len(self.data)}")
 
 
 def check_pixels(width: int, height: int) -> None:
@@ -128,6 +140,29 @@ def check_blend(weights: list[float]) -> None:
                            f"(got {', '.join(f'{w:g}' for w in weights)})")
 
 
+def check_preview(spec: object) -> dict[str, Any]:
+    """A stylize request's `preview` field, checked and completed with defaults."""
+    if not isinstance(spec, dict):
+        raise ImpastoError(BAD_MESSAGE, "preview must be an object {max_side, interval_s, format}")
+    unknown = set(spec) - {"max_side", "interval_s", "format"}
+    if unknown:
+        raise ImpastoError(BAD_MESSAGE, f"preview: unknown field(s) {', '.join(sorted(map(str, unknown)))}")
+    lo, hi, default = PREVIEW_SIDE
+    side = spec.get("max_side", default)
+    if isinstance(side, bool) or not isinstance(side, int) or not lo <= side <= hi:
+        raise ImpastoError(BAD_OPTIONS, f"preview.max_side must be an integer {lo}..{hi}; got {side!r}")
+    lo_s, hi_s, default_s = PREVIEW_INTERVAL_S
+    every = spec.get("interval_s", default_s)
+    if (isinstance(every, bool) or not isinstance(every, (int, float)) or not math.isfinite(every)
+            or not lo_s <= every <= hi_s):
+        raise ImpastoError(BAD_OPTIONS, f"preview.interval_s must be a number {lo_s:g}..{hi_s:g}; "
+                           f"got {every!r}")
+    fmt = spec.get("format", "png")
+    if fmt not in ("png", "rgba8"):
+        raise ImpastoError(BAD_OPTIONS, f"preview.format must be png or rgba8; got {fmt!r}")
+    return {"max_side": side, "interval_s": float(every), "format": fmt}
+
+
 @dataclass
 class StyleRef:
     """One style of a stylize request: a library name or an image, with a blend weight."""
@@ -141,6 +176,10 @@ class StyleRef:
 @dataclass
 class Message:
     TYPE: ClassVar[str] = ""
+    # Fields added within protocol 1: left out of the header while they hold their
+    # default, so a request that does not use them still reaches an older daemon (which
+    # refuses unknown fields).
+    OMIT_DEFAULT: ClassVar[frozenset[str]] = frozenset()
 
 
 @dataclass
@@ -189,10 +228,16 @@ class Stylize(Message):
     priority: Priority = Priority.INTERACTIVE
     output: OutputFormat = OutputFormat.PNG
     client: str = ""  # free text shown in status, e.g. "gimp"
+    # Live previews: {"max_side": int, "interval_s": number, "format": "png" | "rgba8"},
+    # each optional; null: none.
+    preview: dict[str, Any] | None = None
+    OMIT_DEFAULT: ClassVar[frozenset[str]] = frozenset({"preview"})
 
     def validate(self) -> None:
         """Checks of the request as a whole, made when it is decoded."""
         self.client = printable(self.client, 64)  # shown in logs and in status
+        if self.preview is not None:
+            self.preview = check_preview(self.preview)
         if not self.styles:
             raise ImpastoError(BAD_OPTIONS, "stylize needs at least one style")
         if len(self.styles) > MAX_STYLES:
@@ -229,6 +274,10 @@ class Progress(Message):
     total: int = 0
     losses: dict[str, float] = field(default_factory=dict)
     elapsed_s: float = 0.0
+    # The image as it stands (PNG or rgba8, long side at most the request's preview.max_side),
+    # on events the request asked previews for; null on the others.
+    preview: ImageRef | None = None
+    OMIT_DEFAULT: ClassVar[frozenset[str]] = frozenset({"preview"})
 
 
 @dataclass
@@ -256,6 +305,10 @@ class Error(Message):
 class Cancel(Message):
     TYPE: ClassVar[str] = "cancel"
     job: str = ""
+    # Stop a running job and keep what it has: the job ends with a `result` holding the
+    # image as it stands (resized to the planned output), not with a `cancelled` error.
+    keep: bool = False
+    OMIT_DEFAULT: ClassVar[frozenset[str]] = frozenset({"keep"})
 
     def validate(self) -> None:
         if not self.job:
@@ -338,7 +391,10 @@ def encode(msg: Message, req: str | None = None) -> list[bytes]:
     if req is not None:
         header["req"] = req
     for f in dataclasses.fields(msg):
-        header[f.name] = lower(getattr(msg, f.name))
+        value = getattr(msg, f.name)
+        if f.name in msg.OMIT_DEFAULT and value == f.default:
+            continue
+        header[f.name] = lower(value)
     # allow_nan=False: NaN and Infinity are not JSON; strict parsers reject them. A
     # message holding one is a bug on this side, raised here rather than sent.
     return [json.dumps(header, separators=(",", ":"), allow_nan=False).encode()] + blobs

@@ -9,21 +9,27 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from impasto.imagecodec import FloatImage
+
 
 def long_side_size(w: int, h: int, long_side: int) -> tuple[int, int]:
     scale = long_side / max(w, h)
     return max(1, round(w * scale)), max(1, round(h * scale))
 
 
-def resize_long(img: Image.Image, long_side: int) -> Image.Image:
+def resize_long(img: Image.Image, long_side: int) -> Image.Image:  # or a FloatImage
     size = long_side_size(img.width, img.height, long_side)
     if size == img.size:
         return img
     return img.resize(size, Image.Resampling.LANCZOS)
 
 
-def to_tensor(img: Image.Image) -> torch.Tensor:
-    """RGB image -> (3, H, W) float32 in [0, 1]."""
+def to_tensor(img: Image.Image | FloatImage) -> torch.Tensor:
+    """RGB image -> (3, H, W) float32 in [0, 1]. Float pixels are clipped to [0, 1], the
+    range the network and the optimiser work in, and otherwise kept as they are."""
+    if isinstance(img, FloatImage):
+        arr = np.clip(img.pixels, 0.0, 1.0)
+        return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous()
     arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 

@@ -15,7 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from impasto.engine import color
@@ -51,6 +53,14 @@ class Step:
     total: int
     losses: dict[str, float]
     elapsed_s: float
+    # The image as it stands, (3, H, W) in [0, 1] on the CPU, long side at most the
+    # argument (None: this scale's size); with luminance colour preservation, in the
+    # content's colours. Costs a copy and a resize: call it only when a preview is due.
+    snapshot: Callable[[int | None], torch.Tensor] | None = None
+
+
+class _Finish(Exception):
+    """Raised inside an evaluation when the caller asked to stop and keep the image."""
 
 
 @dataclass
@@ -75,6 +85,10 @@ class Outcome:
     history: list[float] = field(default_factory=list)  # total loss per evaluation
     tiled_scales: list[int] = field(default_factory=list)  # scales evaluated in tiles
     schedule: list[ScaleRun] = field(default_factory=list)  # what ran, scale by scale
+    # The result's RGB as float32 (H, W, 3) in [0, 1], before rounding to 8 bits: what
+    # an editor working at 16 or 32 bits gets back.
+    pixels: np.ndarray | None = None
+    finished_early: bool = False  # stopped on request, keeping the image as it stood
 
 
 class TargetCache(Protocol):
@@ -187,9 +201,12 @@ class Engine:
         on_step: Callable[[Step], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         cache: TargetCache | None = None,
+        should_finish: Callable[[], bool] | None = None,
     ) -> Outcome:
+        """should_stop: cancel (JobCancelled); should_finish: stop and keep the image as
+        it stands, brought to the output size."""
         try:
-            return self._run(content, styles, opts, on_step, should_stop, cache)
+            return self._run(content, styles, opts, on_step, should_stop, cache, should_finish)
         except (torch.OutOfMemoryError, RuntimeError, MemoryError) as e:
             if isinstance(e, MemoryError) or is_oom(e):
                 if self.device.type == "cuda":
@@ -209,7 +226,7 @@ class Engine:
         if self._should_stop is not None and self._should_stop():
             raise JobCancelled()
 
-    def _run(self, content, styles, opts, on_step, should_stop, cache) -> Outcome:
+    def _run(self, content, styles, opts, on_step, should_stop, cache, should_finish=None) -> Outcome:
         self._should_stop = should_stop
         t0 = time.perf_counter()
         seed = opts.seed if opts.seed is not None else secrets.randbelow(2**31)
@@ -220,6 +237,7 @@ class Engine:
         net = self._network(opts)
 
         image: torch.Tensor | None = None
+        finished_early = False
         done = 0
         history: list[float] = []
         losses: dict[str, float] = {}
@@ -242,17 +260,28 @@ class Engine:
             # so a scale that settles early shortens the total instead of skipping steps.
             total = done + sum(n for _, n in schedule[k:])
 
+            snap = self._snapshotter(x, crop, content_rgb, opts)
+
             def report(losses_now: dict[str, float], evals: int, k: int = k, size: int = size,
-                       base: int = done, total: int = total) -> None:
+                       base: int = done, total: int = total,
+                       snap: Callable[[int | None], torch.Tensor] = snap) -> None:
                 history.append(losses_now["total"])
                 if on_step is not None:
                     on_step(Step(k, len(schedule), size, base + evals, total,
-                                 dict(losses_now), time.perf_counter() - t0))
+                                 dict(losses_now), time.perf_counter() - t0, snap))
 
-            losses = self._optimize(x, objective, opts, n_evals, report, should_stop)
+            losses, finished = self._optimize(x, objective, opts, n_evals, report, should_stop,
+                                              should_finish)
             ran.append(ScaleRun(size, w, h, objective.evals, tiled))
             done += objective.evals
             image = crop(x.detach())
+            if finished:
+                finished_early = True
+                if k < len(schedule) - 1:  # bring it to the output scale's size
+                    fw, fh = long_side_size(content_rgb.width, content_rgb.height, schedule[-1][0])
+                    image = upscale(image, (fh, fw))
+                break
+        total = done if finished_early else total
         if on_step is not None and done < total:  # the last scale settled early: say so
             on_step(Step(len(schedule) - 1, len(schedule), schedule[-1][0], done, done,
                          dict(losses), time.perf_counter() - t0))
@@ -266,11 +295,41 @@ class Engine:
         result = to_image(out)
         if opts.match_content_size and result.size != content.size:
             result = result.resize(content.size, Image.Resampling.LANCZOS)
+            # The float result resized alike (bicubic with antialiasing: Lanczos is not
+            # in torch), clipped as the 8-bit one is.
+            out = F.interpolate(out.unsqueeze(0), size=(content.height, content.width),
+                                mode="bicubic", align_corners=False,
+                                antialias=True)[0].clamp(0, 1)
+        pixels = out.permute(1, 2, 0).contiguous().numpy().astype(np.float32)
         if alpha is not None:
             result = result.convert("RGBA")
             result.putalpha(alpha if alpha.size == result.size else alpha.resize(result.size))
         return Outcome(result, losses, seed, len(history), time.perf_counter() - t0, history,
-                       tiled_scales, ran)
+                       tiled_scales, ran, pixels, finished_early)
+
+    def _snapshotter(self, x: torch.Tensor, crop: Crop, content_rgb: Image.Image,
+                     opts: EngineOptions) -> Callable[[int | None], torch.Tensor]:
+        """What Step.snapshot calls: a small copy of the image being optimised."""
+        colours: dict[tuple[int, int], torch.Tensor] = {}
+
+        def snapshot(max_side: int | None = None) -> torch.Tensor:
+            with torch.no_grad():
+                img = crop(x.detach()).float().clamp(0, 1)
+                h, w = img.shape[-2:]
+                if max_side is not None and max(h, w) > max_side:
+                    nw, nh = long_side_size(w, h, max_side)
+                    img = F.interpolate(img, size=(nh, nw), mode="bilinear", align_corners=False,
+                                        antialias=True).clamp(0, 1)
+                img = img[0].cpu()
+                if opts.preserve_colors == "luminance":
+                    key = (img.shape[2], img.shape[1])
+                    if key not in colours:
+                        colours.clear()
+                        colours[key] = to_tensor(content_rgb.resize(key, Image.Resampling.BILINEAR))
+                    img = color.recombine(img, colours[key])
+                return img
+
+        return snapshot
 
     def tile_threshold(self) -> int:
         """Pixels above which a scale is evaluated in tiles.
@@ -355,7 +414,9 @@ class Engine:
     # --- pieces ------------------------------------------------------------------------
     def _optimize(self, x: torch.Tensor, objective: Objective | TiledObjective, opts: EngineOptions,
                   n_evals: int, report: Callable[[dict[str, float], int], None],
-                  should_stop: Callable[[], bool] | None) -> dict[str, float]:
+                  should_stop: Callable[[], bool] | None,
+                  should_finish: Callable[[], bool] | None = None) -> tuple[dict[str, float], bool]:
+        """Runs one scale; returns its last losses and whether should_finish ended it."""
         history_size = lbfgs_history(x)
         # A graph pays where kernel launches, not arithmetic, take the time (4x at
         # 256 px, 1.5x at 512, nothing at 1024 on an H100), and its capture costs about
@@ -376,6 +437,8 @@ class Engine:
         def closure() -> torch.Tensor:
             if should_stop is not None and should_stop():
                 raise JobCancelled()
+            if should_finish is not None and should_finish():
+                raise _Finish()
             if self.clamp:
                 with torch.no_grad():
                     x.clamp_(0, 1)
@@ -394,7 +457,12 @@ class Engine:
         tol = opts.resolved_tolerance()
         while objective.evals < n_evals:
             before = objective.evals
-            opt.step(closure)
+            try:
+                opt.step(closure)
+            except _Finish:
+                with torch.no_grad():
+                    x.clamp_(0, 1)
+                return objective.last, True
             if opts.optimizer == "adam":
                 with torch.no_grad():
                     x.clamp_(0, 1)
@@ -403,7 +471,7 @@ class Engine:
             if tol > 0 and objective.evals >= 10 and _converged(scale_history, tol):
                 log.debug("converged after %d evaluations", objective.evals)
                 break
-        return objective.last
+        return objective.last, False
 
     def _style_tensor(self, img: Image.Image, size: int, opts: EngineOptions,
                       content: torch.Tensor) -> torch.Tensor:

@@ -56,16 +56,17 @@ def hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def load(spec: str = "auto", cache: Path | None = None) -> Weights:
-    """spec: auto | torchvision | random[:SEED] | [torchvision:|caffe:]PATH."""
+def load(spec: str = "auto", cache: Path | None = None, download: bool = True) -> Weights:
+    """spec: auto | torchvision | random[:SEED] | [torchvision:|caffe:]PATH. download=False:
+    use only what is on this machine (WeightsUnavailable otherwise), for checks."""
     cache = cache or paths.cache_dir() / "weights"
     if spec == "random" or spec.startswith("random:"):
         seed = int(spec.split(":", 1)[1]) if ":" in spec else 0
         return random_weights(seed)
     if spec == "auto":
-        return _auto(cache)
+        return _auto(cache, download)
     if spec == "torchvision":
-        return _torchvision_download(cache)
+        return _torchvision_download(cache, download)
     flavour, path = _split_spec(spec)
     return load_file(Path(path).expanduser(), flavour, cache)
 
@@ -91,16 +92,16 @@ def random_weights(seed: int = 0) -> Weights:
     return Weights(features, "random", f"random init, seed {seed}")
 
 
-def _auto(cache: Path) -> Weights:
+def _auto(cache: Path, download: bool = True) -> Weights:
     for compact in sorted(cache.glob("vgg19-features-*.pt"), key=lambda p: -p.stat().st_mtime):
         try:
             return _load_compact(compact)
         except Exception as e:  # a damaged cache file must not stop the daemon
             log.warning("ignoring unreadable weights cache %s: %s", compact, e)
-    return _torchvision_download(cache)
+    return _torchvision_download(cache, download)
 
 
-def _torchvision_download(cache: Path) -> Weights:
+def _torchvision_download(cache: Path, download: bool = True) -> Weights:
     from torchvision.models import VGG19_Weights
 
     weights = VGG19_Weights.IMAGENET1K_V1
@@ -111,6 +112,9 @@ def _torchvision_download(cache: Path) -> Weights:
     compact = cache / f"vgg19-features-torchvision-{fname.split('-')[1].split('.')[0]}.pt"
     if compact.exists():
         return _load_compact(compact)
+    if not download:
+        raise WeightsUnavailable(HOW_TO_GET_WEIGHTS.format(
+            reason="they are not on this machine yet", hub=hub_checkpoint_dir()))
     log.info("downloading %s into %s", weights.url, hub_checkpoint_dir())
     try:
         state = weights.get_state_dict(progress=True, check_hash=True)

@@ -9,6 +9,7 @@ result or error) to the loop through the inproc events socket. Two back ends exi
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -19,6 +20,8 @@ from impasto.engine.transfer import Engine
 from impasto.server.jobqueue import Job, JobQueue
 from impasto.server.targetcache import GramCache
 from impasto.server.worker import Worker
+
+log = logging.getLogger(__name__)
 
 
 class Backend(Protocol):
@@ -32,9 +35,11 @@ class Backend(Protocol):
     def ready(self) -> bool:
         """True once jobs can run (the model is loaded somewhere)."""
 
-    def cancel_running(self, job_id: str | None = None, owner: str | None = None) -> Job | None:
+    def cancel_running(self, job_id: str | None = None, owner: str | None = None,
+                       keep: bool = False) -> Job | None:
         """Ask a running job (all of them for job_id None) to stop; its Error follows
-        as an event. Returns the job, or None when no such job runs."""
+        as an event (with keep: its Result, the image as it stands). Returns the job,
+        or None when no such job runs."""
 
     def running(self) -> list[Job]:
         """Jobs taken off the queue and not finished, oldest first."""
@@ -73,6 +78,9 @@ class EmbeddedBackend:
         self.engine: Engine | None = None
         self.worker: Worker | None = None
         self.load_error: BaseException | None = None
+        self._stopped = False
+        self._lock = threading.Lock()
+        self._loader: threading.Thread | None = None
 
     @property
     def done(self) -> int:
@@ -89,17 +97,25 @@ class EmbeddedBackend:
             except BaseException as e:  # reported by the main loop, which then stops
                 self.load_error = e
                 return
-            worker = Worker(self.engine, self.queue, self.cache, self.ctx)
-            self.worker = worker
-            worker.start()
+            # A stop that came while the model loaded has closed the queue and may
+            # terminate the ZeroMQ context: no worker may start after it.
+            with self._lock:
+                if self._stopped:
+                    return
+                worker = Worker(self.engine, self.queue, self.cache, self.ctx)
+                self.worker = worker
+                worker.start()
 
-        threading.Thread(target=load_then_work, name="impasto-loader", daemon=True).start()
+        self._loader = threading.Thread(target=load_then_work, name="impasto-loader",
+                                        daemon=True)
+        self._loader.start()
 
     def ready(self) -> bool:
         return self.engine is not None
 
-    def cancel_running(self, job_id: str | None = None, owner: str | None = None) -> Job | None:
-        return self.worker.cancel_running(job_id, owner) if self.worker else None
+    def cancel_running(self, job_id: str | None = None, owner: str | None = None,
+                       keep: bool = False) -> Job | None:
+        return self.worker.cancel_running(job_id, owner, keep) if self.worker else None
 
     def running(self) -> list[Job]:
         job = self.worker.current if self.worker else None
@@ -118,6 +134,13 @@ class EmbeddedBackend:
                 "memory_bytes": None, "workers": workers}
 
     def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+        if self._loader is not None and self._loader.is_alive():
+            # Exiting while a thread is inside torch's C++ (building the model) aborts
+            # the process ("terminate called without an active exception").
+            log.info("waiting for the model load to finish before stopping")
+            self._loader.join(300)
         if self.worker is not None:
             self.worker.stopping.set()
             self.worker.cancel_running()

@@ -31,8 +31,9 @@ import zmq
 from impasto.errors import CANCELLED, INTERNAL, SHUTDOWN, WORKER_LOST, ServeError
 from impasto.protocol import Error, Message, Progress, Result, Stage
 from impasto.server.backend import job_label
+from impasto.server.execute import spec_of
 from impasto.server.jobqueue import Job, JobQueue
-from impasto.server.rayworker import JobSpec, StyleWorker
+from impasto.server.rayworker import StyleWorker
 from impasto.server.worker import EVENTS_ENDPOINT, emit
 
 log = logging.getLogger(__name__)
@@ -146,13 +147,16 @@ class RayBackend:
             shutil.rmtree(self._own_temp, ignore_errors=True)
 
     # --- the loop's calls (memory only, never Ray) -----------------------------------------
-    def cancel_running(self, job_id: str | None = None, owner: str | None = None) -> Job | None:
+    def cancel_running(self, job_id: str | None = None, owner: str | None = None,
+                       keep: bool = False) -> Job | None:
         found = None
         with self._lock:
             jobs = [s.job for s in self._slots if s.job is not None] + list(self._retry)
         for job in jobs:
             if (job_id is None or job.id == job_id) and owner in (None, job.owner):
-                job.cancel.set()  # the runner tells the actor; a retried job ends unrun
+                # The runner tells the actor. A retried job waiting for a worker ends unrun
+                # when cancelled; kept, it ends at its first evaluation.
+                (job.finish if keep else job.cancel).set()
                 found = job
         return found
 
@@ -398,10 +402,8 @@ class RayBackend:
         opts = job.options
         emit(sock, job, Progress(job=job.id, stage=Stage.PREPARE, scales=len(opts.schedule()),
                                  total=opts.total_evaluations()))
-        spec = JobSpec(job=job.id, content=job.content,
-                       styles=[(img, w) for img, w, _ in job.styles], options=opts,
-                       output=job.output)
-        told = False
+        spec = spec_of(job)
+        told = told_finish = False
         after = 0
         try:
             ray.get(slot.actor.start.remote(spec), timeout=START_TIMEOUT_S)
@@ -410,6 +412,9 @@ class RayBackend:
                 if job.cancel.is_set() and not told:
                     slot.actor.cancel.remote(job.id)
                     told = True
+                if job.finish.is_set() and not told_finish:
+                    slot.actor.cancel.remote(job.id, keep=True)
+                    told_finish = True
                 if (self._stopping.is_set() and
                         time.monotonic() - self._stop_time > self.settings.stop_grace_s):
                     self._free(slot)

@@ -20,7 +20,7 @@ _job_ids = itertools.count(1)
 
 @dataclass
 class Job:
-    content: Image.Image
+    content: Image.Image  # or an impasto.imagecodec.FloatImage (rgb32f)
     styles: list[tuple[Image.Image, float, str]]  # image, blend weight, label
     options: EngineOptions
     priority: Priority
@@ -32,7 +32,9 @@ class Job:
     id: str = field(default_factory=lambda: f"j{next(_job_ids)}")
     created: float = field(default_factory=time.time)
     cancel: threading.Event = field(default_factory=threading.Event)
+    finish: threading.Event = field(default_factory=threading.Event)  # stop, keep the image
     started: float | None = None
+    preview: dict[str, Any] | None = None  # Stylize.preview, checked
 
     @property
     def pixels(self) -> int:
@@ -71,7 +73,9 @@ class JobQueue:
         self.max_pixels = max_pixels
         self.pixels = 0
         self._closed = False
-        self.running: Job | None = None  # taken and not yet finished
+        # Taken and not yet finished: one job with the embedded worker, one per busy
+        # worker with a cluster.
+        self.running: set[str] = set()
 
     def __len__(self) -> int:
         with self._cond:
@@ -105,12 +109,11 @@ class JobQueue:
             self._owned[job.owner] += 1
             self.pixels += job.pixels
             self._cond.notify()
-            return position + (self.running is not None)
+            return position + len(self.running)
 
     def finished(self, job: Job) -> None:
         with self._cond:
-            if self.running is job:
-                self.running = None
+            self.running.discard(job.id)
 
     def full(self) -> bool:
         return len(self) >= self.max_jobs
@@ -135,7 +138,7 @@ class JobQueue:
                 job = inter.popleft()
             self._owned[job.owner] -= 1
             self.pixels -= job.pixels
-            self.running = job
+            self.running.add(job.id)
             return job
 
     def remove(self, job_id: str, owner: str | None = None) -> Job | None:

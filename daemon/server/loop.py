@@ -31,6 +31,7 @@ from impasto.errors import (
     IMAGE_TOO_LARGE,
     INTERNAL,
     MESSAGE_TOO_LARGE,
+    QUEUE_FULL,
     SHUTDOWN,
     UNKNOWN_JOB,
     UNKNOWN_TYPE,
@@ -82,6 +83,10 @@ class ServerConfig:
     cache_bytes: int = 512 * 1024 * 1024
     batch_every: int = 3
     watch_status: Callable[[], list[dict]] | None = field(default=None, repr=False)
+    # Stop after this many seconds with no request, no job and nothing queued (None:
+    # never). A daemon that an editor started on demand sets it, so that it does not
+    # outlive the editor by days.
+    idle_exit_s: float | None = None
 
 
 def _server_keys(keys_dir: Path) -> tuple[bytes, bytes]:
@@ -123,8 +128,9 @@ class Server:
         # One intake thread: images are decoded one request at a time, so a burst of
         # large requests costs one request's memory at a time, not all of theirs.
         self.intake = ThreadPoolExecutor(1, thread_name_prefix="impasto-intake")
-        self._done: queue.SimpleQueue[tuple[bytes, str | None, Callable[[], Message]]] = (
+        self._done: queue.SimpleQueue[tuple[bytes, str | None, Callable[[], Message], bool]] = (
             queue.SimpleQueue())
+        self.rejected = 0  # stylize requests refused at acceptance
 
     # --- life cycle --------------------------------------------------------------------
     def bind(self) -> None:
@@ -184,9 +190,17 @@ class Server:
         poller.register(self.router, zmq.POLLIN)
         poller.register(self.events, zmq.POLLIN)
         poller.register(self.wake, zmq.POLLIN)
+        last_active = time.monotonic()
         try:
             while not self.stopping.is_set():
                 ready = dict(poller.poll(100))
+                now = time.monotonic()
+                if ready or self._busy():
+                    last_active = now
+                elif (self.config.idle_exit_s is not None
+                        and now - last_active > self.config.idle_exit_s):
+                    log.info("idle for %.0f s (idle_exit): stopping", now - last_active)
+                    break
                 if self.wake in ready:
                     self._finish_offloaded()
                 if self.events in ready:
@@ -204,6 +218,12 @@ class Server:
             self._shutdown()
         if self.load_error is not None:
             raise ServeError(str(self.load_error)) from self.load_error
+
+    def _busy(self) -> bool:
+        """A job runs, waits, or is still being decoded (or the model still loads)."""
+        if not self.backend.ready() or self.backend.running():
+            return True
+        return len(self.queue) > 0 or not self._done.empty()
 
     def _shutdown(self) -> None:
         assert self.router is not None and self.events is not None
@@ -232,7 +252,7 @@ class Server:
     # --- plumbing ----------------------------------------------------------------------
     # --- work off the socket loop ---------------------------------------------------------
     def _offload(self, peer: bytes, req: str | None,
-                 work: Callable[[], Callable[[], Message]]) -> None:
+                 work: Callable[[], Callable[[], Message]], stylize: bool = False) -> None:
         """Run `work` (decoding images, writing files: seconds for large images) on the
         intake thread, so that this loop keeps answering everyone else within
         milliseconds. `work` returns a function that the loop then runs to finish the
@@ -247,7 +267,7 @@ class Server:
             except Exception as e:  # noqa: BLE001 - reported to the client as internal
                 log.exception("request failed")
                 finish = _raiser(ImpastoError(INTERNAL, f"internal error ({type(e).__name__}); the daemon's log has the details"))
-            self._done.put((peer, req, finish))
+            self._done.put((peer, req, finish, stylize))
             sock = self.ctx.socket(zmq.PUSH)
             sock.connect(WAKE_ENDPOINT)
             sock.send(b"", copy=False)
@@ -264,13 +284,15 @@ class Server:
                 break
         while True:
             try:
-                peer, req, finish = self._done.get_nowait()
+                peer, req, finish, stylize = self._done.get_nowait()
             except queue.Empty:
                 return
             try:
                 reply = finish()
             except ImpastoError as e:
                 reply = Error(e.code, e.message)
+                if stylize:
+                    self._count_rejected(e)
             self._send(peer, reply, req)
 
     def _forward_events(self) -> None:
@@ -300,11 +322,14 @@ class Server:
                                    f"{MAX_HEADER_BYTES} for the header"), None)
             return
         req = _best_effort_req(body)
+        msg = None
         try:
             msg, req = decode(body)
             reply = self._dispatch(peer, user, msg, req)
         except ImpastoError as e:
             reply = Error(e.code, e.message)
+            if isinstance(msg, Stylize):
+                self._count_rejected(e)
         except Exception as e:  # a bad request must never take the daemon down
             log.exception("request failed")
             reply = Error(INTERNAL, f"internal error ({type(e).__name__}); the daemon's log has the details")
@@ -319,7 +344,7 @@ class Server:
         if isinstance(msg, Stylize):
             return self._stylize(peer, user, msg, req)
         if isinstance(msg, Cancel):
-            return self._cancel(msg.job, user)
+            return self._cancel(msg.job, user, msg.keep)
         if isinstance(msg, StylesList):
             return Styles(styles=self.library.list())
         if isinstance(msg, StylesAdd):
@@ -328,7 +353,7 @@ class Server:
                 raise ImpastoError(BAD_MESSAGE, "styles.add needs an image")
 
             def add() -> Callable[[], Message]:
-                info = self.library.add(msg.name, imagecodec.decode(image, "the style image"))
+                info = self.library.add(msg.name, imagecodec.decode_pil(image, "the style image"))
                 return lambda: Done(detail=json.dumps(info))
 
             self._offload(peer, req, add)
@@ -361,14 +386,22 @@ class Server:
                     styles.append((self.library.load(ref.name), ref.weight, ref.name))
                 else:
                     assert ref.image is not None
-                    styles.append((imagecodec.decode(ref.image, f"style image {i + 1}")
+                    styles.append((imagecodec.decode_pil(ref.image, f"style image {i + 1}")
                                    .convert("RGB"), ref.weight, f"image{i}"))
             job = Job(content=content, styles=styles, options=opts, priority=msg.priority,
-                      peer=peer, req=req, output=msg.output, client=msg.client, owner=user)
+                      peer=peer, req=req, output=msg.output, client=msg.client, owner=user,
+                      preview=msg.preview)
             return lambda: self._accept(job)
 
-        self._offload(peer, req, decode)
+        self._offload(peer, req, decode, stylize=True)
         return None
+
+    def _count_rejected(self, e: ImpastoError) -> None:
+        # A job refused at the door (undecodable image, unknown style, bad options) is a
+        # failed job like one that fails while running; a full queue or a shutdown is
+        # the daemon's state, which the client retries, not a failure of the job.
+        if e.code not in (QUEUE_FULL, SHUTDOWN):
+            self.rejected += 1
 
     def _accept(self, job: Job) -> Message:
         if self.stopping.is_set():
@@ -378,13 +411,13 @@ class Server:
                  job.priority, position)
         return Accepted(job=job.id, position=position)
 
-    def _cancel(self, job_id: str, user: str) -> Message:
+    def _cancel(self, job_id: str, user: str, keep: bool = False) -> Message:
         # Another client's job is answered as if it did not exist: ids are guessable.
         job = self.queue.remove(job_id, owner=user)
         if job is not None:
             self._send(job.peer, Error(CANCELLED, f"job {job.id} was cancelled", job.id), job.req)
             return Cancelled(job=job_id, was="queued")
-        if self.backend.cancel_running(job_id, owner=user) is not None:
+        if self.backend.cancel_running(job_id, owner=user, keep=keep) is not None:
             return Cancelled(job=job_id, was="running")
         raise ImpastoError(UNKNOWN_JOB, f"no queued or running job {job_id!r}")
 
@@ -415,7 +448,7 @@ class Server:
                           else _memory_bytes(engine)),
             uptime_s=round(time.time() - self.started, 3),
             jobs_done=backend.done,
-            jobs_failed=backend.failed,
+            jobs_failed=backend.failed + self.rejected,
             cache_hits=info["cache_hits"],
             cache_misses=info["cache_misses"],
             running=running[0].summary(user) if running else None,

@@ -7,38 +7,19 @@ while a job computes in its own thread, so a cancel lands within one evaluation.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import threading
-import time
 from typing import Any
 
 import ray
-from PIL import Image
 
-from impasto import imagecodec
-from impasto.errors import CANCELLED, INTERNAL, ImpastoError, JobCancelled
-from impasto.options import EngineOptions
-from impasto.protocol import Error, Message, Progress, Result, Stage
+from impasto.errors import INTERNAL
+from impasto.protocol import Error, Message
+from impasto.server.execute import JobSpec, run_job
 from impasto.server.targetcache import GramCache
 
 log = logging.getLogger(__name__)
-
-# How often a running job's progress is sent at most: a progress bar needs no more, and
-# every event is one object through Ray and one message through the front's socket.
-PROGRESS_EVERY_S = 0.05
-
-
-@dataclasses.dataclass
-class JobSpec:
-    """What a worker needs of a job: images and options, nothing of the client."""
-
-    job: str
-    content: Image.Image
-    styles: list[tuple[Image.Image, float]]
-    options: EngineOptions
-    output: str = "png"
 
 
 class StyleWorker:
@@ -77,12 +58,13 @@ class StyleWorker:
                 "flavour": self.weights.flavour,
                 "cache_hits": self.cache.hits, "cache_misses": self.cache.misses}
 
-    def cancel(self, job: str) -> bool:
+    def cancel(self, job: str, keep: bool = False) -> bool:
+        """Stop a job; keep: end it with the image as it stands (its Result)."""
         with self._lock:
             run = self._runs.get(job)
         if run is None:
             return False
-        run.stop.set()
+        (run.finish if keep else run.stop).set()
         return True
 
     def start(self, spec: JobSpec) -> None:
@@ -117,37 +99,8 @@ class StyleWorker:
         return events, final
 
     def _work(self, spec: JobSpec, run: _Run) -> None:
-        from impasto.engine.transfer import StyleInput
-
-        last_sent = [0.0]
-
-        def on_step(step: Any) -> None:
-            now = time.monotonic()
-            if now - last_sent[0] < PROGRESS_EVERY_S and step.step < step.total:
-                return
-            last_sent[0] = now
-            run.add(Progress(
-                job=spec.job, stage=Stage.OPTIMIZE, scale=step.scale, scales=step.scales,
-                size=step.size, step=step.step, total=step.total, losses=step.losses,
-                elapsed_s=round(step.elapsed_s, 4)))
-
-        try:
-            outcome = self.engine.run(
-                spec.content, [StyleInput(img, w) for img, w in spec.styles], spec.options,
-                on_step=on_step, should_stop=run.stop.is_set, cache=self.cache)
-            msg: Message = Result(
-                job=spec.job, image=imagecodec.to_ref(outcome.image, spec.output),
-                losses=outcome.losses, seed=outcome.seed,
-                elapsed_s=round(outcome.elapsed_s, 3), weights=self.weights.label,
-                schedule=[dataclasses.asdict(s) for s in outcome.schedule])
-        except JobCancelled:
-            msg = Error(CANCELLED, f"job {spec.job} was cancelled", spec.job)
-        except ImpastoError as e:
-            msg = Error(e.code, e.message, spec.job)
-        except Exception as e:  # the worker must survive anything a job does
-            log.exception("job %s crashed", spec.job)
-            msg = Error(INTERNAL, f"internal error ({type(e).__name__}) on a cluster "
-                        "worker; its log has the details", spec.job)
+        msg = run_job(self.engine, self.cache, spec, run.add, should_stop=run.stop.is_set,
+                      should_finish=run.finish.is_set, where="the cluster worker's log")
         with run.cond:
             run.final = msg
             run.cond.notify_all()
@@ -159,6 +112,7 @@ class _Run:
     def __init__(self, job: str) -> None:
         self.job = job
         self.stop = threading.Event()
+        self.finish = threading.Event()
         self.cond = threading.Condition()
         self.events: list[Message] = []
         self.base = 0  # the number of events[0]

@@ -31,11 +31,13 @@ class ServeSettings:
     curve: bool = False
     watch: list[Path] = field(default_factory=list)
     poll: bool = False
+    settle: float = 2.0  # seconds a watched file must stay unchanged (see watch/detect.py)
     tile_pixels: int | None = None  # None: from the device's memory
     tile_size: int = 512
     cluster: str | None = None  # None: the embedded worker; "local" or a Ray address
     workers: int | None = None
     worker_cpus: int = 1
+    idle_exit: float | None = None  # seconds without requests or jobs, then stop
 
 
 def settings_from(args: argparse.Namespace) -> ServeSettings:
@@ -53,7 +55,8 @@ def settings_from(args: argparse.Namespace) -> ServeSettings:
         s.watch = s.watch + list(args.watch)
     if args.poll:
         s.poll = True
-    for name in ("tile_pixels", "tile_size", "cluster", "workers", "worker_cpus"):
+    for name in ("tile_pixels", "tile_size", "idle_exit", "settle", "cluster", "workers",
+                 "worker_cpus"):
         if getattr(args, name, None) is not None:
             setattr(s, name, getattr(args, name))
     _check_cluster(s)
@@ -75,10 +78,12 @@ def _check_cluster(s: ServeSettings) -> None:
 CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "bind": (str,), "device": (str,), "weights": (str,), "precision": (str,),
     "styles": (str,), "keys": (str,), "curve": (bool,), "poll": (bool,),
-    "watch": (str, list), "tile_pixels": (int,), "tile_size": (int,),
+    "watch": (str, list), "settle": (int, float), "tile_pixels": (int,), "tile_size": (int,),
+    "idle_exit": (int, float),
     "cluster": (str,), "workers": (int,), "worker_cpus": (int,),
 }
-TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer", list: "a list"}
+TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer", float: "a number",
+              list: "a list"}
 
 
 def _apply_file(s: ServeSettings, path: Path) -> None:
@@ -103,7 +108,7 @@ def _apply_file(s: ServeSettings, path: Path) -> None:
     if isinstance(data.get("watch"), list) and not all(isinstance(w, str) for w in data["watch"]):
         raise bad("watch must be a folder or a list of folders (strings)")
     for key in ("bind", "device", "weights", "precision", "curve", "poll", "tile_pixels",
-                "tile_size", "cluster", "workers", "worker_cpus"):
+                "tile_size", "settle", "idle_exit", "cluster", "workers", "worker_cpus"):
         if key in data:
             setattr(s, key, data[key])
     for key in ("styles", "keys"):
@@ -112,6 +117,10 @@ def _apply_file(s: ServeSettings, path: Path) -> None:
     if "watch" in data:
         w = data["watch"]
         s.watch = [Path(x).expanduser() for x in ([w] if isinstance(w, str) else w)]
+    if not 0.01 <= s.settle <= 3600:
+        raise bad(f"settle must be seconds from 0.01 to 3600, not {s.settle!r}")
+    if s.idle_exit is not None and not 1 <= s.idle_exit <= 365 * 86400:
+        raise bad(f"idle_exit must be 1 to {365 * 86400} seconds, not {s.idle_exit!r}")
     if s.precision not in PRECISIONS:
         raise bad(f"precision must be one of {', '.join(PRECISIONS)}, not {s.precision!r}")
 
@@ -157,7 +166,8 @@ def run_serve(args: argparse.Namespace) -> int:
     # (on a cluster, which Ray call).
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     watchers = []
-    config = ServerConfig(bind=s.bind, styles_dir=s.styles, keys_dir=s.keys, curve=s.curve)
+    config = ServerConfig(bind=s.bind, styles_dir=s.styles, keys_dir=s.keys, curve=s.curve,
+                          idle_exit_s=s.idle_exit)
     if s.cluster is not None:
         server = Server(config, backend_factory=_backend_factory(s))
     else:
@@ -175,6 +185,7 @@ def run_serve(args: argparse.Namespace) -> int:
         # the queue, so a worker that finishes finds the next file already decoded.
         in_flight = getattr(server.backend, "in_flight", None)
         watchers = start_watchers(s.watch, local_endpoint(s.bind), poll=s.poll, keys=keys,
+                                  settle=s.settle,
                                   in_flight=(lambda: in_flight() + 1) if in_flight else None)
         config.watch_status = lambda: [w.counts() for w in watchers]
     log.info("impasto daemon on %s; stop with Ctrl-C", s.bind)

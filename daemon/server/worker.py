@@ -6,18 +6,16 @@ event to the server's loop through an inproc PUSH socket.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
-from typing import Any
 
 import zmq
 
-from impasto import imagecodec
-from impasto.engine.transfer import Engine, StyleInput
-from impasto.errors import CANCELLED, INTERNAL, SHUTDOWN, ImpastoError, JobCancelled
+from impasto.engine.transfer import Engine
+from impasto.errors import CANCELLED, INTERNAL, SHUTDOWN
 from impasto.protocol import Error, Message, Progress, Result, Stage, encode
+from impasto.server.execute import run_job, spec_of
 from impasto.server.jobqueue import Job, JobQueue
 from impasto.server.targetcache import GramCache
 
@@ -72,11 +70,13 @@ class Worker(threading.Thread):
         finally:
             sock.close(linger=2000)
 
-    def cancel_running(self, job_id: str | None = None, owner: str | None = None) -> Job | None:
+    def cancel_running(self, job_id: str | None = None, owner: str | None = None,
+                       keep: bool = False) -> Job | None:
+        """keep: stop the job and send what it has as its result, instead of cancelling."""
         job = self.current
         if job is not None and (job_id is None or job.id == job_id) and (
                 owner is None or owner == job.owner):
-            job.cancel.set()
+            (job.finish if keep else job.cancel).set()
             return job
         return None
 
@@ -87,39 +87,11 @@ class Worker(threading.Thread):
         """Runs one job, sending its progress; returns the message that ends it."""
         job.started = time.time()
         opts = job.options
-        total = opts.total_evaluations()
         self._emit(sock, job, Progress(job=job.id, stage=Stage.PREPARE, scales=len(opts.schedule()),
-                                       total=total))
-        last_sent = [0.0]
-
-        def on_step(step: Any) -> None:
-            now = time.monotonic()
-            # At tiny sizes evaluations come every few ms; 20 events/s is plenty for a bar.
-            if now - last_sent[0] < 0.05 and step.step < step.total:
-                return
-            last_sent[0] = now
-            self._emit(sock, job, Progress(
-                job=job.id, stage=Stage.OPTIMIZE, scale=step.scale, scales=step.scales,
-                size=step.size, step=step.step, total=step.total, losses=step.losses,
-                elapsed_s=round(step.elapsed_s, 4)))
-
-        try:
-            outcome = self.engine.run(
-                job.content, [StyleInput(img, w) for img, w, _ in job.styles], opts,
-                on_step=on_step, should_stop=job.cancel.is_set, cache=self.cache)
-            ref = imagecodec.to_ref(outcome.image, job.output)
-            log.info("job %s done in %.1f s", job.id, outcome.elapsed_s)
-            return Result(job=job.id, image=ref, losses=outcome.losses, seed=outcome.seed,
-                          elapsed_s=round(outcome.elapsed_s, 3), weights=self.engine.weights.label,
-                          schedule=[dataclasses.asdict(s) for s in outcome.schedule])
-        except JobCancelled:
-            log.info("job %s cancelled", job.id)
-            if self.stopping.is_set():
-                return Error(SHUTDOWN, "the daemon is shutting down; job stopped", job.id)
-            return Error(CANCELLED, f"job {job.id} was cancelled", job.id)
-        except ImpastoError as e:
-            log.warning("job %s failed: %s", job.id, e)
-            return Error(e.code, e.message, job.id)
-        except Exception as e:  # the worker must survive anything a job does
-            log.exception("job %s crashed", job.id)
-            return Error(INTERNAL, f"internal error ({type(e).__name__}); the daemon's log has the details", job.id)
+                                       total=opts.total_evaluations()))
+        final = run_job(self.engine, self.cache, spec_of(job),
+                        lambda msg: self._emit(sock, job, msg),
+                        should_stop=job.cancel.is_set, should_finish=job.finish.is_set)
+        if isinstance(final, Error) and final.code == CANCELLED and self.stopping.is_set():
+            return Error(SHUTDOWN, "the daemon is shutting down; job stopped", job.id)
+        return final

@@ -1,28 +1,45 @@
 #!/usr/bin/env python3
 """impasto for GIMP 3: Filters > Artistic > Neural Style...
 
-Sends the selected layer and a style to the impasto daemon and puts the result back as
-a new layer directly above the source. Runs inside GIMP's own Python, which has no
-pyzmq, numpy or torch: it imports only the standard library and gi, and reaches the
-daemon through impasto's batch bridge, a program named in impasto-bridge.json beside
-this file (written by `impasto gimp install`).
+Sends the selected layers (each in turn) and a style to the impasto daemon and puts each
+result back as a new layer directly above its source, with the source's mode, opacity,
+mask and alpha, at the image's own precision. A live preview shows the image as it is
+being optimised. Runs inside GIMP's own Python, which has no pyzmq, numpy or torch: it
+imports only the standard library and gi, and reaches the daemon through impasto's
+batch bridge, a program named in impasto-bridge.json beside this file (written by
+`impasto gimp install`).
 """
 
+import contextlib
 import json
+import math
 import os
+import select
+import shutil
 import subprocess
 import sys
 import tempfile
+import time
+import zlib
 
 import gi
 
 gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
-from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
+gi.require_version("Babl", "0.1")
+from gi.repository import Babl, Gegl, Gimp, GLib, GObject  # noqa: E402
 
 PROC = "plug-in-impasto-neural-style"
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "impasto-bridge.json")
 FMT = "R'G'B'A u8"  # 8-bit sRGB-encoded values, as stored; "RGBA u8" would be linear
+TMP_PREFIX = "impasto-gimp-"
+# Context the network needs around a selection, in pixels at the working size: a
+# stylized pixel depends on its neighbourhood (VGG's deep layers see far), so the box
+# sent is the selection's plus this much on every side, where the layer has it.
+CONTEXT_PX = 32
+# Live preview: its long side and the least time between two updates (redrawing a large
+# layer costs GIMP time; about one a second keeps it responsive).
+PREVIEW = {"max_side": 384, "interval_s": 1.0}
 # Labels for the choices impasto offers; the choices themselves, the ranges, defaults and
 # help texts come from impasto's option metadata, written into the bridge config by
 # `impasto gimp install` (dialog_spec below). These are only the words a person sees.
@@ -35,6 +52,7 @@ FALLBACK = {"preset": {"choices": ["draft", "normal", "best"], "default": "norma
                          "help": "How strongly the style shows"},
             "size": {"min": 64, "max": 8192, "default": 512,
                      "help": "Long side in pixels while stylizing"},
+            "preset_sizes": {"draft": 512, "normal": 512, "best": 768},
             "preserve_colors": {"choices": ["luminance", "histogram"], "default": None,
                                 "help": "Keep the layer's colours"},
             "seed": {"min": 0, "max": 2**31 - 1, "default": None, "help": "Random seed"}}
@@ -44,6 +62,19 @@ COLORS = (("none", "Use the style's colours"), ("luminance", "Keep colours: lumi
 
 class PluginError(Exception):
     pass
+
+
+class Cancelled(Exception):
+    """The user cancelled: nothing is left in the image."""
+
+
+def trace(**event):
+    """With IMPASTO_GIMP_TRACE set to a file, one JSON line per preview and result: what
+    a script or test can check of a run that happens inside GIMP."""
+    path = os.environ.get("IMPASTO_GIMP_TRACE")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps(event) + "\n")
 
 
 def load_config():
@@ -63,10 +94,47 @@ def dialog_spec():
         spec = load_config().get("options") or {}
     except PluginError:
         spec = {}
-    return {name: {**fallback, **(spec.get(name) or {})} for name, fallback in FALLBACK.items()}
+    out = {}
+    for name, fallback in FALLBACK.items():
+        given = spec.get(name) or {}
+        out[name] = {**fallback, **given} if isinstance(given, dict) else fallback
+    return out
 
 
+# --- temporary files ------------------------------------------------------------------
+def clean_stale_temp():
+    """Remove the temporary folders of runs whose plug-in process is gone (GIMP killed it
+    on cancel, or it crashed): each folder carries its process id in its name."""
+    base = tempfile.gettempdir()
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(TMP_PREFIX):
+            continue
+        try:
+            pid = int(name[len(TMP_PREFIX):].split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid == os.getpid() or _alive(pid):
+            continue
+        shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+# --- pixels ---------------------------------------------------------------------------
 def read_rgba(drawable):
+    """8-bit sRGB RGBA: for style layers, where 8 bits carry all the network uses."""
     w, h = drawable.get_width(), drawable.get_height()
     rect = Gegl.Rectangle.new(0, 0, w, h)
     data = bytes(drawable.get_buffer().get(rect, 1.0, FMT, Gegl.AbyssPolicy.CLAMP))
@@ -75,25 +143,200 @@ def read_rgba(drawable):
     return data, w, h
 
 
-def check_source(image, drawables):
+def rgb_float_format(layer):
+    """Float R'G'B' in the layer's own colour space (its image's profile): Babl names a
+    format with a space, and GEGL takes that name. Colours outside sRGB then arrive as
+    they are, not clipped; grey images are read as sRGB-encoded RGB."""
+    fmt = layer.get_format()
+    space = Babl.format_get_space(fmt)
+    if Babl.space_is_gray(space) or Babl.space_is_cmyk(space):
+        return "R'G'B' float"
+    return Babl.get_name(Babl.format_with_space("R'G'B' float", fmt))
+
+
+def read_rgb_float(layer, box):
+    x, y, w, h = box
+    data = bytes(layer.get_buffer().get(Gegl.Rectangle.new(x, y, w, h), 1.0,
+                                        rgb_float_format(layer), Gegl.AbyssPolicy.CLAMP))
+    if len(data) != w * h * 12:
+        raise PluginError(f"GIMP returned {len(data)} bytes for a {w}x{h} area")
+    return data
+
+
+def write_result(layer, new, box, rgb):
+    """Writes float RGB into `new` (a copy of `layer`) inside box, then puts the source's
+    alpha back byte for byte in the layer's own encoding, so that it is exact at every
+    precision (a float round trip is not, at 32-bit integer)."""
+    x, y, w, h = box
+    rect = Gegl.Rectangle.new(x, y, w, h)
+    buf = new.get_buffer()
+    buf.set(rect, rgb_float_format(layer), rgb)
+    if layer.has_alpha():
+        fmt = layer.get_format()
+        native = Babl.get_name(fmt)
+        bpp = Babl.format_get_bytes_per_pixel(fmt)
+        comps = Babl.format_get_n_components(fmt)
+        size = bpp // comps
+        src = bytes(layer.get_buffer().get(rect, 1.0, native, Gegl.AbyssPolicy.CLAMP))
+        out = bytearray(buf.get(rect, 1.0, native, Gegl.AbyssPolicy.CLAMP))
+        first = (comps - 1) * size  # alpha is the last component
+        for b in range(first, first + size):
+            out[b::bpp] = src[b::bpp]
+        buf.set(rect, native, bytes(out))
+    buf.flush()
+    new.update(x, y, w, h)
+
+
+# --- what to stylize ------------------------------------------------------------------
+def check_sources(image, drawables):
     if not drawables:
         raise PluginError("No layer is selected. Select the layer to stylize in the Layers dialog.")
-    if len(drawables) > 1:
-        raise PluginError(f"{len(drawables)} layers are selected; select exactly one.")
-    layer = drawables[0]
-    if not isinstance(layer, Gimp.Layer) or isinstance(layer, Gimp.LayerMask):
-        raise PluginError("Select a layer (not a mask or channel) to stylize.")
-    if layer.is_group():
-        raise PluginError("A layer group is selected. Select a single layer, or merge the "
-                          "group first (Layer > Merge Down).")
     if image.get_base_type() == Gimp.ImageBaseType.INDEXED:
         raise PluginError("Indexed images cannot hold the stylized colours. Convert the image "
                           "first: Image > Mode > RGB.")
-    return layer
+    layers = []
+    for d in drawables:
+        if not isinstance(d, Gimp.Layer) or isinstance(d, Gimp.LayerMask):
+            raise PluginError("Select a layer (not a mask or channel) to stylize.")
+        if d.is_group():
+            raise PluginError(f"'{d.get_name()}' is a layer group. Select a layer inside it, or "
+                              "merge the group first (Layer > Merge Layer Group).")
+        layers.append(d)
+    return layers
 
 
-def run_bridge(cfg, request, tmpdir):
-    """Runs the bridge; feeds GIMP's progress bar; returns its final event."""
+def work_box(image, layer, long_side):
+    """What to send for one layer: (box in layer pixels, working long side of the box,
+    whether a selection applies). With a selection, the selection's bounding box on
+    the layer plus the context the network needs; else the whole layer. The box is
+    stylized at the scale the whole layer would be, so a small selection costs little."""
+    w, h = layer.get_width(), layer.get_height()
+    scale = min(1.0, long_side / max(w, h))
+    if Gimp.Selection.is_empty(image):
+        return (0, 0, w, h), max(1, round(max(w, h) * scale)), False
+    _, _, x1, y1, x2, y2 = Gimp.Selection.bounds(image)
+    _, ox, oy = layer.get_offsets()
+    x1, x2 = max(x1 - ox, 0), min(x2 - ox, w)
+    y1, y2 = max(y1 - oy, 0), min(y2 - oy, h)
+    if x1 >= x2 or y1 >= y2:
+        raise PluginError(f"The selection does not touch layer '{layer.get_name()}'. Select an "
+                          "area on it, or choose Select > None to stylize the whole layer.")
+    margin = math.ceil(CONTEXT_PX / scale)
+    x1, y1 = max(0, x1 - margin), max(0, y1 - margin)
+    x2, y2 = min(w, x2 + margin), min(h, y2 + margin)
+    bw, bh = x2 - x1, y2 - y1
+    return (x1, y1, bw, bh), max(1, round(max(bw, bh) * scale)), True
+
+
+# --- the live preview -----------------------------------------------------------------
+class Preview:
+    """A temporary layer above the source that shows the image as it is optimised. Undo
+    is frozen while it exists, so the undo history never holds it; close() removes it,
+    on every path, before the result (or nothing) goes in."""
+
+    def __init__(self, image, layer, box):
+        self.image, self.layer, self.box = image, layer, box
+        self.shown = None
+        self.frozen = False
+        self.count = 0
+        self.started = time.monotonic()
+
+    def show(self, path, pw, ph, step):
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError:
+            return
+        if len(data) != pw * ph * 4:
+            return
+        if not self.frozen:
+            self.image.undo_freeze()
+            self.frozen = True
+        if self.shown is not None:
+            self.image.remove_layer(self.shown)
+            self.shown = None
+        gray = self.image.get_base_type() == Gimp.ImageBaseType.GRAY
+        lay = Gimp.Layer.new(self.image, f"{self.layer.get_name()} (impasto preview)", pw, ph,
+                             Gimp.ImageType.GRAYA_IMAGE if gray else Gimp.ImageType.RGBA_IMAGE,
+                             self.layer.get_opacity(), self.layer.get_mode())
+        self.image.insert_layer(lay, self.layer.get_parent(), self.image.get_item_position(self.layer))
+        buf = lay.get_buffer()
+        buf.set(Gegl.Rectangle.new(0, 0, pw, ph), FMT, data)
+        buf.flush()
+        x, y, w, h = self.box
+        if (pw, ph) != (w, h):
+            lay.scale(w, h, False)
+        _, ox, oy = self.layer.get_offsets()
+        lay.set_offsets(ox + x, oy + y)
+        self.shown = lay
+        self.count += 1
+        Gimp.displays_flush()
+        if os.environ.get("IMPASTO_GIMP_TRACE"):
+            shown = bytes(lay.get_buffer().get(Gegl.Rectangle.new(0, 0, w, h), 1.0, FMT,
+                                               Gegl.AbyssPolicy.CLAMP))
+            trace(event="preview", layer=self.layer.get_name(), step=step, width=pw, height=ph,
+                  t=round(time.monotonic() - self.started, 3),
+                  shown=[lay.get_width(), lay.get_height()], crc=zlib.crc32(shown),
+                  layers=len(self.image.get_layers()))
+
+    def close(self):
+        if self.shown is not None:
+            self.image.remove_layer(self.shown)
+            self.shown = None
+        if self.frozen:
+            self.image.undo_thaw()
+            self.frozen = False
+        Gimp.displays_flush()
+
+
+class StopControls:
+    """In the interactive dialog's place while a run goes on: Stop (keep the image as it
+    stands) and Cancel (keep nothing). Without a display (scripts, batch mode) it is
+    absent and a run is stopped by its `stop-after` time."""
+
+    def __init__(self, interactive, title):
+        self.stop = self.cancel = False
+        self.dialog = None
+        if not interactive:
+            return
+        try:
+            gi.require_version("Gtk", "3.0")
+            from gi.repository import Gtk
+        except (ImportError, ValueError):
+            return
+        self.gtk = Gtk
+        d = Gtk.Dialog(title=title)
+        d.add_button("_Cancel", 2)
+        d.add_button("_Stop and keep", 1)
+        label = Gtk.Label(label="Stylizing: the new layer updates as it goes.\n"
+                          "Stop and keep: keep the image as it is now.\nCancel: keep nothing.")
+        d.get_content_area().pack_start(label, True, True, 8)
+        d.connect("response", self._response)
+        d.show_all()
+        self.dialog = d
+
+    def _response(self, _dialog, response):
+        if response == 1:
+            self.stop = True
+        else:
+            self.cancel = True
+
+    def pump(self):
+        if self.dialog is not None:
+            while self.gtk.events_pending():
+                self.gtk.main_iteration()
+
+    def close(self):
+        if self.dialog is not None:
+            self.dialog.destroy()
+            self.pump()
+            self.dialog = None
+
+
+# --- the bridge -----------------------------------------------------------------------
+def run_bridge(cfg, request, tmpdir, label, preview=None, controls=None, stop_after=0.0):
+    """Runs the bridge; feeds GIMP's progress bar and the preview; returns its final
+    event. Raises Cancelled when the user cancels."""
     req_path = os.path.join(tmpdir, "request.json")
     with open(req_path, "w") as f:
         json.dump(request, f)
@@ -102,141 +345,320 @@ def run_bridge(cfg, request, tmpdir):
         raise PluginError(f"{CONFIG} names no bridge program; run `impasto gimp install`.")
     env = dict(os.environ)
     env.update(cfg.get("env") or {})
+    err_path = os.path.join(tmpdir, "bridge.err")
     try:
-        proc = subprocess.Popen(command + ["run", req_path], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                                universal_newlines=True)
+        with open(err_path, "wb") as err_file:
+            proc = subprocess.Popen(command + ["run", req_path], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=err_file, env=env)
     except OSError as e:
-        raise PluginError(f"Cannot run impasto's bridge {command[0]}: {e.strerror}. Is impasto still installed "
-                          "there? Run `impasto gimp install` again.") from None
+        raise PluginError(f"Cannot run impasto's bridge {command[0]}: {e.strerror}. Is impasto still "
+                          "installed there? Run `impasto gimp install` again.") from None
     final = None
-    for line in proc.stdout:
+    pending = b""
+    started = time.monotonic()
+    said = None
+    try:
+        while True:
+            if controls is not None:
+                controls.pump()
+                if controls.cancel and said != "cancel":
+                    said = "cancel"
+                    _tell(proc, b"cancel\n")
+                elif controls.stop and said is None:
+                    said = "stop"
+                    _tell(proc, b"stop\n")
+            if stop_after > 0 and said is None and time.monotonic() - started > stop_after:
+                said = "stop"
+                _tell(proc, b"stop\n")
+            ready, _, _ = select.select([proc.stdout], [], [], 0.1)
+            if not ready:
+                continue
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            latest_preview = None
+            for line in lines:
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    continue
+                kind = ev.get("event")
+                if kind == "status":
+                    Gimp.progress_set_text(f"Neural style{label}: {ev.get('text', '')}")
+                elif kind == "accepted" and ev.get("position"):
+                    Gimp.progress_set_text(f"Neural style{label}: waiting, {ev['position']} job(s) ahead")
+                elif kind == "progress":
+                    total = max(1, int(ev.get("total", 1)))
+                    step = int(ev.get("step", 0))
+                    Gimp.progress_set_text(f"Neural style{label}: step {step} of {total} (scale "
+                                           f"{int(ev.get('scale', 0)) + 1} of {int(ev.get('scales', 1))})")
+                    Gimp.progress_update(min(1.0, step / total))
+                elif kind == "preview":
+                    latest_preview = ev  # only the newest of a burst is drawn
+                elif kind in ("done", "error"):
+                    final = ev
+            if latest_preview is not None and preview is not None and final is None:
+                preview.show(latest_preview["path"], int(latest_preview["width"]),
+                             int(latest_preview["height"]), int(latest_preview.get("step", 0)))
+    finally:
+        if proc.poll() is None and final is None:
+            _tell(proc, b"cancel\n")
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
         try:
-            ev = json.loads(line)
-        except ValueError:
-            continue
-        kind = ev.get("event")
-        if kind == "status":
-            Gimp.progress_set_text(f"Neural style: {ev.get('text', '')}")
-        elif kind == "accepted" and ev.get("position"):
-            Gimp.progress_set_text(f"Neural style: waiting, {ev['position']} job(s) ahead")
-        elif kind == "progress":
-            total = max(1, int(ev.get("total", 1)))
-            step = int(ev.get("step", 0))
-            Gimp.progress_set_text(f"Neural style: step {step} of {total} (scale "
-                f"{int(ev.get('scale', 0)) + 1} of {int(ev.get('scales', 1))})")
-            Gimp.progress_update(min(1.0, step / total))
-        elif kind in ("done", "error"):
-            final = ev
-    err = proc.stderr.read()
-    proc.wait()
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
     if final is None:
+        try:
+            with open(err_path, errors="replace") as f:
+                err = f.read()
+        except OSError:
+            err = ""
         raise PluginError("impasto's bridge stopped without an answer "
-                          f"(exit {proc.returncode}): {(err or '').strip()[-500:] or 'no output'}")
+                          f"(exit {proc.returncode}): {err.strip()[-500:] or 'no output'}")
     if final["event"] == "error":
-        raise PluginError(final.get("message") or final.get("code") or "unknown error")
+        if final.get("code") == "cancelled":
+            raise Cancelled()
+        raise PluginError(explain(final, cfg))
     return final
 
 
-def stylize(procedure, image, drawables, config):
-    layer = check_source(image, drawables)
-    cfg = load_config()
-    style = (config.get_property("style") or "").strip()
+def _tell(proc, line):
+    try:
+        proc.stdin.write(line)
+        proc.stdin.flush()
+    except OSError:
+        pass  # the bridge is gone; its output says why
+
+
+def explain(final, cfg):
+    """The bridge's error in GIMP's words: what to do, from where the user is."""
+    message = final.get("message") or final.get("code") or "unknown error"
+    if final.get("code") == "unavailable" and not cfg.get("autostart"):
+        address = cfg.get("address") or "the configured address"
+        return (f"No impasto daemon answered at {address}. Start one in a terminal with "
+                "`impasto serve`, or let GIMP start it: run `impasto gimp install` again "
+                "without --no-autostart (add --address to use another daemon).")
+    if final.get("code") == "out_of_memory":
+        return message + " Lower the Working size in the dialog, or pick the Draft preset."
+    return message
+
+
+# --- one layer ------------------------------------------------------------------------
+def style_spec(config, tmp):
+    """The style the dialog names: a layer, an image file, or a library name."""
     style_layer = config.get_property("style-layer")
+    style_file = config.get_property("style-file")
+    style = (config.get_property("style") or "").strip()
+    if style_layer is not None:
+        sdata, sw, sh = read_rgba(style_layer)
+        spath = os.path.join(tmp, "style.rgba")
+        with open(spath, "wb") as f:
+            f.write(sdata)
+        return {"raw": spath, "width": sw, "height": sh}, style_layer.get_name()
+    if style_file is not None and style_file.get_path():
+        path = style_file.get_path()
+        return {"path": path}, os.path.splitext(os.path.basename(path))[0]
+    if style and (os.sep in style or os.path.isfile(style)):
+        return {"path": style}, os.path.splitext(os.path.basename(style))[0]
+    if style:
+        return {"name": style}, style
+    raise PluginError("Choose a style in the dialog: a name from impasto's style library, an "
+                      "image file, or a layer of this image.")
+
+
+def working_side(config, layer, spec):
+    """The dialog's Working size: 0 means the layer's own size, capped by the preset's."""
+    asked = int(config.get_property("size"))
+    preset = config.get_property("preset")
+    cap = int((spec.get("preset_sizes") or {}).get(preset, 512))
+    side = max(layer.get_width(), layer.get_height())
+    return min(side, asked if asked > 0 else cap)
+
+
+def stylize_layer(image, layer, config, cfg, spec, label, controls):
+    long_side = working_side(config, layer, spec)
+    box, box_side, selected = work_box(image, layer, long_side)
+    x, y, bw, bh = box
     preset = config.get_property("preset")
     colors = config.get_property("preserve-colors")
-    size = int(config.get_property("size"))
     seed = int(config.get_property("seed"))
     strength = float(config.get_property("strength"))
-
-    Gimp.progress_init("Neural style: reading the layer")
-    src, w, h = read_rgba(layer)
-    with tempfile.TemporaryDirectory(prefix="impasto-gimp-") as tmp:
-        content_path = os.path.join(tmp, "content.rgba")
+    Gimp.progress_init(f"Neural style{label}: reading the layer")
+    rgb = read_rgb_float(layer, box)
+    with tempfile.TemporaryDirectory(prefix=f"{TMP_PREFIX}{os.getpid()}-") as tmp:
+        content_path = os.path.join(tmp, "content.rgbf")
         with open(content_path, "wb") as f:
-            f.write(src)
-        if style_layer is not None:
-            sdata, sw, sh = read_rgba(style_layer)
-            spath = os.path.join(tmp, "style.rgba")
-            with open(spath, "wb") as f:
-                f.write(sdata)
-            style_spec = {"raw": spath, "width": sw, "height": sh}
-            style_label = style_layer.get_name()
-        elif style and (os.sep in style or os.path.isfile(style)):
-            style_spec = {"path": style}
-            style_label = os.path.splitext(os.path.basename(style))[0]
-        elif style:
-            style_spec = {"name": style}
-            style_label = style
-        else:
-            raise PluginError("Choose a style: a name from impasto's style library, an image "
-                              "file, or another layer.")
+            f.write(rgb)
+        del rgb
+        style, style_label = style_spec(config, tmp)
         options = {"preset": preset, "strength": strength / 100.0, "match_content_size": True,
-                   # never upscale a small layer just to shrink the result again
-                   "size": max(64, min(size, max(w, h)))}
+                   # never upscale a small layer just to shrink the result again; the
+                   # network's smallest working size is 64
+                   "size": max(64, box_side)}
+        if max(bw, bh) < 64:
+            # A tiny layer is worked at 64 px (the network's least) and shrunk back: a few
+            # evaluations give it all the style it can hold, in about a second.
+            options["iterations"] = max(3, min(20, max(bw, bh) // 3))
         if colors != "none":
             options["preserve_colors"] = colors
         if seed >= 0:
             options["seed"] = seed
+        preview_cfg = {**PREVIEW, **(cfg.get("preview") or {})}
+        want_preview = bool(preview_cfg.get("enabled", True))
         request = {"address": cfg.get("address"), "timeout": cfg.get("timeout", 5.0),
                    "autostart": cfg.get("autostart"), "client": "gimp",
-                   "content": {"path": content_path, "width": w, "height": h},
-                   "styles": [style_spec], "options": options,
-                   "output": os.path.join(tmp, "result.rgba")}
-        done = run_bridge(cfg, request, tmp)
-        if (done["width"], done["height"]) != (w, h):
-            raise PluginError(f"the result is {done['width']}x{done['height']}, expected {w}x{h}")
+                   "content": {"path": content_path, "width": bw, "height": bh, "format": "rgb32f"},
+                   "styles": [style], "options": options,
+                   "output": os.path.join(tmp, "result.rgbf")}
+        if want_preview:
+            request["preview"] = {"path": os.path.join(tmp, "preview.rgba"),
+                                  "max_side": int(preview_cfg["max_side"]),
+                                  "interval_s": float(preview_cfg["interval_s"])}
+        preview = Preview(image, layer, box)
+        try:
+            done = run_bridge(cfg, request, tmp, label, preview if want_preview else None,
+                              controls, float(config.get_property("stop-after")))
+        finally:
+            preview.close()
+        if (done["width"], done["height"]) != (bw, bh) or done.get("format") != "rgb32f":
+            raise PluginError(f"the result is {done['width']}x{done['height']} "
+                              f"{done.get('format')}, expected {bw}x{bh} rgb32f")
         with open(done["output"], "rb") as f:
-            out = bytearray(f.read())
-    out[3::4] = src[3::4]  # the source's alpha, exactly
+            out = f.read()
+        if len(out) != bw * bh * 12:
+            raise PluginError("the result file is incomplete; try again")
 
     image.undo_group_start()
     try:
-        gray = image.get_base_type() == Gimp.ImageBaseType.GRAY
-        new = Gimp.Layer.new(image, f"{style_label} (impasto, seed {done.get('seed')})",
-                             w, h, Gimp.ImageType.GRAYA_IMAGE if gray else Gimp.ImageType.RGBA_IMAGE,
-                             100.0, Gimp.LayerMode.NORMAL)
-        # Same parent, same index: directly above the source.
+        # A copy of the source: same mode, opacity, blend and composite settings, layer
+        # mask, alpha and precision; outside the box its pixels stay the source's.
+        new = layer.copy()
+        new.set_name(f"{style_label} (impasto, seed {done.get('seed')})")
         image.insert_layer(new, layer.get_parent(), image.get_item_position(layer))
-        _, ox, oy = layer.get_offsets()
-        new.set_offsets(ox, oy)
-        buf = new.get_buffer()
-        buf.set(Gegl.Rectangle.new(0, 0, w, h), FMT, bytes(out))
-        buf.flush()
-        new.update(0, 0, w, h)
-        if not Gimp.Selection.is_empty(image):
-            new.add_mask(new.create_mask(Gimp.AddMaskType.SELECTION))
+        write_result(layer, new, box, out)
+        if selected:
+            apply_selection(image, layer, new)
         image.set_selected_layers([new])
     finally:
         image.undo_group_end()
-    Gimp.progress_update(1.0)
-    Gimp.progress_end()
-    Gimp.displays_flush()
+    trace(event="result", layer=layer.get_name(), box=list(box), size=options["size"],
+          stopped=bool(done.get("stopped")), previews=preview.count)
     return new
 
 
+def apply_selection(image, layer, new):
+    """The new layer shows only where the selection is, and where the source's own mask
+    lets it: with a mask, the mask becomes selection x mask (GIMP's intersect)."""
+    src_mask = layer.get_mask()
+    if src_mask is None:
+        new.add_mask(new.create_mask(Gimp.AddMaskType.SELECTION))
+        return
+    saved = Gimp.Selection.save(image)
+    try:
+        image.select_item(Gimp.ChannelOps.INTERSECT, src_mask)
+        new.remove_mask(Gimp.MaskApplyMode.DISCARD)
+        new.add_mask(new.create_mask(Gimp.AddMaskType.SELECTION))
+    finally:
+        image.select_item(Gimp.ChannelOps.REPLACE, saved)
+        image.remove_channel(saved)
+
+
+def stylize(procedure, image, drawables, config, interactive=False):
+    layers = check_sources(image, drawables)
+    cfg = load_config()
+    spec = dialog_spec()
+    clean_stale_temp()
+    controls = StopControls(interactive, "Neural Style")
+    made = []
+    try:
+        for i, layer in enumerate(layers):
+            label = f" ({i + 1} of {len(layers)})" if len(layers) > 1 else ""
+            made.append(stylize_layer(image, layer, config, cfg, spec, label, controls))
+            if controls.stop:
+                break  # "stop and keep" ends the whole run, keeping what is done
+    finally:
+        controls.close()
+        Gimp.progress_end()
+    if made:
+        image.set_selected_layers(made)
+    Gimp.displays_flush()
+    return made
+
+
 def run(procedure, run_mode, image, drawables, config, data):
-    if run_mode == Gimp.RunMode.INTERACTIVE:
+    interactive = run_mode == Gimp.RunMode.INTERACTIVE
+    if interactive:
         gi.require_version("GimpUi", "3.0")
         from gi.repository import GimpUi
 
         GimpUi.init(PROC)
         dialog = GimpUi.ProcedureDialog.new(procedure, config, "Neural Style")
-        dialog.fill(None)
+        add_library_choice(dialog, config)
+        dialog.fill(["style-file", "style-layer", "preset", "strength", "size",
+                     "preserve-colors", "seed"])
         if not dialog.run():
             dialog.destroy()
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
         dialog.destroy()
     try:
-        new = stylize(procedure, image, drawables, config)
+        made = stylize(procedure, image, drawables, config, interactive)
+    except Cancelled:
+        return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     except PluginError as e:
-        Gimp.progress_end()
         return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR,
                                            GLib.Error(f"impasto: {e}"))
+    if not made:
+        return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     return Gimp.ValueArray.new_from_values([
         GObject.Value(Gimp.PDBStatusType, Gimp.PDBStatusType.SUCCESS),
-        GObject.Value(Gimp.Layer, new),
+        GObject.Value(Gimp.Layer, made[0]),
     ])
+
+
+def library_names():
+    """The daemon's style library, for the dialog's list (empty when no daemon answers:
+    the name can still be typed)."""
+    try:
+        cfg = load_config()
+        command = list(cfg.get("bridge") or [])
+        env = {**os.environ, **(cfg.get("env") or {})}
+        r = subprocess.run(command + ["styles", cfg.get("address") or ""], capture_output=True,
+                           timeout=10, env=env)
+        for line in r.stdout.decode(errors="replace").splitlines():
+            ev = json.loads(line)
+            if ev.get("event") == "styles":
+                return [str(n) for n in ev.get("names", [])]
+    except (OSError, ValueError, PluginError, subprocess.TimeoutExpired):
+        pass
+    return []
+
+
+def add_library_choice(dialog, config):
+    """A list of the library's styles, with room to type a name, above the other fields."""
+    gi.require_version("Gtk", "3.0")
+    from gi.repository import Gtk
+
+    names = library_names()
+    box = Gtk.Box(orientation=Gtk.Orientation.HORIZONTAL, spacing=6)
+    box.pack_start(Gtk.Label(label="Style from the library:"), False, False, 0)
+    combo = Gtk.ComboBoxText.new_with_entry()
+    for n in names:
+        combo.append_text(n)
+    combo.get_child().set_text(config.get_property("style") or "")
+    combo.get_child().set_placeholder_text("none in the library" if not names else "pick or type a name")
+    combo.connect("changed", lambda c: config.set_property("style", c.get_active_text() or ""))
+    box.pack_start(combo, True, True, 0)
+    hint = Gtk.Label(label="or an image file, or a layer of this image, below")
+    outer = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=4)
+    outer.pack_start(box, False, False, 0)
+    outer.pack_start(hint, False, False, 0)
+    outer.show_all()
+    dialog.get_content_area().pack_start(outer, False, False, 6)
 
 
 def choice(pairs):
@@ -261,12 +683,17 @@ class NeuralStyle(Gimp.PlugIn):
         p.add_menu_path("<Image>/Filters/Artistic")
         p.set_documentation(
             "Paint the layer in the style of another image (Gatys et al.)",
-            "Sends the layer to the impasto daemon and adds the stylized result as a new "
-            "layer above it. Style: a name from impasto's library, an image file, or a layer.",
+            "Sends each selected layer (or the selected area of it) to the impasto daemon and "
+            "adds the stylized result as a new layer above it, with the source's mode, "
+            "opacity, mask and alpha. Style: a name from impasto's library, an image file, "
+            "or a layer.",
             name)
         p.set_attribution("impasto", "impasto", "2026")
         flags = GObject.ParamFlags.READWRITE
-        p.add_string_argument("style", "Style", "Library style name or image file", "", flags)
+        p.add_string_argument("style", "Style", "Library style name (or an image file's path)",
+                              "", flags)
+        p.add_file_argument("style-file", "Style image", "An image file to take the style from",
+                            Gimp.FileChooserAction.OPEN, True, None, flags)
         p.add_layer_argument("style-layer", "Style layer", "Use this layer as the style instead",
                              True, flags)
         spec = dialog_spec()
@@ -280,14 +707,18 @@ class NeuralStyle(Gimp.PlugIn):
         p.add_double_argument("strength", "Strength (%)", st["help"], 100.0 * float(st["min"]),
                               min(1000.0, 100.0 * float(st["max"])),
                               100.0 * float(st["default"]), flags)
-        p.add_int_argument("size", "Working size", size["help"], int(size["min"]),
-                           int(size["max"]), int(size["default"]), flags)
+        p.add_int_argument("size", "Working size",
+                           "Long side in pixels while stylizing; 0: the layer's own size, "
+                           "up to the preset's", 0, int(size["max"]), 0, flags)
         p.add_choice_argument("preserve-colors", "Colours", col["help"],
                               choice([COLORS[0]] + [(c, LABELS.get(c, c)) for c in col["choices"]]),
                               "none", flags)
         p.add_int_argument("seed", "Seed", seed["help"] + " (-1: random)", -1,
                            min(int(seed["max"]), 2**31 - 1), -1, flags)
-        p.add_layer_return_value("new-layer", "New layer", "The stylized layer", False, flags)
+        p.add_double_argument("stop-after", "Stop after (s)",
+                              "For scripts: stop after this many seconds and keep the image as "
+                              "it stands (0: run to the end)", 0.0, 86400.0, 0.0, flags)
+        p.add_layer_return_value("new-layer", "New layer", "The first stylized layer", False, flags)
         return p
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from impasto import imagecodec, paths
 from impasto.cli.optionflags import engine_options
 from impasto.cli.output import check_writable, print_summary, save_image
 from impasto.cli.progress import ProgressBar, emit_json, format_losses
-from impasto.cli.remote import blend_weights, cmd_send, looks_like_path
+from impasto.cli.remote import CLI_PREVIEW_SIDE, blend_weights, cmd_send, looks_like_path
 from impasto.client import Client
 from impasto.errors import BAD_OPTIONS, DaemonUnavailable, ImpastoError
 from impasto.options import EngineOptions
@@ -42,6 +43,12 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
+    if args.weights_command == "check":
+        from impasto.engine import weights as weights_mod
+
+        w = weights_mod.load(args.spec, download=False)
+        print(f"weights load: {w.label}")
+        return 0
     from impasto.engine.runtime import load_engine
 
     load_engine(args.spec, "cpu", say=_say)
@@ -71,8 +78,19 @@ def stylize_local(args: argparse.Namespace, opts: EngineOptions) -> dict[str, An
     engine = load_engine(args.weights or "auto", args.device or "auto", say=_say,
                          precision=args.precision or "auto")
     bar = ProgressBar()
+    preview_path = getattr(args, "preview", None)
+    if preview_path is not None:
+        check_writable(preview_path)
+    last_preview: list[float | None] = [None]
 
     def on_step(s: Step) -> None:
+        now = time.monotonic()
+        if preview_path is not None and s.snapshot is not None and (
+                last_preview[0] is None or now - last_preview[0] >= args.preview_every):
+            from impasto.engine.tensors import to_image
+
+            last_preview[0] = now
+            save_image(to_image(s.snapshot(CLI_PREVIEW_SIDE)), preview_path)
         if args.json:
             emit_json({"type": "progress", "scale": s.scale, "scales": s.scales, "size": s.size,
                        "step": s.step, "total": s.total, "losses": s.losses,

@@ -41,6 +41,9 @@ def _seconds(text: str) -> float:
     return v
 
 
+_settle = _seconds
+
+
 class Parser(argparse.ArgumentParser):
     """Usage errors in one line (and as a JSON error with --json), as every other error."""
 
@@ -57,6 +60,16 @@ def _client_args(p: argparse.ArgumentParser) -> None:
                    help="seconds to wait for the daemon to answer (default 5)")
 
 
+def _idle_seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 1 <= v <= 365 * 86400:
+        raise argparse.ArgumentTypeError(f"must be 1 to {365 * 86400} seconds, not {text}")
+    return v
+
+
 def _job_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("content", type=Path, help="the image to stylize")
     p.add_argument("--style", action="append", required=True,
@@ -67,6 +80,12 @@ def _job_args(p: argparse.ArgumentParser) -> None:
                    help="where to write the result (.png, .jpg, .webp, .tif, .bmp)")
     p.add_argument("--json", action="store_true",
                    help="JSON lines on stdout: progress, then the result or the error")
+    p.add_argument("--preview", type=Path, metavar="FILE",
+                   help="keep FILE (.png, .jpg, ...) showing the image as it is optimised, "
+                   "up to 512 px, rewritten atomically (an image viewer that "
+                   "reloads it shows the run live)")
+    p.add_argument("--preview-every", type=_seconds, default=1.0, metavar="S",
+                   help="seconds between two previews (default 1)")
     add_engine_options(p)
 
 
@@ -103,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--curve", action="store_true", help="require CurveZMQ even on loopback")
     p.add_argument("--watch", type=Path, action="append", help="watch folder (repeatable)")
     p.add_argument("--poll", action="store_true", help="poll watch folders (network shares)")
+    p.add_argument("--settle", type=_settle, help="seconds a watched file must stay unchanged "
+                   "before it is taken (default 2)")
     p.add_argument("--tile-pixels", type=int,
                    help="evaluate scales above this many pixels in tiles (default: from the "
                    "device's memory)")
@@ -116,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "many CPU workers, default 1)")
     p.add_argument("--worker-cpus", type=int,
                    help="with --cluster: CPUs (torch threads) per CPU worker (default 1)")
+    p.add_argument("--idle-exit", type=_idle_seconds, metavar="S",
+                   help="stop after S seconds with no request and no job (default: never; "
+                   "the GIMP plug-in's autostarted daemon uses this)")
 
     p = sub.add_parser("status", help="what the daemon is doing")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
@@ -157,12 +181,14 @@ def build_parser() -> argparse.ArgumentParser:
                             help="fetch")
     q = wsub.add_parser("fetch", help="download or convert weights into the cache")
     q.add_argument("spec", nargs="?", default="torchvision", help=WEIGHTS_HELP)
+    q = wsub.add_parser("check", help="load the weights the daemon would use, never downloading")
+    q.add_argument("spec", nargs="?", default="auto", help=WEIGHTS_HELP)
 
     p = sub.add_parser("watch", help="watch folders against a running daemon")
     p.add_argument("folders", type=Path, nargs="+", help="folders to watch (in/ out/ done/ failed/)")
     p.add_argument("--poll", action="store_true", help="poll (network shares)")
-    p.add_argument("--settle", type=float, default=2.0,
-                   help="seconds a file must stay unchanged when no close event arrives")
+    p.add_argument("--settle", type=_settle, default=2.0,
+                   help="seconds a file must stay unchanged before it is taken (default 2)")
     _client_args(p)
 
     p = sub.add_parser("gimp", help="the GIMP 3 plug-in")
@@ -178,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--address", help="the daemon's address")
             q.add_argument("--no-autostart", action="store_true",
                            help="never start a daemon from GIMP")
+            q.add_argument("--idle-exit", type=_idle_seconds, default=1800.0, metavar="S",
+                           help="a daemon GIMP started stops after S seconds without work "
+                           "(default 1800)")
     return parser
 
 

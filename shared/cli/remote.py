@@ -30,13 +30,17 @@ from impasto.protocol import (
     printable,
 )
 
+CLI_PREVIEW_SIDE = 512  # long side of --preview images
+
 
 def client_for(args: argparse.Namespace) -> Client:
     return Client(getattr(args, "address", None), timeout=getattr(args, "timeout", 5.0))
 
 
-def follow_job(client: Client, request: Stylize, output: Path, as_json: bool) -> dict[str, Any]:
-    """Run a stylize request on the daemon, show progress, write the result."""
+def follow_job(client: Client, request: Stylize, output: Path, as_json: bool,
+               preview: Path | None = None) -> dict[str, Any]:
+    """Run a stylize request on the daemon, show progress, write the result (and each
+    preview the request asked for to `preview`)."""
     bar = ProgressBar()
 
     def accepted(a: Accepted) -> None:
@@ -46,6 +50,8 @@ def follow_job(client: Client, request: Stylize, output: Path, as_json: bool) ->
             bar.message(f"job {a.job} queued at position {a.position}")
 
     def progress(p: Progress) -> None:
+        if p.preview is not None and preview is not None:
+            save_image(imagecodec.decode_pil(p.preview, "the preview"), preview)
         if as_json:
             emit_json({"type": "progress", "job": p.job, "stage": p.stage, "scale": p.scale,
                        "scales": p.scales, "size": p.size, "step": p.step, "total": p.total,
@@ -70,7 +76,7 @@ def follow_job(client: Client, request: Stylize, output: Path, as_json: bool) ->
     finally:
         bar.close()
     assert result.image is not None
-    img = imagecodec.decode(result.image)
+    img = imagecodec.decode_pil(result.image)
     save_image(img, output)
     summary = {"type": "result", "job": result.job, "output": str(output), "width": img.width,
                "height": img.height, "losses": result.losses, "seed": result.seed,
@@ -84,13 +90,18 @@ def cmd_send(args: argparse.Namespace) -> int:
     if not args.content.is_file():
         raise ImpastoError(BAD_OPTIONS, f"content image {args.content} does not exist")
     check_writable(args.output)
+    preview_path = getattr(args, "preview", None)
+    if preview_path is not None:
+        check_writable(preview_path)
     request = Stylize(content=imagecodec.file_ref(args.content),
                       styles=style_refs(args.style, args.style_weights),
                       options=options.changed(), priority=Priority(getattr(args, "priority", "interactive")),
-                      output=OutputFormat.PNG, client="cli")
+                      output=OutputFormat.PNG, client="cli",
+                      preview=None if preview_path is None else
+                      {"max_side": CLI_PREVIEW_SIDE, "interval_s": float(args.preview_every)})
     with client_for(args) as client:
         client.ping()
-        print_summary(follow_job(client, request, args.output, args.json), args.json)
+        print_summary(follow_job(client, request, args.output, args.json, preview_path), args.json)
     return 0
 
 
@@ -120,6 +131,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     for w in st.watch:
         print(printable(f"  watch {w['folder']}: pending {w['pending']}, working {w['working']}, "
                         f"done {w['done']}, failed {w['failed']}"))
+        if w.get("set_aside"):
+            print(printable(f"    {w['set_aside']} journal entries set aside (see the daemon's log)"))
+        if w.get("problem"):
+            print(printable(f"    problem: {w['problem']}"))
     return 0
 
 

@@ -1,10 +1,21 @@
 """One watched folder: detect complete files, claim them, send them to the daemon as
-batch jobs, and file the results, durably at every step (journal.py)."""
+batch jobs, and file the results, durably at every step (journal.py).
+
+Two kinds of trouble, kept apart:
+  - the file's fault (not an image, unknown style, bad settings): a verdict; the file
+    goes to failed/ with the reason;
+  - the world's fault (daemon away, disk full, read-only, permissions, I/O errors): not
+    a verdict; the file stays claimed and its step is retried with back-off until the
+    fault clears, and `status` says what is wrong meanwhile.
+"""
 
 from __future__ import annotations
 
-import contextlib
+import errno
+import heapq
+import itertools
 import logging
+import os
 import queue
 import threading
 import time
@@ -14,20 +25,31 @@ from typing import Any
 
 from impasto.client import Client, DaemonUnavailable
 from impasto.errors import BAD_OPTIONS, QUEUE_FULL, SHUTDOWN, ImpastoError
-from impasto.fsio import move, write_atomic
 from impasto.keys import ClientKeys
 from impasto.protocol import MAX_MESSAGE_BYTES, ImageRef, Priority, StyleRef, Stylize
+from impasto.watch.confine import Parts
 from impasto.watch.detect import Detector
-from impasto.watch.journal import Entry, Journal, State
-from impasto.watch.layout import Layout, unique_path
+from impasto.watch.journal import Entry, Journal, State, output_for, report_for
+from impasto.watch.layout import DONE, FAILED, IN, JOURNAL, MAX_DEPTH, OUT, Layout
 
 log = logging.getLogger(__name__)
 
 # Worth retrying: the daemon is away or busy, not the file's fault.
 TRANSIENT = {SHUTDOWN, QUEUE_FULL}
+INPUT_LIMIT = MAX_MESSAGE_BYTES - 1024 * 1024  # room for the request around the image
+# Test hook: seconds to wait inside the output write window (temporary file written,
+# not yet renamed), so a test can kill the process exactly there.
+HOLD_ENV = "IMPASTO_WATCH_HOLD_WRITE"
+# Results whose write met a storage fault are kept for the retry, so that a full disk
+# does not cost a stylization per back-off; past this many bytes they are recomputed.
+KEEP_RESULTS_BYTES = 256 * 2**20
 # Sender threads when the daemon says how many files it can take at once (in_flight):
 # the most files one folder ever has in flight, whatever the cluster's size.
 MAX_SENDERS = 32
+
+
+def backoff(attempt: int, cap: float) -> float:
+    return min(cap, 0.5 * 2 ** min(attempt, 8))
 
 
 class FolderWatcher:
@@ -36,25 +58,41 @@ class FolderWatcher:
                  in_flight: Callable[[], int] | None = None) -> None:
         self.layout = Layout(Path(root).resolve())
         self.address = address
-        self.journal = Journal(self.layout)
         self.detector = Detector(self.layout, poll=poll, settle=settle)
         self.keys = keys
         self.timeout = timeout
         self.work: queue.Queue[Entry] = queue.Queue()
         # With in_flight (how many jobs the daemon's workers can run now), the folder
-        # keeps that many files in flight, up to MAX_SENDERS; without it, `senders`.
-        self.in_flight = in_flight
+        # keeps that many files at the daemon, up to MAX_SENDERS; without it, `senders`.
+        self.capacity = in_flight
         self.senders = MAX_SENDERS if in_flight is not None else senders
         self._admitted = 0
-        self.working = 0
+        # Counts for status, kept as the work happens, under _lock: a file is pending
+        # in the detector until claimed, then in flight until filed; working ones are
+        # in flight too.
+        self.working = self.inflight = 0
+        self.done = self.failed = 0
+        self.set_aside: list[str] = []
+        self.fault: str | None = None  # the storage or daemon trouble being retried
+        self._later: list[tuple[float, int, Entry]] = []  # retries, by due time
+        self._results: dict[str, bytes] = {}  # entry id -> result awaiting its write
+        self._tick = itertools.count()
+        self._claim_faults = 0
         self._lock = threading.Lock()
         self._names = threading.Lock()  # output and done/failed names
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._hold = float(os.environ.get(HOLD_ENV, "0") or 0)
 
     # --- life cycle ----------------------------------------------------------------------
     def start(self) -> FolderWatcher:
-        self.layout.create()
+        tree = self.layout.create()
+        self.journal = Journal(tree)
+        for top in (OUT, DONE, FAILED, JOURNAL):
+            for p in tree.remove_temps(top):
+                log.info("removed %s, left by a crash inside a write", "/".join(p))
+        self.done = self._count(DONE)
+        self.failed = self._count(FAILED)
         self.recover()
         self.detector.start()
         self._spawn(self._dispatch, "watch-dispatch")
@@ -63,8 +101,19 @@ class FolderWatcher:
         log.info("watching %s (%s)", self.layout.inbox, "polling" if self.detector.poll else "events")
         return self
 
-    def _spawn(self, fn, name: str) -> None:  # noqa: ANN001
-        t = threading.Thread(target=fn, name=name, daemon=True)
+    def _spawn(self, fn: Callable[[], None], name: str) -> None:
+        def guarded() -> None:
+            # A watcher thread must not die: a bug in one step is logged, shown in
+            # status, and the loop goes on.
+            while not self._stop.is_set():
+                try:
+                    fn()
+                except Exception as ex:  # noqa: BLE001
+                    log.exception("%s: watcher thread %s failed; restarting it", self.layout.root, name)
+                    self.fault = f"thread {name} failed: {type(ex).__name__}: {ex}"
+                    self._stop.wait(1.0)
+
+        t = threading.Thread(target=guarded, name=name, daemon=True)
         t.start()
         self._threads.append(t)
 
@@ -73,49 +122,55 @@ class FolderWatcher:
         self.detector.stop()
         for t in self._threads:
             t.join(10)
+        self.layout.close()
+
+    def _count(self, top: Parts) -> int:
+        """Files in done/ or failed/ at start; kept up to date as work happens after."""
+        return sum(1 for p, _ in self.journal.tree.files(top)
+                   if not p[-1].startswith(".") and not p[-1].endswith(".error.txt"))
 
     def counts(self) -> dict[str, Any]:
-        def files(d: Path, skip: str = "") -> int:
-            return sum(1 for p in d.rglob("*") if p.is_file() and not p.name.startswith(".")
-                       and not (skip and p.name.endswith(skip)))
-
-        return {"folder": str(self.layout.root),
-                "pending": self.detector.pending() + self.work.qsize(),
-                "working": self.working,
-                "done": files(self.layout.done),
-                "failed": files(self.layout.failed, ".error.txt")}
+        with self._lock:
+            pending = self.detector.pending() + self.inflight - self.working
+            working, done, failed = self.working, self.done, self.failed
+        problem = self.fault
+        dead = [t.name for t in self._threads if not t.is_alive() and not self._stop.is_set()]
+        if dead:
+            problem = f"watcher threads stopped: {', '.join(dead)}"
+        c: dict[str, Any] = {"folder": str(self.layout.root),
+                             "pending": pending, "working": working, "done": done,
+                             "failed": failed}
+        if problem:
+            c["problem"] = problem
+        if self.set_aside:
+            c["set_aside"] = len(self.set_aside)
+        return c
 
     # --- recovery --------------------------------------------------------------------------
     def recover(self) -> None:
         """Replay each journal entry from the step it reached before a crash."""
-        for e in self.journal.entries():
-            data = self.journal.data_path(e)
+        entries, rejected = self.journal.load()
+        for name, why in rejected:
+            log.error("%s: journal entry %s set aside as %s.rejected, not acted on: %s",
+                      self.layout.root, name, name, why)
+            self.set_aside.append(name)
+        tree = self.journal.tree
+        for e in entries:
+            has_data = tree.lstat(self.journal.data_parts(e)) is not None
+            if e.state == State.QUEUED and not has_data:
+                self.journal.remove(e)  # still in in/: the scan picks it up again
+                continue
+            if not has_data:
+                if e.state not in (State.FINISHING, State.FAILING):
+                    log.warning("journal entry %s for %s has no data; dropping it", e.id, e.rel)
+                self.journal.remove(e)  # else the move was done; only the entry was left
+                continue
             if e.state == State.QUEUED:
-                if data.exists():  # the claim's move happened; its journal update did not
-                    e.state = State.CLAIMED
-                    self.journal.save(e)
-                    self.work.put(e)
-                else:  # still in in/: the scan picks it up again
-                    self.journal.remove(e)
-            elif e.state == State.CLAIMED:
-                self._requeue_or_drop(e, data)
-            elif e.state == State.WRITING:
-                if e.output and (self.layout.root / e.output).exists():
-                    self._finish(e, data)
-                else:
-                    self._requeue_or_drop(e, data)
-            elif e.state in (State.FINISHING, State.FAILING):
-                self._complete_move(e, data)
+                e.state = State.CLAIMED  # the claim's move happened; its journal update did not
+                self.journal.save(e)
             log.info("recovered %s (%s)", e.rel, e.state)
-
-    def _requeue_or_drop(self, e: Entry, data: Path) -> None:
-        if data.exists():
-            e.state = State.CLAIMED
-            self.journal.save(e)
+            self.inflight += 1
             self.work.put(e)
-        else:
-            log.warning("journal entry %s for %s has no data; dropping it", e.id, e.rel)
-            self.journal.remove(e)
 
     # --- detection -> claim ------------------------------------------------------------------
     def _dispatch(self) -> None:
@@ -123,22 +178,57 @@ class FolderWatcher:
             for path in self.detector.ready():
                 try:
                     self._claim(path)
-                except Exception:  # one file must never stop the folder
-                    log.exception("cannot claim %s", path)
+                    self._claim_faults = 0
+                except OSError as ex:
+                    self._claim_faults += 1
+                    delay = backoff(self._claim_faults, 10.0)
+                    self.fault = f"cannot claim files: {ex} (retrying)"
+                    log.warning("%s: cannot claim %s: %s; again in %.1f s", self.layout.root,
+                                path.name, ex, delay)
+                    self.detector.again(path, delay)
+            self._release_due()
             self._stop.wait(0.2)
 
     def _claim(self, path: Path) -> None:
-        rel = self.layout.relative(path)
+        rel = self.layout.candidate(path)
+        if rel is None:
+            self.detector.taken(path)
+            return
         e = self.journal.new(rel, self.layout.style_of(rel))
         self.journal.save(e)
         try:
-            move(path, self.journal.data_path(e))
-        except FileNotFoundError:
+            self.journal.tree.rename(IN + rel, self.journal.data_parts(e), create=False)
+        except OSError as ex:
             self.journal.remove(e)
-            return
+            if isinstance(ex, (FileNotFoundError, NotADirectoryError)) or ex.errno == errno.ELOOP:
+                # Gone, or a folder on the way swapped for a symlink (ELOOP): not ours.
+                log.warning("%s: %s vanished or moved before it could be taken", self.layout.root,
+                            "/".join(rel))
+                self.detector.taken(path)
+                return
+            raise
+        with self._lock:
+            self.detector.taken(path)
+            self.inflight += 1
         e.state = State.CLAIMED
-        self.journal.save(e)
+        try:
+            self.journal.save(e)
+        except OSError:
+            # The data is in the journal folder: recovery treats a queued entry with
+            # data as claimed, and the next step saves the entry again.
+            log.warning("%s: could not record the claim of %s yet", self.layout.root, e.rel)
+        self.fault = None
         self.work.put(e)
+
+    def _later_put(self, e: Entry, delay: float) -> None:
+        with self._lock:
+            heapq.heappush(self._later, (time.monotonic() + delay, next(self._tick), e))
+
+    def _release_due(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            while self._later and self._later[0][0] <= now:
+                self.work.put(heapq.heappop(self._later)[2])
 
     # --- claimed -> daemon -> filed ------------------------------------------------------------
     def _send_loop(self) -> None:
@@ -151,28 +241,33 @@ class FolderWatcher:
                 try:
                     e = self.work.get(timeout=0.2)
                 except queue.Empty:
-                    self._release()
+                    self._unadmit()
                     continue
                 with self._lock:
                     self.working += 1
                 try:
-                    self._process(client, e)
+                    self._step(client, e)
+                except OSError as ex:
+                    if ex.errno == errno.ENAMETOOLONG:  # the name's fault, not the disk's
+                        self._fail_or_retry(e, f"the name is too long to file: {ex.strerror}")
+                    else:
+                        self._storage_fault(e, ex)
                 except Exception as ex:  # noqa: BLE001 - keep the folder alive
                     log.exception("unexpected failure on %s", e.rel)
-                    self._fail(e, f"internal error: {type(ex).__name__}: {ex}")
+                    self._fail_or_retry(e, f"internal error: {type(ex).__name__}: {ex}")
                 finally:
                     with self._lock:
                         self.working -= 1
-                    self._release()
+                    self._unadmit()
         finally:
             client.close()
 
     def _admit(self) -> bool:
-        """A sender may take a file while fewer than in_flight() are in flight."""
-        if self.in_flight is None:
+        """A sender may take a file while fewer than in_flight() are being worked on."""
+        if self.capacity is None:
             return True
         try:
-            limit = max(1, self.in_flight())
+            limit = max(1, self.capacity())
         except Exception:  # noqa: BLE001 - a broken count must not stop the folder
             limit = 1
         with self._lock:
@@ -181,89 +276,164 @@ class FolderWatcher:
             self._admitted += 1
             return True
 
-    def _release(self) -> None:
-        if self.in_flight is not None:
+    def _unadmit(self) -> None:
+        if self.capacity is not None:
             with self._lock:
                 self._admitted -= 1
 
+    def _fail_or_retry(self, e: Entry, reason: str) -> None:
+        try:
+            self._fail(e, reason)
+        except OSError as ex:
+            self._storage_fault(e, ex)
+
+    def _step(self, client: Client, e: Entry) -> None:
+        """Take an entry on from the step it reached (first try, retry or recovery)."""
+        if e.state in (State.FINISHING, State.FAILING):
+            self._complete_move(e)
+        elif (e.state == State.WRITING and e.output
+              and self.journal.tree.lstat(e.output_parts) is not None):
+            self._finish(e)
+        else:
+            self._process(client, e)
+
+    def _storage_fault(self, e: Entry, ex: OSError) -> None:
+        if self._stop.is_set():
+            return  # stays claimed in the journal; the next start resumes it
+        e.attempts += 1
+        delay = backoff(e.attempts, 10.0)
+        self.fault = f"storage: {ex} (retrying)"
+        log.warning("%s: %s: %s; retrying in %.1f s", self.layout.root, e.rel, ex, delay)
+        self._later_put(e, delay)
+
     def _process(self, client: Client, e: Entry) -> None:
-        data_path = self.journal.data_path(e)
+        tree = self.journal.tree
+        rel = e.rel_parts
+        if len(rel) > MAX_DEPTH + 1:
+            self._fail(e, f"{len(rel) - 1} folders deep below in/; the limit is {MAX_DEPTH}")
+            return
         try:
             settings = self.layout.settings(e.style)
         except ImpastoError as ex:
             self._fail(e, ex.message)
             return
         style = settings.pop("style", None)
-        if not style:
+        if not style or not isinstance(style, str):
             self._fail(e, f"no style for {e.rel}: drop files into in/<style>/ (a style of the "
                        "library), or set style = \"NAME\" in in/impasto.toml")
             return
-        data = data_path.read_bytes()
-        if len(data) > MAX_MESSAGE_BYTES - 1024 * 1024:
-            self._fail(e, f"file is {len(data) / 2**20:.0f} MiB; the limit is "
-                       f"{MAX_MESSAGE_BYTES / 2**20 - 1:.0f} MiB")
+        try:
+            data = tree.read(self.journal.data_parts(e), INPUT_LIMIT)
+        except FileNotFoundError:
+            log.warning("%s: the claimed data of %s is gone; dropping its entry", self.layout.root, e.rel)
+            self.journal.remove(e)
+            with self._lock:
+                self.inflight -= 1
             return
-        request = Stylize(content=ImageRef(data, "encoded"), styles=[StyleRef(name=str(style))],
-                          options=settings, priority=Priority.BATCH, client=f"watch:{self.layout.root.name}")
+        except ValueError as ex:
+            self._fail(e, str(ex))
+            return
+        image = self._results.pop(e.id, None)
+        if image is None:
+            image = self._stylize(client, e, data, style, settings)
+            if image is None:
+                return
+        try:
+            out = output_for(rel, style)
+        except ValueError:
+            self._fail(e, f"the style name {style!r} cannot be a folder name")
+            return
+        # Choosing a free name and taking it must be one step: two senders finishing
+        # a.png and a.jpg of one style would otherwise both pick out/<style>/a.png.
+        with self._names:
+            out = tree.unique(out)
+            e.state, e.output = State.WRITING, "/".join(out)
+            try:
+                self.journal.save(e)
+                tree.write_atomic(out, image, before_rename=self._held)
+            except OSError:
+                e.state, e.output = State.CLAIMED, None  # nothing written
+                if sum(map(len, self._results.values())) + len(image) <= KEEP_RESULTS_BYTES:
+                    self._results[e.id] = image
+                raise
+        self._finish(e)
+        log.info("%s -> %s", e.rel, e.output)
+
+    def _stylize(self, client: Client, e: Entry, data: bytes, style: str,
+                 settings: dict[str, Any]) -> bytes | None:
+        """The result's bytes; None when the entry was failed or set to retry."""
+        request = Stylize(content=ImageRef(data, "encoded"), styles=[StyleRef(name=style)],
+                          options=settings, priority=Priority.BATCH,
+                          client=f"watch:{self.layout.root.name}")
         try:
             result = client.stylize(request, should_cancel=self._stop.is_set)
         except DaemonUnavailable as ex:
             self._retry(e, str(ex))
-            return
+            return None
         except ImpastoError as ex:
             if ex.code in TRANSIENT or (ex.code == "cancelled" and self._stop.is_set()):
                 self._retry(e, ex.message)
             else:
                 reason = ex.message if ex.code != BAD_OPTIONS else f"bad settings: {ex.message}"
                 self._fail(e, reason)
-            return
+            return None
         assert result.image is not None
-        stem = Path(e.rel).stem
-        # Choosing a free name and taking it must be one step: two senders finishing
-        # a.png and a.jpg of one style would otherwise both pick out/<style>/a.png.
-        with self._names:
-            out = unique_path(self.layout.out / (style or "default") / f"{stem}.png")
-            e.state, e.output = State.WRITING, str(out.relative_to(self.layout.root))
-            self.journal.save(e)
-            write_atomic(out, result.image.data)
-        self._finish(e, data_path)
-        log.info("%s -> %s", e.rel, e.output)
+        return result.image.data
+
+    def _held(self) -> None:
+        if self._hold > 0:
+            log.warning("holding inside the output write for %.1f s (%s)", self._hold, HOLD_ENV)
+            time.sleep(self._hold)
 
     def _retry(self, e: Entry, why: str) -> None:
         if self._stop.is_set():
             return  # stays claimed in the journal; the next start resumes it
         e.attempts += 1
-        self.journal.save(e)
         log.warning("%s: %s; retrying", e.rel, why)
-        self._stop.wait(min(30.0, 0.5 * 2 ** min(e.attempts, 6)))
-        self.work.put(e)
+        self._later_put(e, backoff(e.attempts, 30.0))
 
-    def _finish(self, e: Entry, data: Path) -> None:
+    def _finish(self, e: Entry) -> None:
         with self._names:
             e.state = State.FINISHING
-            e.final = str(unique_path(self.layout.done / e.rel).relative_to(self.layout.root))
+            e.final = "/".join(self.journal.tree.unique(DONE + e.rel_parts))
             self.journal.save(e)
-            self._complete_move(e, data)
+        self._complete_move(e)
 
     def _fail(self, e: Entry, reason: str) -> None:
         with self._names:
             e.state, e.reason = State.FAILING, reason
-            e.final = str(unique_path(self.layout.failed / e.rel).relative_to(self.layout.root))
+            e.final = "/".join(self.journal.tree.unique(FAILED + e.rel_parts))
             self.journal.save(e)
-            self._complete_move(e, self.journal.data_path(e))
+        self._complete_move(e)
         log.warning("%s failed: %s", e.rel, reason)
 
-    def _complete_move(self, e: Entry, data: Path) -> None:
-        assert e.final is not None
-        final = self.layout.root / e.final
+    def _complete_move(self, e: Entry) -> None:
+        tree = self.journal.tree
+        final = e.final_parts
         if e.state == State.FAILING:
-            report = final.with_name(final.name + ".error.txt")
-            if not report.exists():
-                write_atomic(report, f"{e.rel}: {e.reason}\n".encode())
-        if data.exists():
-            move(data, final)
-        with contextlib.suppress(OSError):
-            self.journal.remove(e)
+            report = report_for(final)
+            if tree.lstat(report) is None:
+                tree.write_atomic(report, f"{e.rel}: {e.reason}\n".encode())
+        data = self.journal.data_parts(e)
+        moved = False
+        if tree.lstat(data) is not None:
+            with self._names:
+                if tree.lstat(final) is not None:  # someone put a file there meanwhile
+                    final = tree.unique(final)
+                    e.final = "/".join(final)
+                    self.journal.save(e)
+                tree.rename(data, final)
+            moved = True
+        else:  # a retry after the move itself succeeded (its folder sync did not)
+            moved = tree.lstat(final) is not None
+        self.journal.remove(e)
+        with self._lock:
+            self.inflight -= 1
+            if moved and e.state == State.FAILING:
+                self.failed += 1
+            elif moved:
+                self.done += 1
+        self.fault = None
 
 
 def start_watchers(folders: list[Path], address: str, poll: bool = False,
@@ -282,10 +452,12 @@ def wait_forever(watchers: list[FolderWatcher], report_every: float = 30.0) -> N
                 last = time.monotonic()
                 for w in watchers:
                     c = w.counts()
-                    log.info("%s: pending %d, working %d, done %d, failed %d", c["folder"],
-                             c["pending"], c["working"], c["done"], c["failed"])
+                    log.info("%s: pending %d, working %d, done %d, failed %d%s", c["folder"],
+                             c["pending"], c["working"], c["done"], c["failed"],
+                             f"; {c['problem']}" if c.get("problem") else "")
     except KeyboardInterrupt:
         pass
     finally:
         for w in watchers:
             w.stop()
+

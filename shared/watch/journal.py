@@ -9,21 +9,30 @@ every step, and its bytes at DIR/.impasto/<id>.data while it is in flight:
   finishing output exists; the original goes to done/ (or failed/) next
   -> entry removed
 
-On start-up `recover` replays each entry from the step it reached.
+On start-up the watcher replays each entry from the step it reached. An entry is data
+from disk like any other: `load` checks that every path in it stays where its state
+says it must (in/, out/, done/, failed/ of this folder) before anything acts on it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Any
 
-from impasto.fsio import fsync_dir, write_atomic
-from impasto.watch.layout import Layout
+from impasto.fsio import fit_name
+from impasto.watch.confine import Parts, Tree, parts_of
+from impasto.watch.layout import DONE, FAILED, JOURNAL, MAX_DEPTH, OUT
+
+ENTRY_LIMIT = 64 * 1024
+_ID = re.compile(r"[0-9a-f]{12}")
+_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,10}")
 
 
 class State(StrEnum):
@@ -46,34 +55,108 @@ class Entry:
     reason: str | None = None  # for failures
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def rel_parts(self) -> Parts:
+        return parts_of(self.rel)
+
+    @property
+    def output_parts(self) -> Parts:
+        assert self.output is not None
+        return parts_of(self.output)
+
+    @property
+    def final_parts(self) -> Parts:
+        assert self.final is not None
+        return parts_of(self.final)
+
+
+def output_for(rel: Parts, style: str) -> Parts:
+    """out/<style>/<folders below the style folder>/<stem>.png"""
+    below = rel[1:-1] if len(rel) > 1 else ()
+    return OUT + (style,) + below + (fit_name(PurePosixPath(rel[-1]).stem, ".png"),)
+
+
+def report_for(final: Parts) -> Parts:
+    """failed/.../<name>.error.txt beside the failed original"""
+    return final[:-1] + (fit_name(final[-1], ".error.txt"),)
+
+
+def check(e: Entry) -> None:
+    """ValueError unless every path in the entry stays inside the folder, where its
+    state puts it."""
+    if not isinstance(e.id, str) or not _ID.fullmatch(e.id):
+        raise ValueError("bad id")
+    e.state = State(e.state)
+    rel = parts_of(e.rel)
+    if any(p.startswith(".") for p in rel) or len(rel) > MAX_DEPTH + 1:
+        raise ValueError(f"rel {e.rel!r} is not an input name")
+    if e.style != (rel[0] if len(rel) > 1 else None):
+        raise ValueError("style does not match the input's folder")
+    if not isinstance(e.attempts, int) or not 0 <= e.attempts < 10**6:
+        raise ValueError("bad attempts")
+    if e.output is not None:
+        out = parts_of(e.output)
+        if out[:1] != OUT or len(out) < 3 or out[2:-1] != rel[1:-1] or not out[-1].endswith(".png"):
+            raise ValueError(f"output {e.output!r} is not a result name for {e.rel!r}")
+    elif e.state == State.WRITING:
+        raise ValueError("writing without an output")
+    if e.final is not None:
+        final = parts_of(e.final)
+        top = FAILED if e.state == State.FAILING else DONE
+        if final[:1] != top or final[1:-1] != rel[:-1]:
+            raise ValueError(f"final {e.final!r} is not where {e.rel!r} goes in state {e.state}")
+    elif e.state in (State.FINISHING, State.FAILING):
+        raise ValueError(f"{e.state} without a final place")
+    if e.state == State.FAILING and not (isinstance(e.reason, str) and len(e.reason) <= 8192):
+        raise ValueError("failing without a reason")
+    if not isinstance(e.extra, dict):
+        raise ValueError("bad extra")
+
 
 class Journal:
-    def __init__(self, layout: Layout) -> None:
-        self.layout = layout
-        self.dir = layout.journal
+    def __init__(self, tree: Tree) -> None:
+        self.tree = tree
 
-    def new(self, rel: Path, style: str | None) -> Entry:
-        return Entry(id=uuid.uuid4().hex[:12], rel=str(rel), style=style)
+    def new(self, rel: Parts, style: str | None) -> Entry:
+        return Entry(id=uuid.uuid4().hex[:12], rel="/".join(rel), style=style)
 
-    def data_path(self, e: Entry) -> Path:
-        suffix = Path(e.rel).suffix
-        return self.dir / f"{e.id}.data{suffix}"
+    def data_parts(self, e: Entry) -> Parts:
+        suffix = PurePosixPath(e.rel).suffix
+        return JOURNAL + (f"{e.id}.data{suffix if _SUFFIX.fullmatch(suffix) else ''}",)
 
     def save(self, e: Entry) -> None:
-        write_atomic(self.dir / f"{e.id}.json", json.dumps(asdict(e)).encode())
+        self.tree.write_atomic(JOURNAL + (f"{e.id}.json",), json.dumps(asdict(e)).encode(),
+                               mode=0o600)
 
     def remove(self, e: Entry) -> None:
-        (self.dir / f"{e.id}.json").unlink(missing_ok=True)
-        fsync_dir(self.dir)
+        with contextlib.suppress(FileNotFoundError):
+            self.tree.unlink(JOURNAL + (f"{e.id}.json",))
 
-    def entries(self) -> list[Entry]:
-        out = []
-        for p in sorted(self.dir.glob("*.json")):
+    def names(self) -> list[str]:
+        with self.tree.folder(JOURNAL) as d:
+            return sorted(os.listdir(d))
+
+    def load(self) -> tuple[list[Entry], list[tuple[str, str]]]:
+        """The entries, and (name, reason) for each one set aside (renamed to
+        NAME.rejected, never acted on)."""
+        good: list[Entry] = []
+        bad: list[tuple[str, str]] = []
+        for name in self.names():
+            if not name.endswith(".json"):
+                continue
             try:
-                e = Entry(**json.loads(p.read_text()))
-                e.state = State(e.state)
-                out.append(e)
-            except (OSError, ValueError, TypeError):
-                # A torn write cannot happen (atomic rename), but a hand-edited one can.
-                os.replace(p, p.with_suffix(".corrupt"))
-        return out
+                if not _ID.fullmatch(name[:-5]):
+                    raise ValueError("not a journal entry name")
+                raw = json.loads(self.tree.read(JOURNAL + (name,), ENTRY_LIMIT))
+                if not isinstance(raw, dict) or set(raw) - {f.name for f in fields(Entry)}:
+                    raise ValueError("unknown fields")
+                e = Entry(**raw)
+                check(e)
+                if e.id != name[:-5]:
+                    raise ValueError("id does not match the file name")
+                good.append(e)
+            except (OSError, ValueError, TypeError) as ex:
+                bad.append((name, str(ex)[:200]))
+                with contextlib.suppress(OSError):
+                    self.tree.rename(JOURNAL + (name,), JOURNAL + (name + ".rejected",))
+        return good, bad

@@ -2,6 +2,7 @@
 # named in IMPASTO_CASES against the installed plug-in and writes IMPASTO_IO/report.json.
 import json
 import os
+import time
 import traceback
 
 from gi.repository import Gegl, Gimp, Gio
@@ -95,6 +96,43 @@ def case_style_layer():
     return {"error": err} if err else {"name": new.get_name(), "size": [new.get_width(), new.get_height()]}
 
 
+def case_style_file():
+    image = load("background.png")
+    src = add_layer_from(image, "source.png", 10, 20)
+    new, err = run_proc(image, [src], style="", style_file=Gio.File.new_for_path(os.path.join(IO, "style.png")),
+                        preset="draft", size=64, seed=1)
+    return {"error": err} if err else {"name": new.get_name()}
+
+
+def case_wide_gamut():
+    """A colour outside sRGB (Adobe RGB's pure green) goes through unclipped: with
+    strength 0 on a flat layer nothing moves, so the result must be that green."""
+    import struct
+
+    import gi
+    gi.require_version("Babl", "0.1")
+    from gi.repository import Babl
+
+    image = Gimp.Image.new_with_precision(64, 48, Gimp.ImageBaseType.RGB, Gimp.Precision.FLOAT_NON_LINEAR)
+    image.set_color_profile(Gimp.ColorProfile.new_rgb_adobe())
+    layer = Gimp.Layer.new(image, "green", 64, 48, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
+    image.insert_layer(layer, None, 0)
+    fmt = Babl.get_name(Babl.format_with_space("R'G'B'A float", layer.get_format()))
+    rect = Gegl.Rectangle.new(0, 0, 64, 48)
+    buf = layer.get_buffer()
+    buf.set(rect, fmt, struct.pack("<4f", 0.0, 1.0, 0.0, 1.0) * (64 * 48))
+    buf.flush()
+    srgb = struct.unpack("<4f", bytes(layer.get_buffer().get(Gegl.Rectangle.new(0, 0, 1, 1), 1.0,
+                                                             "R'G'B'A float", Gegl.AbyssPolicy.CLAMP)))
+    new, err = run_proc(image, [layer], style="stripes", preset="draft", size=64, seed=1, strength=0.0)
+    if err:
+        return {"error": err}
+    data = bytes(new.get_buffer().get(rect, 1.0, fmt, Gegl.AbyssPolicy.CLAMP))
+    vals = struct.unpack(f"<{64 * 48 * 4}f", data)
+    worst = max(abs(v - t) for i, v in enumerate(vals) for t in ((0.0, 1.0, 0.0, 1.0)[i % 4],))
+    return {"format": fmt, "srgb": list(srgb), "worst": worst}
+
+
 def case_grayscale():
     image = load("background.png")
     image.convert_grayscale()
@@ -123,6 +161,172 @@ def case_daemon_down():
     image = load("background.png")
     _, err = run_proc(image, [image.get_layers()[0]], **STYLE)
     return {"error": err}
+
+
+def trace_lines():
+    path = os.environ.get("IMPASTO_GIMP_TRACE")
+    if not path or not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(x) for x in f if x.strip()]
+
+
+def reset_trace():
+    path = os.environ.get("IMPASTO_GIMP_TRACE")
+    if path and os.path.exists(path):
+        os.remove(path)
+
+
+def case_preview():
+    reset_trace()
+    image = load("large.png")
+    src = image.get_layers()[0]
+    before = len(image.get_layers())
+    t0 = time.monotonic()
+    # draft at 512 px, stopped after 15 s: long enough for many previews
+    new, err = run_proc(image, [src], style="stripes", preset="draft", size=512, seed=5,
+                        stop_after=15.0)
+    if err:
+        return {"error": err}
+    return {"trace": trace_lines(), "layers_before": before, "layers_after": len(image.get_layers()),
+            "names": [x.get_name() for x in image.get_layers()], "elapsed": time.monotonic() - t0}
+
+
+def case_selection_speed():
+    out = {}
+    image = load("large.png")
+    src = image.get_layers()[0]
+    t0 = time.monotonic()
+    new, err = run_proc(image, [src], style="stripes", preset="draft", size=256, seed=5)
+    out["whole_s"] = time.monotonic() - t0
+    if err:
+        return {"error": err}
+    image.remove_layer(new)
+    image.select_rectangle(Gimp.ChannelOps.REPLACE, 400, 300, 100, 80)
+    t0 = time.monotonic()
+    new, err = run_proc(image, [src], style="stripes", preset="draft", size=256, seed=5)
+    out["selection_s"] = time.monotonic() - t0
+    if err:
+        return {"error": err}
+    out["new"] = dump(new, "sel_new.f32", "R'G'B'A float")
+    out["src"] = dump(src, "sel_src.f32", "R'G'B'A float")
+    out["trace"] = trace_lines()
+    return out
+
+
+def case_selection_misses():
+    image = load("background.png")
+    src = add_layer_from(image, "source.png", 10, 20)
+    image.select_rectangle(Gimp.ChannelOps.REPLACE, 80, 0, 10, 10)  # right of the layer
+    _, err = run_proc(image, [src], **STYLE)
+    return {"error": err, "layers": len(image.get_layers())}
+
+
+def case_precision():
+    out = {}
+    for name, precision, fmt in (("u16", Gimp.Precision.U16_NON_LINEAR, "R'G'B'A u16"),
+                                 ("float", Gimp.Precision.FLOAT_LINEAR, "R'G'B'A float"),
+                                 ("u32", Gimp.Precision.U32_NON_LINEAR, "R'G'B'A u32")):
+        image = load("background.png")
+        src = add_layer_from(image, "source.png", 10, 20)
+        image.convert_precision(precision)
+        new, err = run_proc(image, [src], **STYLE)
+        if err:
+            out[name] = {"error": err}
+            continue
+        out[name] = {"new": dump(new, f"prec_{name}_new.bin", fmt),
+                     "src": dump(src, f"prec_{name}_src.bin", fmt),
+                     "native": [Gimp.Image.get_precision(image).value_nick]}
+    # Adobe RGB: a saturated green outside sRGB survives the trip where it is not
+    # stylized (outside the selection's box) and arrives unclipped inside it.
+    image = load("background.png")
+    image.convert_precision(Gimp.Precision.FLOAT_NON_LINEAR)
+    image.convert_color_profile(Gimp.ColorProfile.new_rgb_adobe(), Gimp.ColorRenderingIntent.RELATIVE_COLORIMETRIC, False)
+    layer = image.get_layers()[0]
+    new, err = run_proc(image, [layer], **STYLE)
+    out["adobe"] = {"error": err} if err else {"ok": True}
+    return out
+
+
+def case_looks():
+    out = {}
+    image = load("background.png")
+    src = add_layer_from(image, "source.png", 10, 20)
+    src.set_mode(Gimp.LayerMode.MULTIPLY)
+    src.set_opacity(40.0)
+    mask = src.create_mask(Gimp.AddMaskType.BLACK)
+    src.add_mask(mask)
+    # the mask shows the layer's left half (layer x < 30)
+    image.select_rectangle(Gimp.ChannelOps.REPLACE, 10, 20, 30, 40)
+    mask.edit_fill(Gimp.FillType.WHITE)
+    Gimp.Selection.none(image)
+    new, err = run_proc(image, [src], **STYLE)
+    if err:
+        return {"error": err}
+    out["plain"] = {"mode": new.get_mode().value_nick, "opacity": new.get_opacity(),
+                    "mask": dump(new.get_mask(), "looks_mask.gray", "Y u8") if new.get_mask() else None,
+                    "src_mask": dump(mask, "looks_src_mask.gray", "Y u8")}
+    image.remove_layer(new)
+    # selection: image rows 30..50, columns 20..60 = layer rows 10..30, columns 10..50
+    image.select_rectangle(Gimp.ChannelOps.REPLACE, 20, 30, 40, 20)
+    new, err = run_proc(image, [src], **STYLE)
+    if err:
+        return {"error": err}
+    out["selected"] = {"mode": new.get_mode().value_nick, "opacity": new.get_opacity(),
+                       "mask": dump(new.get_mask(), "looks_sel_mask.gray", "Y u8") if new.get_mask() else None,
+                       "selection_kept": not Gimp.Selection.is_empty(image),
+                       "channels": len(image.get_channels())}
+    return out
+
+
+def case_several():
+    image = load("background.png")
+    a = add_layer_from(image, "source.png", 10, 20)
+    b = add_layer_from(image, "source.png", 0, 0)
+    new, err = run_proc(image, [a, b], **STYLE)
+    if err:
+        return {"error": err}
+    return {"layers": layer_info(image), "a": a.get_id(), "b": b.get_id(),
+            "selected": [x.get_id() for x in image.get_selected_layers()]}
+
+
+def case_stop_keep():
+    reset_trace()
+    image = load("large.png")
+    src = image.get_layers()[0]
+    t0 = time.monotonic()
+    new, err = run_proc(image, [src], style="stripes", preset="best", size=512, seed=5,
+                        stop_after=4.0)
+    if err:
+        return {"error": err}
+    return {"elapsed": time.monotonic() - t0, "names": [x.get_name() for x in image.get_layers()],
+            "trace": trace_lines(), "size": [new.get_width(), new.get_height()],
+            "new": dump(new, "stop_new.rgba"), "src": dump(src, "stop_src.rgba")}
+
+
+def case_tiny():
+    image = Gimp.Image.new(1, 1, Gimp.ImageBaseType.RGB)
+    layer = Gimp.Layer.new(image, "dot", 1, 1, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
+    image.insert_layer(layer, None, 0)
+    t0 = time.monotonic()
+    new, err = run_proc(image, [layer], style="stripes", preset="normal", seed=1)
+    return {"error": err} if err else {"elapsed": time.monotonic() - t0}
+
+
+
+def case_temp_files():
+    import tempfile
+    base = tempfile.gettempdir()
+    stale = os.path.join(base, "impasto-gimp-4194303-left")  # a pid no process has
+    os.makedirs(stale, exist_ok=True)
+    with open(os.path.join(stale, "content.rgbf"), "wb") as f:
+        f.write(b"\0" * 1000)
+    image = load("background.png")
+    src = add_layer_from(image, "source.png", 10, 20)
+    _, err = run_proc(image, [src], **STYLE)
+    _, err2 = run_proc(image, [src], **dict(STYLE, style="no-such-style"))  # an error path
+    left = [n for n in os.listdir(base) if n.startswith("impasto-gimp-")]
+    return {"error": err, "error2": err2, "stale_exists": os.path.exists(stale), "left": left}
 
 
 for name in os.environ.get("IMPASTO_CASES", "registered").split(","):

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,8 @@ def test_autostart_failure_is_explained(tmp_path: Path, env: dict[str, str]) -> 
     assert rc == 1
     assert events[-1]["event"] == "error" and "exited" in events[-1]["message"]
     assert "No VGG19 weights" in (tmp_path / "d.log").read_text()
+    # The fix comes through whole, not cut to the log's last lines.
+    assert "impasto weights fetch" in events[-1]["message"], events[-1]["message"]
 
 
 def test_no_daemon_no_autostart(tmp_path: Path, env: dict[str, str]) -> None:
@@ -115,7 +118,9 @@ def test_install_uninstall_and_doctor(tmp_path: Path, env: dict[str, str]) -> No
     target = profile / "plug-ins" / "impasto-neural-style"
     assert os.access(target / "impasto-neural-style.py", os.X_OK)
     cfg = json.loads((target / "impasto-bridge.json").read_text())
-    assert cfg["address"] == addr and cfg["autostart"]["command"][-2:] == ["--bind", addr]
+    command = cfg["autostart"]["command"]
+    assert cfg["address"] == addr and command[command.index("--bind") + 1] == addr
+    assert command[command.index("--idle-exit") + 1] == "1800" and cfg["autostart"]["idle_exit_s"] == 1800
     assert cfg["bridge"][:4] == [sys.executable, "-I", "-m", "impasto.gimp.bridge"]
     # The dialog's ranges and defaults are EngineOptions' own.
     from impasto.options import FIELDS
@@ -127,6 +132,14 @@ def test_install_uninstall_and_doctor(tmp_path: Path, env: dict[str, str]) -> No
     assert "[ok] plug-in matches this impasto version" in r.stdout
     assert "[ok] bridge runs" in r.stdout, r.stdout
     assert f"no impasto daemon answered at {addr}" in r.stdout
+    assert "[ok] autostart program" in r.stdout
+    # No weights on this test machine: the autostarted daemon could not load them.
+    assert "cannot load the model" in r.stdout and "impasto weights fetch" in r.stdout
+    assert "all good" not in r.stdout
+    cfg["autostart"]["command"][0] = str(tmp_path / "gone" / "python")
+    (target / "impasto-bridge.json").write_text(json.dumps(cfg))
+    r = run_cli(["gimp", "doctor"], env)
+    assert r.returncode == 1 and "does not exist" in r.stdout and "all good" not in r.stdout
     r = run_cli(["gimp", "uninstall"], env)
     assert r.returncode == 0 and not target.exists()
 
@@ -156,3 +169,76 @@ def test_bridge_cancels_job_when_gimp_goes_away(tmp_path: Path, env: dict[str, s
             assert c.status().running is None
     finally:
         d.stop(getattr(signal, signal_name))
+
+
+def test_autostarted_daemon_stops_when_idle(tmp_path: Path, env: dict[str, str]) -> None:
+    addr = f"tcp://127.0.0.1:{free_port()}"
+    auto = {"command": [sys.executable, "-m", "impasto.cli.main", "serve", "--weights", "random",
+                        "--bind", addr], "idle_exit_s": 3, "wait_s": 120,
+            "log": str(tmp_path / "daemon.log")}
+    try:
+        rc, events = bridge(job(tmp_path, addr, auto), tmp_path, {**env, "PYTHONPATH": str(REPO)})
+        assert rc == 0, events
+        texts = " ".join(e.get("text", "") for e in events if e["event"] == "status")
+        assert "stops by itself after 3 s" in texts
+        from impasto.client import Client, DaemonUnavailable
+
+        # Watch its log, not its port: a ping is activity and would keep it up.
+        log = tmp_path / "daemon.log"
+        deadline = time.monotonic() + 120  # generous: the machine may be busy
+        while time.monotonic() < deadline and "idle for" not in log.read_text():
+            time.sleep(0.5)
+        assert "idle for" in log.read_text(), log.read_text()
+        time.sleep(2)
+        with Client(addr, timeout=2) as c, pytest.raises(DaemonUnavailable):
+            c.ping(timeout=2)
+    finally:
+        subprocess.run(["pkill", "-TERM", "-f", "--", f"--bind {addr}"], check=False)
+
+
+def test_bridge_stop_keeps_the_image(tmp_path: Path, env: dict[str, str]) -> None:
+    from tests.helpers import DaemonProcess
+
+    d = DaemonProcess(tmp_path).wait_ready()
+    try:
+        req = job(tmp_path, d.address, None)
+        req["options"].update(iterations=100000, tolerance=0.0)
+        req["preview"] = {"path": str(tmp_path / "preview.rgba"), "max_side": 32, "interval_s": 0.1}
+        (tmp_path / "r.json").write_text(json.dumps(req))
+        p = subprocess.Popen(BRIDGE + ["run", str(tmp_path / "r.json")], env=env, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+        assert p.stdout is not None and p.stdin is not None
+        previews = 0
+        for line in p.stdout:
+            ev = json.loads(line)
+            if ev["event"] == "preview":
+                previews += 1
+                assert (tmp_path / "preview.rgba").stat().st_size == ev["width"] * ev["height"] * 4
+                assert max(ev["width"], ev["height"]) <= 32
+                if previews == 2:
+                    p.stdin.write("stop\n")
+                    p.stdin.flush()
+            if ev["event"] in ("done", "error"):
+                break
+        assert ev["event"] == "done" and ev["stopped"], ev
+        assert (tmp_path / "out.rgba").stat().st_size == 50 * 40 * 4
+        p.stdin.close()
+        assert p.wait(EXIT_S) == 0
+    finally:
+        d.stop()
+
+
+def test_bridge_lists_the_style_library(tmp_path: Path, env: dict[str, str]) -> None:
+    from tests.helpers import DaemonProcess
+
+    d = DaemonProcess(tmp_path, env=env).wait_ready()
+    try:
+        style = tmp_path / "s.png"
+        stripes_image(32, 32).save(style)
+        assert run_cli(["styles", "add", "zebra", str(style), "--address", d.address], env).returncode == 0
+        p = subprocess.run(BRIDGE + ["styles", d.address], env=env, capture_output=True, text=True,
+                           timeout=EXIT_S)
+        ev = json.loads(p.stdout.splitlines()[-1])
+        assert ev == {"event": "styles", "names": ["zebra"]}, p.stdout + p.stderr
+    finally:
+        d.stop()

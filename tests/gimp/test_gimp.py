@@ -33,9 +33,14 @@ def gimp(tmp_path_factory: pytest.TempPathFactory):
     r = run_cli(["gimp", "install", "--gimp-dir", str(runner.profile), "--address", daemon.address,
                  "--no-autostart", "--bridge", runner.bridge_command(sys.executable)], env)
     assert r.returncode == 0, r.stderr
-    runner.share_keys(tmp / "config", runner.profile / "plug-ins" / "impasto-neural-style" /
-                      "impasto-bridge.json")
+    cfg_path = runner.profile / "plug-ins" / "impasto-neural-style" / "impasto-bridge.json"
+    runner.share_keys(tmp / "config", cfg_path)
+    # Previews often and small, so that short test runs see several.
+    cfg = json.loads(cfg_path.read_text())
+    cfg["preview"] = {"interval_s": 0.2, "max_side": 96}
+    cfg_path.write_text(json.dumps(cfg))
     gradient_image(96, 72).save(runner.io / "background.png")
+    gradient_image(1024, 768).save(runner.io / "large.png")
     gradient_image(60, 40, alpha=True).save(runner.io / "source.png")
     stripes_image(48, 48).save(runner.io / "style.png")
     yield runner, daemon, env
@@ -44,7 +49,8 @@ def gimp(tmp_path_factory: pytest.TempPathFactory):
 
 def batch(runner: GimpRunner, *cases: str) -> dict:
     (runner.io / "report.json").unlink(missing_ok=True)
-    p = runner.run_batch(BATCH, {"IMPASTO_CASES": ",".join(cases)})
+    p = runner.run_batch(BATCH, {"IMPASTO_CASES": ",".join(cases),
+                                 "IMPASTO_GIMP_TRACE": str(runner.inner(runner.io / "trace.jsonl"))})
     assert "IMPASTO-BATCH-DONE" in p.stdout, p.stdout + p.stderr
     # GIMP only warns about out-of-range arguments and then uses the default. (The
     # no-layer case passes an empty drawables array on purpose, which GIMP also flags.)
@@ -71,12 +77,16 @@ def test_install_files(gimp) -> None:
     # the plug-in imports only the standard library and gi
     imports = {line.split()[1].split(".")[0] for line in plugin.read_text().splitlines()
                if line.startswith(("import ", "from "))}
-    assert imports <= {"json", "os", "subprocess", "sys", "tempfile", "gi"}, imports
+    assert imports <= {"contextlib", "json", "math", "os", "select", "shutil", "subprocess", "sys",
+                       "tempfile", "time", "zlib", "gi"}, imports
 
 
 def test_new_layer_above_source(gimp) -> None:
     runner, _, _ = gimp
-    rep = batch(runner, "registered", "new_layer", "selection_mask", "style_layer", "grayscale")
+    rep = batch(runner, "registered", "new_layer", "selection_mask", "style_layer", "grayscale",
+                "style_file")
+    f = rep["style_file"]
+    assert "error" not in f and f["name"].startswith("style (impasto"), f
     reg = rep["registered"]
     assert reg["found"] and "<Image>/Filters/Artistic" in reg["menu"]
     r = rep["new_layer"]
@@ -110,17 +120,157 @@ def test_errors_the_user_can_read(gimp) -> None:
     e = batch(runner, "errors")["errors"]
     assert "unknown style 'no-such-style'" in e["unknown_style"] and "stripes" in e["unknown_style"]
     assert "No layer is selected" in e["no_layer"]
-    assert "layer group" in e["group"]
+    assert "layer group" in e["group"] and "Layer > Merge Layer Group" in e["group"]
     assert "Image > Mode > RGB" in e["indexed"]
 
 
+def floats(runner: GimpRunner, info: dict, dtype: str = "<f4") -> np.ndarray:
+    data = (runner.io / info["file"]).read_bytes()
+    return np.frombuffer(data, dtype).reshape(info["height"], info["width"], -1)
+
+
+def test_live_preview_updates_a_layer_then_leaves_one_result(gimp, capsys) -> None:
+    runner, _, _ = gimp
+    r = batch(runner, "preview")["preview"]
+    assert "error" not in r, r
+    previews = [t for t in r["trace"] if t["event"] == "preview"]
+    assert len(previews) >= 2, r["trace"]
+    with capsys.disabled():
+        print(f"\n[gimp] draft, 512 px, 1024x768 layer: first preview shown after "
+              f"{previews[0]['t']:.2f} s (bridge start and upload included), "
+              f"{len(previews)} previews")
+    # While it runs, the preview is one extra layer, at the layer's size, and it changes.
+    assert all(p["layers"] == r["layers_before"] + 1 for p in previews)
+    assert all(p["shown"] == [1024, 768] for p in previews)
+    assert len({p["crc"] for p in previews}) >= 2
+    steps = [p["step"] for p in previews]
+    assert steps == sorted(steps)
+    # Afterwards: exactly one new layer, no preview left.
+    assert r["layers_after"] == r["layers_before"] + 1
+    assert not any("preview" in n for n in r["names"])
+    result = [t for t in r["trace"] if t["event"] == "result"]
+    assert result and result[-1]["previews"] == len(previews)
+
+
+def test_small_selection_costs_a_fraction_and_leaves_the_rest(gimp, capsys) -> None:
+    runner, _, _ = gimp
+    r = batch(runner, "selection_speed")["selection_speed"]
+    assert "error" not in r, r
+    with capsys.disabled():
+        print(f"\n[gimp] 1024x768 layer at 256 px: whole {r['whole_s']:.1f} s, "
+              f"100x80 selection {r['selection_s']:.1f} s")
+    assert r["selection_s"] < 0.75 * r["whole_s"]
+    box = [t for t in r["trace"] if t["event"] == "result"][-1]["box"]
+    x, y, w, h = box
+    # The box: the selection (400,300 100x80) plus context, inside the layer.
+    assert x <= 400 and y <= 300 and x + w >= 500 and y + h >= 380 and w < 1024
+    new, src = floats(runner, r["new"]), floats(runner, r["src"])
+    outside = np.ones(new.shape[:2], bool)
+    outside[y:y + h, x:x + w] = False
+    assert np.array_equal(new[outside], src[outside])  # untouched, bit for bit
+    assert not np.array_equal(new[~outside], src[~outside])
+
+
+def test_selection_that_misses_the_layer_says_so(gimp) -> None:
+    runner, _, _ = gimp
+    r = batch(runner, "selection_misses")["selection_misses"]
+    assert r["error"] and "does not touch layer" in r["error"] and "Select > None" in r["error"]
+
+
+def test_full_precision_and_exact_alpha(gimp) -> None:
+    runner, _, _ = gimp
+    r = batch(runner, "precision")["precision"]
+    for name, dtype, grid in (("u16", "<u2", lambda v: v % 257 != 0),
+                              ("float", "<f4", lambda v: np.abs(v * 255 - np.round(v * 255)) > 1e-3),
+                              ("u32", "<u4", lambda v: v % 16843009 != 0)):
+        assert "error" not in r[name], r[name]
+        new, src = floats(runner, r[name]["new"], dtype), floats(runner, r[name]["src"], dtype)
+        assert np.array_equal(new[..., 3], src[..., 3]), name  # alpha, bit for bit
+        rgb = new[..., :3][src[..., 3] > 0]
+        assert grid(rgb).mean() > 0.5, name  # most values off the 8-bit grid
+        assert not np.array_equal(new[..., :3], src[..., :3])
+    assert r["adobe"].get("ok"), r["adobe"]
+
+
+def test_colours_outside_srgb_are_not_clipped(gimp) -> None:
+    runner, _, _ = gimp
+    r = batch(runner, "wide_gamut")["wide_gamut"]
+    assert "error" not in r, r
+    assert r["format"].startswith("R'G'B'A float-space"), r["format"]  # Adobe's own space
+    assert r["srgb"][0] < -0.05  # the green lies outside sRGB: sRGB's red would be negative
+    assert r["worst"] < 0.01, r  # and it came back as it went
+
+
+def test_mode_opacity_and_mask_carried_over(gimp) -> None:
+    runner, _, _ = gimp
+    r = batch(runner, "looks")["looks"]
+    assert "error" not in r, r
+    p = r["plain"]
+    assert p["mode"] == "multiply" and abs(p["opacity"] - 40.0) < 1e-6
+    assert p["mask"] is not None
+    mask = rgba(runner, p["mask"])[..., 0]
+    src_mask = rgba(runner, p["src_mask"])[..., 0]
+    assert np.array_equal(mask, src_mask) and mask[:, :30].min() == 255 and mask[:, 30:].max() == 0
+    s = r["selected"]
+    assert s["mode"] == "multiply" and abs(s["opacity"] - 40.0) < 1e-6
+    m = rgba(runner, s["mask"])[..., 0]
+    # selection: layer rows 10..30, columns 10..50; source mask: columns < 30
+    assert m[12:28, 12:28].min() == 255  # both
+    assert m[12:28, 32:48].max() == 0  # selected, but the source's mask hides it
+    assert m[:8, :].max() == 0 and m[32:, :].max() == 0  # outside the selection
+    assert s["selection_kept"] and s["channels"] == 0  # the user's selection is as it was
+
+
+def test_several_layers_each_get_a_result(gimp) -> None:
+    runner, _, _ = gimp
+    r = batch(runner, "several")["several"]
+    assert "error" not in r, r
+    ids = [x["id"] for x in r["layers"]]
+    assert len(ids) == 5  # background, two sources, two results
+    for src in (r["a"], r["b"]):
+        above = r["layers"][ids.index(src) - 1]
+        assert above["name"].startswith("stripes") and above["size"] == [60, 40]
+    assert len(r["selected"]) == 2
+
+
+def test_stop_and_keep_leaves_one_layer(gimp) -> None:
+    runner, _, _ = gimp
+    r = batch(runner, "stop_keep")["stop_keep"]
+    assert "error" not in r, r
+    assert len(r["names"]) == 2 and not any("preview" in n for n in r["names"])
+    result = [t for t in r["trace"] if t["event"] == "result"][-1]
+    assert result["stopped"]
+    assert r["size"] == [1024, 768]
+    a, b = rgba(runner, r["new"]), rgba(runner, r["src"])
+    assert np.abs(a[..., :3].astype(int) - b[..., :3].astype(int)).mean() > 0.5
+
+
+def test_tiny_layer_is_quick(gimp, capsys) -> None:
+    runner, _, _ = gimp
+    r = batch(runner, "tiny", "new_layer")
+    assert "error" not in r["tiny"], r["tiny"]
+    with capsys.disabled():
+        print(f"\n[gimp] 1x1 layer, normal preset: {r['tiny']['elapsed']:.1f} s")
+
+
+
+def test_temporary_files_removed_on_every_path(gimp) -> None:
+    runner, _, _ = gimp
+    r = batch(runner, "temp_files")["temp_files"]
+    assert r["error"] is None and "unknown style" in r["error2"]
+    assert not r["stale_exists"]  # a killed run's folder is cleaned at the next start
+    assert r["left"] == [], r["left"]  # nothing left by a finished or failed run
+
+
+# Last: it stops the module's daemon.
 def test_daemon_down_without_autostart(gimp) -> None:
     runner, daemon, env = gimp
     daemon.stop()
     try:
         err = batch(runner, "daemon_down")["daemon_down"]["error"]
-        assert "execution-error" in err and "no impasto daemon answered" in err, err
-        assert "impasto serve" in err
+        assert "execution-error" in err and "No impasto daemon answered" in err, err
+        assert "impasto serve" in err and "impasto gimp install" in err
+        assert "IMPASTO_ADDRESS" not in err  # the plug-in does not read it
     finally:
         gimp_restart = DaemonProcess(Path(daemon.log).parent, env=env, port=daemon.port)
         gimp_restart.wait_ready()

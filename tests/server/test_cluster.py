@@ -10,6 +10,7 @@ bit.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import signal
@@ -19,7 +20,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from impasto import imagecodec
 from impasto.client import Client
@@ -199,6 +202,29 @@ def test_two_jobs_at_once_and_cancel(cluster: Cluster) -> None:
     for f in (a, b):
         f.join(60)
         assert isinstance(f.outcome, ImpastoError) and f.outcome.code == CANCELLED, f.outcome
+    cluster.wait_idle()
+
+
+def test_previews_stop_and_keep_and_float_output_on_a_worker(cluster: Cluster) -> None:
+    """What the GIMP plug-in asks of a job (live previews, stop and keep the image, full
+    precision) works the same on a cluster worker as on the embedded one."""
+    req = request(ENDLESS, output="rgb32f", preview={"max_side": 32, "interval_s": 0.1})
+    previews: list[Image.Image] = []
+    steps: list[int] = []
+
+    def progress(p: Progress) -> None:
+        steps.append(p.step)
+        if p.preview is not None:
+            previews.append(Image.open(io.BytesIO(p.preview.data)))
+
+    with cluster.client(timeout=30) as c:
+        result = c.stylize(req, on_progress=progress, should_finish=lambda: len(previews) >= 2)
+    assert result.image is not None and result.image.format == "rgb32f"
+    out = np.frombuffer(result.image.data, "<f4").reshape(result.image.height, result.image.width, 3)
+    assert (result.image.width, result.image.height) == (64, 48)
+    assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+    assert len(previews) >= 2 and all(max(p.size) <= 32 for p in previews)
+    assert max(steps) < 100000  # it stopped when asked, keeping what it had
     cluster.wait_idle()
 
 

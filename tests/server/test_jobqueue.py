@@ -43,6 +43,18 @@ def test_position_counts_the_running_job() -> None:
     assert q.put(job("interactive")) == 1  # behind the other interactive job only
 
 
+def test_position_counts_every_running_job() -> None:
+    # A cluster runs several jobs at once: each one still running is ahead of a new job.
+    q = JobQueue()
+    a, b = job("interactive"), job("interactive")
+    q.put(a)
+    q.put(b)
+    assert (q.take(0), q.take(0)) == (a, b)
+    assert q.put(job("interactive")) == 2
+    q.finished(a)
+    assert q.put(job("interactive")) == 2  # b and the one queued before
+
+
 def test_remove_and_close() -> None:
     q = JobQueue()
     a, b = job("interactive"), job("batch")
@@ -78,7 +90,7 @@ def test_computed_positions_equal_the_simulated_order() -> None:
                 continue
             j = job(rng.choice(["interactive", "batch"]))
             pos = q.put(j)
-            assert pos == [x.id for x in q.snapshot()].index(j.id) + (q.running is not None), trial
+            assert pos == [x.id for x in q.snapshot()].index(j.id) + len(q.running), trial
 
 
 def test_one_client_cannot_fill_the_queue() -> None:

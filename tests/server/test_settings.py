@@ -25,6 +25,9 @@ from tests.helpers import gradient_image, run_cli
     ("workers = 0", "workers must be 1 or more"),
     ("bogus = 1", "unknown key(s) bogus"),
     ("= broken", "not valid TOML"),
+    ('idle_exit = "1h"', "idle_exit must be an integer or a number"),
+    ("idle_exit = 0", "idle_exit must be 1 to"),
+    ("idle_exit = nan", "idle_exit must be 1 to"),
 ])
 def test_config_errors_are_one_line(tmp_path: Path, env: dict[str, str], line: str,
                                     says: str) -> None:
@@ -45,3 +48,9 @@ def test_style_names_are_matched_whole(tmp_path: Path, name: str) -> None:
     assert e.value.code == BAD_OPTIONS
     assert not (tmp_path / "styles").exists() or not any((tmp_path / "styles").iterdir())
     assert lib.add("fine name_1.0", gradient_image(8, 8))["name"] == "fine name_1.0"
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "abc", "nan"])
+def test_idle_exit_flag_is_checked(env: dict[str, str], value: str) -> None:
+    r = run_cli(["serve", "--idle-exit", value], env)
+    assert r.returncode == 2 and "--idle-exit" in r.stderr and "Traceback" not in r.stderr

@@ -8,61 +8,20 @@ import signal
 import time
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from impasto.client import Client
 from impasto.protocol import StylesList
-from tests.helpers import EXIT_S, DaemonProcess, gradient_image, make_env, run_cli, stripes_image
-
-SETTINGS = 'style = "stripes"\nsize = 64\nscales = 1\niterations = 2\n'
-
-
-def add_style(tmp: Path, name: str = "stripes") -> None:
-    """Put a style into the library folder before the daemon (and its watcher) starts,
-    so that files found by the start-up scan already have their style."""
-    library = Path(make_env(tmp)["IMPASTO_DATA_DIR"]) / "styles"
-    library.mkdir(parents=True, exist_ok=True)
-    stripes_image(32, 32).save(library / f"{name}.png")
-
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    root = tmp_path / "box"
-    (root / "in").mkdir(parents=True)
-    (root / "in" / "impasto.toml").write_text(SETTINGS)
-    return root
-
-
-@pytest.fixture
-def src(tmp_path: Path) -> Path:
-    p = tmp_path / "photo.png"
-    gradient_image(70, 50).save(p)
-    return p
-
-
-def watched(tmp_path: Path, folder: Path, *extra: str) -> DaemonProcess:
-    add_style(tmp_path)
-    return DaemonProcess(tmp_path, extra=["--watch", str(folder), *extra]).wait_ready()
-
-
-def files(d: Path) -> list[str]:
-    return sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file()) if d.exists() else []
-
-
-def wait_until(pred, timeout: float = 90.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def settled(folder: Path, n: int) -> bool:
-    done = [f for f in files(folder / "done")]
-    failed = [f for f in files(folder / "failed") if not f.endswith(".error.txt")]
-    return len(done) + len(failed) >= n
+from tests.helpers import EXIT_S, DaemonProcess, run_cli, stripes_image
+from tests.watch.common import (
+    add_style,
+    check_ledger,
+    files,
+    settled,
+    wait_until,
+    watch_status,
+    watched,
+)
 
 
 def test_cp_mv_rsync_and_layout(tmp_path: Path, folder: Path, src: Path) -> None:
@@ -168,14 +127,25 @@ def test_fifty_files_at_once_and_no_overwrite(tmp_path: Path, folder: Path, src:
         d.stop()
 
 
-def test_startup_scan_and_polling_mode(tmp_path: Path, folder: Path, src: Path) -> None:
-    shutil.copy(src, folder / "in" / "early.png")   # dropped while nothing watched
+def test_startup_scan_and_polling_mode_counts_match_the_disk(tmp_path: Path, folder: Path,
+                                                              src: Path) -> None:
+    early = [f"early{i:02}.png" for i in range(12)]
+    for n in early:
+        shutil.copy(src, folder / "in" / n)   # dropped while nothing watched
     d = watched(tmp_path, folder, "--poll")
     try:
-        wait_until(lambda: settled(folder, 1), what="start-up scan")
+        samples = []
+        while not settled(folder, 12):
+            w = watch_status(d)
+            samples.append(w)
+            # every file is somewhere in the counts at every moment, polling or not
+            assert w["pending"] + w["working"] + w["done"] + w["failed"] == 12, samples
+            time.sleep(0.1)
+        assert samples and samples[0]["pending"] + samples[0]["working"] > 0, samples[:3]
         shutil.copy(src, folder / "in" / "polled.png")
-        wait_until(lambda: settled(folder, 2), what="polled file")
-        assert files(folder / "done") == ["early.png", "polled.png"]
+        wait_until(lambda: settled(folder, 13), what="polled file")
+        time.sleep(0.5)
+        check_ledger(folder, {n: src.read_bytes() for n in early + ["polled.png"]}, daemon=d)
     finally:
         d.stop()
 
@@ -186,35 +156,7 @@ def test_refuses_output_inside_input(tmp_path: Path, env: dict[str, str]) -> Non
     (root / "out").symlink_to(root / "in")
     r = run_cli(["serve", "--weights", "random", "--bind", "tcp://127.0.0.1:1", "--watch",
                  str(root)], env, timeout=EXIT_S)
-    assert r.returncode == 2 and "inside the input folder" in r.stderr
-
-
-def test_kill_9_mid_batch_then_restart_accounts_for_every_file(tmp_path: Path, folder: Path,
-                                                               src: Path) -> None:
-    (folder / "in" / "impasto.toml").write_text(SETTINGS.replace("iterations = 2",
-                                                                 "iterations = 15"))
-    d = watched(tmp_path, folder)
-    names = [f"k{i:02}.png" for i in range(12)]
-    for n in names:
-        shutil.copy(src, folder / "in" / n)
-    wait_until(lambda: len(files(folder / "done")) >= 3, what="some progress")
-    d.proc.send_signal(signal.SIGKILL)
-    d.proc.wait()
-    d.stop()
-    mid = {"done": files(folder / "done"), "journal": files(folder / ".impasto")}
-    assert len(mid["done"]) < 12, "kill came too late to test anything"
-    d2 = DaemonProcess(tmp_path, extra=["--watch", str(folder)], port=d.port).wait_ready()
-    try:
-        wait_until(lambda: settled(folder, 12), timeout=240, what="all files after restart")
-        time.sleep(1)
-        assert files(folder / "done") == names
-        assert files(folder / "failed") == []
-        outs = files(folder / "out" / "stripes")
-        assert outs == names, f"each output exactly once, got {outs} (before kill: {mid})"
-        assert files(folder / "in") == ["impasto.toml"]
-        assert files(folder / ".impasto") == []
-    finally:
-        d2.stop()
+    assert r.returncode == 2 and "out/ is a symbolic link" in r.stderr
 
 
 def test_watch_command_against_running_daemon(tmp_path: Path, folder: Path, src: Path) -> None:

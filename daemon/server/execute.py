@@ -1,0 +1,101 @@
+"""One job through the engine: progress (with previews), then its Result or Error.
+
+The one place a job is run, so that the embedded worker thread and a cluster worker
+(a Ray actor) send the same events and the same result for the same job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from PIL import Image
+
+from impasto import imagecodec
+from impasto.engine.tensors import to_image
+from impasto.engine.transfer import Engine, StyleInput
+from impasto.errors import CANCELLED, INTERNAL, ImpastoError, JobCancelled
+from impasto.options import EngineOptions
+from impasto.protocol import Error, Progress, Result, Stage
+from impasto.server.jobqueue import Job
+from impasto.server.targetcache import GramCache
+
+log = logging.getLogger(__name__)
+
+# At tiny sizes evaluations come every few ms; 20 events/s is plenty for a bar, and
+# every event is one message through the front's socket (and one object through Ray).
+PROGRESS_EVERY_S = 0.05
+
+
+@dataclasses.dataclass
+class JobSpec:
+    """What running a job needs: images and options, nothing of the client."""
+
+    job: str
+    content: Image.Image
+    styles: list[tuple[Image.Image, float]]
+    options: EngineOptions
+    output: str = "png"
+    preview: dict[str, Any] | None = None  # Stylize.preview, checked
+
+
+def run_job(engine: Engine, cache: GramCache, spec: JobSpec, send: Callable[[Progress], None],
+            should_stop: Callable[[], bool], should_finish: Callable[[], bool],
+            where: str = "the daemon's log") -> Result | Error:
+    """Run `spec`, sending its progress; returns the message that ends it (an Error with
+    CANCELLED when should_stop said so). `where`: whose log has a crash's details."""
+    last_sent = [0.0]
+    last_preview: list[float | None] = [None]  # None: no preview sent yet
+    preview_opts = spec.preview
+
+    def on_step(step: Any) -> None:
+        now = time.monotonic()
+        preview = None
+        # The first preview goes out with the first evaluation (something to look at at
+        # once), then one per interval. It is a copy of the image downscaled in torch and
+        # PNG-encoded at level 1: a few ms at 256 px, once a second, next to evaluations
+        # that take tens to hundreds of ms.
+        if preview_opts is not None and step.snapshot is not None and (
+                last_preview[0] is None or now - last_preview[0] >= preview_opts["interval_s"]):
+            last_preview[0] = now
+            preview = imagecodec.to_ref(to_image(step.snapshot(preview_opts["max_side"])),
+                                       preview_opts["format"])
+        elif now - last_sent[0] < PROGRESS_EVERY_S and step.step < step.total:
+            return
+        last_sent[0] = now
+        send(Progress(job=spec.job, stage=Stage.OPTIMIZE, scale=step.scale, scales=step.scales,
+                      size=step.size, step=step.step, total=step.total, losses=step.losses,
+                      elapsed_s=round(step.elapsed_s, 4), preview=preview))
+
+    try:
+        outcome = engine.run(spec.content, [StyleInput(img, w) for img, w in spec.styles],
+                             spec.options, on_step=on_step, should_stop=should_stop,
+                             cache=cache, should_finish=should_finish)
+        if spec.output == "rgb32f" and outcome.pixels is not None:
+            ref = imagecodec.to_ref(imagecodec.FloatImage(outcome.pixels), "rgb32f")
+        else:
+            ref = imagecodec.to_ref(outcome.image, spec.output)
+        log.info("job %s done in %.1f s", spec.job, outcome.elapsed_s)
+        return Result(job=spec.job, image=ref, losses=outcome.losses, seed=outcome.seed,
+                      elapsed_s=round(outcome.elapsed_s, 3), weights=engine.weights.label,
+                      schedule=[dataclasses.asdict(s) for s in outcome.schedule])
+    except JobCancelled:
+        log.info("job %s cancelled", spec.job)
+        return Error(CANCELLED, f"job {spec.job} was cancelled", spec.job)
+    except ImpastoError as e:
+        log.warning("job %s failed: %s", spec.job, e)
+        return Error(e.code, e.message, spec.job)
+    except Exception as e:  # the worker must survive anything a job does
+        log.exception("job %s crashed", spec.job)
+        return Error(INTERNAL, f"internal error ({type(e).__name__}); {where} has the "
+                     "details", spec.job)
+
+
+def spec_of(job: Job) -> JobSpec:
+    """What a worker needs of a queued job."""
+    return JobSpec(job=job.id, content=job.content,
+                   styles=[(img, w) for img, w, _ in job.styles], options=job.options,
+                   output=job.output, preview=job.preview)
