@@ -44,6 +44,11 @@ class StyleWorker:
         self.cache = GramCache(cache_bytes)
         self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
+        self.node_id = ray.get_runtime_context().get_node_id()
+        # The address the node joined the cluster with (what `ray status` shows), not
+        # this host's default-route address, which get_node_ip_address() may give.
+        self.node = next((n["NodeManagerAddress"] for n in ray.nodes()
+                          if n.get("NodeID") == self.node_id), ray.util.get_node_ip_address())
 
     def info(self) -> dict[str, Any]:
         """Where this worker runs; also its health check (answers while a job runs)."""
@@ -52,8 +57,7 @@ class StyleWorker:
             import torch
 
             device += f" ({torch.cuda.get_device_name(self.engine.device)})"
-        ctx = ray.get_runtime_context()
-        return {"node": ray.util.get_node_ip_address(), "node_id": ctx.get_node_id(),
+        return {"node": self.node, "node_id": self.node_id,
                 "pid": os.getpid(), "device": device, "weights": self.weights.label,
                 "flavour": self.weights.flavour,
                 "cache_hits": self.cache.hits, "cache_misses": self.cache.misses}

@@ -6,6 +6,7 @@ import argparse
 import faulthandler
 import logging
 import os
+import secrets
 import signal
 import tomllib
 from dataclasses import dataclass, field
@@ -139,11 +140,24 @@ CLUSTER_MISSING = ("--cluster needs Ray, which is not installed here: "
                    ".venv/bin/pip install -e '.[cluster]')")
 
 
+def _private_token() -> None:
+    """Ray listens on every interface, and whoever reaches its ports can run code as
+    this user. Ray 2.60 turns token auth on for local instances, but with one token per
+    user, kept in ~/.ray/auth_token world-readable (0644). The private instance gets a
+    fresh token of its own instead, known only to this process and the Ray processes it
+    starts (they inherit the environment; /proc/PID/environ is readable by this user
+    alone). Ray reads these when it is imported, so this comes first."""
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+
+
 def _backend_factory(s: ServeSettings):  # noqa: ANN202 - a loop.BackendFactory
     """The Ray back end's factory; Ray is imported only here, only for --cluster."""
     # Ray's C++ core would otherwise take SIGTERM over in this process and abort it, and
     # the daemon could not stop cleanly (answering its queued jobs). Read at import.
     os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
+    if s.cluster == "local":
+        _private_token()
     try:
         import ray  # noqa: F401
     except ImportError:

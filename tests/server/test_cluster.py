@@ -14,6 +14,8 @@ import io
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -306,6 +308,47 @@ def test_watch_folder_keeps_both_workers_busy(cluster: Cluster) -> None:
     assert outs == [f"f{i:02}.png" for i in range(FILES)]  # each file exactly once
     assert both_busy, "the folder never had both workers busy at once"
     assert not any((cluster.folder / "in").glob("*.png"))
+
+
+INTRUDER = """
+import sys, ray
+try:
+    ray.init(address=sys.argv[1], logging_level="ERROR")
+    print("IN", ray.cluster_resources().get("CPU"))
+except Exception as e:
+    print("REFUSED", type(e).__name__, e)
+"""
+
+
+def test_private_ray_instance_refuses_who_lacks_its_token(cluster: Cluster) -> None:
+    """Ray listens on every interface; the daemon's private instance must not run code
+    for another process (another local user, another machine) that finds its port,
+    not without a token, not with the one Ray keeps in ~/.ray, and only with its own."""
+    import psutil  # Ray's own dependency
+
+    [port_file] = (cluster.root / "t").glob("impasto-ray-*/session_latest/gcs_server_port_*")
+    node = cluster.workers()[0]["node"]
+    address = f"{node}:{port_file.read_text().strip()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["RAY_USAGE_STATS_ENABLED"] = "0"
+    tries = {"no token": {**env, "RAY_AUTH_MODE": "disabled"},
+             "~/.ray's token": {**env, "RAY_AUTH_MODE": "token"},
+             "a guessed token": {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "0" * 64}}
+    procs = {why: subprocess.Popen([sys.executable, "-c", INTRUDER, address], env=e,
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+             for why, e in tries.items()}
+    for why, p in procs.items():
+        out = p.communicate(timeout=180)[0]
+        assert out.startswith("REFUSED"), (why, out)
+    # The same attempt with the instance's token gets in: the address was right, and
+    # what kept the others out was the token alone.
+    daemon = psutil.Process(cluster.daemon.proc.pid)
+    token = next(p.environ()["RAY_AUTH_TOKEN"] for p in daemon.children(recursive=True)
+                 if "RAY_AUTH_TOKEN" in p.environ())
+    r = subprocess.run([sys.executable, "-c", INTRUDER, address], capture_output=True,
+                       text=True, timeout=180,
+                       env={**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token})
+    assert r.stdout.startswith("IN 2.0"), r.stdout + r.stderr[-2000:]
 
 
 def test_daemon_without_ray_says_how_to_get_it(tmp_path: Path) -> None:
