@@ -190,6 +190,38 @@ def test_result_matches_embedded_backend(cluster: Cluster, embedded: DaemonProce
     assert same_result(imagecodec.decode(got.image), imagecodec.decode(want.image))
 
 
+def test_jobs_sharing_a_style_go_where_its_targets_are(cluster: Cluster) -> None:
+    """With both workers free, a job whose style one of them already holds goes there
+    (a cache hit), although the other worker has been idle longer, which is whom the
+    job would go to otherwise (a cache miss)."""
+    cluster.wait_idle()
+    req = Stylize(content=imagecodec.to_ref(gradient_image(64, 48)),
+                  styles=[StyleRef(image=imagecodec.to_ref(stripes_image(40, 40, 5.0)))],
+                  options=dict(FAST))  # a style no worker has seen yet
+
+    def cache() -> tuple[int, int]:
+        with cluster.client() as c:
+            st = c.status()
+        return st.cache_hits, st.cache_misses
+
+    def settled(pred) -> tuple[int, int]:  # noqa: ANN001 - workers report once a second
+        deadline = time.monotonic() + 30
+        while not pred(now := cache()):
+            assert time.monotonic() < deadline, now
+            time.sleep(0.2)
+        return now
+
+    hits, misses = cache()
+    with cluster.client(timeout=30) as c:
+        c.stylize(req)
+    hits, misses = settled(lambda n: n[1] > misses)  # the first job computed the targets
+    cluster.wait_idle()
+    with cluster.client(timeout=30) as c:
+        c.stylize(req)
+    after = settled(lambda n: n[0] > hits)
+    assert after[1] == misses, "the second job computed the style's targets again"
+
+
 def test_two_jobs_at_once_and_cancel(cluster: Cluster) -> None:
     a, b = Follower(cluster, ENDLESS), Follower(cluster, ENDLESS)
     a.start()
