@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,7 @@ def cmd_send(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     with client_for(args) as client:
         st = client.status()
-    data = {k: getattr(st, k) for k in st.__dataclass_fields__}
+    data = {f.name: getattr(st, f.name) for f in dataclasses.fields(st)}
     if args.json:
         emit_json(data)
         return 0

@@ -314,6 +314,11 @@ def test_send_cli_and_stylize_uses_daemon(daemon: DaemonProcess, content_png: Pa
     assert lines[0]["type"] == "accepted" and lines[-1]["type"] == "result"
     r = run_cli(["status", "--address", daemon.address], daemon.env)
     assert "jobs done 2" in r.stdout
+    r = run_cli(["status", "--json", "--address", daemon.address], daemon.env)
+    assert r.returncode == 0, r.stderr
+    st = json.loads(r.stdout)
+    assert st["jobs_done"] == 2 and st["state"] == "ready"
+    assert [w["worker"] for w in st["workers"]] == ["embedded"]
 
 
 def test_client_commands_without_daemon(env: dict[str, str], content_png: Path, tmp_path: Path) -> None:
