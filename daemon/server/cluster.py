@@ -11,19 +11,23 @@ loop's thread except reads of state held in memory, so the front never waits on 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import threading
 import time
+import warnings
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import ray
 import ray.exceptions
 import zmq
@@ -34,6 +38,7 @@ from impasto.server.backend import job_label
 from impasto.server.execute import spec_of
 from impasto.server.jobqueue import Job, JobQueue
 from impasto.server.rayworker import StyleWorker
+from impasto.server.serve import cluster_host_port
 from impasto.server.worker import EVENTS_ENDPOINT, emit
 
 log = logging.getLogger(__name__)
@@ -45,6 +50,10 @@ LOST = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError,
         ray.exceptions.GetTimeoutError)
 
 _names = itertools.count(1)
+# Stop-and-keep on a job whose worker died: what it had computed died with the worker;
+# running it again only to hand back the starting image would waste a worker.
+_LOST_KEEP = ("job {job} was stopped, but its worker was lost with the image: there is "
+              "nothing to keep")
 # A poll waits this long on the worker for the next event: events arrive as they happen,
 # and an idle job costs two small calls a second.
 POLL_WAIT_S = 0.5
@@ -108,6 +117,7 @@ class RayBackend:
         self._capacity = 0
         self._gpu = False
         self._own_temp: Path | None = None
+        self._processes: dict[int, psutil.Process] = {}
 
     # --- life cycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -142,7 +152,18 @@ class RayBackend:
                 ray.kill(s.actor)
             except Exception as e:  # noqa: BLE001 - best effort on the way out
                 log.debug("kill %s: %s", s.name, e)
+        # Some of the private instance's processes (Ray's agents) outlive ray.shutdown()
+        # by a minute or more, and are no longer our descendants by then: they were
+        # when the manager last looked (psutil.Process knows a reused pid from them).
+        self._note_processes()
+        ours = list(self._processes.values())
         ray.shutdown()
+        if ours:
+            _, alive = psutil.wait_procs(ours, timeout=5)
+            for p in alive:
+                with contextlib.suppress(psutil.Error):
+                    p.kill()
+            psutil.wait_procs(alive, timeout=5)
         if self._own_temp is not None:
             shutil.rmtree(self._own_temp, ignore_errors=True)
 
@@ -154,8 +175,8 @@ class RayBackend:
             jobs = [s.job for s in self._slots if s.job is not None] + list(self._retry)
         for job in jobs:
             if (job_id is None or job.id == job_id) and owner in (None, job.owner):
-                # The runner tells the actor. A retried job waiting for a worker ends unrun
-                # when cancelled; kept, it ends at its first evaluation.
+                # The runner tells the actor. A retried job waiting for a worker ends
+                # unrun: its image was lost with its worker, so there is none to keep.
                 (job.finish if keep else job.cancel).set()
                 found = job
         return found
@@ -193,6 +214,9 @@ class RayBackend:
             self._connect()
             self._load_weights()
         except BaseException as e:  # reported by the main loop, which then stops
+            if self._stopping.is_set():  # asked to stop meanwhile: not a failure
+                log.info("cluster start abandoned: the daemon is stopping (%s)", e)
+                return
             log.error("cluster start failed: %s", e)
             self.load_error = e
             return
@@ -219,14 +243,34 @@ class RayBackend:
             cpus = max(workers, 1) * s.worker_cpus if not gpus else (os.cpu_count() or 1)
             if s.temp_dir is None:  # made here, so removed when the daemon stops
                 self._own_temp = Path(tempfile.mkdtemp(prefix="impasto-ray-"))
-            temp = s.temp_dir or self._own_temp
+            # Ray makes its folder (sockets, logs, session files) world-writable; inside
+            # one of ours that only this user may enter (mkdtemp's 0700), nobody else
+            # can plant, move or read anything in it.
+            temp = s.temp_dir or self._own_temp / "r"
             log.info("starting a private Ray instance: %d CPUs, %d GPUs, in %s", cpus, gpus, temp)
+            if cpus > (os.cpu_count() or 1):
+                log.warning("%d workers x %d CPUs is more than this machine's %d CPUs: the "
+                            "workers will share cores and each will run slower", workers,
+                            s.worker_cpus, os.cpu_count() or 1)
             ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False,
                      _temp_dir=str(temp), namespace="impasto", logging_level=logging.WARNING)
         else:
+            where = cluster_host_port(s.address)
+            if where is not None:
+                # Ray's own connect waits 30 s for Ray Client and forever for a GCS
+                # address; nothing listening there is known in one round trip.
+                try:
+                    socket.create_connection(where, timeout=10).close()
+                except OSError as e:
+                    raise ServeError(f"cannot join the Ray cluster at {s.address}: nothing "
+                                     f"answers at {where[0]}:{where[1]} "
+                                     f"({e.strerror or e})") from None
             log.info("joining the Ray cluster at %s", s.address)
             try:
-                ray.init(address=s.address, namespace="impasto", logging_level=logging.WARNING)
+                with warnings.catch_warnings():  # Ray Client's warning repeats the error
+                    warnings.simplefilter("ignore")
+                    ray.init(address=s.address, namespace="impasto",
+                             logging_level=logging.WARNING)
             except Exception as e:
                 raise ServeError(f"cannot join the Ray cluster at {s.address}: {e}") from None
         self._started_ray = True
@@ -253,7 +297,16 @@ class RayBackend:
         cap = self.settings.workers
         return (min(capacity, cap) if cap is not None else capacity), bool(gpus)
 
+    def _note_processes(self) -> None:
+        """Remember the private instance's processes (our descendants), to end them all."""
+        if self._own_temp is None:
+            return
+        with contextlib.suppress(psutil.Error):
+            for p in psutil.Process().children(recursive=True):
+                self._processes.setdefault(p.pid, p)
+
     def _reconcile(self) -> None:
+        self._note_processes()
         target, gpu = self._target()
         if (target, gpu) != (self._capacity, self._gpu):
             log.info("cluster has room for %d %s workers", target, "GPU" if gpu else "CPU")
@@ -342,11 +395,13 @@ class RayBackend:
     # --- dispatch -------------------------------------------------------------------------------
     def _drop_cancelled_retries(self) -> None:
         with self._lock:
-            cancelled = [j for j in self._retry if j.cancel.is_set()]
+            cancelled = [j for j in self._retry if j.cancel.is_set() or j.finish.is_set()]
             for j in cancelled:
                 self._retry.remove(j)
         for j in cancelled:
-            self._finish(j, Error(CANCELLED, f"job {j.id} was cancelled", j.id), None)
+            why = (f"job {j.id} was cancelled" if j.cancel.is_set()
+                   else _LOST_KEEP.format(job=j.id))
+            self._finish(j, Error(CANCELLED, why, j.id), None)
 
     def _dispatch(self) -> None:
         with self._lock:
@@ -444,6 +499,8 @@ class RayBackend:
             slot.job = None
         if job.cancel.is_set():
             return Error(CANCELLED, f"job {job.id} was cancelled", job.id)
+        if job.finish.is_set():
+            return Error(CANCELLED, _LOST_KEEP.format(job=job.id), job.id)
         if self._stopping.is_set():
             return Error(SHUTDOWN, "the daemon is shutting down; job stopped", job.id)
         if attempt > self.settings.retries:

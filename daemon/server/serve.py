@@ -64,15 +64,32 @@ def settings_from(args: argparse.Namespace) -> ServeSettings:
     return s
 
 
+def cluster_host_port(address: str) -> tuple[str, int] | None:
+    """HOST and PORT of a `ray://HOST:PORT` or `HOST:PORT` cluster address; None for
+    `local` and `auto`. Raises ImpastoError(BAD_OPTIONS) for anything else."""
+    if address in ("local", "auto"):
+        return None
+    rest = address.removeprefix("ray://")
+    host, sep, port = rest.rpartition(":")
+    if (not sep or not host.strip("[]") or "/" in rest or any(c.isspace() for c in rest)
+            or not port.isdigit() or not 1 <= int(port) <= 65535):
+        raise ImpastoError(BAD_OPTIONS, f"cluster must be local, auto, ray://HOST:PORT or "
+                           f"HOST:PORT (a port from 1 to 65535), not {address!r}")
+    return host.strip("[]"), int(port)
+
+
 def _check_cluster(s: ServeSettings) -> None:
     if s.workers is not None and s.workers < 1:
         raise ImpastoError(BAD_OPTIONS, f"workers must be 1 or more, not {s.workers}")
     if s.worker_cpus < 1:
         raise ImpastoError(BAD_OPTIONS, f"worker_cpus must be 1 or more, not {s.worker_cpus}")
-    if s.cluster is not None and s.cluster != "local" and "://" not in s.cluster and (
-            s.cluster != "auto" and ":" not in s.cluster):
-        raise ImpastoError(BAD_OPTIONS, f"cluster must be local, auto, ray://HOST:PORT or "
-                           f"HOST:PORT, not {s.cluster!r}")
+    if s.cluster is None:
+        if s.workers is not None or s.worker_cpus != 1:
+            raise ImpastoError(BAD_OPTIONS, "workers and worker_cpus size a cluster's pool; "
+                               "without --cluster (cluster = ... in the config) the daemon "
+                               "has one embedded worker: add --cluster local, or drop them")
+        return
+    cluster_host_port(s.cluster)
 
 
 # Config keys and the TOML type each must have; checked before anything is used.

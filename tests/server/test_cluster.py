@@ -10,10 +10,12 @@ bit.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -97,16 +99,37 @@ class Cluster:
 def cluster() -> Iterator[Cluster]:
     # A short path: Ray's unix sockets live under it and have a length limit.
     root = Path(tempfile.mkdtemp(prefix="ic", dir="/tmp"))
+    import psutil
+
     c = Cluster(root)
+    ours: dict = {}
+
+    def note() -> None:  # Ray's agents leave the daemon's tree before it stops
+        with contextlib.suppress(psutil.Error):
+            for p in psutil.Process(c.daemon.proc.pid).children(recursive=True):
+                ours.setdefault(p.pid, p)
+
     try:
         c.daemon.wait_ready()
         c.wait_idle()
+        note()
         yield c
     finally:
+        note()
         code = c.daemon.stop()
         log = c.daemon.output()
+        _, alive = psutil.wait_procs(list(ours.values()), timeout=20)
+        left = [(p.pid, p.name()) for p in alive if p.is_running()]
+        for p in alive:  # not to burden the tests that follow
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        leftover_temp = list((root / "t").glob("impasto-ray-*"))
         shutil.rmtree(root, ignore_errors=True)
         assert code == 0, log[-3000:]
+        # The private Ray instance goes with the daemon: every process it started (Ray's
+        # agents outlive ray.shutdown() by a minute unless ended) and its folder.
+        assert not left, left
+        assert not leftover_temp, leftover_temp
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +198,29 @@ def test_status_lists_workers(cluster: Cluster) -> None:
     assert len({w["pid"] for w in st.workers}) == 2  # two processes, one model each
 
 
+def test_private_ray_folder_is_this_users_alone(cluster: Cluster) -> None:
+    """Ray makes its session folder (sockets, logs) world-writable; it sits inside one
+    that only the daemon's user may enter, so no other user can plant or move a socket
+    there (which stalls the pool) or read the logs."""
+    [folder] = (cluster.root / "t").glob("impasto-ray-*")
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert any((folder / "r").glob("session_*"))
+
+
+@pytest.mark.parametrize("scheme", ["", "ray://"])
+def test_nothing_at_the_cluster_address_fails_at_once(tmp_path: Path, scheme: str) -> None:
+    """A cluster address where nothing listens is an error (one line, exit 1), not a
+    daemon that waits forever (Ray's own connect to a GCS address never gives up)."""
+    from tests.helpers import free_port, run_cli
+
+    where = f"127.0.0.1:{free_port()}"
+    r = run_cli(["serve", "--weights", "random", "--cluster", scheme + where],
+                make_env(tmp_path), timeout=120)
+    assert r.returncode == 1, r.stderr
+    assert f"nothing answers at {where}" in r.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in r.stderr
+
+
 def test_result_matches_embedded_backend(cluster: Cluster, embedded: DaemonProcess) -> None:
     with cluster.client(timeout=30) as c:
         events: list = []
@@ -211,7 +257,14 @@ def test_jobs_sharing_a_style_go_where_its_targets_are(cluster: Cluster) -> None
             time.sleep(0.2)
         return now
 
+    # What earlier tests' jobs did reaches status up to a second later: wait until the
+    # counts stand still before taking them as the starting point.
     hits, misses = cache()
+    while True:
+        time.sleep(2.5)
+        if (now := cache()) == (hits, misses):
+            break
+        hits, misses = now
     with cluster.client(timeout=30) as c:
         c.stylize(req)
     hits, misses = settled(lambda n: n[1] > misses)  # the first job computed the targets
@@ -358,7 +411,7 @@ def test_private_ray_instance_refuses_who_lacks_its_token(cluster: Cluster) -> N
     not without a token, not with the one Ray keeps in ~/.ray, and only with its own."""
     import psutil  # Ray's own dependency
 
-    [port_file] = (cluster.root / "t").glob("impasto-ray-*/session_latest/gcs_server_port_*")
+    [port_file] = (cluster.root / "t").glob("impasto-ray-*/r/session_latest/gcs_server_port_*")
     node = cluster.workers()[0]["node"]
     address = f"{node}:{port_file.read_text().strip()}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}

@@ -23,6 +23,13 @@ from tests.helpers import gradient_image, run_cli
     ("cluster = 5", "cluster must be a string"),
     ('cluster = "nowhere"', "cluster must be local, auto, ray://HOST:PORT"),
     ("workers = 0", "workers must be 1 or more"),
+    ('cluster = "ray://"', "a port from 1 to 65535"),
+    ('cluster = "ray://:10001"', "a port from 1 to 65535"),
+    ('cluster = "ray://head:99999"', "a port from 1 to 65535"),
+    ('cluster = "head:notaport"', "a port from 1 to 65535"),
+    ('cluster = "ray://head:10001/x"', "a port from 1 to 65535"),
+    ("workers = 2", "without --cluster"),
+    ("worker_cpus = 4", "without --cluster"),
     ("bogus = 1", "unknown key(s) bogus"),
     ("= broken", "not valid TOML"),
     ('idle_exit = "1h"', "idle_exit must be an integer or a number"),
@@ -48,6 +55,11 @@ def test_style_names_are_matched_whole(tmp_path: Path, name: str) -> None:
     assert e.value.code == BAD_OPTIONS
     assert not (tmp_path / "styles").exists() or not any((tmp_path / "styles").iterdir())
     assert lib.add("fine name_1.0", gradient_image(8, 8))["name"] == "fine name_1.0"
+
+
+def test_workers_flag_without_cluster_is_refused(env: dict[str, str]) -> None:
+    r = run_cli(["serve", "--weights", "random", "--workers", "2"], env)
+    assert r.returncode == 2 and "add --cluster local" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "abc", "nan"])
