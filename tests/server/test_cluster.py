@@ -355,6 +355,29 @@ def test_worker_killed_mid_job_finishes_elsewhere(cluster: Cluster,
     assert f"job {job} lost with worker {victim['worker']}" in cluster.daemon.output()
 
 
+def test_stop_and_keep_with_a_lost_worker_keeps_nothing_and_runs_nothing(
+        cluster: Cluster) -> None:
+    """Stop-and-keep reaches a job whose worker then dies: the image died with it, so
+    the job ends `cancelled` ("nothing to keep") instead of running again only to hand
+    back its starting image. The worker is frozen (SIGSTOP) before the request, so it
+    cannot finish first; then killed."""
+    f = Follower(cluster, ENDLESS)
+    f.start()
+    job = f.wait_started()
+    victim = busy_worker(cluster, job)
+    os.kill(victim["pid"], signal.SIGSTOP)
+    try:
+        with cluster.client() as c:
+            assert c.cancel(job, keep=True).was == "running"
+    finally:
+        os.kill(victim["pid"], signal.SIGKILL)
+    f.join(120)
+    assert isinstance(f.outcome, ImpastoError) and f.outcome.code == CANCELLED, f.outcome
+    assert "nothing to keep" in f.outcome.message
+    assert [e.stage for e in f.events].count("prepare") == 1  # not run again
+    cluster.wait_idle()
+
+
 def test_job_lost_three_times_fails_clearly(cluster: Cluster) -> None:
     f = Follower(cluster, ENDLESS)
     f.start()
