@@ -113,7 +113,6 @@ class RayBackend:
         self._weights_ref: Any = None
         self._sha256 = ""
         self._label = self._flavour = ""
-        self._started_ray = False
         self._capacity = 0
         self._gpu = False
         self._own_temp: Path | None = None
@@ -273,7 +272,6 @@ class RayBackend:
                              logging_level=logging.WARNING)
             except Exception as e:
                 raise ServeError(f"cannot join the Ray cluster at {s.address}: {e}") from None
-        self._started_ray = True
 
     def _load_weights(self) -> None:
         """Load the daemon's weights once, here, and put them in Ray's object store: every
