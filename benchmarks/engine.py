@@ -34,7 +34,7 @@ from impasto.errors import JobCancelled
 from impasto.options import VGG19_LAYERS, EngineOptions
 
 # Both sides minimise the same objective: impasto's losses (each relative to its target's
-# magnitude, daemon/engine/losses.py) at impasto's default weights. The baseline keeps
+# magnitude, daemon/impasto/engine/losses.py) at impasto's default weights. The baseline keeps
 # the tutorial's structure (loss modules inserted into a copied Sequential, torch's
 # L-BFGS) but computes those losses, so time to a given objective compares like with like.
 TUTORIAL_CW, TUTORIAL_SW = 1.0, 1.0

@@ -11,7 +11,7 @@ first:
   objective    seconds per objective evaluation (value + gradient, CUDA events) by
                variant and size, and batch 2 against two batch-1 evaluations
   optimizer    whole-engine seconds per evaluation with torch.optim.LBFGS against
-               daemon/lbfgs.py, graphs on and off
+               daemon/impasto/engine/lbfgs.py, graphs on and off
   run500       512 px, 500 evaluations: impasto and the tutorial-style baseline
   to_target    512 px time to the baseline's objective (coarse-to-fine vs single scale)
   presets      draft / normal / best at 512 px
@@ -180,7 +180,7 @@ def objective_speed() -> None:
 
 
 class TorchLBFGSEngine(Engine):
-    """The engine with torch.optim.LBFGS (what it used before daemon/lbfgs.py)."""
+    """The engine with torch.optim.LBFGS (what it used before daemon/impasto/engine/lbfgs.py)."""
 
     @staticmethod
     def _optimizer(opts, x, history_size):  # noqa: ANN001, ANN205

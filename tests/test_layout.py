@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -12,24 +13,27 @@ import pytest
 
 from tests.helpers import REPO
 
-# Import name -> folder, as pyproject.toml maps them.
-PACKAGES = {
-    "impasto": REPO / "shared",
-    "impasto.cli": REPO / "shared" / "cli",
-    "impasto.watch": REPO / "shared" / "watch",
-    "impasto.gimp": REPO / "plugin",
-    "impasto.engine": REPO / "daemon" / "engine",
-    "impasto.server": REPO / "daemon" / "server",
-}
-TORCH_SIDE = ("impasto.engine", "impasto.server")  # daemon/: everything that needs torch
+# `impasto` is one namespace package spread over the design card's folders: a module's
+# import name is its path below one of these roots, with nothing to keep in step.
+ROOTS = ("shared", "daemon", "plugin")
+TORCH_ROOT = "daemon"  # everything that needs torch, and nothing else
 
 
-def modules() -> dict[str, Path]:
-    out = {}
-    for pkg, folder in PACKAGES.items():
-        for f in folder.glob("*.py"):
-            out[pkg if f.stem == "__init__" else f"{pkg}.{f.stem}"] = f
+def modules(roots: tuple[str, ...] = ROOTS) -> dict[str, Path]:
+    """Import name -> file, found by walking the folders (as the wheel build does)."""
+    out: dict[str, Path] = {}
+    for root in roots:
+        for f in sorted((REPO / root / "impasto").rglob("*.py")):
+            parts = f.relative_to(REPO / root).with_suffix("").parts
+            if any(not p.isidentifier() for p in parts):
+                continue  # the GIMP plug-in file (impasto-neural-style.py) is not a module
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            assert name not in out, f"{name} is defined in two roots: {out[name]} and {f}"
+            out[name] = f
     return out
+
+
+TORCH_SIDE = tuple(modules((TORCH_ROOT,)))
 
 
 def imports_at_load(path: Path, name: str) -> set[str]:
@@ -49,12 +53,23 @@ def imports_at_load(path: Path, name: str) -> set[str]:
     return found
 
 
-def test_pyproject_maps_every_package() -> None:
+def test_every_folder_is_its_import_name() -> None:
+    """impasto itself is a namespace in every root (an __init__.py in one would hide the
+    other two); every folder below it with modules is a regular package; the wheel takes
+    the three roots whole."""
     import tomllib
 
-    cfg = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
-    assert {k: REPO / v for k, v in cfg["package-dir"].items()} == PACKAGES
-    assert sorted(cfg["packages"]) == sorted(PACKAGES)
+    for root in ROOTS:
+        assert not (REPO / root / "impasto" / "__init__.py").exists(), root
+        for d in (REPO / root / "impasto").rglob("*"):
+            if d.is_dir() and d.name != "__pycache__" and d.name.isidentifier() \
+                    and any(d.glob("*.py")):
+                assert (d / "__init__.py").is_file(), f"{d} lacks __init__.py"
+    cfg = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["hatch"]["build"]
+    assert cfg["targets"]["wheel"]["packages"] == [f"{r}/impasto" for r in ROOTS]
+    assert cfg["dev-mode-dirs"] == list(ROOTS)
+    mods = modules()
+    assert len(mods) >= 50 and "impasto.engine.transfer" in mods and "impasto.gimp.bridge" in mods
 
 
 def test_no_import_cycles() -> None:
@@ -80,7 +95,8 @@ def test_no_import_cycles() -> None:
 def test_client_side_never_loads_torch() -> None:
     """Every module of the torch-free packages imports, and the client commands run, in an
     interpreter where torch cannot be imported at all."""
-    names = sorted(m for m in modules() if not m.startswith(TORCH_SIDE))
+    names = sorted(m for m in modules()
+                   if not m.startswith(TORCH_SIDE) and not m.endswith("__main__"))
     code = (
         "import sys, importlib\n"
         "for blocked in ('torch', 'torchvision'):\n"
@@ -107,25 +123,41 @@ def test_client_modules_do_not_even_mention_torch_at_load() -> None:
         assert not {i for i in loaded if i.startswith(TORCH_SIDE)}, name
 
 
-@pytest.mark.slow
-def test_wheel_installs_one_top_level_package(tmp_path: Path) -> None:
-    """`pip install .` puts exactly one import package, impasto, into site-packages."""
+def build_wheel(src: Path, out: Path) -> list[str]:
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                        "-q", "-w", str(tmp_path), str(REPO)], capture_output=True, text=True,
+                        "-q", "-w", str(out), str(src)], capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, r.stderr
-    (wheel,) = tmp_path.glob("impasto-*.whl")
+    (wheel,) = out.glob("impasto-*.whl")
     with zipfile.ZipFile(wheel) as z:
-        names = z.namelist()
-    top = {n.split("/")[0] for n in names}
+        return z.namelist() + [f"{n}::" + z.read(n).decode() for n in z.namelist()
+                               if n.endswith("entry_points.txt")]
+
+
+@pytest.mark.slow
+def test_wheel_holds_every_module_and_a_new_subpackage(tmp_path: Path) -> None:
+    """The wheel of a copy of this tree, with a subpackage added that no list names,
+    holds one import package, impasto, with every module (the new ones included), the
+    plug-in file and the console script."""
+    src = tmp_path / "src"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "__pycache__", "*.egg-info", "build", "dist", ".*_cache", "out"))
+    new = src / "daemon" / "impasto" / "brandnew" / "deeper"
+    new.mkdir(parents=True)
+    for d in (new, new.parent):
+        (d / "__init__.py").write_text('"""added by the test"""\n')
+    (new / "mod.py").write_text("X = 1\n")
+    names = build_wheel(src, tmp_path / "wheel")
+    top = {n.split("/")[0] for n in names if "::" not in n}
     assert {t for t in top if not t.endswith(".dist-info")} == {"impasto"}
-    for must in ("impasto/protocol.py", "impasto/cli/main.py", "impasto/engine/transfer.py",
-                 "impasto/server/loop.py", "impasto/gimp/bridge.py", "impasto/watch/folder.py",
-                 "impasto/gimp/impasto-neural-style/impasto-neural-style.py"):
-        assert must in names, must
-    entry = next(n for n in names if n.endswith("entry_points.txt"))
-    with zipfile.ZipFile(wheel) as z:
-        assert "impasto = impasto.cli.main:main" in z.read(entry).decode()
+    want = [f"impasto/{p.relative_to(REPO / root / 'impasto')}" for root in ROOTS
+            for p in (REPO / root / "impasto").rglob("*.py") if "__pycache__" not in p.parts]
+    want += ["impasto/brandnew/__init__.py", "impasto/brandnew/deeper/mod.py",
+             "impasto/gimp/impasto-neural-style/impasto-neural-style.py"]
+    missing = [w for w in want if w not in names]
+    assert not missing, missing
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    assert any("impasto = impasto.cli.main:main" in n for n in names if "::" in n)
 
 
 def test_protocol_doc_lists_every_option_as_generated() -> None:
@@ -151,3 +183,59 @@ def test_every_cli_flag_has_help() -> None:
     missing = [f"{p.prog} {'/'.join(a.option_strings) or a.dest}" for p, a in walk(build_parser())
                if a.help is None and a.dest not in ("help", "command")]
     assert not missing, missing
+
+
+def first_party_imports() -> list[tuple[Path, int, int, str]]:
+    """(file, line, column, module) of every `impasto...` module named by an import in
+    daemon/, shared/ and plugin/, the column being that of the name's last character:
+    `from impasto.engine.vgg import X` names impasto.engine.vgg, `from impasto import
+    paths` names impasto.paths, `import impasto.watch.layout` names that."""
+    mods = modules()
+    found = []
+    for path in mods.values():
+        lines = path.read_text().splitlines()
+
+        def at(line: int, start: int, name: str, lines: list[str] = lines) -> tuple[int, int]:
+            col = lines[line - 1].index(name, start)
+            return line, col + len(name) - 1
+
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module \
+                    and node.module.split(".")[0] == "impasto":
+                if node.module in mods:
+                    found.append((path, *at(node.lineno, node.col_offset, node.module),
+                                  node.module))
+                for a in node.names:
+                    sub = f"{node.module}.{a.name}"
+                    if sub in mods:
+                        found.append((path, *at(a.lineno, a.col_offset, a.name), sub))
+            elif isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.name.split(".")[0] == "impasto":
+                        found.append((path, *at(a.lineno, a.col_offset, a.name), a.name))
+    return found
+
+
+@pytest.mark.slow
+def test_static_resolver_follows_every_first_party_import() -> None:
+    """jedi (a static resolver: it reads files, runs no import hook) goes from every
+    first-party import to the module's file in this tree, through the environment the
+    README's set-up makes. Setuptools' editable install for a package mapped onto other
+    folders is an import hook, which jedi and pyright cannot follow."""
+    jedi = pytest.importorskip("jedi")
+    env = jedi.create_environment(sys.executable, safe=False)
+    # smart_sys_path off: only the environment's own path counts, not the checkout's root.
+    project = jedi.Project(REPO, environment_path=sys.executable, smart_sys_path=False)
+    mods = modules()
+    imports = first_party_imports()
+    assert len(imports) >= 150, len(imports)  # really walked the tree
+    scripts: dict[Path, object] = {}
+    unresolved = []
+    for path, line, col, name in imports:
+        script = scripts.get(path) or scripts.setdefault(
+            path, jedi.Script(path=str(path), project=project, environment=env))
+        where = {Path(d.module_path).resolve() for d in script.goto(line, col) if d.module_path}
+        if mods[name].resolve() not in where:
+            unresolved.append(f"{path.relative_to(REPO)}:{line} {name} -> {where or 'nothing'}")
+    assert not unresolved, f"{len(unresolved)} of {len(imports)} unresolved:\n" + "\n".join(
+        unresolved[:20])

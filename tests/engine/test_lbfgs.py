@@ -1,4 +1,4 @@
-"""daemon/lbfgs.py takes the same steps as torch.optim.LBFGS called once per evaluation."""
+"""daemon/impasto/engine/lbfgs.py takes the same steps as torch.optim.LBFGS called once per evaluation."""
 
 from __future__ import annotations
 

@@ -50,13 +50,14 @@ class GimpRunner:
     def bridge_command(self, venv_python: str) -> str:
         """The bridge as GIMP's side runs it: in the chroot, the chroot's Python (with
         Debian's python3-zmq) and a copy of the torch-free part of the impasto package:
-        shared/ as `impasto`, plugin/ as `impasto.gimp`."""
+        shared/impasto and plugin/impasto, merged as they are in the wheel."""
         if self.chroot is None:
             return f"{venv_python} -I -m impasto.gimp.bridge"
         lib = self.host_base / "opt" / "impasto-lib"
         skip = shutil.ignore_patterns("__pycache__", "impasto-neural-style")
-        shutil.copytree(REPO / "shared", lib / "impasto", ignore=skip)
-        shutil.copytree(REPO / "plugin", lib / "impasto" / "gimp", ignore=skip)
+        for root in ("shared", "plugin"):
+            shutil.copytree(REPO / root / "impasto", lib / "impasto", ignore=skip,
+                            dirs_exist_ok=True)
         launch = (f"import sys; sys.path.insert(0, {str(self.inner(lib))!r}); "
                   "from impasto.gimp.bridge import main; sys.exit(main())")
         return f"/usr/bin/python3 -I -c {shlex.quote(launch)}"

@@ -22,7 +22,6 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-import impasto
 from impasto import imagecodec
 from impasto.engine.transfer import Engine
 from impasto.errors import (
@@ -70,6 +69,7 @@ from impasto.server.jobqueue import Job, JobQueue
 from impasto.server.stylelib import StyleLibrary
 from impasto.server.targetcache import GramCache
 from impasto.server.worker import EVENTS_ENDPOINT, WAKE_ENDPOINT
+from impasto.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -338,7 +338,7 @@ class Server:
 
     def _dispatch(self, peer: bytes, user: str, msg: Message, req: str | None) -> Message | None:
         if isinstance(msg, Ping):
-            return Pong(version=impasto.__version__, protocol=PROTOCOL_VERSION)
+            return Pong(version=__version__, protocol=PROTOCOL_VERSION)
         if isinstance(msg, StatusRequest):
             return self._status(user)
         if isinstance(msg, Stylize):
@@ -440,7 +440,7 @@ class Server:
         engine = getattr(backend, "engine", None)
         return Status(
             state=state,
-            version=impasto.__version__,
+            version=__version__,
             protocol=PROTOCOL_VERSION,
             device=info["device"],
             weights=info["weights"],

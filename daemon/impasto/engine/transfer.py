@@ -525,7 +525,7 @@ class Engine:
             return torch.optim.Adam([x], lr=opts.learning_rate)
         # One L-BFGS iteration per step() so that we can report and cancel between
         # evaluations; the curvature history persists. Same iterates as
-        # torch.optim.LBFGS(max_iter=1), far fewer kernels (daemon/lbfgs.py).
+        # torch.optim.LBFGS(max_iter=1), far fewer kernels (daemon/impasto/engine/lbfgs.py).
         return LBFGS(x, history_size)
 
 

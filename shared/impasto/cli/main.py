@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-import impasto
 from impasto import paths
 from impasto.cli.dispatch import run_command
 from impasto.cli.optionflags import add_engine_options
 from impasto.cli.progress import emit_json
 from impasto.options import PRECISIONS
 from impasto.protocol import printable
+from impasto.version import __version__
 
 PRECISION_HELP = ("GPU arithmetic: auto (tf32 on CUDA, else fp32), fp32, tf32, or bf16 "
                   "(faster, a visibly higher loss)")
@@ -92,7 +92,7 @@ def _job_args(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="impasto", description="Neural style transfer (Gatys et al.) for artists.")
-    parser.add_argument("--version", action="version", version=f"impasto {impasto.__version__}")
+    parser.add_argument("--version", action="version", version=f"impasto {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser,
                                 help="what to do (impasto COMMAND --help for more)")
