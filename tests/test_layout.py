@@ -239,3 +239,40 @@ def test_static_resolver_follows_every_first_party_import() -> None:
             unresolved.append(f"{path.relative_to(REPO)}:{line} {name} -> {where or 'nothing'}")
     assert not unresolved, f"{len(unresolved)} of {len(imports)} unresolved:\n" + "\n".join(
         unresolved[:20])
+
+
+def _attribute_uses(path: Path) -> list[tuple[ast.AST, list[ast.AST]]]:
+    """Every attribute node of a module, with the chain of nodes that encloses it."""
+    out: list[tuple[ast.AST, list[ast.AST]]] = []
+
+    def walk(node: ast.AST, chain: list[ast.AST]) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.Attribute):
+                out.append((child, chain))
+            walk(child, chain + [child])
+
+    walk(ast.parse(path.read_text()), [])
+    return out
+
+
+def test_watch_folder_reaches_the_folder_only_through_its_journal() -> None:
+    """folder.py never holds the confined tree: every move goes through the Journal."""
+    path = modules()["impasto.watch.folder"]
+    uses = [n.lineno for n, _ in _attribute_uses(path) if n.attr in ("tree", "_tree")]
+    assert not uses, f"folder.py touches the tree at lines {uses}"
+
+
+def test_watch_folder_fault_is_written_under_its_lock() -> None:
+    """Sender, dispatch and guard threads all report faults: each write of self.fault
+    (outside __init__) sits inside `with self._lock`."""
+    path = modules()["impasto.watch.folder"]
+    bad = []
+    for node, chain in _attribute_uses(path):
+        if node.attr != "fault" or not isinstance(node.ctx, ast.Store):
+            continue
+        func = next(c for c in reversed(chain) if isinstance(c, ast.FunctionDef))
+        locked = any(isinstance(c, ast.With) and "self._lock" in ast.unparse(c.items[0])
+                     for c in chain)
+        if func.name != "__init__" and not locked:
+            bad.append(node.lineno)
+    assert not bad, f"self.fault written without the lock at lines {bad}"

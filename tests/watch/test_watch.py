@@ -8,6 +8,7 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from impasto.client import Client
@@ -159,25 +160,40 @@ def test_refuses_output_inside_input(tmp_path: Path, env: dict[str, str]) -> Non
     assert r.returncode == 2 and "out/ is a symbolic link" in r.stderr
 
 
-def test_watch_command_against_running_daemon(tmp_path: Path, folder: Path, src: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["int", "term"])
+def test_watch_command_against_running_daemon(tmp_path: Path, folder: Path, src: Path,
+                                              sig: int) -> None:
+    """`impasto watch` files a dropped image and stops cleanly on SIGINT or SIGTERM, even
+    when started as a non-interactive shell's background job starts it: with SIGINT
+    inherited as ignored (the suite hung here for 180 s when run in the background)."""
     add_style(tmp_path)
     d = DaemonProcess(tmp_path).wait_ready()
     import subprocess
 
     from tests.helpers import IMPASTO, REPO
 
+    def as_background_job() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     w = subprocess.Popen(IMPASTO + ["watch", str(folder), "--address", d.address], env=d.env,
-                         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         preexec_fn=as_background_job)
     try:
         wait_until(lambda: (folder / "out").is_dir(), what="layout")
         shutil.copy(src, folder / "in" / "w.png")
         wait_until(lambda: settled(folder, 1), what="file via impasto watch")
         assert files(folder / "out") == ["stripes/w.png"]
     finally:
-        w.send_signal(signal.SIGINT)
-        out = w.communicate(timeout=EXIT_S)[0]
-        d.stop()
-    assert "watching" in out and w.returncode == 0
+        w.send_signal(sig)
+        try:
+            out = w.communicate(timeout=EXIT_S)[0]
+        except subprocess.TimeoutExpired:
+            w.kill()
+            out = w.communicate()[0]
+            pytest.fail(f"impasto watch ignored signal {sig}:\n{out}")
+        finally:
+            d.stop()
+    assert "watching" in out and w.returncode == 0, out
 
 
 def test_serve_config_file(tmp_path: Path, folder: Path, src: Path, env: dict[str, str]) -> None:

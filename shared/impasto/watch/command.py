@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import threading
 
 from impasto.client import Client, DaemonUnavailable
@@ -45,17 +46,35 @@ class DaemonWorkers:
                 self._stop.wait(self.every)
 
 
+def stop_on_signals() -> threading.Event:
+    """SIGTERM and SIGINT both stop the watchers cleanly. Both are set explicitly: a
+    process started in the background by a non-interactive shell inherits SIGINT as
+    ignored (POSIX), and Python then never raises KeyboardInterrupt, so Ctrl-C or
+    `kill -INT` would be lost and the process would run on (this is what made the
+    watch-command test hang when the suite ran as a background job)."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+    return stop
+
+
 def run_watch(args: argparse.Namespace) -> int:
     with Client(args.address, timeout=args.timeout) as c:
         c.ping()  # fail now, with the usual message, if no daemon answers
         address = c.address
+    stop = stop_on_signals()
     workers = DaemonWorkers(address)
     watchers = start_watchers(args.folders, address, poll=args.poll, settle=args.settle,
                               in_flight=workers)
     print(f"watching {', '.join(str(w.layout.inbox) for w in watchers)} for the daemon at "
           f"{address}; Ctrl-C to stop")
     try:
-        wait_forever(watchers)
+        wait_forever(watchers, stop=stop)
     finally:
         workers.stop()
     return 0

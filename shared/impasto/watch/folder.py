@@ -30,7 +30,7 @@ from impasto.protocol import MAX_MESSAGE_BYTES, ImageRef, Priority, StyleRef, St
 from impasto.watch.confine import Parts
 from impasto.watch.detect import Detector
 from impasto.watch.journal import Entry, Journal, State, output_for, report_for
-from impasto.watch.layout import DONE, FAILED, IN, JOURNAL, MAX_DEPTH, OUT, Layout
+from impasto.watch.layout import DONE, FAILED, JOURNAL, MAX_DEPTH, OUT, Layout
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class FolderWatcher:
         self.working = self.inflight = 0
         self.done = self.failed = 0
         self.set_aside: list[str] = []
-        self.fault: str | None = None  # the storage or daemon trouble being retried
+        self.fault: str | None = None  # the storage or daemon trouble being retried (_lock)
         self._later: list[tuple[float, int, Entry]] = []  # retries, by due time
         self._results: dict[str, bytes] = {}  # entry id -> result awaiting its write
         self._tick = itertools.count()
@@ -89,7 +89,7 @@ class FolderWatcher:
         tree = self.layout.create()
         self.journal = Journal(tree)
         for top in (OUT, DONE, FAILED, JOURNAL):
-            for p in tree.remove_temps(top):
+            for p in self.journal.remove_temps(top):
                 log.info("removed %s, left by a crash inside a write", "/".join(p))
         self.done = self._count(DONE)
         self.failed = self._count(FAILED)
@@ -110,7 +110,7 @@ class FolderWatcher:
                     fn()
                 except Exception as ex:  # noqa: BLE001
                     log.exception("%s: watcher thread %s failed; restarting it", self.layout.root, name)
-                    self.fault = f"thread {name} failed: {type(ex).__name__}: {ex}"
+                    self._set_fault(f"thread {name} failed: {type(ex).__name__}: {ex}")
                     self._stop.wait(1.0)
 
         t = threading.Thread(target=guarded, name=name, daemon=True)
@@ -124,16 +124,20 @@ class FolderWatcher:
             t.join(10)
         self.layout.close()
 
+    def _set_fault(self, problem: str | None) -> None:
+        """The trouble being retried, for status; threads report it, so under the lock."""
+        with self._lock:
+            self.fault = problem
+
     def _count(self, top: Parts) -> int:
         """Files in done/ or failed/ at start; kept up to date as work happens after."""
-        return sum(1 for p, _ in self.journal.tree.files(top)
-                   if not p[-1].startswith(".") and not p[-1].endswith(".error.txt"))
+        return self.journal.count(top)
 
     def counts(self) -> dict[str, Any]:
         with self._lock:
             pending = self.detector.pending() + self.inflight - self.working
             working, done, failed = self.working, self.done, self.failed
-        problem = self.fault
+            problem = self.fault
         dead = [t.name for t in self._threads if not t.is_alive() and not self._stop.is_set()]
         if dead:
             problem = f"watcher threads stopped: {', '.join(dead)}"
@@ -154,9 +158,8 @@ class FolderWatcher:
             log.error("%s: journal entry %s set aside as %s.rejected, not acted on: %s",
                       self.layout.root, name, name, why)
             self.set_aside.append(name)
-        tree = self.journal.tree
         for e in entries:
-            has_data = tree.lstat(self.journal.data_parts(e)) is not None
+            has_data = self.journal.has_data(e)
             if e.state == State.QUEUED and not has_data:
                 self.journal.remove(e)  # still in in/: the scan picks it up again
                 continue
@@ -182,7 +185,7 @@ class FolderWatcher:
                 except OSError as ex:
                     self._claim_faults += 1
                     delay = backoff(self._claim_faults, 10.0)
-                    self.fault = f"cannot claim files: {ex} (retrying)"
+                    self._set_fault(f"cannot claim files: {ex} (retrying)")
                     log.warning("%s: cannot claim %s: %s; again in %.1f s", self.layout.root,
                                 path.name, ex, delay)
                     self.detector.again(path, delay)
@@ -197,7 +200,7 @@ class FolderWatcher:
         e = self.journal.new(rel, self.layout.style_of(rel))
         self.journal.save(e)
         try:
-            self.journal.tree.rename(IN + rel, self.journal.data_parts(e), create=False)
+            self.journal.claim(rel, e)
         except OSError as ex:
             self.journal.remove(e)
             if isinstance(ex, (FileNotFoundError, NotADirectoryError)) or ex.errno == errno.ELOOP:
@@ -217,7 +220,7 @@ class FolderWatcher:
             # The data is in the journal folder: recovery treats a queued entry with
             # data as claimed, and the next step saves the entry again.
             log.warning("%s: could not record the claim of %s yet", self.layout.root, e.rel)
-        self.fault = None
+        self._set_fault(None)
         self.work.put(e)
 
     def _later_put(self, e: Entry, delay: float) -> None:
@@ -292,7 +295,7 @@ class FolderWatcher:
         if e.state in (State.FINISHING, State.FAILING):
             self._complete_move(e)
         elif (e.state == State.WRITING and e.output
-              and self.journal.tree.lstat(e.output_parts) is not None):
+              and self.journal.exists(e.output_parts)):
             self._finish(e)
         else:
             self._process(client, e)
@@ -302,12 +305,11 @@ class FolderWatcher:
             return  # stays claimed in the journal; the next start resumes it
         e.attempts += 1
         delay = backoff(e.attempts, 10.0)
-        self.fault = f"storage: {ex} (retrying)"
+        self._set_fault(f"storage: {ex} (retrying)")
         log.warning("%s: %s: %s; retrying in %.1f s", self.layout.root, e.rel, ex, delay)
         self._later_put(e, delay)
 
     def _process(self, client: Client, e: Entry) -> None:
-        tree = self.journal.tree
         rel = e.rel_parts
         if len(rel) > MAX_DEPTH + 1:
             self._fail(e, f"{len(rel) - 1} folders deep below in/; the limit is {MAX_DEPTH}")
@@ -323,7 +325,7 @@ class FolderWatcher:
                        "library), or set style = \"NAME\" in in/impasto.toml")
             return
         try:
-            data = tree.read(self.journal.data_parts(e), INPUT_LIMIT)
+            data = self.journal.read_data(e, INPUT_LIMIT)
         except FileNotFoundError:
             log.warning("%s: the claimed data of %s is gone; dropping its entry", self.layout.root, e.rel)
             self.journal.remove(e)
@@ -346,11 +348,11 @@ class FolderWatcher:
         # Choosing a free name and taking it must be one step: two senders finishing
         # a.png and a.jpg of one style would otherwise both pick out/<style>/a.png.
         with self._names:
-            out = tree.unique(out)
+            out = self.journal.unique(out)
             e.state, e.output = State.WRITING, "/".join(out)
             try:
                 self.journal.save(e)
-                tree.write_atomic(out, image, before_rename=self._held)
+                self.journal.write(out, image, before_rename=self._held)
             except OSError:
                 e.state, e.output = State.CLAIMED, None  # nothing written
                 if sum(map(len, self._results.values())) + len(image) <= KEEP_RESULTS_BYTES:
@@ -395,37 +397,35 @@ class FolderWatcher:
     def _finish(self, e: Entry) -> None:
         with self._names:
             e.state = State.FINISHING
-            e.final = "/".join(self.journal.tree.unique(DONE + e.rel_parts))
+            e.final = "/".join(self.journal.unique(DONE + e.rel_parts))
             self.journal.save(e)
         self._complete_move(e)
 
     def _fail(self, e: Entry, reason: str) -> None:
         with self._names:
             e.state, e.reason = State.FAILING, reason
-            e.final = "/".join(self.journal.tree.unique(FAILED + e.rel_parts))
+            e.final = "/".join(self.journal.unique(FAILED + e.rel_parts))
             self.journal.save(e)
         self._complete_move(e)
         log.warning("%s failed: %s", e.rel, reason)
 
     def _complete_move(self, e: Entry) -> None:
-        tree = self.journal.tree
         final = e.final_parts
         if e.state == State.FAILING:
             report = report_for(final)
-            if tree.lstat(report) is None:
-                tree.write_atomic(report, f"{e.rel}: {e.reason}\n".encode())
-        data = self.journal.data_parts(e)
+            if not self.journal.exists(report):
+                self.journal.write(report, f"{e.rel}: {e.reason}\n".encode())
         moved = False
-        if tree.lstat(data) is not None:
+        if self.journal.has_data(e):
             with self._names:
-                if tree.lstat(final) is not None:  # someone put a file there meanwhile
-                    final = tree.unique(final)
+                if self.journal.exists(final):  # someone put a file there meanwhile
+                    final = self.journal.unique(final)
                     e.final = "/".join(final)
                     self.journal.save(e)
-                tree.rename(data, final)
+                self.journal.move_data(e, final)
             moved = True
         else:  # a retry after the move itself succeeded (its folder sync did not)
-            moved = tree.lstat(final) is not None
+            moved = self.journal.exists(final)
         self.journal.remove(e)
         with self._lock:
             self.inflight -= 1
@@ -433,7 +433,7 @@ class FolderWatcher:
                 self.failed += 1
             elif moved:
                 self.done += 1
-        self.fault = None
+            self.fault = None
 
 
 def start_watchers(folders: list[Path], address: str, poll: bool = False,
@@ -443,11 +443,14 @@ def start_watchers(folders: list[Path], address: str, poll: bool = False,
                           in_flight=in_flight).start() for f in folders]
 
 
-def wait_forever(watchers: list[FolderWatcher], report_every: float = 30.0) -> None:
+def wait_forever(watchers: list[FolderWatcher], report_every: float = 30.0,
+                 stop: threading.Event | None = None) -> None:
+    """Log each folder's counts now and then until `stop` is set (or Ctrl-C), then stop
+    the watchers."""
+    stop = stop or threading.Event()
     last = 0.0
     try:
-        while True:
-            time.sleep(1)
+        while not stop.wait(1.0):
             if time.monotonic() - last > report_every:
                 last = time.monotonic()
                 for w in watchers:
@@ -460,4 +463,3 @@ def wait_forever(watchers: list[FolderWatcher], report_every: float = 30.0) -> N
     finally:
         for w in watchers:
             w.stop()
-

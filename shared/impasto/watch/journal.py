@@ -21,6 +21,7 @@ import json
 import os
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from pathlib import PurePosixPath
@@ -28,7 +29,7 @@ from typing import Any
 
 from impasto.fsio import fit_name
 from impasto.watch.confine import Parts, Tree, parts_of
-from impasto.watch.layout import DONE, FAILED, JOURNAL, MAX_DEPTH, OUT
+from impasto.watch.layout import DONE, FAILED, IN, JOURNAL, MAX_DEPTH, OUT
 
 ENTRY_LIMIT = 64 * 1024
 _ID = re.compile(r"[0-9a-f]{12}")
@@ -114,8 +115,46 @@ def check(e: Entry) -> None:
 
 
 class Journal:
+    """The entries in .impasto/, and every act on the watched folder that moves a file
+    along its way: the journal alone holds the confined tree, so no step can reach the
+    folder except through a method here (each one confined by confine.Tree)."""
+
     def __init__(self, tree: Tree) -> None:
-        self.tree = tree
+        self._tree = tree
+
+    # --- the files an entry is about ---------------------------------------------------
+    def claim(self, rel: Parts, e: Entry) -> None:
+        """Move in/REL into the journal folder as e's data (one rename, no following)."""
+        self._tree.rename(IN + rel, self.data_parts(e), create=False)
+
+    def has_data(self, e: Entry) -> bool:
+        return self._tree.lstat(self.data_parts(e)) is not None
+
+    def read_data(self, e: Entry, limit: int) -> bytes:
+        return self._tree.read(self.data_parts(e), limit)
+
+    def move_data(self, e: Entry, final: Parts) -> None:
+        self._tree.rename(self.data_parts(e), final)
+
+    def exists(self, parts: Parts) -> bool:
+        return self._tree.lstat(parts) is not None
+
+    def unique(self, parts: Parts) -> Parts:
+        return self._tree.unique(parts)
+
+    def write(self, parts: Parts, data: bytes,
+              before_rename: Callable[[], None] | None = None) -> None:
+        self._tree.write_atomic(parts, data, before_rename=before_rename)
+
+    def count(self, top: Parts) -> int:
+        """Files below top that are inputs (no dot-files, no failure reports)."""
+        return sum(1 for p, _ in self._tree.files(top)
+                   if not p[-1].startswith(".") and not p[-1].endswith(".error.txt"))
+
+    def remove_temps(self, top: Parts) -> list[Parts]:
+        return self._tree.remove_temps(top)
+
+    # --- the entries themselves ----------------------------------------------------------
 
     def new(self, rel: Parts, style: str | None) -> Entry:
         return Entry(id=uuid.uuid4().hex[:12], rel="/".join(rel), style=style)
@@ -125,15 +164,15 @@ class Journal:
         return JOURNAL + (f"{e.id}.data{suffix if _SUFFIX.fullmatch(suffix) else ''}",)
 
     def save(self, e: Entry) -> None:
-        self.tree.write_atomic(JOURNAL + (f"{e.id}.json",), json.dumps(asdict(e)).encode(),
+        self._tree.write_atomic(JOURNAL + (f"{e.id}.json",), json.dumps(asdict(e)).encode(),
                                mode=0o600)
 
     def remove(self, e: Entry) -> None:
         with contextlib.suppress(FileNotFoundError):
-            self.tree.unlink(JOURNAL + (f"{e.id}.json",))
+            self._tree.unlink(JOURNAL + (f"{e.id}.json",))
 
     def names(self) -> list[str]:
-        with self.tree.folder(JOURNAL) as d:
+        with self._tree.folder(JOURNAL) as d:
             return sorted(os.listdir(d))
 
     def load(self) -> tuple[list[Entry], list[tuple[str, str]]]:
@@ -147,7 +186,7 @@ class Journal:
             try:
                 if not _ID.fullmatch(name[:-5]):
                     raise ValueError("not a journal entry name")
-                raw = json.loads(self.tree.read(JOURNAL + (name,), ENTRY_LIMIT))
+                raw = json.loads(self._tree.read(JOURNAL + (name,), ENTRY_LIMIT))
                 if not isinstance(raw, dict) or set(raw) - {f.name for f in fields(Entry)}:
                     raise ValueError("unknown fields")
                 e = Entry(**raw)
@@ -158,5 +197,5 @@ class Journal:
             except (OSError, ValueError, TypeError) as ex:
                 bad.append((name, str(ex)[:200]))
                 with contextlib.suppress(OSError):
-                    self.tree.rename(JOURNAL + (name,), JOURNAL + (name + ".rejected",))
+                    self._tree.rename(JOURNAL + (name,), JOURNAL + (name + ".rejected",))
         return good, bad
