@@ -27,6 +27,7 @@ from tests.server.test_cluster_node import (
     start_ray,
     stop_ray,
     wait_head,
+    wait_listening,
     wait_workers,
 )
 
@@ -49,6 +50,7 @@ def joined() -> Iterator[_Cluster]:
     d = None
     try:
         wait_head(f"127.0.0.1:{port}", env)
+        wait_listening(client_port)
         d = DaemonProcess(root, env=env, extra=["--cluster", f"ray://127.0.0.1:{client_port}"])
         d.wait_ready()
         wait_workers(d, lambda ws: len(ws) == 1 and ws[0]["state"] == "idle")

@@ -20,6 +20,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -166,6 +167,17 @@ def wait_head(address: str, env: dict[str, str], timeout: float = 180.0) -> None
             return
         time.sleep(1)
     raise AssertionError(f"Ray head at {address} not up")
+
+
+def wait_listening(port: int, timeout: float = 180.0) -> None:
+    """The head answers `ray status` before its Ray Client server listens (seconds later
+    on a loaded machine), so a test that joins through ray:// waits for that port too."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
 
 
 def test_node_joins_then_is_lost_mid_job(net: Net) -> None:
