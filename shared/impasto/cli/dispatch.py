@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("impasto.server.serve", "run_serve"),
     "watch": ("impasto.watch.command", "run_watch"),
     "gimp": ("impasto.gimp.install", "run_gimp"),
+    "setup": ("impasto.gimp.serversetup", "run_setup"),
 }
 
 

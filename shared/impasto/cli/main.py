@@ -191,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds a file must stay unchanged before it is taken (default 2)")
     _client_args(p)
 
+    p = sub.add_parser("setup", help="set up, repair or remove a server environment with the "
+                       "torch that fits this machine's GPU (`impasto setup --help`)",
+                       add_help=False)
+    p.add_argument("setup_args", nargs=argparse.REMAINDER,
+                   help="plan | run | uninstall | detect, and their options")
+
     p = sub.add_parser("gimp", help="the GIMP 3 plug-in")
     gsub = p.add_subparsers(dest="gimp_command", required=True, metavar="ACTION",
                             help="install, uninstall or doctor")
@@ -225,6 +231,13 @@ class PrintableFormatter(logging.Formatter):
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["setup"]:
+        # Its own parser (the plug-in runs the same module without impasto's CLI), so
+        # `impasto setup --help` and every option reach it unparsed.
+        from impasto.gimp.serversetup import main as setup_main
+
+        return setup_main(argv[1:])
     args = build_parser().parse_args(argv)
     long_running = args.command in ("serve", "watch")
     logging.basicConfig(

@@ -1,0 +1,160 @@
+"""The server set-up's choices (every system and back end, through the pure functions)
+and the artefacts: wheel and GIMP plug-in archive."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from impasto.gimp import serversetup as ss
+from tests.helpers import IMPASTO, REPO
+
+# What PyTorch publishes, by (system, back end): the index tag, or None for PyPI's
+# default, or "refused". Written out by hand from PyTorch's install matrix, so a change
+# in torch_source shows up here as a difference, not as a copy of the same table.
+EXPECTED = {
+    ("Linux", "x86_64"): {"cuda": "cu130", "rocm": "rocm7.1", "xpu": "xpu", "mps": "refused",
+                          "cpu": "cpu"},
+    ("Windows", "AMD64"): {"cuda": "cu130", "rocm": "refused", "xpu": "xpu", "mps": "refused",
+                           "cpu": "cpu"},
+    ("Darwin", "arm64"): {"cuda": "refused", "rocm": "refused", "xpu": "refused", "mps": None,
+                          "cpu": None},
+    ("Darwin", "x86_64"): {"cuda": "refused", "rocm": "refused", "xpu": "refused",
+                           "mps": "refused", "cpu": None},
+    ("Linux", "aarch64"): {"cuda": "refused", "rocm": "refused", "xpu": "refused",
+                           "mps": "refused", "cpu": None},
+}
+
+
+@pytest.mark.parametrize("where", sorted(EXPECTED), ids=lambda w: "-".join(w))
+@pytest.mark.parametrize("backend", ss.BACKENDS)
+def test_torch_source_for_every_system_and_backend(where: tuple[str, str], backend: str) -> None:
+    want = EXPECTED[where][backend]
+    if want == "refused":
+        with pytest.raises(ss.SetupError) as e:
+            ss.torch_source(*where, backend)
+        assert "use " in str(e.value)  # says what to do instead
+        return
+    src = ss.torch_source(*where, backend)
+    if want is None:
+        assert src.index_url is None and src.pip_args() == []
+    else:
+        assert src.index_url == f"https://download.pytorch.org/whl/{want}"
+        assert src.pip_args()[:2] == ["--index-url", src.index_url]
+    assert src.requirements[0].startswith("torch==") and src.download_mb > 0
+    if where == ("Darwin", "x86_64"):
+        assert src.requirements == ("torch==2.2.2", "torchvision==0.17.2")
+    else:
+        assert src.requirements == (f"torch=={ss.TORCH}", f"torchvision=={ss.TORCHVISION}")
+
+
+def test_pins_match_what_the_package_accepts() -> None:
+    import tomllib
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    torch_dep = next(d for d in deps if d.startswith("torch>="))
+    hi = torch_dep.split("<")[1]
+    assert tuple(map(int, ss.TORCH.split("."))) < tuple(map(int, hi.split(".")))
+
+
+@pytest.mark.parametrize(("facts", "backend"), [
+    (ss.Facts("Linux", "x86_64", frozenset({"nvidia-smi"})), "cuda"),
+    (ss.Facts("Windows", "AMD64", frozenset({"nvidia-smi", "xpu-smi"})), "cuda"),
+    (ss.Facts("Linux", "x86_64", frozenset({"rocminfo"})), "rocm"),
+    (ss.Facts("Windows", "AMD64", frozenset({"rocminfo"})), "cpu"),
+    (ss.Facts("Linux", "x86_64", frozenset({"sycl-ls"})), "xpu"),
+    (ss.Facts("Darwin", "arm64"), "mps"),
+    (ss.Facts("Darwin", "x86_64"), "cpu"),
+    (ss.Facts("Linux", "x86_64"), "cpu"),
+])
+def test_detected_backend_is_one_torch_has(facts: ss.Facts, backend: str) -> None:
+    got, why = ss.choose_backend(facts)
+    assert got == backend and why
+    ss.torch_source(facts.system, facts.machine, got)  # never offers a refused pair
+
+
+def test_python_candidates_and_data_folders() -> None:
+    assert ss.python_candidates(None, "Windows")[0][0] == "py"
+    assert ["python3"] in ss.python_candidates(None, "Linux")
+    assert ss.python_candidates("/opt/py/bin/python3", "Linux") == [["/opt/py/bin/python3"]]
+    env = {"HOME": "/home/a", "LOCALAPPDATA": r"C:\Users\a\AppData\Local"}
+    assert ss.data_home("Windows", env).name == "impasto"
+    assert str(ss.data_home("Windows", env)).startswith(r"C:\Users\a\AppData\Local")
+    assert ss.data_home("Darwin", env) == Path("/home/a/Library/Application Support/impasto")
+    assert ss.data_home("Linux", env) == Path("/home/a/.local/share/impasto")
+    assert ss.venv_python(Path("v"), "Windows") == Path("v/Scripts/python.exe")
+
+
+def test_find_python_takes_a_named_interpreter_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    assert ss.find_python(sys.executable) == [sys.executable]
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\necho False\n")
+    fake.chmod(0o755)
+    with pytest.raises(ss.SetupError, match="3.11 or newer"):
+        ss.find_python(str(fake))
+
+
+def test_offline_plan_uses_only_the_wheel_folder(tmp_path: Path) -> None:
+    r = subprocess.run(IMPASTO + ["setup", "plan", "--backend", "cpu", "--dir", str(tmp_path / "v"),
+                                  "--wheels", str(tmp_path), "--json"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+    assert plan["download_mb"] == 0
+    for step in plan["steps"][1:]:
+        assert "--no-index" in step and str(tmp_path) in step
+        assert not any("pytorch.org" in a or "pypi.org" in a for a in step)
+
+
+def test_setup_refuses_an_impossible_pair_with_advice(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "impasto", "setup", "plan", "--backend", "mps",
+                        "--dir", str(tmp_path / "v")], capture_output=True, text=True, timeout=120)
+    if sys.platform == "darwin":
+        pytest.skip("mps exists here")
+    assert r.returncode == 1 and "macOS only" in r.stdout
+
+
+def test_uninstall_removes_only_a_python_environment(tmp_path: Path) -> None:
+    not_env = tmp_path / "precious"
+    not_env.mkdir()
+    (not_env / "photo.png").write_bytes(b"x")
+    assert ss.uninstall(not_env) is False and (not_env / "photo.png").exists()
+    env = tmp_path / "server"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True,
+                   timeout=300)
+    assert ss.uninstall(env) is True and not env.exists()
+
+
+def test_setup_module_is_stand_alone() -> None:
+    """The plug-in runs it before impasto exists: standard library only, at any depth."""
+    tree = ast.parse((REPO / "plugin/impasto/gimp/serversetup.py").read_text())
+    names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
+             for a in n.names}
+    names |= {n.module.split(".")[0] for n in ast.walk(tree)
+              if isinstance(n, ast.ImportFrom) and n.module and n.level == 0}
+    assert names <= set(sys.stdlib_module_names) | {"__future__"}, names
+
+
+@pytest.mark.slow
+def test_archive_has_one_top_folder_with_plugin_setup_and_wheel(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "impasto.gimp.package", "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    (archive,) = tmp_path.glob("impasto-gimp-*.zip")
+    with zipfile.ZipFile(archive) as z:
+        names = z.namelist()
+        tops = {n.split("/")[0] for n in names}
+        assert tops == {"impasto-neural-style"}
+        plugin = z.getinfo("impasto-neural-style/impasto-neural-style.py")
+        assert (plugin.external_attr >> 16) & 0o111
+        (wheel,) = [n for n in names if n.endswith(".whl")]
+        assert "impasto-neural-style/impasto_serversetup.py" in names
+        z.extract(wheel, tmp_path / "x")
+    with zipfile.ZipFile(tmp_path / "x" / wheel) as w:
+        assert "impasto/gimp/serversetup.py" in w.namelist()
