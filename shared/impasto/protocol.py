@@ -67,6 +67,21 @@ class DaemonState(StrEnum):
     STOPPING = "stopping"
 
 
+class WorkerState(StrEnum):
+    """A worker's state in `status.workers`."""
+
+    STARTING = "starting"  # its model still loads
+    IDLE = "idle"
+    BUSY = "busy"
+
+
+class CancelledFrom(StrEnum):
+    """`cancelled.was`: where the cancel found the job."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+
+
 class OutputFormat(StrEnum):
     PNG = "png"
     RGBA8 = "rgba8"
@@ -319,7 +334,7 @@ class Cancel(Message):
 class Cancelled(Message):
     TYPE: ClassVar[str] = "cancelled"
     job: str = ""
-    was: str = ""  # "queued" or "running"
+    was: str = ""  # a CancelledFrom (plain str here, so any later value still decodes)
 
 
 @dataclass

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import signal
 import threading
@@ -17,13 +16,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 from impasto import imagecodec
-from impasto.engine.transfer import Engine
 from impasto.errors import (
     BAD_MESSAGE,
     CANCELLED,
@@ -48,6 +47,7 @@ from impasto.protocol import (
     Accepted,
     Cancel,
     Cancelled,
+    CancelledFrom,
     DaemonState,
     Done,
     Error,
@@ -64,11 +64,10 @@ from impasto.protocol import (
     decode,
     encode,
 )
-from impasto.server.backend import Backend, EmbeddedBackend
+from impasto.server.backend import Backend
+from impasto.server.events import EVENTS_ENDPOINT, WAKE_ENDPOINT
 from impasto.server.jobqueue import Job, JobQueue
 from impasto.server.stylelib import StyleLibrary
-from impasto.server.targetcache import GramCache
-from impasto.server.worker import EVENTS_ENDPOINT, WAKE_ENDPOINT
 from impasto.version import __version__
 
 log = logging.getLogger(__name__)
@@ -106,20 +105,16 @@ BackendFactory = Callable[[JobQueue, zmq.Context], Backend]
 
 
 class Server:
-    def __init__(self, config: ServerConfig, engine_factory: Callable[[], Engine] | None = None,
-                 backend_factory: BackendFactory | None = None) -> None:
+    _handlers: ClassVar[dict[type[Message], Handler]]  # message type -> handler, below
+    def __init__(self, config: ServerConfig, backend_factory: BackendFactory) -> None:
         self.config = config
         self.library = StyleLibrary(config.styles_dir)
         self.queue = JobQueue(batch_every=config.batch_every)
-        self.cache = GramCache(config.cache_bytes)
         self.started = time.time()
         self.stopping = threading.Event()
         self.ctx = zmq.Context()
-        if backend_factory is not None:
-            self.backend: Backend = backend_factory(self.queue, self.ctx)
-        else:
-            assert engine_factory is not None, "an engine factory or a back end is needed"
-            self.backend = EmbeddedBackend(self.queue, self.cache, self.ctx, engine_factory)
+        # The loop knows only the back-end interface: no engine, no torch here.
+        self.backend: Backend = backend_factory(self.queue, self.ctx)
         self.auth: ThreadAuthenticator | None = None
         self.router: zmq.Socket | None = None
         self.events: zmq.Socket | None = None
@@ -337,32 +332,43 @@ class Server:
             self._send(peer, reply, req)
 
     def _dispatch(self, peer: bytes, user: str, msg: Message, req: str | None) -> Message | None:
-        if isinstance(msg, Ping):
-            return Pong(version=__version__, protocol=PROTOCOL_VERSION)
-        if isinstance(msg, StatusRequest):
-            return self._status(user)
-        if isinstance(msg, Stylize):
-            return self._stylize(peer, user, msg, req)
-        if isinstance(msg, Cancel):
-            return self._cancel(msg.job, user, msg.keep)
-        if isinstance(msg, StylesList):
-            return Styles(styles=self.library.list())
-        if isinstance(msg, StylesAdd):
-            image = msg.image
-            if image is None:
-                raise ImpastoError(BAD_MESSAGE, "styles.add needs an image")
+        handler = self._handlers.get(type(msg))
+        if handler is None:
+            # A reply or event type sent to the daemon: the protocol's "not one of the requests".
+            raise ImpastoError(UNKNOWN_TYPE, f"{msg.TYPE} is not a request")
+        return handler(self, peer, user, msg, req)
 
-            def add() -> Callable[[], Message]:
-                info = self.library.add(msg.name, imagecodec.decode_pil(image, "the style image"))
-                return lambda: Done(detail=json.dumps(info))
+    # One handler per request type, each (peer, user, msg, req) -> reply or None (the
+    # reply comes later, from the intake thread). The table is filled below the class.
+    def _ping(self, peer: bytes, user: str, msg: Ping, req: str | None) -> Message:
+        return Pong(version=__version__, protocol=PROTOCOL_VERSION)
 
-            self._offload(peer, req, add)
-            return None
-        if isinstance(msg, StylesRemove):
-            self.library.remove(msg.name)
-            return Done(detail=f"removed {msg.name}")
-        # A reply or event type sent to the daemon: the protocol's "not one of the requests".
-        raise ImpastoError(UNKNOWN_TYPE, f"{msg.TYPE} is not a request")
+    def _status_request(self, peer: bytes, user: str, msg: StatusRequest,
+                        req: str | None) -> Message:
+        return self._status(user)
+
+    def _cancel_request(self, peer: bytes, user: str, msg: Cancel, req: str | None) -> Message:
+        return self._cancel(msg.job, user, msg.keep)
+
+    def _styles_list(self, peer: bytes, user: str, msg: StylesList, req: str | None) -> Message:
+        return Styles(styles=self.library.list())
+
+    def _styles_add(self, peer: bytes, user: str, msg: StylesAdd, req: str | None) -> None:
+        image = msg.image
+        if image is None:
+            raise ImpastoError(BAD_MESSAGE, "styles.add needs an image")
+
+        def add() -> Callable[[], Message]:
+            info = self.library.add(msg.name, imagecodec.decode_pil(image, "the style image"))
+            return lambda: Done(detail=json.dumps(info))
+
+        self._offload(peer, req, add)
+        return None
+
+    def _styles_remove(self, peer: bytes, user: str, msg: StylesRemove,
+                       req: str | None) -> Message:
+        self.library.remove(msg.name)
+        return Done(detail=f"removed {msg.name}")
 
     def _stylize(self, peer: bytes, user: str, msg: Stylize, req: str | None) -> None:
         if self.stopping.is_set():
@@ -416,9 +422,9 @@ class Server:
         job = self.queue.remove(job_id, owner=user)
         if job is not None:
             self._send(job.peer, Error(CANCELLED, f"job {job.id} was cancelled", job.id), job.req)
-            return Cancelled(job=job_id, was="queued")
+            return Cancelled(job=job_id, was=CancelledFrom.QUEUED)
         if self.backend.cancel_running(job_id, owner=user, keep=keep) is not None:
-            return Cancelled(job=job_id, was="running")
+            return Cancelled(job=job_id, was=CancelledFrom.RUNNING)
         raise ImpastoError(UNKNOWN_JOB, f"no queued or running job {job_id!r}")
 
     def _local_user(self) -> str:
@@ -437,15 +443,13 @@ class Server:
         running = backend.running()
         state = (DaemonState.STOPPING if self.stopping.is_set() else
                  DaemonState.READY if backend.ready() else DaemonState.LOADING)
-        engine = getattr(backend, "engine", None)
         return Status(
             state=state,
             version=__version__,
             protocol=PROTOCOL_VERSION,
             device=info["device"],
             weights=info["weights"],
-            memory_bytes=(info["memory_bytes"] if info["memory_bytes"] is not None
-                          else _memory_bytes(engine)),
+            memory_bytes=info["memory_bytes"],
             uptime_s=round(time.time() - self.started, 3),
             jobs_done=backend.done,
             jobs_failed=backend.failed + self.rejected,
@@ -458,6 +462,18 @@ class Server:
                    for w in (self.config.watch_status() if self.config.watch_status else [])],
         )
 
+
+
+Handler = Callable[[Server, bytes, str, Any, "str | None"], "Message | None"]
+Server._handlers: dict[type[Message], Handler] = {
+    Ping: Server._ping,
+    StatusRequest: Server._status_request,
+    Stylize: Server._stylize,
+    Cancel: Server._cancel_request,
+    StylesList: Server._styles_list,
+    StylesAdd: Server._styles_add,
+    StylesRemove: Server._styles_remove,
+}
 
 def _raiser(e: ImpastoError) -> Callable[[], Message]:
     def fail() -> Message:
@@ -474,16 +490,3 @@ def _best_effort_req(body: list[bytes]) -> str | None:
     except Exception:
         return None
 
-
-def _memory_bytes(engine: Engine | None) -> int:
-    if engine is not None and engine.device.type == "cuda":
-        import torch
-
-        return int(torch.cuda.memory_allocated(engine.device))
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
