@@ -40,6 +40,7 @@ from impasto.keys import check_private, ensure_local_keys
 from impasto.netaddr import is_local_address
 from impasto.options import EngineOptions
 from impasto.protocol import (
+    MAX_FRAME_DROP_BYTES,
     MAX_HEADER_BYTES,
     MAX_MESSAGE_BYTES,
     MAX_REQUEST_PIXELS,
@@ -152,8 +153,11 @@ class Server:
         router.setsockopt(zmq.LINGER, 1000)
         router.setsockopt(zmq.SNDHWM, 100_000)
         router.setsockopt(zmq.RCVHWM, 10_000)
-        # A hard cap far above any valid request; bigger ones are dropped by ZeroMQ itself.
-        router.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES + 1024 * 1024)
+        # ZeroMQ checks MAXMSGSIZE per frame and drops the whole connection on a bigger
+        # one, with no reply: the client would wait in vain. So the cap sits far above the
+        # protocol's limit (a message up to it is read and answered message_too_large by
+        # _handle) and only stops a frame big enough to hurt the host's memory.
+        router.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_DROP_BYTES)
         router.curve_secretkey = secret
         router.curve_publickey = public
         router.curve_server = True
@@ -380,8 +384,9 @@ class Server:
         images = [msg.content] + [ref.image for ref in msg.styles if ref.image is not None]
         total = sum(imagecodec.pixels(ref) for ref in images)
         if total > MAX_REQUEST_PIXELS:
-            raise ImpastoError(IMAGE_TOO_LARGE, f"the request's images hold {total / 1e6:.0f} MP; "
-                               f"at most {MAX_REQUEST_PIXELS / 1e6:.0f} MP in one request")
+            # In pixels: rounded megapixels made a 33.55 MP request "over 34 MP".
+            raise ImpastoError(IMAGE_TOO_LARGE, f"the request's images hold {total:,} pixels; "
+                               f"at most {MAX_REQUEST_PIXELS:,} in one request")
         content_ref = msg.content
 
         def decode() -> Callable[[], Message]:
