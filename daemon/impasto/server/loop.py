@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils.monitor import recv_monitor_message
 
 from impasto import imagecodec
 from impasto.errors import (
@@ -120,6 +121,12 @@ class Server:
         self.router: zmq.Socket | None = None
         self.events: zmq.Socket | None = None
         self.wake: zmq.Socket | None = None
+        self.monitor: zmq.Socket | None = None
+        # Which TCP connection (file descriptor) each client's routing id came in on, so
+        # that a connection's end (the monitor's EVENT_DISCONNECTED names the fd) cancels
+        # the jobs it submitted: their events could reach no one.
+        self._peer_fd: dict[bytes, int] = {}
+        self._fd_peers: dict[int, set[bytes]] = {}
         self.local_user = ""
         # One intake thread: images are decoded one request at a time, so a burst of
         # large requests costs one request's memory at a time, not all of theirs.
@@ -168,6 +175,9 @@ class Server:
             raise ServeError(f"cannot listen on {cfg.bind}: {e.strerror}"
                              " (is another daemon running there?)") from None
         self.router = router
+        # libzmq's ROUTER_NOTIFY is a draft API, absent from released builds: the socket
+        # monitor's disconnect events (by fd) stand in for it.
+        self.monitor = router.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         self.events = self.ctx.socket(zmq.PULL)
         self.events.bind(EVENTS_ENDPOINT)
         self.wake = self.ctx.socket(zmq.PULL)
@@ -189,6 +199,7 @@ class Server:
         poller.register(self.router, zmq.POLLIN)
         poller.register(self.events, zmq.POLLIN)
         poller.register(self.wake, zmq.POLLIN)
+        poller.register(self.monitor, zmq.POLLIN)
         last_active = time.monotonic()
         try:
             while not self.stopping.is_set():
@@ -204,12 +215,18 @@ class Server:
                     self._finish_offloaded()
                 if self.events in ready:
                     self._forward_events()
+                if self.monitor in ready:
+                    self._disconnects()
                 if self.router in ready:
                     for _ in range(100):  # bounded, so events are forwarded in between
                         try:
                             frames = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
                         except zmq.Again:
                             break
+                        # A closed connection's fd may be reused by the next one: its
+                        # disconnect is read before any message that may come on the reuse.
+                        self._disconnects()
+                        self._note_peer(frames[0])
                         self._handle(frames)
                 if self.load_error is not None:
                     break
@@ -244,6 +261,9 @@ class Server:
             self.auth.stop()
         self.events.close(0)
         self.wake.close(0)
+        if self.monitor is not None:
+            self.router.disable_monitor()
+            self.monitor.close(0)
         self.router.close(linger=1000)
         self.ctx.term()
         log.info("stopped after %d jobs", self.backend.done)
@@ -293,6 +313,39 @@ class Server:
                 if stylize:
                     self._count_rejected(e)
             self._send(peer, reply, req)
+
+    # --- connections that end -----------------------------------------------------------
+    def _note_peer(self, frame: zmq.Frame) -> None:
+        peer = frame.bytes
+        if peer in self._peer_fd:
+            return
+        fd = int(frame.get(zmq.SRCFD))
+        self._peer_fd[peer] = fd
+        self._fd_peers.setdefault(fd, set()).add(peer)
+
+    def _disconnects(self) -> None:
+        assert self.monitor is not None
+        while True:
+            try:
+                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if event["event"] != zmq.EVENT_DISCONNECTED:
+                continue
+            for peer in self._fd_peers.pop(int(event["value"]), set()):
+                self._peer_fd.pop(peer, None)
+                self._cancel_peer(peer)
+
+    def _cancel_peer(self, peer: bytes) -> None:
+        """The connection that submitted these jobs is gone (client killed, closed, or
+        reconnected with a new routing id): no one can get their events, so they stop
+        and make way for the jobs behind them."""
+        for job in self.queue.snapshot():
+            if job.peer == peer and self.queue.remove(job.id) is not None:
+                log.info("job %s cancelled: its client disconnected while it waited", job.id)
+        for job in self.backend.running():
+            if job.peer == peer and self.backend.cancel_running(job.id) is not None:
+                log.info("job %s cancelled: its client disconnected while it ran", job.id)
 
     def _forward_events(self) -> None:
         assert self.events is not None and self.router is not None
