@@ -276,3 +276,42 @@ def test_watch_folder_fault_is_written_under_its_lock() -> None:
         if func.name != "__init__" and not locked:
             bad.append(node.lineno)
     assert not bad, f"self.fault written without the lock at lines {bad}"
+
+
+def all_imports(path: Path, name: str) -> set[str]:
+    """Every module a file imports, at load and inside functions alike."""
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    pkg = name.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(pkg.split(".")[: len(pkg.split(".")) - node.level + 1] + [base])
+            found.add(base)
+            found |= {f"{base}.{a.name}" for a in node.names}
+    return found
+
+
+def test_socket_loop_knows_no_engine() -> None:
+    """The daemon's socket front (loop.py) talks to a back end through its interface
+    only: no torch and nothing of impasto.engine, at load or inside a function."""
+    found = all_imports(modules()["impasto.server.loop"], "impasto.server.loop")
+    bad = sorted(m for m in found if m.split(".")[0] == "torch"
+                 or m == "impasto.engine" or m.startswith("impasto.engine."))
+    assert not bad, f"loop.py imports {bad}"
+
+
+def test_back_ends_share_one_job_ender() -> None:
+    """The cluster back end borrows nothing from `serve` or the embedded worker: both
+    back ends end their jobs (terminal event, shutdown wording, counting) through
+    execute.JobEnder, so the two cannot drift apart."""
+    mods = modules()
+    cluster = all_imports(mods["impasto.server.cluster"], "impasto.server.cluster")
+    worker = all_imports(mods["impasto.server.worker"], "impasto.server.worker")
+    assert not {m for m in cluster if m.startswith(("impasto.server.serve",
+                                                     "impasto.server.worker"))}, cluster
+    for found in (cluster, worker):
+        assert "impasto.server.execute.JobEnder" in found

@@ -15,10 +15,11 @@ from pathlib import Path
 import zmq
 
 from impasto import paths
-from impasto.errors import BAD_OPTIONS, DaemonUnavailable, ImpastoError
+from impasto.errors import BAD_OPTIONS, MESSAGE_TOO_LARGE, DaemonUnavailable, ImpastoError
 from impasto.keys import ClientKeys, ensure_local_keys, load_client_keys
 from impasto.netaddr import is_local_address
 from impasto.protocol import (
+    MAX_MESSAGE_BYTES,
     Accepted,
     Cancel,
     Cancelled,
@@ -91,8 +92,15 @@ class Client:
 
     def send(self, msg: Message) -> str:
         req = self._new_req()
+        frames = encode(msg, req)
+        size = sum(len(f) for f in frames)
+        if size > MAX_MESSAGE_BYTES:
+            # Refused here, as the daemon would: a message far over the limit is dropped by
+            # the daemon's socket unanswered (protocol.MAX_FRAME_DROP_BYTES).
+            raise ImpastoError(MESSAGE_TOO_LARGE, f"the message is {size:,} bytes; the "
+                               f"protocol allows at most {MAX_MESSAGE_BYTES:,}")
         try:
-            self.sock.send_multipart(encode(msg, req), copy=False)
+            self.sock.send_multipart(frames, copy=False)
         except zmq.Again:
             raise DaemonUnavailable(unavailable_message(self.address, self.timeout)) from None
         return req

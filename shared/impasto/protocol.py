@@ -31,6 +31,10 @@ DEFAULT_PORT = 5767
 DEFAULT_ADDRESS = f"tcp://127.0.0.1:{DEFAULT_PORT}"
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # whole multipart message, all frames
+# A frame bigger than this is dropped by the daemon's socket, connection and all, unread
+# and unanswered (ZeroMQ's MAXMSGSIZE): so the reference client refuses to send any message
+# over MAX_MESSAGE_BYTES itself; between the two, the daemon answers message_too_large.
+MAX_FRAME_DROP_BYTES = 1024 * 1024 * 1024
 MAX_HEADER_BYTES = 1024 * 1024
 MAX_PIXELS = 4096 * 4096  # per input image
 MAX_REQUEST_PIXELS = 2 * MAX_PIXELS  # all images of one request, decoded
@@ -65,6 +69,21 @@ class DaemonState(StrEnum):
     LOADING = "loading"  # the model
     READY = "ready"
     STOPPING = "stopping"
+
+
+class WorkerState(StrEnum):
+    """A worker's state in `status.workers`."""
+
+    STARTING = "starting"  # its model still loads
+    IDLE = "idle"
+    BUSY = "busy"
+
+
+class CancelledFrom(StrEnum):
+    """`cancelled.was`: where the cancel found the job."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
 
 
 class OutputFormat(StrEnum):
@@ -275,7 +294,7 @@ class Progress(Message):
     losses: dict[str, float] = field(default_factory=dict)
     elapsed_s: float = 0.0
     # The image as it stands (PNG or rgba8, long side at most the request's preview.max_side),
-    # on events the request asked previews for; null on the others.
+    # on events the request asked previews for; left out of the others (not null).
     preview: ImageRef | None = None
     OMIT_DEFAULT: ClassVar[frozenset[str]] = frozenset({"preview"})
 
@@ -319,7 +338,7 @@ class Cancel(Message):
 class Cancelled(Message):
     TYPE: ClassVar[str] = "cancelled"
     job: str = ""
-    was: str = ""  # "queued" or "running"
+    was: str = ""  # a CancelledFrom (plain str here, so any later value still decodes)
 
 
 @dataclass

@@ -159,3 +159,33 @@ def run_case(daemon_with_style, header: dict, blobs: list, expected: str) -> Non
 def test_the_table_covers_every_request_type() -> None:
     assert {_type_of(c[0]) for c in generated()} == {c.TYPE for c in REQUESTS}
     assert len(generated()) > 40
+
+
+def test_progress_without_preview_leaves_the_field_out(daemon_with_style) -> None:
+    """docs/protocol.md and the wire agree on a progress event that carries no preview:
+    the field is absent (as the rule for fields added within protocol 1 has it, so a
+    client that predates previews sees the events it always saw), not null."""
+    from tests.helpers import REPO
+
+    doc = " ".join((REPO / "docs" / "protocol.md").read_text().split())
+    assert "`preview` is absent (the field is left out, never null) unless the event" in doc
+    assert "`preview` is null" not in doc
+    d, tmp = daemon_with_style
+    sock = raw_socket(d.address, tmp / "config" / "keys")
+    try:
+        header = {"v": 1, "type": "stylize", "req": "p1", **STYLIZE,
+                  "options": {"size": 64, "iterations": 3, "scales": 1}}
+        sock.send_multipart([json.dumps(header).encode(), PNG])
+        progress = []
+        while True:
+            assert sock.poll(REPLY_S * 1000), "no reply"
+            event = json.loads(sock.recv_multipart()[0])
+            if event["type"] == "progress":
+                progress.append(event)
+            elif event["type"] in ("result", "error"):
+                break
+        assert event["type"] == "result", event
+        assert [e for e in progress if e["stage"] == "optimize"], progress
+        assert all("preview" not in e for e in progress), progress
+    finally:
+        sock.close(0)

@@ -10,13 +10,16 @@ result or error) to the loop through the inproc events socket. Two back ends exi
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import zmq
 
 from impasto.engine.transfer import Engine
+from impasto.protocol import WorkerState
 from impasto.server.jobqueue import Job, JobQueue
 from impasto.server.targetcache import GramCache
 from impasto.server.worker import Worker
@@ -46,7 +49,8 @@ class Backend(Protocol):
 
     def info(self, viewer: str, local: bool) -> dict[str, Any]:
         """For status: device, weights (label when local, else flavour), cache_hits,
-        cache_misses, memory_bytes (or None: the front's own) and workers (one dict
+        cache_misses, memory_bytes (GPU memory allocated, or the process's resident
+        memory: process_memory_bytes()) and workers (one dict
         each: worker, node, device, state, job; the job id only for its owner)."""
 
     def stop(self) -> None:
@@ -57,6 +61,24 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release what start() took (threads end on their own)."""
+
+
+def process_memory_bytes() -> int:
+    """This process's resident memory (status's memory_bytes where no GPU is used)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def embedded_factory(engine_factory: Callable[[], Engine],
+                     cache_bytes: int = 512 * 1024 * 1024) -> Callable[[JobQueue, zmq.Context], EmbeddedBackend]:
+    """The loop's back-end factory for the embedded daemon: the loop itself never sees
+    the engine (nor torch), only the back-end interface."""
+    return lambda queue, ctx: EmbeddedBackend(queue, GramCache(cache_bytes), ctx, engine_factory)
 
 
 def job_label(job: Job | None, viewer: str) -> str:
@@ -126,12 +148,12 @@ class EmbeddedBackend:
         job = self.worker.current if self.worker else None
         workers = [] if engine is None else [{
             "worker": "embedded", "node": "local", "device": str(engine.device),
-            "state": "busy" if job else "idle", "job": job_label(job, viewer)}]
+            "state": WorkerState.BUSY if job else WorkerState.IDLE, "job": job_label(job, viewer)}]
         return {"device": str(engine.device) if engine else "",
                 "weights": (engine.weights.label if local else engine.weights.flavour)
                 if engine else "",
                 "cache_hits": self.cache.hits, "cache_misses": self.cache.misses,
-                "memory_bytes": None, "workers": workers}
+                "memory_bytes": _memory_bytes(engine), "workers": workers}
 
     def stop(self) -> None:
         with self._lock:
@@ -150,3 +172,11 @@ class EmbeddedBackend:
 
     def close(self) -> None:
         pass
+
+
+def _memory_bytes(engine: Engine | None) -> int:
+    if engine is not None and engine.device.type == "cuda":
+        import torch
+
+        return int(torch.cuda.memory_allocated(engine.device))
+    return process_memory_bytes()

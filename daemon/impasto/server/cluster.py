@@ -33,13 +33,13 @@ import ray.exceptions
 import zmq
 
 from impasto.errors import CANCELLED, INTERNAL, SHUTDOWN, WORKER_LOST, ServeError
-from impasto.protocol import Error, Message, Progress, Result, Stage
-from impasto.server.backend import job_label
-from impasto.server.execute import spec_of
+from impasto.protocol import Error, Message, Progress, Stage, WorkerState
+from impasto.server.backend import job_label, process_memory_bytes
+from impasto.server.clusteraddr import cluster_host_port
+from impasto.server.events import EVENTS_ENDPOINT, emit
+from impasto.server.execute import JobEnder, spec_of
 from impasto.server.jobqueue import Job, JobQueue
 from impasto.server.rayworker import StyleWorker
-from impasto.server.serve import cluster_host_port
-from impasto.server.worker import EVENTS_ENDPOINT, emit
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class Slot:
     actor: Any
     gpu: bool
     name: str = field(default_factory=lambda: f"w{next(_names)}")
-    state: str = "starting"  # starting, idle, busy
+    state: WorkerState = WorkerState.STARTING
     info: dict[str, Any] = field(default_factory=dict)
     job: Job | None = None
     ready_ref: Any = None
@@ -100,14 +100,13 @@ class RayBackend:
         self.ctx = ctx
         self.settings = settings
         self.load_error: BaseException | None = None
-        self.done = 0
-        self.failed = 0
         self._slots: list[Slot] = []
         self._retry: deque[Job] = deque()  # jobs whose worker died, to run first
         self._attempts: dict[str, int] = {}
         self._lock = threading.Lock()  # slots, retry deque, counters
         self._stopping = threading.Event()
         self._stop_time = 0.0
+        self._ender = JobEnder(queue, ctx, self._stopping)
         self._runners: set[threading.Thread] = set()
         self._manager: threading.Thread | None = None
         self._weights_ref: Any = None
@@ -118,6 +117,14 @@ class RayBackend:
         self._own_temp: Path | None = None
         self._processes: dict[int, psutil.Process] = {}
 
+    @property
+    def done(self) -> int:
+        return self._ender.done
+
+    @property
+    def failed(self) -> int:
+        return self._ender.failed
+
     # --- life cycle --------------------------------------------------------------------------
     def start(self) -> None:
         self._manager = threading.Thread(target=self._manage, name="impasto-cluster", daemon=True)
@@ -125,7 +132,7 @@ class RayBackend:
 
     def ready(self) -> bool:
         with self._lock:
-            return any(s.state in ("idle", "busy") for s in self._slots)
+            return any(s.state in (WorkerState.IDLE, WorkerState.BUSY) for s in self._slots)
 
     def stop(self) -> None:
         self._stop_time = time.monotonic()
@@ -200,12 +207,12 @@ class RayBackend:
         return {"device": ",".join(devices), "weights": self._label if local else self._flavour,
                 "cache_hits": sum(s.info.get("cache_hits", 0) for s in slots),
                 "cache_misses": sum(s.info.get("cache_misses", 0) for s in slots),
-                "memory_bytes": None, "workers": workers}
+                "memory_bytes": process_memory_bytes(), "workers": workers}
 
     def in_flight(self) -> int:
         """Workers that are up: how many jobs a client may usefully have running."""
         with self._lock:
-            return sum(1 for s in self._slots if s.state in ("idle", "busy"))
+            return sum(1 for s in self._slots if s.state in (WorkerState.IDLE, WorkerState.BUSY))
 
     # --- the manager thread -------------------------------------------------------------------
     def _manage(self) -> None:
@@ -313,8 +320,8 @@ class RayBackend:
             slots = list(self._slots)
         # Fewer: give up workers not yet placed (their node is gone), then idle ones.
         excess = len(slots) - target
-        for s in sorted(slots, key=lambda s: {"starting": 0, "idle": 1, "busy": 2}[s.state]):
-            if excess <= 0 or s.state == "busy":
+        for s in sorted(slots, key=lambda s: {WorkerState.STARTING: 0, WorkerState.IDLE: 1, WorkerState.BUSY: 2}[s.state]):
+            if excess <= 0 or s.state == WorkerState.BUSY:
                 break
             self._remove(s, kill=True, why="the cluster shrank")
             excess -= 1
@@ -348,7 +355,7 @@ class RayBackend:
 
     def _poll_starting(self) -> None:
         with self._lock:
-            starting = [s for s in self._slots if s.state == "starting"]
+            starting = [s for s in self._slots if s.state == WorkerState.STARTING]
         if not starting:
             return
         ready, _ = ray.wait([s.ready_ref for s in starting], num_returns=len(starting), timeout=0)
@@ -364,7 +371,7 @@ class RayBackend:
                 self._remove(s, kill=True, why=f"failed to start: {e}")
                 continue
             with self._lock:
-                s.state, s.idle_since = "idle", time.monotonic()
+                s.state, s.idle_since = WorkerState.IDLE, time.monotonic()
             log.info("worker %s ready on %s (%s, pid %s)", s.name, s.info.get("node"),
                      s.info.get("device"), s.info.get("pid"))
 
@@ -373,7 +380,7 @@ class RayBackend:
         gone) leaves the pool, and the reconcile adds a replacement where there is room.
         A busy worker's own death is seen first by its runner."""
         with self._lock:
-            slots = [s for s in self._slots if s.state in ("idle", "busy")]
+            slots = [s for s in self._slots if s.state in (WorkerState.IDLE, WorkerState.BUSY)]
         pending = [s.health_ref for s in slots if s.health_ref is not None]
         ready = set(ray.wait(pending, num_returns=len(pending), timeout=0)[0]) if pending else set()
         for s in slots:
@@ -385,7 +392,7 @@ class RayBackend:
             try:
                 s.info = ray.get(s.health_ref)
             except (*LOST, ray.exceptions.RayTaskError) as e:
-                if s.state == "idle":
+                if s.state == WorkerState.IDLE:
                     self._remove(s, kill=True, why=f"it stopped answering: {type(e).__name__}")
                 continue
             s.health_ref, s.health_sent = s.actor.info.remote(), time.monotonic()
@@ -403,7 +410,7 @@ class RayBackend:
 
     def _dispatch(self) -> None:
         with self._lock:
-            free = [s for s in self._slots if s.state == "idle"]
+            free = [s for s in self._slots if s.state == WorkerState.IDLE]
         if not free:
             self._stopping.wait(0.05)
             return
@@ -423,7 +430,7 @@ class RayBackend:
             while len(slot.styles) > 32:
                 slot.styles.popitem(last=False)
         with self._lock:
-            slot.state, slot.job = "busy", job
+            slot.state, slot.job = WorkerState.BUSY, job
         attempt = self._attempts.get(job.id, 0) + 1
         self._attempts[job.id] = attempt
         t = threading.Thread(target=self._run, args=(slot, job, attempt),
@@ -482,10 +489,7 @@ class RayBackend:
                 after += len(events)
                 if final is not None:
                     self._free(slot)
-                    if (isinstance(final, Error) and final.code == CANCELLED
-                            and self._stopping.is_set()):
-                        return Error(SHUTDOWN, "the daemon is shutting down; job stopped", job.id)
-                    return final
+                    return final  # a cancel caused by stopping: the ender says shutdown
                 pending = slot.actor.poll.remote(job.id, after, POLL_WAIT_S)
         except LOST as e:
             return self._lost(slot, job, attempt, e)
@@ -512,24 +516,12 @@ class RayBackend:
 
     def _free(self, slot: Slot) -> None:
         with self._lock:
-            slot.job, slot.state, slot.idle_since = None, "idle", time.monotonic()
+            slot.job, slot.state, slot.idle_since = None, WorkerState.IDLE, time.monotonic()
 
     def _finish(self, job: Job, final: Message, sock: zmq.Socket | None) -> None:
-        # Booked before the client hears, as the embedded worker does.
         with self._lock:
-            if isinstance(final, Result):
-                self.done += 1
-            else:
-                self.failed += 1
             self._attempts.pop(job.id, None)
-        self.queue.finished(job)
-        if sock is not None:
-            emit(sock, job, final)
-            return
-        own = self.ctx.socket(zmq.PUSH)
-        own.connect(EVENTS_ENDPOINT)
-        emit(own, job, final)
-        own.close(linger=2000)
+        self._ender.end(job, final, sock)
 
 
 def style_keys(job: Job) -> list[str]:

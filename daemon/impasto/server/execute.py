@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+import zmq
 from PIL import Image
 
 from impasto import imagecodec
 from impasto.engine.tensors import to_image
 from impasto.engine.transfer import Engine, StyleInput
-from impasto.errors import CANCELLED, INTERNAL, ImpastoError, JobCancelled
+from impasto.errors import CANCELLED, INTERNAL, SHUTDOWN, ImpastoError, JobCancelled
 from impasto.options import EngineOptions
-from impasto.protocol import Error, Progress, Result, Stage
-from impasto.server.jobqueue import Job
+from impasto.protocol import Error, Message, Progress, Result, Stage
+from impasto.server.events import EVENTS_ENDPOINT, emit
+from impasto.server.jobqueue import Job, JobQueue
 from impasto.server.targetcache import GramCache
 
 log = logging.getLogger(__name__)
@@ -99,3 +102,37 @@ def spec_of(job: Job) -> JobSpec:
     return JobSpec(job=job.id, content=job.content,
                    styles=[(img, w) for img, w, _ in job.styles], options=job.options,
                    output=job.output, preview=job.preview)
+
+
+class JobEnder:
+    """Ends jobs for a back end (the embedded worker and every cluster runner alike):
+    turns a cancel caused by the daemon stopping into `shutdown`, books the job as
+    done or failed, tells the queue, then sends the job's one terminal event."""
+
+    def __init__(self, queue: JobQueue, ctx: zmq.Context, stopping: threading.Event) -> None:
+        self.queue = queue
+        self.ctx = ctx
+        self.stopping = stopping
+        self.done = 0
+        self.failed = 0
+        self._lock = threading.Lock()
+
+    def end(self, job: Job, final: Message, sock: zmq.Socket | None = None) -> Message:
+        if isinstance(final, Error) and final.code == CANCELLED and self.stopping.is_set():
+            final = Error(SHUTDOWN, "the daemon is shutting down; job stopped", job.id)
+        # Booked before the client hears the outcome: a client that has its result and
+        # asks for status at once must see it counted, not still running.
+        with self._lock:
+            if isinstance(final, Result):
+                self.done += 1
+            else:
+                self.failed += 1
+        self.queue.finished(job)
+        if sock is not None:
+            emit(sock, job, final)
+        else:  # a thread with no events socket of its own (a cluster's manager)
+            own = self.ctx.socket(zmq.PUSH)
+            own.connect(EVENTS_ENDPOINT)
+            emit(own, job, final)
+            own.close(linger=2000)
+        return final

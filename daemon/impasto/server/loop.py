@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import signal
 import threading
@@ -17,13 +16,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils.monitor import recv_monitor_message
 
 from impasto import imagecodec
-from impasto.engine.transfer import Engine
 from impasto.errors import (
     BAD_MESSAGE,
     CANCELLED,
@@ -41,6 +41,7 @@ from impasto.keys import check_private, ensure_local_keys
 from impasto.netaddr import is_local_address
 from impasto.options import EngineOptions
 from impasto.protocol import (
+    MAX_FRAME_DROP_BYTES,
     MAX_HEADER_BYTES,
     MAX_MESSAGE_BYTES,
     MAX_REQUEST_PIXELS,
@@ -48,6 +49,7 @@ from impasto.protocol import (
     Accepted,
     Cancel,
     Cancelled,
+    CancelledFrom,
     DaemonState,
     Done,
     Error,
@@ -64,11 +66,10 @@ from impasto.protocol import (
     decode,
     encode,
 )
-from impasto.server.backend import Backend, EmbeddedBackend
+from impasto.server.backend import Backend
+from impasto.server.events import EVENTS_ENDPOINT, WAKE_ENDPOINT
 from impasto.server.jobqueue import Job, JobQueue
 from impasto.server.stylelib import StyleLibrary
-from impasto.server.targetcache import GramCache
-from impasto.server.worker import EVENTS_ENDPOINT, WAKE_ENDPOINT
 from impasto.version import __version__
 
 log = logging.getLogger(__name__)
@@ -106,24 +107,26 @@ BackendFactory = Callable[[JobQueue, zmq.Context], Backend]
 
 
 class Server:
-    def __init__(self, config: ServerConfig, engine_factory: Callable[[], Engine] | None = None,
-                 backend_factory: BackendFactory | None = None) -> None:
+    _handlers: ClassVar[dict[type[Message], Handler]]  # message type -> handler, below
+    def __init__(self, config: ServerConfig, backend_factory: BackendFactory) -> None:
         self.config = config
         self.library = StyleLibrary(config.styles_dir)
         self.queue = JobQueue(batch_every=config.batch_every)
-        self.cache = GramCache(config.cache_bytes)
         self.started = time.time()
         self.stopping = threading.Event()
         self.ctx = zmq.Context()
-        if backend_factory is not None:
-            self.backend: Backend = backend_factory(self.queue, self.ctx)
-        else:
-            assert engine_factory is not None, "an engine factory or a back end is needed"
-            self.backend = EmbeddedBackend(self.queue, self.cache, self.ctx, engine_factory)
+        # The loop knows only the back-end interface: no engine, no torch here.
+        self.backend: Backend = backend_factory(self.queue, self.ctx)
         self.auth: ThreadAuthenticator | None = None
         self.router: zmq.Socket | None = None
         self.events: zmq.Socket | None = None
         self.wake: zmq.Socket | None = None
+        self.monitor: zmq.Socket | None = None
+        # Which TCP connection (file descriptor) each client's routing id came in on, so
+        # that a connection's end (the monitor's EVENT_DISCONNECTED names the fd) cancels
+        # the jobs it submitted: their events could reach no one.
+        self._peer_fd: dict[bytes, int] = {}
+        self._fd_peers: dict[int, set[bytes]] = {}
         self.local_user = ""
         # One intake thread: images are decoded one request at a time, so a burst of
         # large requests costs one request's memory at a time, not all of theirs.
@@ -157,8 +160,11 @@ class Server:
         router.setsockopt(zmq.LINGER, 1000)
         router.setsockopt(zmq.SNDHWM, 100_000)
         router.setsockopt(zmq.RCVHWM, 10_000)
-        # A hard cap far above any valid request; bigger ones are dropped by ZeroMQ itself.
-        router.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES + 1024 * 1024)
+        # ZeroMQ checks MAXMSGSIZE per frame and drops the whole connection on a bigger
+        # one, with no reply: the client would wait in vain. So the cap sits far above the
+        # protocol's limit (a message up to it is read and answered message_too_large by
+        # _handle) and only stops a frame big enough to hurt the host's memory.
+        router.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_DROP_BYTES)
         router.curve_secretkey = secret
         router.curve_publickey = public
         router.curve_server = True
@@ -169,6 +175,9 @@ class Server:
             raise ServeError(f"cannot listen on {cfg.bind}: {e.strerror}"
                              " (is another daemon running there?)") from None
         self.router = router
+        # libzmq's ROUTER_NOTIFY is a draft API, absent from released builds: the socket
+        # monitor's disconnect events (by fd) stand in for it.
+        self.monitor = router.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         self.events = self.ctx.socket(zmq.PULL)
         self.events.bind(EVENTS_ENDPOINT)
         self.wake = self.ctx.socket(zmq.PULL)
@@ -190,6 +199,7 @@ class Server:
         poller.register(self.router, zmq.POLLIN)
         poller.register(self.events, zmq.POLLIN)
         poller.register(self.wake, zmq.POLLIN)
+        poller.register(self.monitor, zmq.POLLIN)
         last_active = time.monotonic()
         try:
             while not self.stopping.is_set():
@@ -205,12 +215,18 @@ class Server:
                     self._finish_offloaded()
                 if self.events in ready:
                     self._forward_events()
+                if self.monitor in ready:
+                    self._disconnects()
                 if self.router in ready:
                     for _ in range(100):  # bounded, so events are forwarded in between
                         try:
                             frames = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
                         except zmq.Again:
                             break
+                        # A closed connection's fd may be reused by the next one: its
+                        # disconnect is read before any message that may come on the reuse.
+                        self._disconnects()
+                        self._note_peer(frames[0])
                         self._handle(frames)
                 if self.load_error is not None:
                     break
@@ -245,6 +261,9 @@ class Server:
             self.auth.stop()
         self.events.close(0)
         self.wake.close(0)
+        if self.monitor is not None:
+            self.router.disable_monitor()
+            self.monitor.close(0)
         self.router.close(linger=1000)
         self.ctx.term()
         log.info("stopped after %d jobs", self.backend.done)
@@ -295,6 +314,39 @@ class Server:
                     self._count_rejected(e)
             self._send(peer, reply, req)
 
+    # --- connections that end -----------------------------------------------------------
+    def _note_peer(self, frame: zmq.Frame) -> None:
+        peer = frame.bytes
+        if peer in self._peer_fd:
+            return
+        fd = int(frame.get(zmq.SRCFD))
+        self._peer_fd[peer] = fd
+        self._fd_peers.setdefault(fd, set()).add(peer)
+
+    def _disconnects(self) -> None:
+        assert self.monitor is not None
+        while True:
+            try:
+                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if event["event"] != zmq.EVENT_DISCONNECTED:
+                continue
+            for peer in self._fd_peers.pop(int(event["value"]), set()):
+                self._peer_fd.pop(peer, None)
+                self._cancel_peer(peer)
+
+    def _cancel_peer(self, peer: bytes) -> None:
+        """The connection that submitted these jobs is gone (client killed, closed, or
+        reconnected with a new routing id): no one can get their events, so they stop
+        and make way for the jobs behind them."""
+        for job in self.queue.snapshot():
+            if job.peer == peer and self.queue.remove(job.id) is not None:
+                log.info("job %s cancelled: its client disconnected while it waited", job.id)
+        for job in self.backend.running():
+            if job.peer == peer and self.backend.cancel_running(job.id) is not None:
+                log.info("job %s cancelled: its client disconnected while it ran", job.id)
+
     def _forward_events(self) -> None:
         assert self.events is not None and self.router is not None
         while True:
@@ -337,32 +389,43 @@ class Server:
             self._send(peer, reply, req)
 
     def _dispatch(self, peer: bytes, user: str, msg: Message, req: str | None) -> Message | None:
-        if isinstance(msg, Ping):
-            return Pong(version=__version__, protocol=PROTOCOL_VERSION)
-        if isinstance(msg, StatusRequest):
-            return self._status(user)
-        if isinstance(msg, Stylize):
-            return self._stylize(peer, user, msg, req)
-        if isinstance(msg, Cancel):
-            return self._cancel(msg.job, user, msg.keep)
-        if isinstance(msg, StylesList):
-            return Styles(styles=self.library.list())
-        if isinstance(msg, StylesAdd):
-            image = msg.image
-            if image is None:
-                raise ImpastoError(BAD_MESSAGE, "styles.add needs an image")
+        handler = self._handlers.get(type(msg))
+        if handler is None:
+            # A reply or event type sent to the daemon: the protocol's "not one of the requests".
+            raise ImpastoError(UNKNOWN_TYPE, f"{msg.TYPE} is not a request")
+        return handler(self, peer, user, msg, req)
 
-            def add() -> Callable[[], Message]:
-                info = self.library.add(msg.name, imagecodec.decode_pil(image, "the style image"))
-                return lambda: Done(detail=json.dumps(info))
+    # One handler per request type, each (peer, user, msg, req) -> reply or None (the
+    # reply comes later, from the intake thread). The table is filled below the class.
+    def _ping(self, peer: bytes, user: str, msg: Ping, req: str | None) -> Message:
+        return Pong(version=__version__, protocol=PROTOCOL_VERSION)
 
-            self._offload(peer, req, add)
-            return None
-        if isinstance(msg, StylesRemove):
-            self.library.remove(msg.name)
-            return Done(detail=f"removed {msg.name}")
-        # A reply or event type sent to the daemon: the protocol's "not one of the requests".
-        raise ImpastoError(UNKNOWN_TYPE, f"{msg.TYPE} is not a request")
+    def _status_request(self, peer: bytes, user: str, msg: StatusRequest,
+                        req: str | None) -> Message:
+        return self._status(user)
+
+    def _cancel_request(self, peer: bytes, user: str, msg: Cancel, req: str | None) -> Message:
+        return self._cancel(msg.job, user, msg.keep)
+
+    def _styles_list(self, peer: bytes, user: str, msg: StylesList, req: str | None) -> Message:
+        return Styles(styles=self.library.list())
+
+    def _styles_add(self, peer: bytes, user: str, msg: StylesAdd, req: str | None) -> None:
+        image = msg.image
+        if image is None:
+            raise ImpastoError(BAD_MESSAGE, "styles.add needs an image")
+
+        def add() -> Callable[[], Message]:
+            info = self.library.add(msg.name, imagecodec.decode_pil(image, "the style image"))
+            return lambda: Done(detail=json.dumps(info))
+
+        self._offload(peer, req, add)
+        return None
+
+    def _styles_remove(self, peer: bytes, user: str, msg: StylesRemove,
+                       req: str | None) -> Message:
+        self.library.remove(msg.name)
+        return Done(detail=f"removed {msg.name}")
 
     def _stylize(self, peer: bytes, user: str, msg: Stylize, req: str | None) -> None:
         if self.stopping.is_set():
@@ -374,8 +437,9 @@ class Server:
         images = [msg.content] + [ref.image for ref in msg.styles if ref.image is not None]
         total = sum(imagecodec.pixels(ref) for ref in images)
         if total > MAX_REQUEST_PIXELS:
-            raise ImpastoError(IMAGE_TOO_LARGE, f"the request's images hold {total / 1e6:.0f} MP; "
-                               f"at most {MAX_REQUEST_PIXELS / 1e6:.0f} MP in one request")
+            # In pixels: rounded megapixels made a 33.55 MP request "over 34 MP".
+            raise ImpastoError(IMAGE_TOO_LARGE, f"the request's images hold {total:,} pixels; "
+                               f"at most {MAX_REQUEST_PIXELS:,} in one request")
         content_ref = msg.content
 
         def decode() -> Callable[[], Message]:
@@ -416,9 +480,9 @@ class Server:
         job = self.queue.remove(job_id, owner=user)
         if job is not None:
             self._send(job.peer, Error(CANCELLED, f"job {job.id} was cancelled", job.id), job.req)
-            return Cancelled(job=job_id, was="queued")
+            return Cancelled(job=job_id, was=CancelledFrom.QUEUED)
         if self.backend.cancel_running(job_id, owner=user, keep=keep) is not None:
-            return Cancelled(job=job_id, was="running")
+            return Cancelled(job=job_id, was=CancelledFrom.RUNNING)
         raise ImpastoError(UNKNOWN_JOB, f"no queued or running job {job_id!r}")
 
     def _local_user(self) -> str:
@@ -437,15 +501,13 @@ class Server:
         running = backend.running()
         state = (DaemonState.STOPPING if self.stopping.is_set() else
                  DaemonState.READY if backend.ready() else DaemonState.LOADING)
-        engine = getattr(backend, "engine", None)
         return Status(
             state=state,
             version=__version__,
             protocol=PROTOCOL_VERSION,
             device=info["device"],
             weights=info["weights"],
-            memory_bytes=(info["memory_bytes"] if info["memory_bytes"] is not None
-                          else _memory_bytes(engine)),
+            memory_bytes=info["memory_bytes"],
             uptime_s=round(time.time() - self.started, 3),
             jobs_done=backend.done,
             jobs_failed=backend.failed + self.rejected,
@@ -458,6 +520,18 @@ class Server:
                    for w in (self.config.watch_status() if self.config.watch_status else [])],
         )
 
+
+
+Handler = Callable[[Server, bytes, str, Any, "str | None"], "Message | None"]
+Server._handlers: dict[type[Message], Handler] = {
+    Ping: Server._ping,
+    StatusRequest: Server._status_request,
+    Stylize: Server._stylize,
+    Cancel: Server._cancel_request,
+    StylesList: Server._styles_list,
+    StylesAdd: Server._styles_add,
+    StylesRemove: Server._styles_remove,
+}
 
 def _raiser(e: ImpastoError) -> Callable[[], Message]:
     def fail() -> Message:
@@ -474,16 +548,3 @@ def _best_effort_req(body: list[bytes]) -> str | None:
     except Exception:
         return None
 
-
-def _memory_bytes(engine: Engine | None) -> int:
-    if engine is not None and engine.device.type == "cuda":
-        import torch
-
-        return int(torch.cuda.memory_allocated(engine.device))
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -17,6 +17,7 @@ from impasto import paths
 from impasto.errors import BAD_OPTIONS, ImpastoError, ServeError
 from impasto.netaddr import endpoint_host, is_local_address
 from impasto.options import PRECISIONS
+from impasto.server.clusteraddr import cluster_host_port
 
 log = logging.getLogger(__name__)
 
@@ -62,20 +63,6 @@ def settings_from(args: argparse.Namespace) -> ServeSettings:
             setattr(s, name, getattr(args, name))
     _check_cluster(s)
     return s
-
-
-def cluster_host_port(address: str) -> tuple[str, int] | None:
-    """HOST and PORT of a `ray://HOST:PORT` or `HOST:PORT` cluster address; None for
-    `local` and `auto`. Raises ImpastoError(BAD_OPTIONS) for anything else."""
-    if address in ("local", "auto"):
-        return None
-    rest = address.removeprefix("ray://")
-    host, sep, port = rest.rpartition(":")
-    if (not sep or not host.strip("[]") or "/" in rest or any(c.isspace() for c in rest)
-            or not port.isdigit() or not 1 <= int(port) <= 65535):
-        raise ImpastoError(BAD_OPTIONS, f"cluster must be local, auto, ray://HOST:PORT or "
-                           f"HOST:PORT (a port from 1 to 65535), not {address!r}")
-    return host.strip("[]"), int(port)
 
 
 def _check_cluster(s: ServeSettings) -> None:
@@ -190,6 +177,7 @@ def _backend_factory(s: ServeSettings):  # noqa: ANN202 - a loop.BackendFactory
 
 def run_serve(args: argparse.Namespace) -> int:
     from impasto.engine.runtime import load_engine
+    from impasto.server.backend import embedded_factory
     from impasto.server.loop import Server, ServerConfig
 
     s = settings_from(args)
@@ -202,10 +190,10 @@ def run_serve(args: argparse.Namespace) -> int:
     if s.cluster is not None:
         server = Server(config, backend_factory=_backend_factory(s))
     else:
-        server = Server(config, lambda: load_engine(s.weights, s.device, say=log.info,
-                                                       precision=s.precision,
-                                                       tile_pixels=s.tile_pixels,
-                                                       tile_size=s.tile_size))
+        server = Server(config, embedded_factory(
+            lambda: load_engine(s.weights, s.device, say=log.info, precision=s.precision,
+                                tile_pixels=s.tile_pixels, tile_size=s.tile_size),
+            config.cache_bytes))
     server.bind()
     if s.watch:
         from impasto.keys import load_client_keys

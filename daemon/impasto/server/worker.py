@@ -13,27 +13,13 @@ import time
 import zmq
 
 from impasto.engine.transfer import Engine
-from impasto.errors import CANCELLED, INTERNAL, SHUTDOWN
-from impasto.protocol import Error, Message, Progress, Result, Stage, encode
-from impasto.server.execute import run_job, spec_of
+from impasto.protocol import Progress, Stage
+from impasto.server.events import EVENTS_ENDPOINT, emit
+from impasto.server.execute import JobEnder, run_job, spec_of
 from impasto.server.jobqueue import Job, JobQueue
 from impasto.server.targetcache import GramCache
 
 log = logging.getLogger(__name__)
-
-EVENTS_ENDPOINT = "inproc://impasto-events"
-WAKE_ENDPOINT = "inproc://impasto-wake"  # the intake thread's "a request is ready"
-
-
-def emit(sock: zmq.Socket, job: Job, msg: Message) -> None:
-    """Send one of a job's events to its client, through the loop's events socket."""
-    try:
-        frames = encode(msg, job.req)
-    except ValueError as e:  # a non-finite number: never on the wire
-        log.error("job %s: cannot send %s: %s", job.id, msg.TYPE, e)
-        frames = encode(Error(INTERNAL, f"internal error: {msg.TYPE} held a non-finite "
-                              "number", job.id), job.req)
-    sock.send_multipart([job.peer] + frames, copy=False)
 
 
 class Worker(threading.Thread):
@@ -45,8 +31,15 @@ class Worker(threading.Thread):
         self.ctx = ctx
         self.current: Job | None = None
         self.stopping = threading.Event()
-        self.done = 0
-        self.failed = 0
+        self.ender = JobEnder(queue, ctx, self.stopping)
+
+    @property
+    def done(self) -> int:
+        return self.ender.done
+
+    @property
+    def failed(self) -> int:
+        return self.ender.failed
 
     def run(self) -> None:
         sock = self.ctx.socket(zmq.PUSH)
@@ -57,16 +50,16 @@ class Worker(threading.Thread):
                 if job is None:  # queue closed and empty
                     break
                 self.current = job
-                final = self._run_job(job, sock)
-                # Book the job before its caller hears the outcome: a client that has its
-                # result and asks for status at once must see it counted, not still running.
-                if isinstance(final, Result):
-                    self.done += 1
-                else:
-                    self.failed += 1
+                job.started = time.time()
+                opts = job.options
+                emit(sock, job, Progress(job=job.id, stage=Stage.PREPARE,
+                                         scales=len(opts.schedule()),
+                                         total=opts.total_evaluations()))
+                final = run_job(self.engine, self.cache, spec_of(job),
+                                lambda msg, job=job: emit(sock, job, msg),
+                                should_stop=job.cancel.is_set, should_finish=job.finish.is_set)
                 self.current = None
-                self.queue.finished(job)
-                self._emit(sock, job, final)
+                self.ender.end(job, final, sock)
         finally:
             sock.close(linger=2000)
 
@@ -79,19 +72,3 @@ class Worker(threading.Thread):
             (job.finish if keep else job.cancel).set()
             return job
         return None
-
-    def _emit(self, sock: zmq.Socket, job: Job, msg: Message) -> None:
-        emit(sock, job, msg)
-
-    def _run_job(self, job: Job, sock: zmq.Socket) -> Result | Error:
-        """Runs one job, sending its progress; returns the message that ends it."""
-        job.started = time.time()
-        opts = job.options
-        self._emit(sock, job, Progress(job=job.id, stage=Stage.PREPARE, scales=len(opts.schedule()),
-                                       total=opts.total_evaluations()))
-        final = run_job(self.engine, self.cache, spec_of(job),
-                        lambda msg: self._emit(sock, job, msg),
-                        should_stop=job.cancel.is_set, should_finish=job.finish.is_set)
-        if isinstance(final, Error) and final.code == CANCELLED and self.stopping.is_set():
-            return Error(SHUTDOWN, "the daemon is shutting down; job stopped", job.id)
-        return final
