@@ -207,6 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--idle-exit", type=_idle_seconds, default=1800.0, metavar="S",
                            help="a daemon GIMP started stops after S seconds without work "
                            "(default 1800)")
+            q.add_argument("--weights", metavar="SOURCE",
+                           help="weights for a daemon GIMP starts, as `serve --weights`: "
+                           "auto | torchvision | random | [caffe:|torchvision:]FILE (default auto; "
+                           "random is a test pattern, not art)")
     return parser
 
 
