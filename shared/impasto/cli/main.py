@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from impasto import paths
+from impasto import events, paths
 from impasto.cli.dispatch import run_command
 from impasto.cli.optionflags import add_engine_options
-from impasto.cli.progress import emit_json
+from impasto.cli.progress import emit_event
 from impasto.options import PRECISIONS
 from impasto.protocol import printable
 from impasto.version import __version__
@@ -49,7 +49,7 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         if "--json" in sys.argv[1:]:
-            emit_json({"type": "error", "code": "bad_options", "message": message})
+            emit_event(events.Error(code="bad_options", message=message))
         self.exit(2, f"impasto: error: {message} (see `{self.prog} --help`)\n")
 
 
