@@ -41,8 +41,11 @@ _ids = itertools.count(1)
 
 
 def unavailable_message(address: str, timeout: float) -> str:
+    # `impasto serve` alone listens on the default address: name the one asked for when
+    # it is another, so that the advice starts a daemon where this client looks.
+    serve = "impasto serve" if address == paths.default_address() else f"impasto serve --bind {address}"
     return (f"no impasto daemon answered at {address} within {timeout:g} s; "
-            f"start one with `impasto serve` (or point --address / IMPASTO_ADDRESS at one)")
+            f"start one with `{serve}` (or point --address / IMPASTO_ADDRESS at one)")
 
 
 class Client:

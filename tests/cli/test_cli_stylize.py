@@ -121,3 +121,36 @@ def test_weights_fetch_builds_the_compact_cache(weights_files: dict[str, Path],
     assert "VGG19 ready" in r.stderr and "caffe" in r.stderr
     cache = Path(env["IMPASTO_CACHE_DIR"]) / "weights"
     assert len(list(cache.glob("vgg19-features-caffe-*.pt"))) == 1
+
+
+def test_json_lines_are_the_typed_event_stream(content_png: Path, style_png: Path, tmp_path: Path,
+                                               env: dict[str, str]) -> None:
+    """`--json` speaks impasto.events, as the GIMP bridge does: every line parses, in
+    process and through a daemon, for results and for errors."""
+    from impasto import events
+    from tests.helpers import DaemonProcess
+
+    out = tmp_path / "o.png"
+    r = run_cli(["stylize", str(content_png), "--style", str(style_png), "-o", str(out),
+                 "--weights", "random", "--seed", "7", "--json", *SMALL], env)
+    assert r.returncode == 0, r.stderr
+    evs = [events.parse(x) for x in r.stdout.splitlines()]
+    assert all(isinstance(e, events.Progress) for e in evs[:-1]) and len(evs) > 1
+    done = evs[-1]
+    assert isinstance(done, events.Done) and done.seed == 7 and done.random_weights
+    assert done.output == str(out)
+    d = DaemonProcess(tmp_path, env=env).wait_ready()
+    try:
+        r = run_cli(["send", str(content_png), "--style", str(style_png), "-o", str(out), "--json",
+                     *SMALL, "--address", d.address], env)
+        assert r.returncode == 0, r.stderr
+        evs = [events.parse(x) for x in r.stdout.splitlines()]
+        assert isinstance(evs[0], events.Accepted) and isinstance(evs[-1], events.Done)
+        assert any(isinstance(e, events.Progress) and e.job == evs[0].job for e in evs)
+    finally:
+        d.stop()
+    r = run_cli(["stylize", str(content_png), "--style", str(style_png), "-o",
+                 str(tmp_path / "o.xyz"), "--weights", "random", "--json"], env)
+    assert r.returncode != 0
+    err = events.parse(r.stdout.splitlines()[-1])
+    assert isinstance(err, events.Error) and err.code == "bad_options", r.stdout

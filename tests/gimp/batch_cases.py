@@ -329,6 +329,59 @@ def case_temp_files():
     return {"error": err, "error2": err2, "stale_exists": os.path.exists(stale), "left": left}
 
 
+def case_texts():
+    """The registered procedure's arguments as GIMP's PDB holds them: name, label (nick)
+    and help (blurb), and the procedure's own documentation."""
+    proc = Gimp.get_pdb().lookup_procedure(PROC)
+    return {"args": [{"name": a.get_name(), "nick": a.get_nick(), "blurb": a.get_blurb()}
+                     for a in proc.get_arguments()],
+            "doc": [proc.get_blurb(), proc.get_help()]}
+
+
+def case_no_style():
+    image = load("background.png")
+    layer = image.get_layers()[0]
+    before = len(image.get_layers())
+    _, err = run_proc(image, [layer], **dict(STYLE, style=""))
+    return {"error": err, "layers_added": len(image.get_layers()) - before}
+
+
+def case_two_styles():
+    image = load("background.png")
+    src = image.get_layers()[0]
+    sl = add_layer_from(image, "style.png", 0, 0)
+    sl.set_name("zigzag")
+    new, err = run_proc(image, [src], **dict(STYLE, style_layer=sl))
+    return {"error": err} if err else {"name": new.get_name()}
+
+
+def case_hdr():
+    """A 32-bit float layer holding values up to 4.0 (linear light, as HDR work is)."""
+    image = load("background.png")
+    image.convert_precision(Gimp.Precision.FLOAT_LINEAR)
+    layer = image.get_layers()[0]
+    w, h = layer.get_width(), layer.get_height()
+    rect = Gegl.Rectangle.new(0, 0, w, h)
+    fmt = "RGB float" if not layer.has_alpha() else "RGBA float"
+    import array
+    px = array.array("f", bytes(layer.get_buffer().get(rect, 1.0, fmt, Gegl.AbyssPolicy.CLAMP)))
+    comps = 4 if layer.has_alpha() else 3
+    for i in range(len(px)):
+        if comps == 3 or i % 4 != 3:
+            px[i] = px[i] * 4.0
+    buf = layer.get_buffer()
+    buf.set(rect, fmt, px.tobytes())
+    buf.flush()
+    src_max = max(v for i, v in enumerate(px) if comps == 3 or i % 4 != 3)
+    new, err = run_proc(image, [layer], **STYLE)
+    if err:
+        return {"error": err}
+    out = array.array("f", bytes(new.get_buffer().get(rect, 1.0, fmt, Gegl.AbyssPolicy.CLAMP)))
+    vals = [v for i, v in enumerate(out) if comps == 3 or i % 4 != 3]
+    return {"src_max": src_max, "new_max": max(vals), "above_1": sum(v > 1.0 for v in vals),
+            "count": len(vals)}
+
+
 for name in os.environ.get("IMPASTO_CASES", "registered").split(","):
     try:
         report[name] = globals()["case_" + name]()

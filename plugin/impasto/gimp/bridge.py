@@ -2,17 +2,9 @@
 
 GIMP's Python has no pyzmq, so the plug-in hands the job to this program: pixels in a
 raw file (8-bit RGBA, or float32 RGB for full precision), the job in a JSON file; this
-program talks to the daemon (starting one if allowed) and reports on stdout, one JSON
-object per line:
-
-  {"event": "status", "text": "..."}            what is happening (connecting, loading model)
-  {"event": "accepted", "job": "j3", "position": 0}
-  {"event": "progress", "step": 5, "total": 100, "scale": 0, "scales": 3}
-  {"event": "preview", "path": "...", "width": w, "height": h, "step": 5}   raw 8-bit RGBA,
-                                                 rewritten atomically (when asked for)
-  {"event": "done", "output": "...", "format": "rgb32f", "width": w, "height": h, "seed": n,
-   "weights": "...", "stopped": false}
-  {"event": "error", "code": "...", "message": "..."}   (exit status 1)
+program talks to the daemon (starting one if allowed) and reports on stdout, one event
+per line in the typed stream of `impasto.events` (status, accepted, progress, preview,
+done; error with exit status 1), which the plug-in reads with the same module.
 
 On stdin the plug-in may write `stop` (end the job and keep the image as it stands) or
 `cancel`; if the plug-in goes away (stdin closes), the job is cancelled. Runs as
@@ -31,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from impasto import events
 from impasto.client import Client
 from impasto.errors import BAD_OPTIONS, UNAVAILABLE, DaemonUnavailable, ImpastoError
 from impasto.fsio import write_atomic
@@ -48,18 +41,25 @@ from impasto.protocol import (
 )
 
 
-def emit(**event: Any) -> None:
-    sys.stdout.write(json.dumps(event, allow_nan=False) + "\n")
+def emit(event: events.Event) -> None:
+    sys.stdout.write(event.to_line() + "\n")
     sys.stdout.flush()
 
 
 class Commands:
     """What the plug-in says on stdin: `stop`, `cancel`, or nothing; a closed stdin
-    (the plug-in went away) is a cancel."""
+    (the plug-in went away) is a cancel.
+
+    A `stop` that comes before the first optimisation step is held until that step:
+    before it there is nothing of the style to keep, and the daemon would hand back the
+    unchanged start image or nothing (a silent cancel). So "Stop and keep" always keeps
+    a picture with one step of style, and the done event says so."""
 
     def __init__(self) -> None:
         self.stop = False
         self.cancel = False
+        self.stepped = False  # the daemon has reported an optimisation step
+        self.stop_early = False  # stop asked for before the first step
 
     def poll(self) -> None:
         try:
@@ -81,12 +81,15 @@ class Commands:
 
     def should_finish(self) -> bool:
         self.poll()
-        return self.stop
+        if self.stop and not self.stepped and not self.stop_early:
+            self.stop_early = True
+            emit(events.Status("stopping after the first step: before it there is nothing to keep"))
+        return self.stop and self.stepped
 
 
 def ensure_daemon(client: Client, autostart: dict[str, Any] | None) -> None:
     """Ping; if nobody answers and autostart is configured, start a daemon and wait."""
-    emit(event="status", text=f"connecting to {client.address}")
+    emit(events.Status(f"connecting to {client.address}"))
     try:
         client.ping(timeout=min(client.timeout, 3.0))
         return
@@ -100,8 +103,8 @@ def ensure_daemon(client: Client, autostart: dict[str, Any] | None) -> None:
     log_path = Path(autostart.get("log") or os.devnull)
     if log_path != Path(os.devnull):
         log_path.parent.mkdir(parents=True, exist_ok=True)
-    emit(event="status", text="starting the impasto daemon (loading model)"
-         + (f"; it stops by itself after {float(idle):g} s without work" if idle else ""))
+    emit(events.Status("starting the impasto daemon (loading model)"
+         + (f"; it stops by itself after {float(idle):g} s without work" if idle else "")))
     with open(log_path, "ab") as log:
         try:
             proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -118,9 +121,9 @@ def ensure_daemon(client: Client, autostart: dict[str, Any] | None) -> None:
         try:
             st = client.status()
             if st.state == DaemonState.READY:
-                emit(event="status", text="model loaded")
+                emit(events.Status("model loaded"))
                 return
-            emit(event="status", text="loading model")
+            emit(events.Status("loading model"))
         except DaemonUnavailable:
             pass
         time.sleep(0.5)
@@ -176,24 +179,33 @@ def run(request: dict[str, Any]) -> int:
 
         def progress(p: Progress) -> None:
             if p.stage == Stage.PREPARE:
-                emit(event="status", text="preparing style")
+                emit(events.Status("preparing style"))
                 return
-            emit(event="progress", step=p.step, total=p.total, scale=p.scale, scales=p.scales)
+            commands.stepped = commands.stepped or p.step > 0
+            emit(events.Progress(step=p.step, total=p.total, scale=p.scale, scales=p.scales))
             if p.preview is not None and preview_path is not None:
                 write_atomic(preview_path, p.preview.data, sync=False)
-                emit(event="preview", path=str(preview_path), width=p.preview.width,
-                     height=p.preview.height, step=p.step)
+                emit(events.Preview(path=str(preview_path), width=p.preview.width,
+                                    height=p.preview.height, step=p.step))
 
         result = client.stylize(
-            job, on_accepted=lambda a: emit(event="accepted", job=a.job, position=a.position),
+            job, on_accepted=lambda a: emit(events.Accepted(job=a.job, position=a.position)),
             on_progress=progress, should_cancel=commands.should_cancel,
             should_finish=commands.should_finish)
     assert result.image is not None
     out = Path(request["output"])
     write_atomic(out, result.image.data, sync=False)
-    emit(event="done", output=str(out), format=result.image.format, width=result.image.width,
-         height=result.image.height, seed=result.seed, weights=result.weights,
-         stopped=commands.stop)
+    notes = []
+    if commands.stop and commands.stop_early:
+        notes.append("Stopped after the first step, the earliest point with something to "
+                     "keep: the picture has only a trace of the style.")
+    if str(result.weights).startswith("random"):
+        notes.append("The daemon runs RANDOM weights (--weights random): this is a test "
+                     "pattern, not art. Give it real weights: `impasto weights fetch`, or "
+                     "`impasto gimp install --weights FILE`.")
+    emit(events.Done(output=str(out), format=result.image.format, width=result.image.width,
+                     height=result.image.height, seed=result.seed, weights=result.weights,
+                     stopped=commands.stop, message=" ".join(notes) or None))
     return 0
 
 
@@ -206,21 +218,21 @@ def main(argv: list[str] | None = None) -> int:
             with Client(argv[1] if len(argv) > 1 and argv[1] else None, timeout=3.0) as c:
                 reply = c.call(StylesList())
             assert isinstance(reply, Styles)
-            emit(event="styles", names=[str(s.get("name", "")) for s in reply.styles])
+            emit(events.StyleNames([str(s.get("name", "")) for s in reply.styles]))
             return 0
         if argv and argv[0] == "ping":
             with Client(argv[1] if len(argv) > 1 else None, timeout=3.0) as c:
                 pong = c.ping()
-            emit(event="pong", version=pong.version, protocol=pong.protocol, address=c.address)
+            emit(events.Pong(version=pong.version, protocol=pong.protocol, address=c.address))
             return 0
-        emit(event="error", code="usage", message="usage: bridge run REQUEST.json | bridge ping [ADDRESS] | bridge styles [ADDRESS]")
+        emit(events.Error("usage", "usage: bridge run REQUEST.json | bridge ping [ADDRESS] | bridge styles [ADDRESS]"))
         return 2
     except DaemonUnavailable as e:
-        emit(event="error", code="unavailable", message=str(e))
+        emit(events.Error("unavailable", str(e)))
     except ImpastoError as e:
-        emit(event="error", code=e.code, message=e.message)
+        emit(events.Error(e.code, e.message))
     except (OSError, ValueError, KeyError) as e:
-        emit(event="error", code="bridge", message=f"{type(e).__name__}: {e}")
+        emit(events.Error("bridge", f"{type(e).__name__}: {e}"))
     return 1
 
 

@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from impasto import paths
+from impasto import events, paths
 from impasto.fsio import write_atomic
-from impasto.gimp import CONFIG_NAME, PLUGIN_FILE, PLUGIN_NAME
+from impasto.gimp import CONFIG_NAME, EVENTS_NAME, PLUGIN_FILE, PLUGIN_NAME
 from impasto.options import FIELDS, PRESETS
 
 
@@ -43,6 +43,10 @@ def find_profile(explicit: Path | None) -> Path:
         if c.is_dir():
             return c
     return candidates[0]
+
+
+def events_file() -> Path:
+    return Path(events.__file__).resolve()
 
 
 def plugin_dir(profile: Path) -> Path:
@@ -84,14 +88,23 @@ def install(args: argparse.Namespace) -> int:
     # copyfile, not copy2: a fresh mtime makes GIMP re-read the plug-in (pluginrc cache).
     shutil.copyfile(PLUGIN_FILE, dest)
     dest.chmod(0o755)
+    # The plug-in reads the bridge's events with this copy (GIMP's Python has no impasto).
+    shutil.copyfile(events_file(), target / EVENTS_NAME)
     address = args.address or paths.default_address()
     autostart = None
+    weights = getattr(args, "weights", None)
+    if weights and args.no_autostart:
+        print("impasto: error: --weights is for a daemon GIMP starts; with --no-autostart, give "
+              "it to `impasto serve --weights` instead", file=sys.stderr)
+        return 2
     if not args.no_autostart:
         idle = float(getattr(args, "idle_exit", None) or 1800.0)
         # A daemon GIMP starts runs detached from it (it must survive one plug-in run)
         # and stops by itself once idle for `idle_exit_s`, so it does not outlive GIMP.
         autostart = {"command": [sys.executable, "-I", "-m", "impasto.cli.main", "serve",
-                                 "--bind", address, "--idle-exit", f"{idle:g}"],
+                                 "--bind", address, "--idle-exit", f"{idle:g}"]
+                                + (["--weights", weights] if weights else []),
+                     "weights": weights or "auto",
                      "idle_exit_s": idle,
                      "wait_s": 300, "log": str(paths.cache_dir() / "daemon.log")}
     config = {"bridge": bridge_command(args.bridge), "address": address, "timeout": 5.0,
@@ -104,6 +117,12 @@ def install(args: argparse.Namespace) -> int:
     print(f"  bridge: {' '.join(config['bridge'])}")
     print(f"  daemon: {address}" + (f" (started on demand; it stops after {autostart['idle_exit_s']:g} s "
                                     "without work)" if autostart else " (never started by GIMP)"))
+    if autostart:
+        print(f"  weights for a daemon GIMP starts: {autostart['weights']}")
+        if autostart["weights"] == "random":
+            print("  WARNING: random weights make a test pattern, not art; every result layer "
+                  "will say so. Reinstall with --weights auto (after `impasto weights fetch`) "
+                  "or --weights FILE for real pictures.")
     print("Restart GIMP, then use Filters > Artistic > Neural Style...")
     return 0
 
@@ -141,6 +160,10 @@ def doctor(args: argparse.Namespace) -> int:
         same = hashlib.sha256(dest.read_bytes()).digest() == hashlib.sha256(
             PLUGIN_FILE.read_bytes()).digest()
         report(same, "plug-in matches this impasto version", "run `impasto gimp install` again")
+        copy = target / EVENTS_NAME
+        same = copy.is_file() and copy.read_bytes() == events_file().read_bytes()
+        report(same, f"plug-in's copy of impasto's event module: {copy}",
+               "run `impasto gimp install` again (it copies the module beside the plug-in)")
     cfg_path = target / CONFIG_NAME
     try:
         cfg = json.loads(cfg_path.read_text())
@@ -149,8 +172,9 @@ def doctor(args: argparse.Namespace) -> int:
         report(False, f"bridge config {cfg_path}: {e}", "run `impasto gimp install`")
         return 1
     command = cfg.get("bridge") or []
+    address = cfg.get("address") or paths.default_address()
     try:
-        r = subprocess.run(command + ["ping", cfg.get("address") or paths.default_address()],
+        r = subprocess.run(command + ["ping", address],
                            capture_output=True, text=True, timeout=30,
                            env={**os.environ, **(cfg.get("env") or {})})
         lines = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
@@ -168,7 +192,9 @@ def doctor(args: argparse.Namespace) -> int:
     else:
         report(bool(auto), f"daemon: {last.get('message')}"
                + (" (GIMP starts one when needed)" if auto else ""),
-               "start one with `impasto serve`, or reinstall without --no-autostart")
+               # the address the bridge uses, which need not be serve's default
+               f"start one with `impasto serve --bind {address}`, or run `impasto gimp install "
+               f"--address {address}` again without --no-autostart so that GIMP starts it")
     print("all good" if not problems else f"{problems} problem(s) found")
     return 0 if not problems else 1
 
@@ -186,7 +212,7 @@ def check_autostart(auto: dict[str, Any], report: Any) -> None:
            "run `impasto gimp install` again from impasto's checkout (its venv moved or is gone)")
     if not exists:
         return
-    spec = "auto"
+    spec = str(auto.get("weights") or "auto")
     if "--weights" in command and command.index("--weights") + 1 < len(command):
         spec = command[command.index("--weights") + 1]
     try:
@@ -195,9 +221,16 @@ def check_autostart(auto: dict[str, Any], report: Any) -> None:
         ok, detail = r.returncode == 0, (r.stdout.strip() or r.stderr.strip())
     except (OSError, subprocess.TimeoutExpired) as e:
         ok, detail = False, str(e)
-    report(ok, f"autostarted daemon can load the model: {detail.splitlines()[-1] if detail else '?'}"
-           if ok else f"autostarted daemon cannot load the model: {detail[-600:]}",
-           "run `impasto weights fetch` (once, 548 MB), or install with a --weights file")
+    # The checker's whole answer, line by line: a cut line loses the sentence that says
+    # what is wrong or what to do.
+    said = "\n     ".join(detail.splitlines()) or "no answer"
+    report(ok, f"autostarted daemon can load the model ({spec}): {said}"
+           if ok else f"autostarted daemon cannot load the model ({spec}):\n     {said}",
+           "run `impasto weights fetch` once (548 MB download), or run `impasto gimp install "
+           "--weights FILE` with a VGG19 weights file you already have.")
+    if ok and spec == "random":
+        print("     note: RANDOM weights: results are test patterns, not art; "
+              "reinstall with `impasto gimp install --weights auto` or `--weights FILE`.")
 
 
 def run_gimp(args: argparse.Namespace) -> int:

@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from impasto import imagecodec, paths
+from impasto import events, imagecodec, paths
 from impasto.cli.optionflags import engine_options
 from impasto.cli.output import check_writable, print_summary, save_image
-from impasto.cli.progress import ProgressBar, emit_json, format_losses
+from impasto.cli.progress import ProgressBar, emit_event, format_losses
 from impasto.cli.remote import CLI_PREVIEW_SIDE, blend_weights, cmd_send, looks_like_path
 from impasto.client import Client
 from impasto.errors import BAD_OPTIONS, DaemonUnavailable, ImpastoError
@@ -92,9 +92,9 @@ def stylize_local(args: argparse.Namespace, opts: EngineOptions) -> dict[str, An
             last_preview[0] = now
             save_image(to_image(s.snapshot(CLI_PREVIEW_SIDE)), preview_path)
         if args.json:
-            emit_json({"type": "progress", "scale": s.scale, "scales": s.scales, "size": s.size,
-                       "step": s.step, "total": s.total, "losses": s.losses,
-                       "elapsed_s": round(s.elapsed_s, 4)})
+            emit_event(events.Progress(scale=s.scale, scales=s.scales, size=s.size, step=s.step,
+                                       total=s.total, losses=s.losses,
+                                       elapsed_s=round(s.elapsed_s, 4)))
         else:
             bar.update(s.step, s.total, f"scale {s.scale + 1}/{s.scales} {s.size}px",
                        format_losses(s.losses))

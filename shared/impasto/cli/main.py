@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from impasto import paths
+from impasto import events, paths
 from impasto.cli.dispatch import run_command
 from impasto.cli.optionflags import add_engine_options
-from impasto.cli.progress import emit_json
+from impasto.cli.progress import emit_event
 from impasto.options import PRECISIONS
 from impasto.protocol import printable
 from impasto.version import __version__
@@ -49,7 +49,7 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         if "--json" in sys.argv[1:]:
-            emit_json({"type": "error", "code": "bad_options", "message": message})
+            emit_event(events.Error(code="bad_options", message=message))
         self.exit(2, f"impasto: error: {message} (see `{self.prog} --help`)\n")
 
 
@@ -213,6 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--idle-exit", type=_idle_seconds, default=1800.0, metavar="S",
                            help="a daemon GIMP started stops after S seconds without work "
                            "(default 1800)")
+            q.add_argument("--weights", metavar="SOURCE",
+                           help="weights for a daemon GIMP starts, as `serve --weights`: "
+                           "auto | torchvision | random | [caffe:|torchvision:]FILE (default auto; "
+                           "random is a test pattern, not art)")
     return parser
 
 

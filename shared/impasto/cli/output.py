@@ -9,7 +9,8 @@ from typing import Any
 
 from PIL import Image
 
-from impasto.cli.progress import emit_json, format_losses
+from impasto import events
+from impasto.cli.progress import emit_event, format_losses, result_event
 from impasto.errors import BAD_OPTIONS, STORAGE, ImpastoError
 from impasto.fsio import write_atomic
 from impasto.protocol import printable
@@ -54,7 +55,7 @@ def check_writable(path: Path) -> None:
 
 def print_summary(summary: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        emit_json(summary)
+        emit_event(result_event(summary))
         return
     print(f"wrote {summary['output']} ({summary['width']}x{summary['height']}) in "
           f"{summary['elapsed_s']:.1f} s; seed {summary['seed']}; {format_losses(summary['losses'])}")
@@ -67,5 +68,5 @@ def print_summary(summary: dict[str, Any], as_json: bool) -> None:
 
 def fail(message: str, code: str, as_json: bool) -> None:
     if as_json:
-        emit_json({"type": "error", "code": code, "message": message})
+        emit_event(events.Error(code=code, message=message))
     print(f"impasto: error: {printable(message, 4000, lines=True)}", file=sys.stderr)

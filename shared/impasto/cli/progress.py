@@ -7,6 +7,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+from impasto import events
+
 
 class ProgressBar:
     """One line redrawn in place on a terminal; occasional plain lines elsewhere."""
@@ -43,7 +45,21 @@ class ProgressBar:
             self._drawn = False
 
 
+def emit_event(event: events.Event, stream: TextIO | None = None) -> None:
+    """A line of the typed event stream (impasto.events), the one the GIMP bridge speaks
+    too: `--json` progress, results and errors."""
+    stream = stream or sys.stdout
+    stream.write(event.to_line() + "\n")
+    stream.flush()
+
+
+def result_event(summary: dict[str, Any]) -> events.Done:
+    """A job's summary (as the CLI prints it for people) as the stream's done event."""
+    return events.Done(**{k: v for k, v in summary.items() if k != "type"})
+
+
 def emit_json(obj: dict[str, Any], stream: TextIO | None = None) -> None:
+    """Plain JSON for answers that are not part of a job's stream (status, lists)."""
     stream = stream or sys.stdout
     stream.write(json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n")
     stream.flush()

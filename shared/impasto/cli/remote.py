@@ -9,10 +9,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from impasto import imagecodec
+from impasto import events, imagecodec
 from impasto.cli.optionflags import engine_options
 from impasto.cli.output import check_writable, print_summary, save_image
-from impasto.cli.progress import ProgressBar, emit_json, format_losses
+from impasto.cli.progress import ProgressBar, emit_event, emit_json, format_losses
 from impasto.client import Client
 from impasto.errors import BAD_OPTIONS, ImpastoError
 from impasto.protocol import (
@@ -46,7 +46,7 @@ def follow_job(client: Client, request: Stylize, output: Path, as_json: bool,
 
     def accepted(a: Accepted) -> None:
         if as_json:
-            emit_json({"type": "accepted", "job": a.job, "position": a.position})
+            emit_event(events.Accepted(job=a.job, position=a.position))
         elif a.position:
             bar.message(f"job {a.job} queued at position {a.position}")
 
@@ -54,9 +54,9 @@ def follow_job(client: Client, request: Stylize, output: Path, as_json: bool,
         if p.preview is not None and preview is not None:
             save_image(imagecodec.decode_pil(p.preview, "the preview"), preview)
         if as_json:
-            emit_json({"type": "progress", "job": p.job, "stage": p.stage, "scale": p.scale,
-                       "scales": p.scales, "size": p.size, "step": p.step, "total": p.total,
-                       "losses": p.losses, "elapsed_s": p.elapsed_s})
+            emit_event(events.Progress(job=p.job, stage=str(p.stage), scale=p.scale,
+                                       scales=p.scales, size=p.size, step=p.step, total=p.total,
+                                       losses=p.losses, elapsed_s=p.elapsed_s))
         elif p.stage == Stage.PREPARE:
             bar.update(0, p.total, "preparing")
         else:

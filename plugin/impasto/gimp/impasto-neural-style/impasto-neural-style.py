@@ -10,6 +10,7 @@ batch bridge, a program named in impasto-bridge.json beside this file (written b
 `impasto gimp install`).
 """
 
+import array
 import contextlib
 import json
 import math
@@ -29,6 +30,15 @@ gi.require_version("Gegl", "0.4")
 gi.require_version("Babl", "0.1")
 from gi.repository import Babl, Gegl, Gimp, GLib, GObject  # noqa: E402
 
+# impasto's event module (impasto.events), copied beside this file by `impasto gimp
+# install`: GIMP's Python cannot import impasto, and the bridge's lines are that typed
+# stream. Imported from this folder only, under a name nothing else uses.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+try:
+    import impasto_events as events  # noqa: E402
+except ImportError:
+    events = None  # reported when the plug-in runs: `impasto gimp install` again
+
 PROC = "plug-in-impasto-neural-style"
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "impasto-bridge.json")
 FMT = "R'G'B'A u8"  # 8-bit sRGB-encoded values, as stored; "RGBA u8" would be linear
@@ -43,8 +53,48 @@ PREVIEW = {"max_side": 384, "interval_s": 1.0}
 # Labels for the choices impasto offers; the choices themselves, the ranges, defaults and
 # help texts come from impasto's option metadata, written into the bridge config by
 # `impasto gimp install` (dialog_spec below). These are only the words a person sees.
-LABELS = {"draft": "Draft (fast)", "normal": "Normal", "best": "Best (slow)",
-          "luminance": "Keep colours: luminance only", "histogram": "Keep colours: match histogram"}
+LABELS = {"draft": "Draft (fast)", "normal": "Normal", "best": "Best (slow)"}
+# The dialog's labels and help texts (GIMP shows the help as the field's tooltip).
+TEXT = {
+    "style": ("Style from the library",
+              "The name of a style in impasto's style library, or the path of a picture file: "
+              "its look is painted onto the layer"),
+    "style-file": ("Style picture",
+                   "A picture file whose look (brushwork, texture, colours) is painted onto the "
+                   "layer"),
+    "style-layer": ("Style layer",
+                    "Another layer of this image whose look is painted onto the layer; used "
+                    "instead of a library style or a picture file when both are given (a "
+                    "message then says so)"),
+    "preset": ("Quality",
+               "Draft is quick, for trying ideas; Best takes longest and paints the finest "
+               "detail; Normal is in between"),
+    "strength": ("Style strength (%)",
+                 "How strongly the style shows: 100% is the usual amount, 50% half as much, "
+                 "200% twice as much"),
+    "size": ("Working size (px, 0 = automatic)", ""),  # help: size_blurb()
+    "preserve-colors": ("Colours",
+                        "Take the style's colours, or keep this layer's own colours and take "
+                        "only the style's brushwork and texture"),
+    "seed": ("Variation",
+             "Each number gives a different variation of the same look, and the same number "
+             "the same picture again; -1 picks one at random (the new layer's name says which)"),
+    "stop-after": ("Stop after (seconds)",
+                   "For scripts: stop after this many seconds and keep the picture as it is "
+                   "then (0 = let it finish)"),
+}
+
+
+def size_blurb(caps):
+    """Working size's help, with what 0 means spelled out in pixels."""
+    small = caps.get("normal", caps.get("draft", 512))
+    best = caps.get("best", 768)
+    return ("How large the picture is painted, in pixels along its longer side: larger shows "
+            "finer brushwork but takes longer; the result always has the layer's own size. "
+            f"0 = the layer's own size, but at most {small} px for Draft and Normal and "
+            f"{best} px for Best.")
+
+
 # Used when the config is missing (the plug-in then reports that when run).
 FALLBACK = {"preset": {"choices": ["draft", "normal", "best"], "default": "normal",
                        "help": "Speed or quality"},
@@ -56,8 +106,9 @@ FALLBACK = {"preset": {"choices": ["draft", "normal", "best"], "default": "norma
             "preserve_colors": {"choices": ["luminance", "histogram"], "default": None,
                                 "help": "Keep the layer's colours"},
             "seed": {"min": 0, "max": 2**31 - 1, "default": None, "help": "Random seed"}}
-COLORS = (("none", "Use the style's colours"), ("luminance", "Keep colours: luminance only"),
-          ("histogram", "Keep colours: match histogram"))
+COLORS = (("none", "Take the style's colours"),
+          ("luminance", "Keep this layer's colours (style's light and shade)"),
+          ("histogram", "Recolour the style with this layer's colours"))
 
 
 class PluginError(Exception):
@@ -185,6 +236,24 @@ def write_result(layer, new, box, rgb):
         buf.set(rect, native, bytes(out))
     buf.flush()
     new.update(x, y, w, h)
+
+
+def to_unit_range(rgb):
+    """(pixels, peak): float RGB bytes divided by their brightest value when that is above
+    1 (HDR), else as they are with peak 1.0."""
+    values = array.array("f", rgb)
+    peak = max(values, default=0.0)
+    if not peak > 1.0:  # also for NaN: GEGL gives none, and the daemon refuses them
+        return rgb, 1.0
+    k = 1.0 / peak
+    return array.array("f", [v * k for v in values]).tobytes(), float(peak)
+
+
+def from_unit_range(rgb, peak):
+    if peak == 1.0:
+        return rgb
+    values = array.array("f", rgb)
+    return array.array("f", [v * peak for v in values]).tobytes()
 
 
 # --- what to stylize ------------------------------------------------------------------
@@ -380,28 +449,32 @@ def run_bridge(cfg, request, tmpdir, label, preview=None, controls=None, stop_af
             *lines, pending = pending.split(b"\n")
             latest_preview = None
             for line in lines:
-                try:
-                    ev = json.loads(line)
-                except ValueError:
+                if not line.strip():
                     continue
-                kind = ev.get("event")
-                if kind == "status":
-                    Gimp.progress_set_text(f"Neural style{label}: {ev.get('text', '')}")
-                elif kind == "accepted" and ev.get("position"):
-                    Gimp.progress_set_text(f"Neural style{label}: waiting, {ev['position']} job(s) ahead")
-                elif kind == "progress":
-                    total = max(1, int(ev.get("total", 1)))
-                    step = int(ev.get("step", 0))
-                    Gimp.progress_set_text(f"Neural style{label}: step {step} of {total} (scale "
-                                           f"{int(ev.get('scale', 0)) + 1} of {int(ev.get('scales', 1))})")
-                    Gimp.progress_update(min(1.0, step / total))
-                elif kind == "preview":
+                try:
+                    ev = events.parse(line)
+                except events.EventError as e:
+                    # A bridge of another impasto version, or a broken one: say so and
+                    # stop, rather than guess at what a line meant.
+                    raise PluginError(f"impasto's bridge said something this plug-in does not "
+                                      f"understand ({e}). Run `impasto gimp install` again so "
+                                      "that plug-in and bridge match.") from None
+                if isinstance(ev, events.Status):
+                    Gimp.progress_set_text(f"Neural style{label}: {ev.text}")
+                elif isinstance(ev, events.Accepted) and ev.position:
+                    Gimp.progress_set_text(f"Neural style{label}: waiting, {ev.position} job(s) ahead")
+                elif isinstance(ev, events.Progress):
+                    total = max(1, ev.total)
+                    Gimp.progress_set_text(f"Neural style{label}: step {ev.step} of {total} (pass "
+                                           f"{ev.scale + 1} of {ev.scales})")
+                    Gimp.progress_update(min(1.0, ev.step / total))
+                elif isinstance(ev, events.Preview):
                     latest_preview = ev  # only the newest of a burst is drawn
-                elif kind in ("done", "error"):
+                elif isinstance(ev, (events.Done, events.Error)):
                     final = ev
             if latest_preview is not None and preview is not None and final is None:
-                preview.show(latest_preview["path"], int(latest_preview["width"]),
-                             int(latest_preview["height"]), int(latest_preview.get("step", 0)))
+                preview.show(latest_preview.path, latest_preview.width, latest_preview.height,
+                             latest_preview.step)
     finally:
         if proc.poll() is None and final is None:
             _tell(proc, b"cancel\n")
@@ -420,8 +493,8 @@ def run_bridge(cfg, request, tmpdir, label, preview=None, controls=None, stop_af
             err = ""
         raise PluginError("impasto's bridge stopped without an answer "
                           f"(exit {proc.returncode}): {err.strip()[-500:] or 'no output'}")
-    if final["event"] == "error":
-        if final.get("code") == "cancelled":
+    if isinstance(final, events.Error):
+        if final.code == "cancelled":
             raise Cancelled()
         raise PluginError(explain(final, cfg))
     return final
@@ -437,38 +510,75 @@ def _tell(proc, line):
 
 def explain(final, cfg):
     """The bridge's error in GIMP's words: what to do, from where the user is."""
-    message = final.get("message") or final.get("code") or "unknown error"
-    if final.get("code") == "unavailable" and not cfg.get("autostart"):
+    message = final.message or final.code or "unknown error"
+    if final.code == "unavailable" and not cfg.get("autostart"):
         address = cfg.get("address") or "the configured address"
         return (f"No impasto daemon answered at {address}. Start one in a terminal with "
-                "`impasto serve`, or let GIMP start it: run `impasto gimp install` again "
-                "without --no-autostart (add --address to use another daemon).")
-    if final.get("code") == "out_of_memory":
+                f"`impasto serve --bind {address}`, or let GIMP start it: run `impasto gimp "
+                f"install --address {address}` again without --no-autostart.")
+    if final.code == "out_of_memory":
         return message + " Lower the Working size in the dialog, or pick the Draft preset."
     return message
 
 
 # --- one layer ------------------------------------------------------------------------
-def style_spec(config, tmp):
-    """The style the dialog names: a layer, an image file, or a library name."""
+NO_STYLE_DIALOG = ("Choose a style first: a style from the library, a style picture, or a "
+                   "style layer of this image.")
+NO_STYLE_SCRIPT = ("No style given: set the procedure's 'style' argument (a library name or a "
+                   "picture file's path), 'style-file' or 'style-layer'.")
+
+
+def choose_style(config, interactive=False):
+    """Which style the run uses, decided before any work: ((kind, value, label), note).
+    A style layer wins over a picture file, which wins over a library name; when more
+    than one is given, `note` says which one is used, for a message and the result
+    layer's name. No style at all is an error (before anything is read or sent)."""
     style_layer = config.get_property("style-layer")
     style_file = config.get_property("style-file")
     style = (config.get_property("style") or "").strip()
+    given = []
     if style_layer is not None:
-        sdata, sw, sh = read_rgba(style_layer)
+        given.append(("layer", style_layer, style_layer.get_name(),
+                      f"the style layer '{style_layer.get_name()}'"))
+    if style_file is not None and style_file.get_path():
+        path = style_file.get_path()
+        given.append(("path", path, os.path.splitext(os.path.basename(path))[0],
+                      f"the style picture '{os.path.basename(path)}'"))
+    if style and (os.sep in style or os.path.isfile(style)):
+        given.append(("path", style, os.path.splitext(os.path.basename(style))[0],
+                      f"the picture file '{os.path.basename(style)}'"))
+    elif style:
+        given.append(("name", style, style, f"the library style '{style}'"))
+    if not given:
+        raise PluginError(NO_STYLE_DIALOG if interactive else NO_STYLE_SCRIPT)
+    kind, value, label, said = given[0]
+    note = None
+    if len(given) > 1:
+        ignored = " and ".join(g[3] for g in given[1:])
+        note = (f"Two styles were given: {said} is used, {ignored} is not. Clear the one you "
+                "do not want to avoid this message.")
+    return (kind, value, label), note
+
+
+def style_spec(chosen, tmp):
+    """The request's style entry for the chosen style, and its label."""
+    kind, value, label = chosen
+    if kind == "layer":
+        sdata, sw, sh = read_rgba(value)
         spath = os.path.join(tmp, "style.rgba")
         with open(spath, "wb") as f:
             f.write(sdata)
-        return {"raw": spath, "width": sw, "height": sh}, style_layer.get_name()
-    if style_file is not None and style_file.get_path():
-        path = style_file.get_path()
-        return {"path": path}, os.path.splitext(os.path.basename(path))[0]
-    if style and (os.sep in style or os.path.isfile(style)):
-        return {"path": style}, os.path.splitext(os.path.basename(style))[0]
-    if style:
-        return {"name": style}, style
-    raise PluginError("Choose a style in the dialog: a name from impasto's style library, an "
-                      "image file, or a layer of this image.")
+        return {"raw": spath, "width": sw, "height": sh}, label
+    if kind == "path":
+        return {"path": value}, label
+    return {"name": value}, label
+
+
+def tell(text):
+    """A message for the person (GIMP's message, the error console in batch mode), also
+    traced so that scripts and tests can see what was said."""
+    Gimp.message(text)
+    trace(event="message", text=text)
 
 
 def working_side(config, layer, spec):
@@ -480,7 +590,7 @@ def working_side(config, layer, spec):
     return min(side, asked if asked > 0 else cap)
 
 
-def stylize_layer(image, layer, config, cfg, spec, label, controls):
+def stylize_layer(image, layer, config, cfg, spec, label, controls, chosen, note):
     long_side = working_side(config, layer, spec)
     box, box_side, selected = work_box(image, layer, long_side)
     x, y, bw, bh = box
@@ -490,12 +600,16 @@ def stylize_layer(image, layer, config, cfg, spec, label, controls):
     strength = float(config.get_property("strength"))
     Gimp.progress_init(f"Neural style{label}: reading the layer")
     rgb = read_rgb_float(layer, box)
+    # HDR: the engine paints in [0, 1] and clips above. A float layer brighter than 1 is
+    # sent divided by its brightest value and the result multiplied back, so the whole
+    # picture is stylized and keeps its range (values up to 4.0 come back up to about 4.0).
+    rgb, peak = to_unit_range(rgb)
     with tempfile.TemporaryDirectory(prefix=f"{TMP_PREFIX}{os.getpid()}-") as tmp:
         content_path = os.path.join(tmp, "content.rgbf")
         with open(content_path, "wb") as f:
             f.write(rgb)
         del rgb
-        style, style_label = style_spec(config, tmp)
+        style, style_label = style_spec(chosen, tmp)
         options = {"preset": preset, "strength": strength / 100.0, "match_content_size": True,
                    # never upscale a small layer just to shrink the result again; the
                    # network's smallest working size is 64
@@ -525,20 +639,31 @@ def stylize_layer(image, layer, config, cfg, spec, label, controls):
                               controls, float(config.get_property("stop-after")))
         finally:
             preview.close()
-        if (done["width"], done["height"]) != (bw, bh) or done.get("format") != "rgb32f":
-            raise PluginError(f"the result is {done['width']}x{done['height']} "
-                              f"{done.get('format')}, expected {bw}x{bh} rgb32f")
-        with open(done["output"], "rb") as f:
+        if (done.width, done.height) != (bw, bh) or done.format != "rgb32f" or not done.output:
+            raise PluginError(f"the result is {done.width}x{done.height} "
+                              f"{done.format}, expected {bw}x{bh} rgb32f")
+        with open(done.output, "rb") as f:
             out = f.read()
         if len(out) != bw * bh * 12:
             raise PluginError("the result file is incomplete; try again")
+        out = from_unit_range(out, peak)
+    if done.message:
+        tell(f"Neural style{label}: {done.message}")
+    if note:
+        tell(f"Neural style{label}: {note}")
 
     image.undo_group_start()
     try:
         # A copy of the source: same mode, opacity, blend and composite settings, layer
         # mask, alpha and precision; outside the box its pixels stay the source's.
         new = layer.copy()
-        new.set_name(f"{style_label} (impasto, seed {done.get('seed')})")
+        # The name says what a person must know of this layer at a glance: the style,
+        # where it came from when two were given, random weights, the seed.
+        source = {"layer": "style layer", "path": "style picture", "name": "library style"}
+        parts = ["impasto"] + ([f"from the {source[chosen[0]]}"] if note else [])
+        if done.random_weights:
+            parts.append("RANDOM weights: a test pattern")
+        new.set_name(f"{style_label} ({', '.join(parts)}, seed {done.seed})")
         image.insert_layer(new, layer.get_parent(), image.get_item_position(layer))
         write_result(layer, new, box, out)
         if selected:
@@ -547,7 +672,7 @@ def stylize_layer(image, layer, config, cfg, spec, label, controls):
     finally:
         image.undo_group_end()
     trace(event="result", layer=layer.get_name(), box=list(box), size=options["size"],
-          stopped=bool(done.get("stopped")), previews=preview.count)
+          stopped=bool(done.stopped), previews=preview.count, name=new.get_name(), peak=peak)
     return new
 
 
@@ -569,7 +694,11 @@ def apply_selection(image, layer, new):
 
 
 def stylize(procedure, image, drawables, config, interactive=False):
+    chosen, note = choose_style(config, interactive)  # before any work
     layers = check_sources(image, drawables)
+    if events is None:
+        raise PluginError("impasto's event module (impasto_events.py) is missing beside the "
+                          "plug-in. Run `impasto gimp install` again.")
     cfg = load_config()
     spec = dialog_spec()
     clean_stale_temp()
@@ -578,7 +707,8 @@ def stylize(procedure, image, drawables, config, interactive=False):
     try:
         for i, layer in enumerate(layers):
             label = f" ({i + 1} of {len(layers)})" if len(layers) > 1 else ""
-            made.append(stylize_layer(image, layer, config, cfg, spec, label, controls))
+            made.append(stylize_layer(image, layer, config, cfg, spec, label, controls,
+                                      chosen, note if i == 0 else None))
             if controls.stop:
                 break  # "stop and keep" ends the whole run, keeping what is done
     finally:
@@ -601,9 +731,20 @@ def run(procedure, run_mode, image, drawables, config, data):
         add_library_choice(dialog, config)
         dialog.fill(["style-file", "style-layer", "preset", "strength", "size",
                      "preserve-colors", "seed"])
-        if not dialog.run():
-            dialog.destroy()
-            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+        warning = add_notes(dialog)
+        # OK without a style keeps the dialog open and says what is missing, rather than
+        # closing it and failing afterwards. (Not drivable in batch mode: there is no
+        # display; the non-interactive path's error is what the tests check.)
+        while True:
+            if not dialog.run():
+                dialog.destroy()
+                return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+            try:
+                choose_style(config, interactive=True)
+                break
+            except PluginError as e:
+                warning.set_markup(f"<b>{GLib.markup_escape_text(str(e))}</b>")
+                warning.show()
         dialog.destroy()
     try:
         made = stylize(procedure, image, drawables, config, interactive)
@@ -630,10 +771,10 @@ def library_names():
         r = subprocess.run(command + ["styles", cfg.get("address") or ""], capture_output=True,
                            timeout=10, env=env)
         for line in r.stdout.decode(errors="replace").splitlines():
-            ev = json.loads(line)
-            if ev.get("event") == "styles":
-                return [str(n) for n in ev.get("names", [])]
-    except (OSError, ValueError, PluginError, subprocess.TimeoutExpired):
+            ev = events.parse(line)
+            if isinstance(ev, events.StyleNames):
+                return list(ev.names)
+    except (OSError, ValueError, AttributeError, PluginError, subprocess.TimeoutExpired):
         pass
     return []
 
@@ -661,6 +802,26 @@ def add_library_choice(dialog, config):
     dialog.get_content_area().pack_start(outer, False, False, 6)
 
 
+def add_notes(dialog):
+    """Below the fields: what Working size 0 means, on screen (not only in a tooltip),
+    and a place for the no-style warning. Returns the warning label."""
+    gi.require_version("Gtk", "3.0")
+    from gi.repository import Gtk
+
+    caps = dialog_spec().get("preset_sizes") or {}
+    note = Gtk.Label(label="Working size 0: " + size_blurb(caps).split("0 = ", 1)[1])
+    note.set_line_wrap(True)
+    note.set_xalign(0.0)
+    warning = Gtk.Label()
+    warning.set_line_wrap(True)
+    warning.set_xalign(0.0)
+    area = dialog.get_content_area()
+    area.pack_end(warning, False, False, 4)
+    area.pack_end(note, False, False, 4)
+    note.show()
+    return warning
+
+
 def choice(pairs):
     c = Gimp.Choice.new()
     for i, (nick, label) in enumerate(pairs):
@@ -682,42 +843,39 @@ class NeuralStyle(Gimp.PlugIn):
         p.set_menu_label("_Neural Style...")
         p.add_menu_path("<Image>/Filters/Artistic")
         p.set_documentation(
-            "Paint the layer in the style of another image (Gatys et al.)",
-            "Sends each selected layer (or the selected area of it) to the impasto daemon and "
-            "adds the stylized result as a new layer above it, with the source's mode, "
-            "opacity, mask and alpha. Style: a name from impasto's library, an image file, "
-            "or a layer.",
+            "Paint the layer in the look of another picture",
+            "Paints each selected layer (or the selected area of it) in the look of a style "
+            "picture: its brushwork, texture and colours. The result is a new layer above "
+            "the source, with the source's mode, opacity, mask and alpha. The style: one from "
+            "impasto's style library, a picture file, or another layer of this image.",
             name)
         p.set_attribution("impasto", "impasto", "2026")
         flags = GObject.ParamFlags.READWRITE
-        p.add_string_argument("style", "Style", "Library style name (or an image file's path)",
-                              "", flags)
-        p.add_file_argument("style-file", "Style image", "An image file to take the style from",
-                            Gimp.FileChooserAction.OPEN, True, None, flags)
-        p.add_layer_argument("style-layer", "Style layer", "Use this layer as the style instead",
-                             True, flags)
         spec = dialog_spec()
-        pre, st, size, col, seed = (spec[k] for k in ("preset", "strength", "size",
-                                                      "preserve_colors", "seed"))
-        p.add_choice_argument("preset", "Quality", pre["help"],
+        pre, st, size, seed = (spec[k] for k in ("preset", "strength", "size", "seed"))
+        caps = spec.get("preset_sizes") or {}
+        # Every label and help text in an artist's words (what it does to the picture),
+        # none in the engine's: a test keeps a list of words that must not appear here.
+        p.add_string_argument("style", TEXT["style"][0], TEXT["style"][1], "", flags)
+        p.add_file_argument("style-file", TEXT["style-file"][0], TEXT["style-file"][1],
+                            Gimp.FileChooserAction.OPEN, True, None, flags)
+        p.add_layer_argument("style-layer", TEXT["style-layer"][0], TEXT["style-layer"][1],
+                             True, flags)
+        p.add_choice_argument("preset", TEXT["preset"][0], TEXT["preset"][1],
                               choice([(c, LABELS.get(c, c)) for c in pre["choices"]]),
                               pre["default"], flags)
-        # A percentage for people: 100% is impasto's default strength, whatever the
-        # weights file; the dialog stops at 1000%, far past where results saturate.
-        p.add_double_argument("strength", "Strength (%)", st["help"], 100.0 * float(st["min"]),
-                              min(1000.0, 100.0 * float(st["max"])),
+        # A percentage for people: 100% is impasto's usual strength, whatever the weights
+        # file; the dialog stops at 1000%, far past where results saturate.
+        p.add_double_argument("strength", TEXT["strength"][0], TEXT["strength"][1],
+                              100.0 * float(st["min"]), min(1000.0, 100.0 * float(st["max"])),
                               100.0 * float(st["default"]), flags)
-        p.add_int_argument("size", "Working size",
-                           "Long side in pixels while stylizing; 0: the layer's own size, "
-                           "up to the preset's", 0, int(size["max"]), 0, flags)
-        p.add_choice_argument("preserve-colors", "Colours", col["help"],
-                              choice([COLORS[0]] + [(c, LABELS.get(c, c)) for c in col["choices"]]),
-                              "none", flags)
-        p.add_int_argument("seed", "Seed", seed["help"] + " (-1: random)", -1,
+        p.add_int_argument("size", TEXT["size"][0], size_blurb(caps), 0, int(size["max"]), 0, flags)
+        p.add_choice_argument("preserve-colors", TEXT["preserve-colors"][0],
+                              TEXT["preserve-colors"][1], choice(COLORS), "none", flags)
+        p.add_int_argument("seed", TEXT["seed"][0], TEXT["seed"][1], -1,
                            min(int(seed["max"]), 2**31 - 1), -1, flags)
-        p.add_double_argument("stop-after", "Stop after (s)",
-                              "For scripts: stop after this many seconds and keep the image as "
-                              "it stands (0: run to the end)", 0.0, 86400.0, 0.0, flags)
+        p.add_double_argument("stop-after", TEXT["stop-after"][0], TEXT["stop-after"][1],
+                              0.0, 86400.0, 0.0, flags)
         p.add_layer_return_value("new-layer", "New layer", "The first stylized layer", False, flags)
         return p
 

@@ -1,0 +1,84 @@
+"""impasto.events: the one typed event stream of the CLI's --json, the bridge and the
+plug-in. Every kind round-trips; malformed lines are refused with a reason."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from impasto import events
+
+SAMPLES = [
+    events.Status("loading model"),
+    events.Accepted(job="j3", position=2),
+    events.Progress(step=5, total=100, scale=0, scales=3),
+    events.Progress(step=5, total=100, scale=1, scales=3, job="j3", stage="optimize", size=256,
+                    losses={"content": 1.5, "style": 2.0}, elapsed_s=0.25),
+    events.Preview(path="/tmp/p.rgba", width=32, height=24, step=5),
+    events.Done(width=50, height=40, seed=7, weights="random (seed 0)", output="/tmp/o.rgbf",
+                format="rgb32f", stopped=True, message="kept"),
+    events.Done(width=50, height=40, seed=7, weights="vgg19.pth", job="j1", losses={"total": 1.0},
+                elapsed_s=1.5, schedule=[{"width": 64}], evaluations=3, device="cpu"),
+    events.Error(code="cancelled", message="job j3 was cancelled"),
+    events.StyleNames(["zebra", "ink"]),
+    events.Pong(version="0.1", protocol=1, address="tcp://127.0.0.1:5555"),
+]
+
+
+@pytest.mark.parametrize("event", SAMPLES, ids=lambda e: e.kind)
+def test_every_kind_round_trips(event: events.Event) -> None:
+    line = event.to_line()
+    assert "\n" not in line
+    assert events.parse(line) == event
+    assert events.parse(line.encode()) == event
+    body = json.loads(line)
+    assert body["event"] == event.kind
+    # the CLI's earlier key stays on every line for scripts written against it
+    assert body["type"] == ("result" if event.kind == "done" else event.kind)
+
+
+def test_every_kind_has_a_sample() -> None:
+    assert {e.kind for e in SAMPLES} == set(events.KINDS)
+
+
+@pytest.mark.parametrize(("line", "says"), [
+    ("", "not JSON"),
+    ("{not json", "not JSON"),
+    ("[1, 2]", "not an object"),
+    ('{"text": "no kind"}', "unknown event None"),
+    ('{"event": "finished"}', "unknown event 'finished'"),
+    ('{"event": "status"}', "lacks field 'text'"),
+    ('{"event": "status", "text": 3}', "field 'text' is int"),
+    ('{"event": "status", "text": "x", "colour": "red"}', "unknown field(s) colour"),
+    ('{"event": "progress", "step": true, "total": 1, "scale": 0, "scales": 1}', "'step' is bool"),
+    ('{"event": "progress", "step": 1.5, "total": 1, "scale": 0, "scales": 1}', "'step' is float"),
+    ('{"event": "done", "width": 1, "height": 1, "seed": 1}', "lacks field 'weights'"),
+    ('{"event": "done", "width": 1, "height": 1, "seed": 1, "weights": "w", "stopped": 1}',
+     "'stopped' is int"),
+    ('{"event": "styles", "names": [1]}', "names must be strings"),
+    ('{"event": "error", "code": "x", "message": "m", "elapsed_s": NaN}', "unknown field"),
+    ('{"event": "progress", "step": 1, "total": 1, "scale": 0, "scales": 1, "elapsed_s": NaN}',
+     "not finite"),
+])
+def test_malformed_lines_are_refused_with_a_reason(line: str, says: str) -> None:
+    with pytest.raises(events.EventError, match=None) as err:
+        events.parse(line)
+    assert says in str(err.value), str(err.value)
+
+
+def test_writing_an_invalid_event_fails_before_it_reaches_a_reader() -> None:
+    with pytest.raises(events.EventError, match="'position' is str"):
+        events.Accepted(job="j", position="first").to_line()  # type: ignore[arg-type]
+
+
+def test_events_module_is_standard_library_only() -> None:
+    """It is copied beside the GIMP plug-in, whose Python has nothing but the stdlib."""
+    import ast
+    import sys
+    from pathlib import Path
+
+    tree = ast.parse(Path(events.__file__).read_text())
+    roots = {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    roots |= {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert roots <= set(sys.stdlib_module_names) | {"__future__"}, roots
