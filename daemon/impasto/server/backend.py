@@ -125,13 +125,14 @@ class EmbeddedBackend:
         engine = self.engine
         job = self.worker.current if self.worker else None
         workers = [] if engine is None else [{
-            "worker": "embedded", "node": "local", "device": str(engine.device),
+            "worker": "embedded", "node": "local", "device": engine.dev.describe(),
             "state": "busy" if job else "idle", "job": job_label(job, viewer)}]
-        return {"device": str(engine.device) if engine else "",
+        return {"device": engine.dev.describe() if engine else "",
                 "weights": (engine.weights.label if local else engine.weights.flavour)
                 if engine else "",
                 "cache_hits": self.cache.hits, "cache_misses": self.cache.misses,
-                "memory_bytes": None, "workers": workers}
+                "memory_bytes": engine.device_info()["memory_bytes"] if engine else None,
+                "workers": workers}
 
     def stop(self) -> None:
         with self._lock:

@@ -327,7 +327,7 @@ class RayBackend:
                                 "num_gpus": 1 if gpu else 0,
                                 "max_concurrency": 4, "max_restarts": 0}
         actor = ray.remote(StyleWorker).options(**opts).remote(
-            self._weights_ref, self._sha256, "cuda" if gpu else "cpu", s.precision,
+            self._weights_ref, self._sha256, "auto" if gpu else "cpu", s.precision,
             s.tile_pixels, s.tile_size, s.cache_bytes, None if gpu else s.worker_cpus)
         slot = Slot(actor=actor, gpu=gpu)
         slot.ready_ref = actor.info.remote()
@@ -540,6 +540,7 @@ def style_keys(job: Job) -> list[str]:
 
 
 def _local_gpus() -> int:
-    import torch
+    """GPUs of any kind (CUDA, ROCm, XPU, MPS): one worker each."""
+    from impasto.engine.device import gpu_count
 
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return gpu_count()
