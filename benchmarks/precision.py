@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     content, style = quality.sample_images(args.size)
     kw: dict = {"preset": args.preset, "size": args.size, "seed": args.seed}
     if args.evaluations:
-        kw["evaluations"] = tuple(int(x) for x in args.evaluations.split(","))
+        kw["evaluations"] = [int(x) for x in args.evaluations.split(",")]
     opts = EngineOptions(**kw)
     engines = {p: Engine(w, "cpu", precision=p) for p in args.precisions.split(",")}
     print(f"# {engines[next(iter(engines))].dev.describe()}; {threads} threads; "
