@@ -225,6 +225,8 @@ class Status(Message):
     version: str = ""
     protocol: int = PROTOCOL_VERSION
     device: str = ""
+    # One line for people: what runs on the device and why (precision, units).
+    device_detail: str = ""
     weights: str = ""
     memory_bytes: int = 0
     uptime_s: float = 0.0

@@ -54,7 +54,7 @@ OPTS = EngineOptions(size=64, evaluations=[12], seed=0)
 
 def test_activations_really_scale() -> None:
     w = base_weights()
-    engine, big = Engine(w, "cpu"), Engine(scaled(w, 57.0), "cpu")
+    engine, big = Engine(w, "cpu", precision="fp32"), Engine(scaled(w, 57.0), "cpu", precision="fp32")
     x = torch.rand(1, 3, 32, 32)
     a = engine._network(OPTS)(x)
     b = big._network(OPTS)(x)

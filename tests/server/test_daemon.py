@@ -70,6 +70,9 @@ def test_ping_status_and_result(daemon: DaemonProcess) -> None:
         assert c.ping().protocol == PROTOCOL_VERSION
         st = c.status()
         assert st.state == "ready" and st.device == test_device() and st.weights.startswith("random")
+        # What computes, in which precision and why: for people, beside the plain device.
+        d = st.device_detail
+        assert d.startswith(test_device()) and ("fp32" in d or "bf16" in d), d
         events: list = []
         result = c.stylize(request(output="rgba8"), on_accepted=events.append,
                            on_progress=events.append)

@@ -44,7 +44,9 @@ def load_engine(weights_spec: str, device: str, say=print,  # noqa: ANN001
     w = weights_mod.load(weights_spec)
     engine = Engine(w, device, precision=precision, tile_pixels=tile_pixels,
                     tile_size=tile_size)
-    say(f"VGG19 ready on {engine.device} ({engine.precision}): {w.label} in "
+    threads = engine.dev.set_threads() if engine.dev.kind == "cpu" else None
+    say(f"VGG19 ready on {engine.dev.describe()}"
+        + (f"; {threads} threads" if threads else "") + f": {w.label} in "
         f"{time.perf_counter() - t0:.1f} s")
     if w.flavour == "random":
         say("WARNING: random weights: outputs are for tests and demos, not art")

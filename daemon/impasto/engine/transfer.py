@@ -13,7 +13,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from impasto.engine import color
+from impasto.engine.device import Device, detect
 from impasto.engine.lbfgs import LBFGS
 from impasto.engine.losses import ContentLoss, StyleLoss, TVLoss, gram
 from impasto.engine.objective import Objective, graphed
@@ -104,41 +105,17 @@ class StyleInput:
 
 def pick_device(name: str = "auto") -> torch.device:
     """The device named (checked: it must exist here), or the best one for "auto"."""
-    if name != "auto":
-        try:
-            device = torch.device(name)
-        except RuntimeError:
-            raise ImpastoError(BAD_OPTIONS, f"unknown device {name!r}; use auto, cpu, cuda, "
-                               "cuda:N or mps") from None
-        available = {"cpu": lambda: True, "cuda": torch.cuda.is_available,
-                     "mps": lambda: bool(getattr(torch.backends, "mps", None)
-                                         and torch.backends.mps.is_available())}
-        if not available.get(device.type, lambda: False)() or (
-                device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count()):
-            raise ImpastoError(BAD_OPTIONS, f"device {name} is not available on this machine; "
-                               "use auto (the best one here) or cpu")
-        return device
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def is_oom(e: BaseException) -> bool:
-    text = str(e).lower()
-    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in text or (
-        "can't allocate memory" in text) or "not enough memory" in text
+    return detect(name).torch_device
 
 
 class Engine:
     """Holds the network on its device; `run` is one stylization.
 
+    device: a name ("auto", "cpu", "cuda:1", "xpu", "mps") or a Device (device.py,
+    which owns every per-device choice below).
     precision: fp32; tf32 (fp32 storage, TF32 matrix units on Ampere and later GPUs);
-    bf16 (convolutions under bf16 autocast, Grams and losses in fp32). "auto" is tf32
-    on CUDA and fp32 elsewhere: on an H100, TF32 made 200 evaluations at 512 px 2.5x
-    faster for a 0.4% higher objective; bf16 gained 12% more speed for a 14% higher
-    one, so it is a choice, not the default (benchmarks/gpu.py, quality).
+    bf16 (convolutions under bf16 autocast, Grams and losses in fp32). "auto" is
+    device.py's rule: tf32 on CUDA, bf16 on CPUs with bf16 units, else fp32.
     cuda_graphs: replay each scale's evaluation as one CUDA graph.
     clamp: keep pixels in [0, 1] before each evaluation (projected L-BFGS, as the
     PyTorch tutorial does; neural-style clamps only the output). Unclamped, L-BFGS
@@ -147,24 +124,23 @@ class Engine:
     the two agree to 0.4% (benchmarks/engine.py, time to target).
     """
 
-    def __init__(self, weights: Weights, device: str | torch.device = "auto",
+    def __init__(self, weights: Weights, device: str | torch.device | Device = "auto",
                  precision: str = "auto", channels_last: bool | None = None,
                  cuda_graphs: bool = True, clamp: bool = True, tile_pixels: int | None = None,
                  tile_size: int = 512, dtype: torch.dtype = torch.float32) -> None:
-        self.device = pick_device(device) if isinstance(device, str) else device
-        self.weights = weights
         if precision not in PRECISIONS:
             raise ImpastoError(BAD_OPTIONS, f"precision must be one of {', '.join(PRECISIONS)}")
-        if precision == "auto":
-            precision = "tf32" if self.device.type == "cuda" else "fp32"
-        if precision != "fp32" and self.device.type != "cuda":
-            raise ImpastoError(BAD_OPTIONS, f"precision {precision} is GPU arithmetic; on "
-                               f"{self.device.type} use fp32 (or auto)")
-        self.precision = precision
-        # Channels-last made GPU evaluations about 15% faster at 256-512 px (H100,
-        # benchmarks/gpu.py); on CPUs it changed them by under 10% either way (issue 6).
-        self.channels_last = self.device.type == "cuda" if channels_last is None else channels_last
-        self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
+        if isinstance(device, Device):
+            self.dev = device
+        else:
+            if precision == "auto" and dtype != torch.float32:
+                precision = "fp32"  # float64 test runs compare exactly: no autocast
+            self.dev = Device.select(device, precision)
+        self.device = self.dev.torch
+        self.weights = weights
+        self.precision = self.dev.precision
+        self.channels_last = self.dev.channels_last if channels_last is None else channels_last
+        self.cuda_graphs = cuda_graphs and self.dev.cuda_graphs
         self.clamp = clamp
         # Daemon settings, not job options: they trade the host's memory for speed.
         # tile_pixels None: decided from the device's memory (tile_threshold).
@@ -181,17 +157,11 @@ class Engine:
         self.dtype = dtype
         self.features = weights.features.to(self.device, dtype, memory_format=fmt).eval()
         self.features.requires_grad_(False)
-        if self.device.type == "cuda":
-            # Process-wide switches: the daemon runs one engine.
-            tf32 = precision == "tf32"
-            torch.backends.cuda.matmul.allow_tf32 = tf32
-            torch.backends.cudnn.allow_tf32 = tf32
-            # No cuDNN algorithm search: it runs again for every new tensor shape, and a
-            # daemon sees new shapes with nearly every job (each scale of each aspect
-            # ratio, each tile shape). On an H100 it made a first draft job 8.2 s
-            # instead of 0.4 s, and a tiled 4096 px job 17.6 s and 66.8 GiB (trial
-            # workspaces) instead of 3.7 s and 4.2 GiB (docs/performance.md).
-            torch.backends.cudnn.benchmark = False
+        self.dev.configure()
+
+    def device_info(self) -> dict[str, Any]:
+        """The device, what runs on it and why, and its memory (for status)."""
+        return self.dev.info()
 
     def run(
         self,
@@ -208,9 +178,8 @@ class Engine:
         try:
             return self._run(content, styles, opts, on_step, should_stop, cache, should_finish)
         except (torch.OutOfMemoryError, RuntimeError, MemoryError) as e:
-            if isinstance(e, MemoryError) or is_oom(e):
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
+            if self.dev.is_oom(e):
+                self.dev.recover()
                 raise ImpastoError(
                     OUT_OF_MEMORY,
                     f"out of memory on {self.device} at {opts.resolved_size()} px; "
@@ -343,10 +312,7 @@ class Engine:
         """
         if self.tile_pixels is not None:
             return self.tile_pixels
-        if self.device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(self.device)
-            return max(512 * 512, int((0.8 * free - 2 * 2**30) / (2.5 * 2**30) * 1e6))
-        return 1536 * 1536
+        return self.dev.tile_threshold()
 
     def evaluate(self, image: Image.Image, content: Image.Image, styles: list[StyleInput],
                  opts: EngineOptions) -> dict[str, float]:
@@ -367,8 +333,8 @@ class Engine:
 
     def _network(self, opts: EngineOptions) -> VGGFeatures:
         layers = list(dict.fromkeys(opts.content_layers + opts.style_layers))
-        autocast = torch.bfloat16 if self.precision == "bf16" else None
-        return VGGFeatures(self.features, self.weights.flavour, layers, opts.pooling, autocast,
+        return VGGFeatures(self.features, self.weights.flavour, layers, opts.pooling,
+                           self.dev.autocast,
                            self.channels_last).to(self.device, self.dtype)
 
     def _scale_objective(self, net: VGGFeatures, content_rgb: Image.Image,

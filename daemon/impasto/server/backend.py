@@ -148,12 +148,16 @@ class EmbeddedBackend:
         job = self.worker.current if self.worker else None
         workers = [] if engine is None else [{
             "worker": "embedded", "node": "local", "device": str(engine.device),
+            "detail": engine.dev.describe(),
             "state": WorkerState.BUSY if job else WorkerState.IDLE, "job": job_label(job, viewer)}]
         return {"device": str(engine.device) if engine else "",
+                "device_detail": engine.dev.describe() if engine else "",
                 "weights": (engine.weights.label if local else engine.weights.flavour)
                 if engine else "",
                 "cache_hits": self.cache.hits, "cache_misses": self.cache.misses,
-                "memory_bytes": _memory_bytes(engine), "workers": workers}
+                "memory_bytes": engine.device_info()["memory_bytes"] if engine
+                else process_memory_bytes(),
+                "workers": workers}
 
     def stop(self) -> None:
         with self._lock:
@@ -173,10 +177,3 @@ class EmbeddedBackend:
     def close(self) -> None:
         pass
 
-
-def _memory_bytes(engine: Engine | None) -> int:
-    if engine is not None and engine.device.type == "cuda":
-        import torch
-
-        return int(torch.cuda.memory_allocated(engine.device))
-    return process_memory_bytes()

@@ -200,6 +200,8 @@ class RayBackend:
             w = {"worker": s.name, "node": s.info.get("node", ""),
                  "device": s.info.get("device", "gpu" if s.gpu else "cpu"),
                  "state": s.state, "job": job_label(s.job, viewer)}
+            if "detail" in s.info:
+                w["detail"] = s.info["detail"]
             if local and "pid" in s.info:
                 w["pid"] = s.info["pid"]
             workers.append(w)
@@ -334,7 +336,7 @@ class RayBackend:
                                 "num_gpus": 1 if gpu else 0,
                                 "max_concurrency": 4, "max_restarts": 0}
         actor = ray.remote(StyleWorker).options(**opts).remote(
-            self._weights_ref, self._sha256, "cuda" if gpu else "cpu", s.precision,
+            self._weights_ref, self._sha256, "auto" if gpu else "cpu", s.precision,
             s.tile_pixels, s.tile_size, s.cache_bytes, None if gpu else s.worker_cpus)
         slot = Slot(actor=actor, gpu=gpu)
         slot.ready_ref = actor.info.remote()
@@ -532,6 +534,7 @@ def style_keys(job: Job) -> list[str]:
 
 
 def _local_gpus() -> int:
-    import torch
+    """GPUs of any kind (CUDA, ROCm, XPU, MPS): one worker each."""
+    from impasto.engine.device import gpu_count
 
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return gpu_count()

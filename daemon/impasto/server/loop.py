@@ -506,6 +506,7 @@ class Server:
             version=__version__,
             protocol=PROTOCOL_VERSION,
             device=info["device"],
+            device_detail=info.get("device_detail", ""),
             weights=info["weights"],
             memory_bytes=info["memory_bytes"],
             uptime_s=round(time.time() - self.started, 3),

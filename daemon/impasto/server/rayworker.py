@@ -52,13 +52,9 @@ class StyleWorker:
 
     def info(self) -> dict[str, Any]:
         """Where this worker runs; also its health check (answers while a job runs)."""
-        device = str(self.engine.device)
-        if self.engine.device.type == "cuda":
-            import torch
-
-            device += f" ({torch.cuda.get_device_name(self.engine.device)})"
         return {"node": self.node, "node_id": self.node_id,
-                "pid": os.getpid(), "device": device, "weights": self.weights.label,
+                "pid": os.getpid(), "device": str(self.engine.device),
+                "detail": self.engine.dev.describe(), "weights": self.weights.label,
                 "flavour": self.weights.flavour,
                 "cache_hits": self.cache.hits, "cache_misses": self.cache.misses}
 

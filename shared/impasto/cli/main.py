@@ -16,8 +16,8 @@ from impasto.options import PRECISIONS
 from impasto.protocol import printable
 from impasto.version import __version__
 
-PRECISION_HELP = ("GPU arithmetic: auto (tf32 on CUDA, else fp32), fp32, tf32, or bf16 "
-                  "(faster, a visibly higher loss)")
+PRECISION_HELP = ("arithmetic: auto (tf32 on CUDA, bf16 on CPUs with bf16 units, else fp32), "
+                  "fp32, tf32 (CUDA), or bf16")
 WEIGHTS_HELP = "VGG19 weights: auto | torchvision | random | [caffe:|torchvision:]FILE"
 
 
@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stylize", help="stylize one image (via a running daemon, else in-process)")
     _job_args(p)
     local = p.add_argument_group("in-process only (each implies --local)")
-    local.add_argument("--device", help="auto, cpu, cuda, cuda:1, mps")
+    local.add_argument("--device", help="auto, cpu, cuda, cuda:1 (NVIDIA or AMD ROCm), xpu "
+                       "(Intel), mps (Apple)")
     local.add_argument("--precision", choices=PRECISIONS, help=PRECISION_HELP)
     local.add_argument("--weights", help=WEIGHTS_HELP)
     p.add_argument("--local", action="store_true", help="never use a running daemon")
@@ -114,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the daemon: keep VGG19 loaded and serve requests")
     p.add_argument("--bind", help="ZeroMQ endpoint (default tcp://127.0.0.1:5767)")
-    p.add_argument("--device", help="auto, cpu, cuda, mps (default auto: a GPU when present)")
+    p.add_argument("--device", help="auto, cpu, cuda[:N] (NVIDIA or AMD ROCm), xpu[:N] (Intel), "
+                   "mps (Apple) (default auto: a GPU when present)")
     p.add_argument("--precision", choices=PRECISIONS, help=PRECISION_HELP)
     p.add_argument("--weights", help=WEIGHTS_HELP + " (default auto)")
     p.add_argument("--styles", type=Path, help=f"style library folder (default {paths.styles_dir()})")
