@@ -15,6 +15,7 @@ from impasto.client import Client
 from impasto.protocol import StylesList
 from tests.helpers import EXIT_S, DaemonProcess, run_cli, stripes_image
 from tests.watch.common import (
+    SETTINGS,
     add_style,
     check_ledger,
     files,
@@ -228,3 +229,38 @@ def test_serve_config_file(tmp_path: Path, folder: Path, src: Path, env: dict[st
     bad.write_text('precision = "fp8"\n')
     r = run_cli(["serve", "--config", str(bad)], env)
     assert r.returncode == 2 and "precision must be one of" in r.stderr
+
+
+def test_sigterm_mid_batch_exits_within_five_seconds_and_loses_nothing(
+        tmp_path: Path, folder: Path) -> None:
+    """SIGTERM while a batch runs: the daemon exits within 5 s (a service manager's own
+    timeout then never has to SIGKILL it), and a restart files every image exactly once.
+    The watchers are told to stop as the daemon's shutdown begins, so they cancel their
+    jobs while the socket still answers; told after it closed, each sender waited out
+    its client timeout on a dead socket (11 s measured, 12.9 s in the review)."""
+    (folder / "in" / "impasto.toml").write_text(
+        'style = "stripes"\nsize = 128\nscales = 1\niterations = 500\n')
+    inputs = {}
+    for i in range(12):
+        stripes_image(48 + i, 40).save(folder / "in" / f"f{i:02}.png")
+        inputs[f"f{i:02}.png"] = (folder / "in" / f"f{i:02}.png").read_bytes()
+    d = watched(tmp_path, folder, "--settle", "0.2")
+    wait_until(lambda: watch_status(d)["working"] >= 1, what="a file in flight")
+    t0 = time.monotonic()
+    d.proc.send_signal(signal.SIGTERM)
+    try:
+        d.proc.wait(30)
+    finally:
+        d.stop()
+    took = time.monotonic() - t0
+    assert d.proc.returncode == 0, d.output()[-3000:]
+    assert took < 5.0, f"exit took {took:.1f} s:\n{d.output()[-3000:]}"
+    assert "threads still busy" not in d.output()
+    assert files(folder / "done") == []  # the batch really was cut short
+    (folder / "in" / "impasto.toml").write_text(SETTINGS)
+    d = watched(tmp_path, folder, "--settle", "0.2")
+    try:
+        wait_until(lambda: settled(folder, len(inputs)), timeout=300, what="the rest of the batch")
+        check_ledger(folder, inputs, daemon=d)
+    finally:
+        assert d.stop() == 0

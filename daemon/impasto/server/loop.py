@@ -88,6 +88,9 @@ class ServerConfig:
     # never). A daemon that an editor started on demand sets it, so that it does not
     # outlive the editor by days.
     idle_exit_s: float | None = None
+    # Called once as shutdown begins, before the queue closes (watch folders cancel
+    # their jobs while the socket still answers).
+    on_stopping: Callable[[], None] | None = field(default=None, repr=False)
 
 
 def _server_keys(keys_dir: Path) -> tuple[bytes, bytes]:
@@ -244,6 +247,11 @@ class Server:
     def _shutdown(self) -> None:
         assert self.router is not None and self.events is not None
         self.stopping.set()
+        if self.config.on_stopping is not None:
+            try:
+                self.config.on_stopping()
+            except Exception:  # noqa: BLE001 - shutting down goes on regardless
+                log.exception("on_stopping failed")
         self.intake.shutdown(wait=True, cancel_futures=True)
         self._finish_offloaded()  # requests decoded meanwhile are answered "shutdown"
         queued = self.queue.close()

@@ -197,7 +197,7 @@ def run_serve(args: argparse.Namespace) -> int:
     server.bind()
     if s.watch:
         from impasto.keys import load_client_keys
-        from impasto.watch.folder import start_watchers
+        from impasto.watch.folder import start_watchers, stop_watchers
 
         keys = load_client_keys(s.keys) if (s.curve or not is_local_address(s.bind)) else None
         # As many files in flight as the back end has workers up, plus one waiting in
@@ -207,10 +207,11 @@ def run_serve(args: argparse.Namespace) -> int:
                                   settle=s.settle,
                                   in_flight=(lambda: in_flight() + 1) if in_flight else None)
         config.watch_status = lambda: [w.counts() for w in watchers]
+        config.on_stopping = lambda: [w.request_stop() for w in watchers]
     log.info("impasto daemon on %s; stop with Ctrl-C", s.bind)
     try:
         server.serve_forever()
     finally:
-        for w in watchers:
-            w.stop()
+        if watchers:
+            stop_watchers(watchers)
     return 0

@@ -60,9 +60,9 @@ class Detector(FileSystemEventHandler):
         self._observer.start()
         self.scan()  # files dropped while nobody was watching
 
-    def stop(self) -> None:
+    def stop(self, wait: float = 5.0) -> None:
         self._observer.stop()
-        self._observer.join(5)
+        self._observer.join(wait)
 
     def scan(self, below: tuple[str, ...] = ()) -> None:
         assert self.layout.tree is not None

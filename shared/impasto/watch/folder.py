@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 # Worth retrying: the daemon is away or busy, not the file's fault.
 TRANSIENT = {SHUTDOWN, QUEUE_FULL}
+# Seconds all folders together get to stop: a daemon asked to stop exits within a few
+# seconds (a service manager's SIGKILL comes after its own timeout, often 10 s).
+STOP_S = 3.0
 INPUT_LIMIT = MAX_MESSAGE_BYTES - 1024 * 1024  # room for the request around the image
 # Test hook: seconds to wait inside the output write window (temporary file written,
 # not yet renamed), so a test can kill the process exactly there.
@@ -117,11 +120,25 @@ class FolderWatcher:
         t.start()
         self._threads.append(t)
 
-    def stop(self) -> None:
+    def request_stop(self) -> None:
+        """Stop taking files and cancel what is in flight, without waiting: the daemon
+        calls this as its shutdown begins, while its socket still answers the cancels
+        (asked later, each sender would wait out its client timeout on a closed socket)."""
         self._stop.set()
-        self.detector.stop()
+
+    def stop(self, deadline: float | None = None) -> None:
+        """Stop and join the threads by `deadline` (time.monotonic()), one budget shared
+        by every thread and folder rather than a wait per thread."""
+        self._stop.set()
+        deadline = time.monotonic() + STOP_S if deadline is None else deadline
+        self.detector.stop(max(0.0, deadline - time.monotonic()))
         for t in self._threads:
-            t.join(10)
+            t.join(max(0.0, deadline - time.monotonic()))
+        late = [t.name for t in self._threads if t.is_alive()]
+        if late:
+            # Daemon threads: the process may exit; what they held stays claimed in the
+            # journal and the next start resumes it.
+            log.warning("%s: threads still busy at shutdown: %s", self.layout.root, ", ".join(late))
         self.layout.close()
 
     def _set_fault(self, problem: str | None) -> None:
@@ -461,5 +478,13 @@ def wait_forever(watchers: list[FolderWatcher], report_every: float = 30.0,
     except KeyboardInterrupt:
         pass
     finally:
-        for w in watchers:
-            w.stop()
+        stop_watchers(watchers)
+
+
+def stop_watchers(watchers: list[FolderWatcher], budget: float = STOP_S) -> None:
+    """Stop every folder within one shared budget: all are told first, then joined."""
+    for w in watchers:
+        w.request_stop()
+    deadline = time.monotonic() + budget
+    for w in watchers:
+        w.stop(deadline)
