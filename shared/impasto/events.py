@@ -132,7 +132,8 @@ class Done(_Event):
     types: ClassVar[dict[str, tuple[type, ...]]] = {
         "width": _INT, "height": _INT, "seed": _INT, "weights": _STR, "output": _STR,
         "format": _STR, "stopped": (bool,), "message": _STR, "job": _STR, "losses": (dict,),
-        "elapsed_s": _NUM, "schedule": (list,), "evaluations": _INT, "device": _STR}
+        "elapsed_s": _NUM, "schedule": (list,), "evaluations": _INT, "device": _STR,
+        "device_detail": _STR, "precision": _STR}
     width: int
     height: int
     seed: int
@@ -147,6 +148,8 @@ class Done(_Event):
     schedule: list[Any] | None = None
     evaluations: int | None = None
     device: str | None = None
+    device_detail: str | None = None  # what computes, in which precision, and why
+    precision: str | None = None
 
     @property
     def random_weights(self) -> bool:

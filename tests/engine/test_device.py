@@ -170,7 +170,7 @@ def test_this_cpu_picks_bf16_and_the_cli_says_so(content_png: Path, style_png: P
     assert r.returncode == 0, r.stderr
     final = json.loads(r.stdout.splitlines()[-1])
     assert final["precision"] == "bf16"
-    assert "auto chose bf16 because the CPU has native bf16" in final["device"]
+    assert "auto chose bf16 because the CPU has native bf16" in final["device_detail"]
 
 
 def test_the_cli_on_a_cpu_without_bf16_says_fp32(content_png: Path, style_png: Path,
@@ -182,5 +182,6 @@ def test_the_cli_on_a_cpu_without_bf16_says_fp32(content_png: Path, style_png: P
     assert r.returncode == 0, r.stderr
     final = json.loads(r.stdout.splitlines()[-1])
     assert final["precision"] == "fp32"
-    assert "capability override" in final["device"] and "auto chose fp32" in final["device"]
+    assert final["device"] == "cpu"
+    assert "capability override" in final["device_detail"] and "auto chose fp32" in final["device_detail"]
 

@@ -107,6 +107,6 @@ def stylize_local(args: argparse.Namespace, opts: EngineOptions) -> dict[str, An
     return {"type": "result", "output": str(args.output), "width": outcome.image.width,
             "height": outcome.image.height, "losses": outcome.losses, "seed": outcome.seed,
             "elapsed_s": round(outcome.elapsed_s, 3), "evaluations": outcome.evaluations,
-            "weights": engine.weights.label, "device": engine.dev.describe(),
-            "precision": engine.precision,
+            "weights": engine.weights.label, "device": str(engine.device),
+            "device_detail": engine.dev.describe(), "precision": engine.precision,
             "schedule": [dataclasses.asdict(s) for s in outcome.schedule]}
