@@ -366,7 +366,6 @@ def test_bridge_stop_before_the_first_step_keeps_a_picture(tmp_path: Path,
         d.stop()
 
 
-@pytest.mark.needs_disconnect_cancel
 def test_killed_bridge_job_is_cancelled_and_the_next_runs(tmp_path: Path,
                                                           env: dict[str, str]) -> None:
     """NEEDS THE DAEMON SIDE OF ISSUE 22 (another branch: the daemon cancels a job whose
