@@ -37,7 +37,7 @@ from impasto.errors import (
     ImpastoError,
     ServeError,
 )
-from impasto.keys import check_private, ensure_local_keys
+from impasto.keys import AuthorizedKeys, check_private, ensure_local_keys
 from impasto.netaddr import is_local_address
 from impasto.options import EngineOptions
 from impasto.protocol import (
@@ -152,9 +152,13 @@ class Server:
         public, secret = _server_keys(cfg.keys_dir)
         authorized = cfg.keys_dir / "authorized"
         authorized.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.auth = ThreadAuthenticator(self.ctx, log=logging.getLogger("impasto.auth"))
+        auth_log = logging.getLogger("impasto.auth")
+        self.auth = ThreadAuthenticator(self.ctx, log=auth_log)
         self.auth.start()
-        self.auth.configure_curve(domain="*", location=str(authorized))
+        # The folder as it is at each handshake, not as it was at start: keys added or
+        # removed (`impasto keys add-client`) count without a restart.
+        self.auth.configure_curve_callback(
+            domain="*", credentials_provider=AuthorizedKeys(authorized, auth_log))
         self.local_user = self._local_user()  # read once: status asks on every call
         router = self.ctx.socket(zmq.ROUTER)
         router.setsockopt(zmq.LINGER, 1000)
