@@ -160,6 +160,7 @@ class Server:
         self.auth.configure_curve_callback(
             domain="*", credentials_provider=AuthorizedKeys(authorized, auth_log))
         self.local_user = self._local_user()  # read once: status asks on every call
+        self.library.make_private()
         router = self.ctx.socket(zmq.ROUTER)
         router.setsockopt(zmq.LINGER, 1000)
         router.setsockopt(zmq.SNDHWM, 100_000)
@@ -412,7 +413,7 @@ class Server:
         return self._cancel(msg.job, user, msg.keep)
 
     def _styles_list(self, peer: bytes, user: str, msg: StylesList, req: str | None) -> Message:
-        return Styles(styles=self.library.list())
+        return Styles(styles=self.library.list(user, self.local_user))
 
     def _styles_add(self, peer: bytes, user: str, msg: StylesAdd, req: str | None) -> None:
         image = msg.image
@@ -420,7 +421,10 @@ class Server:
             raise ImpastoError(BAD_MESSAGE, "styles.add needs an image")
 
         def add() -> Callable[[], Message]:
-            info = self.library.add(msg.name, imagecodec.decode_pil(image, "the style image"))
+            # Styles belong to the key that added them, as jobs do: others may use and
+            # list them, not replace them (the local user's key may, as on disk).
+            info = self.library.add(msg.name, imagecodec.decode_pil(image, "the style image"),
+                                    user, self.local_user)
             return lambda: Done(detail=json.dumps(info))
 
         self._offload(peer, req, add)
@@ -428,7 +432,7 @@ class Server:
 
     def _styles_remove(self, peer: bytes, user: str, msg: StylesRemove,
                        req: str | None) -> Message:
-        self.library.remove(msg.name)
+        self.library.remove(msg.name, user, self.local_user)
         return Done(detail=f"removed {msg.name}")
 
     def _stylize(self, peer: bytes, user: str, msg: Stylize, req: str | None) -> None:
