@@ -100,7 +100,8 @@ class DaemonProcess:
     """`impasto serve` as a real subprocess on a loopback port."""
 
     def __init__(self, tmp: Path, extra: list[str] | None = None, port: int | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, umask: int = -1) -> None:
+        """umask: the daemon's (-1: this process's)."""
         self.port = port or free_port()
         self.address = f"tcp://127.0.0.1:{self.port}"
         self.env = env or make_env(tmp)
@@ -109,7 +110,7 @@ class DaemonProcess:
                 "--bind", self.address] + (extra or [])
         self._logf = open(self.log, "w")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(IMPASTO + args, env=self.env, cwd=REPO,
-                                     stdout=self._logf, stderr=subprocess.STDOUT)
+                                     stdout=self._logf, stderr=subprocess.STDOUT, umask=umask)
 
     def wait_ready(self, timeout: float = 4 * EXIT_S) -> DaemonProcess:
         from impasto.client import Client, DaemonUnavailable

@@ -19,6 +19,7 @@ IMAGE_TOO_LARGE = "image_too_large"
 MESSAGE_TOO_LARGE = "message_too_large"
 UNKNOWN_STYLE = "unknown_style"
 UNKNOWN_JOB = "unknown_job"
+NOT_OWNER = "not_owner"  # styles.add/remove of a style another client key added
 CANCELLED = "cancelled"
 SHUTDOWN = "shutdown"
 OUT_OF_MEMORY = "out_of_memory"
@@ -29,7 +30,7 @@ WORKER_LOST = "worker_lost"  # cluster: the job's worker died on every try
 
 ALL_CODES = (
     BAD_MESSAGE, BAD_VERSION, UNKNOWN_TYPE, BAD_OPTIONS, BAD_IMAGE, IMAGE_TOO_LARGE,
-    MESSAGE_TOO_LARGE, UNKNOWN_STYLE, UNKNOWN_JOB, CANCELLED, SHUTDOWN, OUT_OF_MEMORY,
+    MESSAGE_TOO_LARGE, UNKNOWN_STYLE, UNKNOWN_JOB, NOT_OWNER, CANCELLED, SHUTDOWN, OUT_OF_MEMORY,
     QUEUE_FULL, STORAGE, INTERNAL, WORKER_LOST,
 )
 

@@ -9,15 +9,19 @@ Layout under the keys folder (default ~/.config/impasto/keys, mode 0700):
   client.key, client.key_secret     this user's client pair
   authorized/NAME.key               public keys of clients the daemon accepts
 Secret files are 0600; the daemon refuses to start with keys others can read.
+Keys added to or removed from authorized/ count from the next connection on, without a
+restart (AuthorizedKeys).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import shutil
 import stat
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,3 +94,72 @@ def check_private(keys_dir: Path) -> None:
                 want = "700" if path.is_dir() else "600"
                 raise ServeError(f"{path} can be read or changed by other users; "
                                  f"run `chmod {want} {path}` (and check its owner)")
+
+
+class AuthorizedKeys:
+    """The client keys a daemon accepts: the public keys in its authorized/ folder, as the
+    folder is now. ZeroMQ's authenticator calls `callback` at each CurveZMQ handshake.
+
+    Why not ZeroMQ's own `configure_curve(location=...)`: it reads the folder once, so a
+    key added with `impasto keys add-client` waited for a restart, and a removed one kept
+    working. And re-running it when the folder changes is not enough: where one file fails
+    to load, it keeps the whole old set, so a stray file in the folder would keep a
+    removed key working. Here the folder's listing (name, inode, size, times of each
+    file: a few stat calls, beside the handshake's own cryptography) is compared at
+    each handshake, the keys are read again when it differs, and a file that does not
+    load is skipped and logged. So a change counts from the next connection on, with no
+    timer and no watcher thread; connections already open keep their key.
+    """
+
+    def __init__(self, folder: Path, log: logging.Logger) -> None:
+        self.folder = folder
+        self._log = log
+        self._lock = threading.Lock()
+        self._listing: list[tuple[str, int, int, int, int]] | None = None
+        self._keys: frozenset[bytes] = frozenset()
+
+    def _list(self) -> list[tuple[str, int, int, int, int]]:
+        out = []
+        with os.scandir(self.folder) as entries:
+            for e in entries:
+                if not e.name.endswith(".key"):  # ZeroMQ's convention: NAME.key files
+                    continue
+                try:
+                    st = e.stat()
+                except OSError:  # gone meanwhile, or a dangling link
+                    continue
+                if not stat.S_ISREG(st.st_mode):  # a FIFO would block the handshake thread
+                    continue
+                out.append((e.name, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+        return sorted(out)
+
+    def keys(self) -> frozenset[bytes]:
+        """The Z85 public keys authorised now (empty, so nobody gets in, where the
+        folder cannot be read)."""
+        with self._lock:
+            try:
+                listing = self._list()
+            except OSError as e:
+                self._log.error("cannot read the authorised keys in %s: %s", self.folder, e)
+                self._listing, self._keys = None, frozenset()
+                return self._keys
+            if listing != self._listing:
+                keys = set()
+                for name, *_ in listing:
+                    try:
+                        public, _ = zmq.auth.load_certificate(self.folder / name)
+                    except Exception as e:  # noqa: BLE001 - any malformed file; an
+                        # exception here would end ZeroMQ's authenticator thread
+                        self._log.warning("ignoring %s: not a CurveZMQ public key file (%s)",
+                                          self.folder / name, e)
+                        continue
+                    keys.add(public)
+                # Listed before reading: a file written meanwhile changes the listing
+                # again, so the next handshake reads it once more.
+                self._listing, self._keys = listing, frozenset(keys)
+                self._log.info("%d client keys authorised in %s", len(keys), self.folder)
+            return self._keys
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        """ZeroMQ's credentials hook: `key` is the client's public key in Z85."""
+        return key in self.keys()

@@ -37,7 +37,7 @@ from impasto.errors import (
     ImpastoError,
     ServeError,
 )
-from impasto.keys import check_private, ensure_local_keys
+from impasto.keys import AuthorizedKeys, check_private, ensure_local_keys
 from impasto.netaddr import is_local_address
 from impasto.options import EngineOptions
 from impasto.protocol import (
@@ -155,10 +155,15 @@ class Server:
         public, secret = _server_keys(cfg.keys_dir)
         authorized = cfg.keys_dir / "authorized"
         authorized.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.auth = ThreadAuthenticator(self.ctx, log=logging.getLogger("impasto.auth"))
+        auth_log = logging.getLogger("impasto.auth")
+        self.auth = ThreadAuthenticator(self.ctx, log=auth_log)
         self.auth.start()
-        self.auth.configure_curve(domain="*", location=str(authorized))
+        # The folder as it is at each handshake, not as it was at start: keys added or
+        # removed (`impasto keys add-client`) count without a restart.
+        self.auth.configure_curve_callback(
+            domain="*", credentials_provider=AuthorizedKeys(authorized, auth_log))
         self.local_user = self._local_user()  # read once: status asks on every call
+        self.library.make_private()
         router = self.ctx.socket(zmq.ROUTER)
         router.setsockopt(zmq.LINGER, 1000)
         router.setsockopt(zmq.SNDHWM, 100_000)
@@ -416,7 +421,7 @@ class Server:
         return self._cancel(msg.job, user, msg.keep)
 
     def _styles_list(self, peer: bytes, user: str, msg: StylesList, req: str | None) -> Message:
-        return Styles(styles=self.library.list())
+        return Styles(styles=self.library.list(user, self.local_user))
 
     def _styles_add(self, peer: bytes, user: str, msg: StylesAdd, req: str | None) -> None:
         image = msg.image
@@ -424,7 +429,10 @@ class Server:
             raise ImpastoError(BAD_MESSAGE, "styles.add needs an image")
 
         def add() -> Callable[[], Message]:
-            info = self.library.add(msg.name, imagecodec.decode_pil(image, "the style image"))
+            # Styles belong to the key that added them, as jobs do: others may use and
+            # list them, not replace them (the local user's key may, as on disk).
+            info = self.library.add(msg.name, imagecodec.decode_pil(image, "the style image"),
+                                    user, self.local_user)
             return lambda: Done(detail=json.dumps(info))
 
         self._offload(peer, req, add)
@@ -432,7 +440,7 @@ class Server:
 
     def _styles_remove(self, peer: bytes, user: str, msg: StylesRemove,
                        req: str | None) -> Message:
-        self.library.remove(msg.name)
+        self.library.remove(msg.name, user, self.local_user)
         return Done(detail=f"removed {msg.name}")
 
     def _stylize(self, peer: bytes, user: str, msg: Stylize, req: str | None) -> None:
