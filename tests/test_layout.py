@@ -315,3 +315,13 @@ def test_back_ends_share_one_job_ender() -> None:
                                                      "impasto.server.worker"))}, cluster
     for found in (cluster, worker):
         assert "impasto.server.execute.JobEnder" in found
+
+
+def test_importing_the_socket_loop_loads_no_torch() -> None:
+    """Not only loop.py's own lines: nothing it imports, transitively, loads torch or the
+    engine (it once did through backend.py, which holds the embedded worker)."""
+    code = ("import sys, impasto.server.loop; "
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('impasto.engine')))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]", r.stdout

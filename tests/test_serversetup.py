@@ -158,3 +158,21 @@ def test_archive_has_one_top_folder_with_plugin_setup_and_wheel(tmp_path: Path) 
         z.extract(wheel, tmp_path / "x")
     with zipfile.ZipFile(tmp_path / "x" / wheel) as w:
         assert "impasto/gimp/serversetup.py" in w.namelist()
+
+
+def test_the_default_package_is_what_came_with_the_program_never_a_bare_name(
+        tmp_path: Path) -> None:
+    """No `impasto` is published on PyPI: a plan for the bare name would install whoever
+    registered it. The archive's wheel wins; then the checkout; else a clear refusal."""
+    from impasto.gimp.serversetup import SetupError, default_package
+
+    here = Path(ss.__file__)
+    assert Path(default_package(here)) == REPO  # this checkout
+    box = tmp_path / "impasto-neural-style"
+    box.mkdir()
+    (box / "impasto_serversetup.py").write_text("")
+    (box / "impasto-0.1.0-py3-none-any.whl").write_bytes(b"")
+    assert default_package(box / "impasto_serversetup.py") == str(box / "impasto-0.1.0-py3-none-any.whl")
+    (box / "impasto-0.1.0-py3-none-any.whl").unlink()
+    with pytest.raises(SetupError, match="--package"):
+        default_package(box / "impasto_serversetup.py")

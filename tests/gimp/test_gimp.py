@@ -274,20 +274,6 @@ def test_temporary_files_removed_on_every_path(gimp) -> None:
 
 
 # Last: it stops the module's daemon.
-def test_daemon_down_without_autostart(gimp) -> None:
-    runner, daemon, env = gimp
-    daemon.stop()
-    try:
-        err = batch(runner, "daemon_down")["daemon_down"]["error"]
-        assert "execution-error" in err and "No impasto daemon answered" in err, err
-        assert "impasto serve" in err and "impasto gimp install" in err
-        assert "IMPASTO_ADDRESS" not in err  # the plug-in does not read it
-    finally:
-        gimp_restart = DaemonProcess(Path(daemon.log).parent, env=env, port=daemon.port)
-        gimp_restart.wait_ready()
-        gimp_restart.stop()
-
-
 # Engine words an artist does not use; none may appear in the dialog's labels and help.
 JARGON = ("gatys", "iteration", "evaluation", "scale", "optimi", "gram", "vgg", "l-bfgs", "lbfgs",
           "loss", "tensor", "weights", "network", "preset", "luminance", "histogram",
@@ -348,3 +334,18 @@ def test_hdr_float_values_above_1_survive(gimp) -> None:
     assert "error" not in r, r
     assert r["src_max"] > 3.9
     assert r["new_max"] > 1.5 and r["above_1"] > r["count"] // 20, r
+
+
+# Last in this file: it stops the module's daemon, which every test above uses.
+def test_daemon_down_without_autostart(gimp) -> None:
+    runner, daemon, env = gimp
+    daemon.stop()
+    try:
+        err = batch(runner, "daemon_down")["daemon_down"]["error"]
+        assert "execution-error" in err and "No impasto daemon answered" in err, err
+        assert "impasto serve" in err and "impasto gimp install" in err
+        assert "IMPASTO_ADDRESS" not in err  # the plug-in does not read it
+    finally:
+        gimp_restart = DaemonProcess(Path(daemon.log).parent, env=env, port=daemon.port)
+        gimp_restart.wait_ready()
+        gimp_restart.stop()

@@ -96,21 +96,23 @@ def test_another_local_user_gets_nothing(tmp_path: Path) -> None:
     d = DaemonProcess(tmp_path).wait_ready()
     try:
         keys = tmp_path / "config" / "keys"
-        with Client(d.address) as c:
-            job = c.send(Stylize(content=imagecodec.to_ref(gradient_image(64, 48)),
-                                 styles=[StyleRef(image=imagecodec.to_ref(stripes_image()))],
-                                 options={"size": 64, "iterations": 100000, "scales": 1,
-                                          "tolerance": 0.0}))
-            msg, _ = c.receive(EXIT_S)
+        # The owner stays connected: the daemon cancels a job whose client's connection
+        # drops, and this test is about what another user can reach.
+        with Client(d.address) as owner:
+            job = owner.send(Stylize(content=imagecodec.to_ref(gradient_image(64, 48)),
+                                     styles=[StyleRef(image=imagecodec.to_ref(stripes_image()))],
+                                     options={"size": 64, "iterations": 100000, "scales": 1,
+                                              "tolerance": 0.0}))
+            msg, _ = owner.receive(EXIT_S)
             job_id = msg.job
-        server_public = (keys / "server.key").read_text().split('public-key = "')[1].split('"')[0]
-        seen = as_other_user(PROBE_CLIENT, d.address, server_public, str(keys), job_id)
-        assert seen == {"read_secret": False, "plain": [], "curve": []}
-        # the job it tried to cancel is still running
-        with Client(d.address) as c:
-            st = c.call(StatusRequest())
-            assert st.running is not None and st.running["job"] == job_id
-            c.cancel(job_id)
+            server_public = (keys / "server.key").read_text().split('public-key = "')[1].split('"')[0]
+            seen = as_other_user(PROBE_CLIENT, d.address, server_public, str(keys), job_id)
+            assert seen == {"read_secret": False, "plain": [], "curve": []}
+            # the job it tried to cancel is still running
+            with Client(d.address) as c:
+                st = c.call(StatusRequest())
+                assert st.running is not None and st.running["job"] == job_id
+                c.cancel(job_id)
         assert job  # the owner's request went through all along
     finally:
         d.stop()

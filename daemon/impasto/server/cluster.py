@@ -34,10 +34,10 @@ import zmq
 
 from impasto.errors import CANCELLED, INTERNAL, SHUTDOWN, WORKER_LOST, ServeError
 from impasto.protocol import Error, Message, Progress, Stage, WorkerState
-from impasto.server.backend import job_label, process_memory_bytes
 from impasto.server.clusteraddr import cluster_host_port
 from impasto.server.events import EVENTS_ENDPOINT, emit
 from impasto.server.execute import JobEnder, spec_of
+from impasto.server.interface import job_label, process_memory_bytes
 from impasto.server.jobqueue import Job, JobQueue
 from impasto.server.rayworker import StyleWorker
 
@@ -59,6 +59,7 @@ _LOST_KEEP = ("job {job} was stopped, but its worker was lost with the image: th
 POLL_WAIT_S = 0.5
 # Handing a job to a worker only starts its thread; a worker this slow to answer is lost.
 START_TIMEOUT_S = 60.0
+JOIN_ATTEMPTS = 3  # joining through Ray Client, when the head fails to start a client server
 
 
 @dataclass
@@ -274,13 +275,25 @@ class RayBackend:
                                      f"answers at {where[0]}:{where[1]} "
                                      f"({e.strerror or e})") from None
             log.info("joining the Ray cluster at %s", s.address)
-            try:
-                with warnings.catch_warnings():  # Ray Client's warning repeats the error
-                    warnings.simplefilter("ignore")
-                    ray.init(address=s.address, namespace="impasto",
-                             logging_level=logging.WARNING)
-            except Exception as e:
-                raise ServeError(f"cannot join the Ray cluster at {s.address}: {e}") from None
+            for attempt in range(1, JOIN_ATTEMPTS + 1):
+                try:
+                    with warnings.catch_warnings():  # Ray Client's warning repeats the error
+                        warnings.simplefilter("ignore")
+                        ray.init(address=s.address, namespace="impasto",
+                                 logging_level=logging.WARNING)
+                    break
+                except Exception as e:
+                    # The head's proxier starts one Ray Client server per client and gives
+                    # up when that start is slow (a loaded head): transient, so retried.
+                    if attempt < JOIN_ATTEMPTS and "client server failed" in str(e):
+                        log.warning("joining %s: the head could not start a client server "
+                                    "(attempt %d of %d); trying again", s.address, attempt,
+                                    JOIN_ATTEMPTS)
+                        with contextlib.suppress(Exception):
+                            ray.shutdown()
+                        time.sleep(2.0 * attempt)
+                        continue
+                    raise ServeError(f"cannot join the Ray cluster at {s.address}: {e}") from None
 
     def _load_weights(self) -> None:
         """Load the daemon's weights once, here, and put them in Ray's object store: every

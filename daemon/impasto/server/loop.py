@@ -66,8 +66,8 @@ from impasto.protocol import (
     decode,
     encode,
 )
-from impasto.server.backend import Backend
 from impasto.server.events import EVENTS_ENDPOINT, WAKE_ENDPOINT
+from impasto.server.interface import Backend
 from impasto.server.jobqueue import Job, JobQueue
 from impasto.server.stylelib import StyleLibrary
 from impasto.version import __version__

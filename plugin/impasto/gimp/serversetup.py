@@ -201,6 +201,22 @@ class Plan:
         return d
 
 
+def default_package(here: Path | None = None) -> str:
+    """impasto itself, from what came with this program: the wheel beside it (the
+    plug-in archive), else the source checkout it sits in. Never the bare name: no
+    `impasto` is published on PyPI, and whoever registered one would be installed."""
+    here = (here or Path(__file__)).resolve()
+    wheels = sorted(here.parent.glob("impasto-*.whl"))
+    if wheels:
+        return str(wheels[-1])
+    for root in here.parents:
+        toml = root / "pyproject.toml"
+        if toml.is_file() and 'name = "impasto"' in toml.read_text(errors="replace"):
+            return str(root)
+    raise SetupError("no impasto package found beside this program: give --package with "
+                     "impasto's wheel file (from the plug-in archive) or a source folder")
+
+
 def make_plan(venv: Path, backend: str, package: str, python: list[str],
               wheels: Path | None = None, system: str | None = None,
               machine: str | None = None) -> Plan:
@@ -260,7 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--backend", choices=BACKENDS, help="GPU back end (default: detected)")
     p.add_argument("--python", help="the Python to build the environment with (default: the "
                    "newest Python 3.11+ found)")
-    p.add_argument("--package", default="impasto", help="impasto's wheel file or requirement")
+    p.add_argument("--package", help="impasto's wheel file or source folder (default: the "
+                   "wheel beside this program in the plug-in archive, else this source "
+                   "checkout); impasto is not on PyPI, so never a bare name")
     p.add_argument("--wheels", type=Path, help="install only from this folder of wheels "
                    "(offline machines)")
     p.add_argument("--log", type=Path, help="log file (default: setup.log beside the "
@@ -289,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         backend = a.backend or detect_backend()[0]
         python = [a.python] if a.action == "plan" and a.python else (
             find_python(a.python) if a.action == "run" else [a.python or sys.executable])
-        plan = make_plan(venv, backend, a.package, python, a.wheels)
+        plan = make_plan(venv, backend, a.package or default_package(), python, a.wheels)
         if a.action == "plan":
             d = plan.describe()
             d["event"] = "plan"
