@@ -89,3 +89,20 @@ def test_keys_added_and_removed_count_without_restart(tmp_path: Path) -> None:
         assert d.proc.poll() is None
     finally:
         d.stop()
+
+
+def test_authorize_never_replaces_an_authorised_key(tmp_path: Path) -> None:
+    """`keys authorize` of a file named like an authorised key (client.key is the local
+    user's own) is refused: keys count at once, so the swap would lock its holder out."""
+    from tests.helpers import make_env
+
+    env = make_env(tmp_path)
+    assert run_cli(["keys", "init"], env).returncode == 0
+    keys = Path(env["IMPASTO_CONFIG_DIR"]) / "keys"
+    own = (keys / "authorized" / "client.key").read_bytes()
+    public, _ = create_pair(tmp_path / "other", "client")  # named client.key too
+    r = run_cli(["keys", "authorize", str(public)], env)
+    assert r.returncode == 2 and "already authorised as client.key" in r.stderr, r.stderr
+    assert (keys / "authorized" / "client.key").read_bytes() == own
+    again = run_cli(["keys", "authorize", str(keys / "client.key")], env)  # the same key: fine
+    assert again.returncode == 0, again.stderr

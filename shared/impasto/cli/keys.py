@@ -42,6 +42,12 @@ def cmd_keys(args: argparse.Namespace) -> int:
         if secret is not None:
             raise ImpastoError(BAD_OPTIONS, "refusing: that file holds a secret key; authorise "
                                "the public .key file")
-        shutil.copyfile(src, authorized / src.name)
+        dest = authorized / src.name
+        if dest.exists() and dest.read_bytes() != src.read_bytes():
+            # Keys count at once: replacing one (client.key is this user's own) would
+            # lock its holder out without a word.
+            raise ImpastoError(BAD_OPTIONS, f"refusing: another key is already authorised as "
+                               f"{src.name}; rename the file (the name is only a label)")
+        shutil.copyfile(src, dest)
         print(f"authorised {src.name}")
     return 0
