@@ -38,10 +38,19 @@ TORCH_SIDE = tuple(modules((TORCH_ROOT,)))
 
 def imports_at_load(path: Path, name: str) -> set[str]:
     """Modules a module imports when it is loaded (top level, not inside functions)."""
+    return _imports(path, name, everywhere=False)
+
+
+def all_imports(path: Path, name: str) -> set[str]:
+    """Every module a file imports, at load and inside functions alike."""
+    return _imports(path, name, everywhere=True)
+
+
+def _imports(path: Path, name: str, everywhere: bool) -> set[str]:
     tree = ast.parse(path.read_text())
     found: set[str] = set()
     pkg = name if path.stem == "__init__" else name.rpartition(".")[0]
-    for node in tree.body:
+    for node in ast.walk(tree) if everywhere else tree.body:
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -276,23 +285,6 @@ def test_watch_folder_fault_is_written_under_its_lock() -> None:
         if func.name != "__init__" and not locked:
             bad.append(node.lineno)
     assert not bad, f"self.fault written without the lock at lines {bad}"
-
-
-def all_imports(path: Path, name: str) -> set[str]:
-    """Every module a file imports, at load and inside functions alike."""
-    tree = ast.parse(path.read_text())
-    found: set[str] = set()
-    pkg = name.rpartition(".")[0]
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                base = ".".join(pkg.split(".")[: len(pkg.split(".")) - node.level + 1] + [base])
-            found.add(base)
-            found |= {f"{base}.{a.name}" for a in node.names}
-    return found
 
 
 def test_socket_loop_knows_no_engine() -> None:

@@ -301,15 +301,8 @@ class Engine:
         return snapshot
 
     def tile_threshold(self) -> int:
-        """Pixels above which a scale is evaluated in tiles.
-
-        An untiled evaluation needs about 3.2 GB per megapixel on a CPU
-        (benchmarks/large.py), so 2.4 MP there (7.5 GB of a 24 GB machine). On a GPU,
-        2.3 GiB per megapixel measured (4096 px untiled on an H100 peaked at 39 GiB),
-        counted as 2.5 for headroom: whatever fits in 80% of the free memory, less
-        2 GiB for the L-BFGS history. Tiles are 2x slower there, and an H100 holds
-        16 MP untiled.
-        """
+        """Pixels above which a scale is evaluated in tiles: the engine's setting, else
+        what the device's memory allows (Device.tile_threshold says how)."""
         if self.tile_pixels is not None:
             return self.tile_pixels
         return self.dev.tile_threshold()
