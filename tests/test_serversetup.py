@@ -155,6 +155,8 @@ def test_archive_has_one_top_folder_with_plugin_setup_and_wheel(tmp_path: Path) 
         assert (plugin.external_attr >> 16) & 0o111
         (wheel,) = [n for n in names if n.endswith(".whl")]
         assert "impasto-neural-style/impasto_serversetup.py" in names
+        # The plug-in reads the bridge's events with this copy once a server is set up.
+        assert "impasto-neural-style/impasto_events.py" in names
         z.extract(wheel, tmp_path / "x")
     with zipfile.ZipFile(tmp_path / "x" / wheel) as w:
         assert "impasto/gimp/serversetup.py" in w.namelist()
@@ -176,3 +178,75 @@ def test_the_default_package_is_what_came_with_the_program_never_a_bare_name(
     (box / "impasto-0.1.0-py3-none-any.whl").unlink()
     with pytest.raises(SetupError, match="--package"):
         default_package(box / "impasto_serversetup.py")
+
+
+def test_data_folder_follows_impasto_data_dir_as_the_package_does() -> None:
+    env = {"HOME": "/home/a", "IMPASTO_DATA_DIR": "/srv/impasto-data"}
+    for system in ss.SYSTEMS:
+        assert ss.data_home(system, env) == Path("/srv/impasto-data")
+
+
+def test_run_plan_moves_the_bar_logs_each_step_and_names_the_log_on_failure(
+        tmp_path: Path) -> None:
+    plan = ss.make_plan(tmp_path / "v", "cpu", str(REPO), [sys.executable],
+                        wheels=tmp_path, system="Linux", machine="x86_64")
+    py = sys.executable
+    plan.steps = [[py, "-c", "import time; print('step one'); time.sleep(1.5)"],
+                  [py, "-c", "import sys; print('torch step fails'); sys.exit(3)"],
+                  [py, "-c", "print('never')"]]
+    seen: list[tuple[int, int, str]] = []
+    pulses: list[int] = []
+    log = tmp_path / "logs" / "setup.log"
+    with pytest.raises(ss.SetupError, match=r"installing torch .*exit 3.*setup\.log"):
+        ss.run_plan(plan, log, lambda i, n, w: seen.append((i, n, w)),
+                    pulse=lambda: pulses.append(1))
+    assert [s[0] for s in seen] == [0, 1]  # the third step never started
+    assert pulses  # the bar moved while the slow step ran
+    text = log.read_text()
+    assert "step one" in text and "torch step fails" in text and "never" not in text
+
+
+def test_connect_plugin_points_the_plugin_at_the_environment(tmp_path: Path) -> None:
+    """After the set-up, the environment's own impasto writes the plug-in's bridge config
+    (here this test run's Python stands in for the new environment's)."""
+    box = tmp_path / "plug-ins" / "impasto-neural-style"
+    box.mkdir(parents=True)
+    from impasto.gimp import PLUGIN_FILE
+
+    (box / "impasto-neural-style.py").write_bytes(PLUGIN_FILE.read_bytes())
+    log = tmp_path / "setup.log"
+    ss.connect_plugin(Path(sys.executable), box, "random", log)
+    cfg = json.loads((box / "impasto-bridge.json").read_text())
+    assert cfg["bridge"][0] == sys.executable
+    assert cfg["autostart"]["command"][0] == sys.executable
+    assert cfg["autostart"]["weights"] == "random"
+    assert (box / "impasto_events.py").is_file()
+    assert "gimp install --plugin-dir" in log.read_text()
+    # `setup uninstall --plugin-dir` disconnects the plug-in (it offers the set-up again)
+    # and removes the environment only if there is one; here there is none.
+    r = subprocess.run(IMPASTO + ["setup", "uninstall", "--dir", str(tmp_path / "none"),
+                                  "--plugin-dir", str(box), "--json"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["removed"] is False
+    assert not (box / "impasto-bridge.json").exists()
+    assert (box / "impasto-neural-style.py").is_file()
+
+
+def test_connect_plugin_failure_names_the_log(tmp_path: Path) -> None:
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\necho no impasto here; exit 1\n")
+    fake.chmod(0o755)
+    with pytest.raises(ss.SetupError, match="connecting the GIMP plug-in failed.*setup.log"):
+        ss.connect_plugin(fake, tmp_path, "auto", tmp_path / "setup.log")
+    assert "no impasto here" in (tmp_path / "setup.log").read_text()
+
+
+def test_gimp_uninstall_removes_only_the_plugin_folder(tmp_path: Path) -> None:
+    precious = tmp_path / "my-pictures"
+    precious.mkdir()
+    (precious / "photo.png").write_bytes(b"x")
+    r = subprocess.run(IMPASTO + ["gimp", "uninstall", "--plugin-dir", str(precious)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "not the impasto plug-in's folder" in r.stderr
+    assert (precious / "photo.png").exists()

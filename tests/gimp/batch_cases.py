@@ -382,6 +382,42 @@ def case_hdr():
             "count": len(vals)}
 
 
+def case_setup():
+    """The set-up procedure without a dialog, as a script runs it: settings from the
+    environment (IMPASTO_SETUP_*)."""
+    proc = Gimp.get_pdb().lookup_procedure("plug-in-impasto-setup")
+    if proc is None:
+        return {"error": "plug-in-impasto-setup is not registered"}
+    config = proc.create_config()
+    config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    for key in ("action", "backend", "python", "wheels", "weights", "folder"):
+        value = os.environ.get("IMPASTO_SETUP_" + key.upper())
+        if value is not None:
+            config.set_property(key, value)
+    t0 = time.monotonic()
+    result = proc.run(config)
+    status = result.index(0)
+    out = {"seconds": round(time.monotonic() - t0, 1), "status": status.value_nick}
+    if status != Gimp.PDBStatusType.SUCCESS:
+        out["error"] = result.index(1) if result.length() > 1 else ""
+    return out
+
+
+def case_first_stylize():
+    """A layer stylized with a style picture, right after the set-up: the daemon is
+    autostarted from the new environment."""
+    image = load("background.png")
+    src = image.get_layers()[0]
+    t0 = time.monotonic()
+    new, err = run_proc(image, [src], style="",
+                        style_file=Gio.File.new_for_path(os.path.join(IO, "style.png")),
+                        preset="draft", size=64, seed=1)
+    if err:
+        return {"error": err}
+    return {"seconds": round(time.monotonic() - t0, 1), "name": new.get_name(),
+            "new": dump(new, "new.rgba"), "src": dump(src, "src.rgba")}
+
+
 for name in os.environ.get("IMPASTO_CASES", "registered").split(","):
     try:
         report[name] = globals()["case_" + name]()

@@ -3,13 +3,17 @@ builds on Debian 12, or the system's GIMP on Debian 13."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 from tests.helpers import REPO
 
@@ -89,6 +93,82 @@ class GimpRunner:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=run_env)
         p.elapsed = time.monotonic() - t0  # type: ignore[attr-defined]
         return p
+
+
+    def provide_python(self) -> str:
+        """A Python that runs where GIMP runs, of the version the test's wheels are built
+        for: the host's own, copied into the chroot at the same path (once; it stays for
+        later runs). The set-up under test builds its environment with it."""
+        base = Path(sys.base_prefix)
+        exe = base / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}"
+        if self.chroot is None:
+            return str(exe)
+        dest = self.chroot / base.relative_to("/")
+        mark = dest / ".impasto-copy-ok"
+        if not mark.exists():
+            if dest.exists():
+                shutil.rmtree(dest)
+            # The standard library only: neither the host's installed packages nor its tests.
+            skip = shutil.ignore_patterns("site-packages", "test", "__pycache__", "idlelib",
+                                          "tkinter", "turtledemo")
+            shutil.copytree(base, dest, symlinks=True, ignore=skip)
+            (dest / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}"
+             / "site-packages").mkdir(exist_ok=True)
+            mark.touch()
+        return str(exe)
+
+    def wheel_folder(self, *requirements: str) -> Path:
+        """A folder of every wheel `requirements` need, as the set-up's offline source,
+        where GIMP sees it. pip resolves them here as it would install them; the files are
+        hard-linked from the package index's local copy (no second copy of torch's
+        gigabytes), or downloaded where the index is remote."""
+        host = (self.chroot / "opt" / "impasto-wheels") if self.chroot else self.host_base / "wheels"
+        host.mkdir(parents=True, exist_ok=True)
+        report = self.host_base / "resolve.json"
+        subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--quiet",
+                        "--ignore-installed", "--report", str(report), *requirements],
+                       check=True, timeout=600)
+        for item in json.loads(report.read_text())["install"]:
+            url = item["download_info"]["url"]
+            name = url.rsplit("/", 1)[-1]
+            if (host / name).exists() or not name.endswith(".whl"):
+                continue
+            if url.startswith("file://"):
+                src = Path(unquote(urlparse(url).path))
+                if src.resolve() in {Path(r).resolve() for r in requirements if Path(r).exists()}:
+                    continue  # impasto's own wheel: the archive carries it
+                try:
+                    os.link(src, host / name)
+                except OSError:
+                    shutil.copyfile(src, host / name)
+            else:
+                meta = item["metadata"]
+                subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                                "--dest", str(host), f"{meta['name']}=={meta['version']}"],
+                               check=True, timeout=1800)
+        return host
+
+    def stop_processes(self, marker: str) -> list[int]:
+        """End what runs with `marker` in its command line (an autostarted daemon living
+        on after GIMP quit): SIGTERM, then SIGKILL after 20 s."""
+        found = []
+        root = str(self.chroot or "/")  # this runner's processes, not another chroot's
+        for d in Path("/proc").iterdir():
+            if d.name.isdigit():
+                try:
+                    if (marker.encode() in (d / "cmdline").read_bytes()
+                            and os.readlink(d / "root") == root):
+                        found.append(int(d.name))
+                except OSError:
+                    pass
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in found:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in found):
+                time.sleep(0.2)
+        return found
 
 
 def gimp_root() -> str | None:

@@ -54,6 +54,13 @@ def plugin_dir(profile: Path) -> Path:
     return profile / "plug-ins" / PLUGIN_NAME
 
 
+def target_dir(args: argparse.Namespace) -> Path:
+    """The plug-in's folder: named outright (the set-up run from an unzipped archive), else
+    the one in the GIMP profile."""
+    explicit = getattr(args, "plugin_dir", None)
+    return Path(explicit) if explicit else plugin_dir(find_profile(args.gimp_dir))
+
+
 def bridge_command(explicit: str | None) -> list[str]:
     if explicit:
         return shlex.split(explicit)
@@ -81,13 +88,15 @@ def dialog_options() -> dict[str, dict[str, Any]]:
 
 
 def install(args: argparse.Namespace) -> int:
-    profile = find_profile(args.gimp_dir)
-    target = plugin_dir(profile)
+    target = target_dir(args)
     target.mkdir(parents=True, exist_ok=True)
     dest = target / f"{PLUGIN_NAME}.py"
-    # copyfile, not copy2: a fresh mtime makes GIMP re-read the plug-in (pluginrc cache).
-    shutil.copyfile(PLUGIN_FILE, dest)
-    dest.chmod(0o755)
+    if dest.exists() and dest.samefile(PLUGIN_FILE):
+        pass  # --plugin-dir named the checkout's own copy
+    else:
+        # copyfile, not copy2: a fresh mtime makes GIMP re-read the plug-in (pluginrc cache).
+        shutil.copyfile(PLUGIN_FILE, dest)
+        dest.chmod(0o755)
     # The plug-in reads the bridge's events with this copy (GIMP's Python has no impasto).
     shutil.copyfile(events_file(), target / EVENTS_NAME)
     address = args.address or paths.default_address()
@@ -128,10 +137,15 @@ def install(args: argparse.Namespace) -> int:
 
 
 def uninstall(args: argparse.Namespace) -> int:
-    target = plugin_dir(find_profile(args.gimp_dir))
+    target = target_dir(args)
     if not target.exists():
         print(f"nothing to remove: {target} does not exist")
         return 0
+    # Only the plug-in's own folder is removed, never another a user named by mistake.
+    if target.name != PLUGIN_NAME or not (target / f"{PLUGIN_NAME}.py").is_file():
+        print(f"impasto: error: {target} is not the impasto plug-in's folder; nothing removed",
+              file=sys.stderr)
+        return 2
     shutil.rmtree(target)
     print(f"removed {target}")
     return 0
@@ -151,7 +165,7 @@ def doctor(args: argparse.Namespace) -> int:
     gimp = shutil.which("gimp-3.0") or shutil.which("gimp") or shutil.which("gimp-console-3.0")
     report(gimp is not None, f"GIMP on PATH: {gimp or 'not found'}",
            "install GIMP 3 (Debian 13: apt-get install gimp); a Flatpak GIMP works too")
-    target = plugin_dir(profile)
+    target = target_dir(args)
     dest = target / f"{PLUGIN_NAME}.py"
     installed = dest.is_file()
     report(installed, f"plug-in file: {dest}", "run `impasto gimp install`")

@@ -6,7 +6,8 @@
   install`, or a server's venv);
 - dist/impasto-gimp-VERSION.zip: one top folder, `impasto-neural-style/`, that unzips
   into any GIMP 3 plug-ins folder and holds everything the plug-in needs to set up its
-  server: the plug-in file, the stand-alone set-up module and the wheel.
+  server: the plug-in file, the stand-alone set-up module, impasto's event module and
+  the wheel.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import sys
 import zipfile
 from pathlib import Path
 
-from impasto.gimp import PLUGIN_FILE, PLUGIN_NAME
+from impasto import events
+from impasto.gimp import EVENTS_NAME, PLUGIN_FILE, PLUGIN_NAME
 from impasto.version import __version__
 
 SETUP_MODULE = Path(__file__).resolve().parent / "serversetup.py"
@@ -50,6 +52,8 @@ def build_archive(wheel: Path, out: Path) -> Path:
         info.external_attr = (0o100755 << 16)
         z.writestr(info, PLUGIN_FILE.read_bytes(), zipfile.ZIP_DEFLATED)
         z.write(SETUP_MODULE, f"{top}/{SETUP_COPY}")
+        # The bridge's typed event stream, which the plug-in reads once a server is set up.
+        z.write(Path(events.__file__).resolve(), f"{top}/{EVENTS_NAME}")
         z.write(wheel, f"{top}/{wheel.name}")
         z.writestr(f"{top}/README.txt", README.format(version=__version__, wheel=wheel.name))
     return archive

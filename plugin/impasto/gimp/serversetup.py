@@ -132,6 +132,8 @@ def data_home(system: str | None = None, env: dict[str, str] | None = None) -> P
     """The user's data folder for impasto's server (its Python environment)."""
     system = system or platform.system()
     env = dict(os.environ) if env is None else env
+    if env.get("IMPASTO_DATA_DIR"):  # as impasto.paths.data_dir()
+        return Path(env["IMPASTO_DATA_DIR"])
     home = Path(env.get("HOME") or env.get("USERPROFILE") or Path.home())
     if system == "Windows":
         return Path(env.get("LOCALAPPDATA") or home / "AppData" / "Local") / "impasto"
@@ -236,22 +238,65 @@ def make_plan(venv: Path, backend: str, package: str, python: list[str],
     return plan
 
 
-def run_plan(plan: Plan, log: Path, progress: Callable[[int, int, str], None]) -> Path:
-    """Run each step, appending its output to `log`; the environment's Python on success."""
+STEP_NAMES = ("making the Python environment", "installing torch (the large part)",
+              "installing impasto")
+
+
+def run_plan(plan: Plan, log: Path, progress: Callable[[int, int, str], None],
+             pulse: Callable[[], None] | None = None) -> Path:
+    """Run each step, appending its output to `log`; the environment's Python on success.
+    `pulse` is called about twice a second while a step runs (GIMP's progress bar moves
+    during the minutes torch takes)."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    names = ["making the Python environment", "installing torch (the large part)",
-             "installing impasto"]
     with open(log, "a", encoding="utf-8") as out:
-        for i, (cmd, name) in enumerate(zip(plan.steps, names)):
+        for i, (cmd, name) in enumerate(zip(plan.steps, STEP_NAMES)):
             progress(i, len(plan.steps), name)
             out.write(f"\n$ {' '.join(cmd)}\n")
             out.flush()
-            r = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL)
-            if r.returncode != 0:
-                raise SetupError(f"{name} failed (exit {r.returncode}); the log is {log}")
+            try:
+                proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL)
+            except OSError as e:
+                raise SetupError(f"{name} failed: {e}; the log is {log}") from None
+            while True:
+                try:
+                    code = proc.wait(timeout=0.5)
+                    break
+                except subprocess.TimeoutExpired:
+                    if pulse is not None:
+                        pulse()
+            if code != 0:
+                raise SetupError(f"{name} failed (exit {code}); the log is {log}")
         progress(len(plan.steps), len(plan.steps), "done")
     return venv_python(plan.venv)
+
+
+def server_ready(python: Path) -> bool:
+    """The environment at `python` runs impasto (a set-up that finished)."""
+    if not python.is_file():
+        return False
+    try:
+        r = subprocess.run([str(python), "-I", "-c", "import impasto.cli.main"],
+                           capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return r.returncode == 0
+
+
+def connect_plugin(python: Path, plugin_dir: Path, weights: str, log: Path) -> None:
+    """Point the GIMP plug-in in `plugin_dir` at the server environment: its bridge config
+    names this environment's bridge and the daemon it autostarts (`impasto gimp install`,
+    run by the environment's own Python, so the paths it writes are that Python's)."""
+    cmd = [str(python), "-I", "-m", "impasto.cli.main", "gimp", "install", "--plugin-dir",
+           str(plugin_dir), "--weights", weights]
+    with open(log, "a", encoding="utf-8") as out:
+        out.write(f"\n$ {' '.join(cmd)}\n")
+        out.flush()
+        r = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                           timeout=300)
+    if r.returncode != 0:
+        raise SetupError(f"connecting the GIMP plug-in failed (exit {r.returncode}); the log "
+                         f"is {log}")
 
 
 def uninstall(venv: Path) -> bool:
@@ -283,6 +328,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "(offline machines)")
     p.add_argument("--log", type=Path, help="log file (default: setup.log beside the "
                    "environment)")
+    p.add_argument("--plugin-dir", type=Path, help="after `run`, point the GIMP plug-in in "
+                   "this folder at the new environment; after `uninstall`, disconnect it")
+    p.add_argument("--weights", default="auto", help="with --plugin-dir: the weights a daemon "
+                   "GIMP starts loads (default auto; random is a test pattern, not art)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     a = p.parse_args(argv)
     venv = a.dir or data_home() / "server"
@@ -301,6 +350,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if a.action == "uninstall":
             gone = uninstall(venv)
+            if a.plugin_dir is not None:
+                # Without its config the plug-in offers the set-up again.
+                (a.plugin_dir / "impasto-bridge.json").unlink(missing_ok=True)
             say({"event": "uninstall", "removed": gone, "dir": str(venv),
                  "text": f"removed {venv}" if gone else f"nothing to remove at {venv}"})
             return 0
@@ -322,6 +374,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             say({"event": "progress", "step": i, "total": n, "text": f"[{i}/{n}] {what}"})
 
         exe = run_plan(plan, log, progress)
+        if a.plugin_dir is not None:
+            connect_plugin(exe, a.plugin_dir, a.weights, log)
         say({"event": "done", "python": str(exe), "log": str(log),
              "text": f"set up: {exe} (log: {log})"})
         return 0

@@ -207,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
                            ("doctor", "check profile, plug-in, bridge and daemon")):
         q = gsub.add_parser(name, help=helptext)
         q.add_argument("--gimp-dir", type=Path, help="GIMP 3 profile folder")
+        q.add_argument("--plugin-dir", type=Path, help="the plug-in's own folder, where it is "
+                       "not PROFILE/plug-ins/impasto-neural-style (an unzipped archive in a "
+                       "plug-ins folder named in GIMP's preferences)")
         if name == "install":
             q.add_argument("--bridge", help="command GIMP runs to reach the daemon")
             q.add_argument("--address", help="the daemon's address")

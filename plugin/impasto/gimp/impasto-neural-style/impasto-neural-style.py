@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import zlib
+from pathlib import Path
 
 import gi
 
@@ -40,7 +41,9 @@ except ImportError:
     events = None  # reported when the plug-in runs: `impasto gimp install` again
 
 PROC = "plug-in-impasto-neural-style"
-CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "impasto-bridge.json")
+SETUP_PROC = "plug-in-impasto-setup"
+HERE = os.path.dirname(os.path.abspath(__file__))
+CONFIG = os.path.join(HERE, "impasto-bridge.json")
 FMT = "R'G'B'A u8"  # 8-bit sRGB-encoded values, as stored; "RGBA u8" would be linear
 TMP_PREFIX = "impasto-gimp-"
 # Context the network needs around a selection, in pixels at the working size: a
@@ -133,8 +136,9 @@ def load_config():
         with open(CONFIG) as f:
             return json.load(f)
     except FileNotFoundError:
-        raise PluginError(f"impasto is not set up for this GIMP: {CONFIG} is missing. Run "
-                          "`impasto gimp install` (or `impasto gimp doctor`).") from None
+        raise PluginError("impasto has no server yet: choose Filters > Artistic > Neural Style: "
+                          f"Set Up Server... (procedure {SETUP_PROC}), or run `impasto gimp "
+                          f"install` where impasto is installed ({CONFIG} is missing).") from None
     except ValueError as e:
         raise PluginError(f"{CONFIG} is damaged ({e}); run `impasto gimp install` again.") from None
 
@@ -400,6 +404,140 @@ class StopControls:
             self.dialog.destroy()
             self.pump()
             self.dialog = None
+
+
+# --- setting up the server -----------------------------------------------------------
+# The archive carries impasto_serversetup.py (impasto.gimp.serversetup, standard library
+# only) and impasto's wheel beside this file: the set-up makes a Python environment with
+# the torch that fits this machine, installs the wheel into it, then has that environment
+# write the bridge config (`impasto gimp install --plugin-dir` this folder).
+SETUP_TEXT = {
+    "action": ("Action", "Set up impasto's server (again, to repair it), or remove it"),
+    "backend": ("Graphics", "Which processor paints: Automatic picks the graphics card this "
+                "computer has; CPU works everywhere, only slower"),
+    "folder": ("Install into", "Folder for the server (a private Python with PyTorch, 0.3 to "
+               "5 GB); empty = your user data folder"),
+    "python": ("Python", "A Python 3.11 or newer to build the server with; empty = found "
+               "automatically"),
+    "wheels": ("Offline packages", "For computers without internet: a folder holding every "
+               "package file the server needs; empty = download them"),
+    "weights": ("Model", "auto: fetch the painting model (548 MB) when first used; or the "
+                "path of a VGG19 weights file you have; random makes test patterns, not art"),
+}
+SETUP_ACTIONS = (("install", "Set up or repair"), ("uninstall", "Remove"))
+BACKENDS = (("auto", "Automatic"), ("cuda", "NVIDIA graphics (CUDA)"),
+            ("rocm", "AMD graphics (ROCm, Linux)"), ("xpu", "Intel graphics (XPU)"),
+            ("mps", "Apple graphics (Apple Silicon)"), ("cpu", "CPU only"))
+
+
+def setup_module():
+    try:
+        import impasto_serversetup as ss
+    except ImportError:
+        raise PluginError("impasto_serversetup.py is missing beside the plug-in: unzip the "
+                          "impasto-gimp archive into GIMP's plug-ins folder again.") from None
+    return ss
+
+
+def setup_plan(config):
+    """What the set-up would do with these settings: (module, plan or None, words)."""
+    ss = setup_module()
+    venv = Path(config.get_property("folder") or ss.data_home() / "server")
+    if config.get_property("action") == "uninstall":
+        return ss, None, f"Removes the server in {venv}."
+    backend = config.get_property("backend")
+    why = ""
+    if backend == "auto":
+        backend, why = ss.detect_backend()
+        why = f" ({why})"
+    python = config.get_property("python") or None
+    wheels = config.get_property("wheels") or None
+    try:
+        plan = ss.make_plan(venv, backend, ss.default_package(Path(ss.__file__)),
+                            ss.find_python(python), Path(wheels) if wheels else None)
+    except ss.SetupError as e:
+        raise PluginError(str(e)) from None
+    size = (f"downloads about {plan.download_mb} MB" if plan.download_mb
+            else f"installs from {wheels} only")
+    return ss, plan, (f"{backend.upper()}{why}: {size} into {venv}. "
+                      f"The log is {venv.parent / 'setup.log'}.")
+
+
+def server_setup(config):
+    """Runs the set-up (or removal) the settings say, with GIMP's progress bar."""
+    ss, plan, words = setup_plan(config)
+    if plan is None:
+        venv = Path(config.get_property("folder") or ss.data_home() / "server")
+        gone = ss.uninstall(venv)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(CONFIG)  # without it, the plug-in offers the set-up again
+        tell(f"impasto: removed the server in {venv}." if gone else
+             f"impasto: no server to remove in {venv}; the plug-in is disconnected.")
+        return
+    log = plan.venv.parent / "setup.log"
+    Gimp.progress_init(f"Setting up impasto: {words}")
+
+    def progress(i, n, what):
+        Gimp.progress_update(i / n)
+        Gimp.progress_set_text(f"impasto set-up, {min(i + 1, n)} of {n}: {what}")
+        trace(event="setup", step=i, total=n, text=what)
+
+    try:
+        exe = ss.run_plan(plan, log, progress, pulse=Gimp.progress_pulse)
+        ss.connect_plugin(exe, Path(HERE), config.get_property("weights") or "auto", log)
+    except ss.SetupError as e:
+        raise PluginError(str(e)) from None
+    finally:
+        Gimp.progress_end()
+    tell(f"impasto is set up ({plan.source.backend}): Filters > Artistic > Neural Style... "
+         f"now paints with it. Log: {log}")
+
+
+def run_setup(procedure, run_mode, image, drawables, config, data):
+    if run_mode == Gimp.RunMode.INTERACTIVE:
+        gi.require_version("GimpUi", "3.0")
+        from gi.repository import GimpUi
+
+        GimpUi.init(SETUP_PROC)
+        dialog = GimpUi.ProcedureDialog.new(procedure, config, "Set up impasto")
+        dialog.fill(["action", "backend", "folder", "python", "wheels", "weights"])
+        gi.require_version("Gtk", "3.0")
+        from gi.repository import Gtk
+
+        note = Gtk.Label(label="", xalign=0.0)
+        note.set_line_wrap(True)
+        note.set_max_width_chars(60)
+        dialog.get_content_area().pack_end(note, False, False, 4)
+
+        def explain(*_args):
+            try:
+                note.set_text(setup_plan(config)[2])
+            except PluginError as e:
+                note.set_text(str(e))
+
+        config.connect("notify", explain)
+        explain()
+        note.show()
+        ok = dialog.run()
+        dialog.destroy()
+        if not ok:
+            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+    try:
+        server_setup(config)
+    except PluginError as e:
+        return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR,
+                                           GLib.Error(f"impasto: {e}"))
+    return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, None)
+
+
+def offer_setup(image):
+    """Interactive runs with no server: open the set-up dialog; True once one is set up."""
+    proc = Gimp.get_pdb().lookup_procedure(SETUP_PROC)
+    cfg = proc.create_config()
+    cfg.set_property("run-mode", Gimp.RunMode.INTERACTIVE)
+    cfg.set_property("image", image)
+    result = proc.run(cfg)
+    return result.index(0) == Gimp.PDBStatusType.SUCCESS and os.path.exists(CONFIG)
 
 
 # --- the bridge -----------------------------------------------------------------------
@@ -722,6 +860,11 @@ def stylize(procedure, image, drawables, config, interactive=False):
 
 def run(procedure, run_mode, image, drawables, config, data):
     interactive = run_mode == Gimp.RunMode.INTERACTIVE
+    if interactive and not os.path.exists(CONFIG):
+        Gimp.message("impasto has no server on this computer yet. The set-up installs one "
+                     "(a private Python with PyTorch); it runs once and takes a few minutes.")
+        if not offer_setup(image):
+            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     if interactive:
         gi.require_version("GimpUi", "3.0")
         from gi.repository import GimpUi
@@ -834,9 +977,11 @@ class NeuralStyle(Gimp.PlugIn):
         return False
 
     def do_query_procedures(self):
-        return [PROC]
+        return [PROC, SETUP_PROC]
 
     def do_create_procedure(self, name):
+        if name == SETUP_PROC:
+            return self.create_setup(name)
         p = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run, None)
         p.set_image_types("RGB*, GRAY*")
         p.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
@@ -877,6 +1022,30 @@ class NeuralStyle(Gimp.PlugIn):
         p.add_double_argument("stop-after", TEXT["stop-after"][0], TEXT["stop-after"][1],
                               0.0, 86400.0, 0.0, flags)
         p.add_layer_return_value("new-layer", "New layer", "The first stylized layer", False, flags)
+        return p
+
+    def create_setup(self, name):
+        # An image procedure that needs no image: GIMP's menus hold it with or without one.
+        p = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run_setup, None)
+        p.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.ALWAYS)
+        p.set_menu_label("Neural Style: _Set Up Server...")
+        p.add_menu_path("<Image>/Filters/Artistic")
+        p.set_documentation(
+            "Install (or repair, or remove) the server that paints for Neural Style",
+            "Makes a private Python environment with PyTorch for this computer's graphics "
+            "card and impasto in it, from the impasto package beside this plug-in, then "
+            "connects the plug-in to it. Runs once; the log file is named on the progress "
+            "bar and in the message at the end.", name)
+        p.set_attribution("impasto", "impasto", "2026")
+        flags = GObject.ParamFlags.READWRITE
+        t = SETUP_TEXT
+        p.add_choice_argument("action", t["action"][0], t["action"][1], choice(SETUP_ACTIONS),
+                              "install", flags)
+        p.add_choice_argument("backend", t["backend"][0], t["backend"][1], choice(BACKENDS),
+                              "auto", flags)
+        for key in ("folder", "python", "wheels"):
+            p.add_string_argument(key, t[key][0], t[key][1], "", flags)
+        p.add_string_argument("weights", t["weights"][0], t["weights"][1], "auto", flags)
         return p
 
 
