@@ -125,12 +125,17 @@ class GimpRunner:
         host = (self.chroot / "opt" / "impasto-wheels") if self.chroot else self.host_base / "wheels"
         host.mkdir(parents=True, exist_ok=True)
         report = self.host_base / "resolve.json"
-        subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--quiet",
-                        "--ignore-installed", "--report", str(report), *requirements],
-                       check=True, timeout=600)
+        # The suite points downloads at a dead proxy (no test fetches weights); the package
+        # index is the one place this may reach, for what its local copy lacks.
+        env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy")}
+        r = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--quiet",
+                            "--ignore-installed", "--report", str(report), *requirements],
+                           capture_output=True, text=True, timeout=900, env=env)
+        if r.returncode != 0:
+            raise RuntimeError(f"pip could not resolve {requirements}:\n{r.stderr[-4000:]}")
         for item in json.loads(report.read_text())["install"]:
             url = item["download_info"]["url"]
-            name = url.rsplit("/", 1)[-1]
+            name = unquote(url.rsplit("/", 1)[-1])
             if (host / name).exists() or not name.endswith(".whl"):
                 continue
             if url.startswith("file://"):
@@ -145,7 +150,7 @@ class GimpRunner:
                 meta = item["metadata"]
                 subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
                                 "--dest", str(host), f"{meta['name']}=={meta['version']}"],
-                               check=True, timeout=1800)
+                               check=True, timeout=1800, env=env)
         return host
 
     def stop_processes(self, marker: str) -> list[int]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from impasto.gimp import serversetup as ss
 from tests.gimp.runner import GimpRunner, gimp_root
 from tests.helpers import REPO, free_port, gradient_image, stripes_image
 
@@ -49,7 +50,10 @@ def test_setup_from_inside_gimp_then_the_first_stylize_works(tmp_path: Path) -> 
         assert not (runner.chroot / REPO.relative_to("/")).exists()
 
     python = runner.provide_python()
-    wheels = runner.wheel_folder(str(wheel))
+    # The very torch pair the set-up pins (the folder holds what an offline machine's
+    # owner would put there; pip here would otherwise pick any build in the range).
+    wheels = runner.wheel_folder(str(wheel), f"torch=={ss.TORCH}",
+                                 f"torchvision=={ss.TORCHVISION}")
     gradient_image(64, 48).save(runner.io / "background.png")
     stripes_image(48, 48).save(runner.io / "style.png")
     env = {"IMPASTO_CASES": "setup,first_stylize",
