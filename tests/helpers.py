@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -96,6 +95,14 @@ def run_cli(args: list[str], env: dict[str, str], timeout: float = 300, **kw) ->
                           timeout=timeout, **kw)
 
 
+def stop_signal() -> int:
+    """The signal a service manager stops a process with here: SIGTERM; with the portable
+    fallbacks forced, SIGINT (what a Windows console's Ctrl-C delivers)."""
+    from impasto.portable.process import stop_signals
+
+    return stop_signals()[-1]
+
+
 class DaemonProcess:
     """`impasto serve` as a real subprocess on a loopback port."""
 
@@ -134,7 +141,10 @@ class DaemonProcess:
             self._logf.flush()
         return self.log.read_text()
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = EXIT_S) -> int:
+    def stop(self, sig: int | None = None, timeout: float = EXIT_S) -> int:
+        """Stop it the way this system's service managers do (SIGTERM; with the portable
+        fallbacks forced, SIGINT as a Windows console's Ctrl-C)."""
+        sig = stop_signal() if sig is None else sig
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:

@@ -15,8 +15,6 @@ restart (AuthorizedKeys).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import os
 import shutil
@@ -28,6 +26,7 @@ from pathlib import Path
 import zmq.auth
 
 from impasto.errors import ServeError
+from impasto.portable import locks, privacy
 
 
 @dataclass
@@ -53,17 +52,19 @@ def ensure_local_keys(keys_dir: Path) -> ClientKeys | None:
     """The local keyring, made if it is missing: a server pair, a client pair, and that
     client authorised. None where it cannot be made (a read-only home, say)."""
     try:
-        keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(keys_dir, 0o700)
+        privacy.private_dir(keys_dir)
         with open(keys_dir / ".lock", "a") as lock:  # two first starts at once make one keyring
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            for name in ("server", "client"):
-                if not (keys_dir / f"{name}.key_secret").exists():
-                    _create_pair(keys_dir, name)
-            authorized = keys_dir / "authorized"
-            authorized.mkdir(exist_ok=True, mode=0o700)
-            if not (authorized / "client.key").exists():
-                shutil.copyfile(keys_dir / "client.key", authorized / "client.key")
+            held = locks.lock(lock.fileno(), str(keys_dir / ".lock"))
+            try:
+                for name in ("server", "client"):
+                    if not (keys_dir / f"{name}.key_secret").exists():
+                        _create_pair(keys_dir, name)
+                authorized = keys_dir / "authorized"
+                authorized.mkdir(exist_ok=True, mode=0o700)
+                if not (authorized / "client.key").exists():
+                    shutil.copyfile(keys_dir / "client.key", authorized / "client.key")
+            finally:
+                held.release()
     except OSError:
         return None
     return load_client_keys(keys_dir)
@@ -71,12 +72,9 @@ def ensure_local_keys(keys_dir: Path) -> ClientKeys | None:
 
 def _create_pair(folder: Path, name: str) -> tuple[Path, Path]:
     """A key pair whose secret file is private from its first byte."""
-    old = os.umask(0o077)
-    try:
+    with privacy.private_umask():
         public, secret = zmq.auth.create_certificates(folder, name)
-    finally:
-        os.umask(old)
-    os.chmod(secret, 0o600)
+    privacy.make_private(Path(secret))
     return Path(public), Path(secret)
 
 
@@ -88,12 +86,9 @@ def create_pair(folder: Path, name: str) -> tuple[Path, Path]:
 def check_private(keys_dir: Path) -> None:
     """Refuse secret keys that other users could read (or replace)."""
     for path in (keys_dir, keys_dir / "server.key_secret", keys_dir / "authorized"):
-        with contextlib.suppress(FileNotFoundError):
-            st = path.stat()
-            if st.st_uid != os.getuid() or st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-                want = "700" if path.is_dir() else "600"
-                raise ServeError(f"{path} can be read or changed by other users; "
-                                 f"run `chmod {want} {path}` (and check its owner)")
+        why = privacy.problem(path)
+        if why:
+            raise ServeError(why)
 
 
 class AuthorizedKeys:

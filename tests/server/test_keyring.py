@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import zmq
 import zmq.auth
 from zmq.utils.monitor import recv_monitor_message
@@ -15,6 +16,9 @@ from zmq.utils.monitor import recv_monitor_message
 from impasto.keys import ClientKeys, create_pair, load_client_keys
 from impasto.protocol import Status, StatusRequest, decode, encode
 from tests.helpers import EXIT_S, DaemonProcess, run_cli
+
+# Run again with the portable fallbacks forced (scripts/test): the paths other systems take.
+pytestmark = pytest.mark.portable
 
 
 def admitted(address: str, keys: ClientKeys) -> bool:

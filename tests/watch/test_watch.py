@@ -12,8 +12,9 @@ import pytest
 from PIL import Image
 
 from impasto.client import Client
+from impasto.portable.process import stop_signals
 from impasto.protocol import StylesList
-from tests.helpers import EXIT_S, DaemonProcess, run_cli, stripes_image
+from tests.helpers import EXIT_S, DaemonProcess, run_cli, stop_signal, stripes_image
 from tests.watch.common import (
     SETTINGS,
     add_style,
@@ -24,6 +25,9 @@ from tests.watch.common import (
     watch_status,
     watched,
 )
+
+# Run again with the portable fallbacks forced (scripts/test): the paths other systems take.
+pytestmark = pytest.mark.portable
 
 
 def test_cp_mv_rsync_and_layout(tmp_path: Path, folder: Path, src: Path) -> None:
@@ -161,10 +165,12 @@ def test_refuses_output_inside_input(tmp_path: Path, env: dict[str, str]) -> Non
     assert r.returncode == 2 and "out/ is a symbolic link" in r.stderr
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["int", "term"])
+# Each signal that stops a process cleanly on this system (SIGINT, SIGTERM; with the
+# portable fallbacks forced, Windows' set as it exists here).
+@pytest.mark.parametrize("sig", stop_signals(), ids=lambda s: signal.Signals(s).name)
 def test_watch_command_against_running_daemon(tmp_path: Path, folder: Path, src: Path,
                                               sig: int) -> None:
-    """`impasto watch` files a dropped image and stops cleanly on SIGINT or SIGTERM, even
+    """`impasto watch` files a dropped image and stops cleanly on each stop signal, even
     when started as a non-interactive shell's background job starts it: with SIGINT
     inherited as ignored (the suite hung here for 180 s when run in the background)."""
     add_style(tmp_path)
@@ -220,7 +226,7 @@ def test_serve_config_file(tmp_path: Path, folder: Path, src: Path, env: dict[st
         with Client(f"tcp://127.0.0.1:{port}") as c:
             assert [s["name"] for s in c.call(StylesList()).styles] == ["stripes"]
     finally:
-        p.send_signal(signal.SIGTERM)
+        p.send_signal(stop_signal())
         assert p.wait(EXIT_S) == 0
     bad = tmp_path / "bad.toml"
     bad.write_text("bogus = 1\n")
@@ -247,7 +253,7 @@ def test_sigterm_mid_batch_exits_within_five_seconds_and_loses_nothing(
     d = watched(tmp_path, folder, "--settle", "0.2")
     wait_until(lambda: watch_status(d)["working"] >= 1, what="a file in flight")
     t0 = time.monotonic()
-    d.proc.send_signal(signal.SIGTERM)
+    d.proc.send_signal(stop_signal())
     try:
         d.proc.wait(30)
     finally:

@@ -40,6 +40,7 @@ from impasto.errors import (
 from impasto.keys import AuthorizedKeys, check_private, ensure_local_keys
 from impasto.netaddr import is_local_address
 from impasto.options import EngineOptions
+from impasto.portable.process import stop_signals
 from impasto.protocol import (
     MAX_FRAME_DROP_BYTES,
     MAX_HEADER_BYTES,
@@ -200,7 +201,7 @@ class Server:
     def serve_forever(self, install_signals: bool = True) -> None:
         assert self.router is not None and self.events is not None
         if install_signals:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in stop_signals():
                 signal.signal(sig, lambda *_: self.stopping.set())
         self.backend.start()
         poller = zmq.Poller()

@@ -25,6 +25,7 @@ from PIL import Image
 from impasto import imagecodec
 from impasto.errors import BAD_OPTIONS, NOT_OWNER, STORAGE, UNKNOWN_STYLE, ImpastoError
 from impasto.fsio import write_atomic
+from impasto.portable import privacy
 
 log = logging.getLogger(__name__)
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -48,6 +49,9 @@ class StyleLibrary:
         """Make the folder 0700 and its files 0600, whatever umask made them: under the
         usual 022 every local user could read the styles. Logged where they were open;
         never fatal (a read-only library is still read)."""
+        if not privacy.posix_modes():
+            self.root.mkdir(parents=True, exist_ok=True)  # the profile's own access lists
+            return
         try:
             self._make_root()
             for p in self.root.iterdir():

@@ -27,6 +27,7 @@ from impasto import events
 from impasto.client import Client
 from impasto.errors import BAD_OPTIONS, UNAVAILABLE, DaemonUnavailable, ImpastoError
 from impasto.fsio import write_atomic
+from impasto.portable.process import detached
 from impasto.protocol import (
     DaemonState,
     ImageRef,
@@ -108,7 +109,7 @@ def ensure_daemon(client: Client, autostart: dict[str, Any] | None) -> None:
     with open(log_path, "ab") as log:
         try:
             proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                    start_new_session=True)  # outlives GIMP's plug-in
+                                    **detached())  # outlives GIMP's plug-in
         except OSError as e:
             raise ImpastoError(UNAVAILABLE, f"could not start the daemon with {' '.join(command)}:"
                                f" {e.strerror or e}") from None

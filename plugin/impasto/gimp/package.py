@@ -66,8 +66,9 @@ Unzip this folder (impasto-neural-style) into GIMP 3's plug-ins folder:
   macOS:   ~/Library/Application Support/GIMP/3.0/plug-ins
   Linux:   ~/.config/GIMP/3.0/plug-ins (Flatpak: ~/.var/app/org.gimp.GIMP/config/GIMP/3.0/plug-ins)
 then restart GIMP and choose Filters > Artistic > Neural Style... The first time, the
-plug-in offers to set up its server (a Python environment with PyTorch for your GPU,
-from {wheel} in this folder).
+plug-in offers to set up its server (a Python environment with PyTorch for your
+graphics card, and impasto from {wheel} in this folder; it needs Python 3.11 or newer).
+Filters > Artistic > Neural Style: Set Up Server... repairs or removes it later.
 """
 
 

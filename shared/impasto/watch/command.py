@@ -10,6 +10,7 @@ import threading
 from impasto.client import Client, DaemonUnavailable
 from impasto.errors import ImpastoError
 from impasto.keys import ClientKeys
+from impasto.portable.process import stop_signals
 from impasto.watch.folder import start_watchers, wait_forever
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def stop_on_signals() -> threading.Event:
         log.info("signal %d: stopping", signum)
         stop.set()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in stop_signals():  # SIGINT and SIGTERM; Windows: SIGINT and SIGBREAK
         signal.signal(sig, handler)
     return stop
 

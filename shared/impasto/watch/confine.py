@@ -23,6 +23,20 @@ Parts = tuple[str, ...]
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
+# The calls every operation here makes relative to a folder handle. Windows' Python has
+# none of them (docs/portability.md): there the watch folder refuses to start.
+_NEEDS_DIR_FD = (os.open, os.stat, os.rename, os.unlink, os.mkdir)
+
+
+def unsupported() -> str | None:
+    """Why watch folders cannot run on this system, or None."""
+    if all(f in os.supports_dir_fd for f in _NEEDS_DIR_FD) and hasattr(os, "O_NOFOLLOW"):
+        return None
+    return ("watch folders need file calls relative to folder handles (openat and friends), "
+            "which this system's Python lacks (Windows); the daemon, CLI and GIMP plug-in "
+            "work without them (docs/portability.md)")
+
+
 def check_name(name: str) -> str:
     if name in ("", ".", "..") or "/" in name or "\0" in name:
         raise ValueError(f"not a plain file name: {name!r}")

@@ -31,8 +31,8 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
+from impasto.portable.openwriters import written_files
 from impasto.watch.layout import IN, Layout
-from impasto.watch.openfiles import written_files
 
 
 @dataclass
@@ -159,7 +159,8 @@ class Detector(FileSystemEventHandler):
         if out:
             # Writers that opened the file before we watched (or in polling mode).
             busy = written_files()
-            out = [o for o in out if o[2] not in busy]
+            if busy is not None:  # None: this system cannot tell; the settle time decides
+                out = [o for o in out if o[2] not in busy]
         out.sort()
         return [p for _, p, _ in out]
 

@@ -15,7 +15,6 @@ confine.Tree, and DIR's five folders must be real folders, not symlinks.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import stat
@@ -26,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from impasto.errors import BAD_OPTIONS, ImpastoError
-from impasto.watch.confine import Parts, Tree
+from impasto.portable import locks, privacy
+from impasto.watch.confine import Parts, Tree, unsupported
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ class Layout:
     root: Path
     tree: Tree | None = field(default=None, repr=False)
     _lock_fd: int | None = field(default=None, repr=False)
+    _lock_dir: int | None = field(default=None, repr=False)
+    _held: locks.Held | None = field(default=None, repr=False)
 
     @property
     def inbox(self) -> Path:
@@ -57,6 +59,9 @@ class Layout:
         """Make the folders, check them, make the journal private and take the folder's
         lock (one watcher per folder: two would act on one journal)."""
         self.root.mkdir(parents=True, exist_ok=True)
+        why = unsupported()
+        if why:
+            raise ImpastoError(BAD_OPTIONS, why)
         tree = Tree(self.root)
         for parts in (IN, OUT, DONE, FAILED):
             st = tree.lstat(parts)
@@ -81,31 +86,46 @@ class Layout:
         """The journal says where files go: only the daemon's user may write it. One
         that someone else made (or a symlink) is set aside, never read."""
         st = tree.lstat(JOURNAL)
-        if st is not None and (not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid()):
+        # Owners exist where POSIX modes do (privacy.posix_modes); elsewhere a folder
+        # that is not a folder is still set aside.
+        foreign = privacy.posix_modes() and st is not None and st.st_uid != os.geteuid()
+        if st is not None and (not stat.S_ISDIR(st.st_mode) or foreign):
             aside = (f".impasto-untrusted-{int(time.time())}",)
             tree.rename(JOURNAL, aside)
             log.error("%s: %s was not a folder owned by this user; set aside as %s, not read",
                       self.root, self.journal, aside[0])
         with tree.folder(JOURNAL, create=True, mode=0o700) as d:
-            os.fchmod(d, 0o700)
+            if privacy.posix_modes():
+                os.fchmod(d, 0o700)
 
     def _lock(self, tree: Tree) -> None:
         with tree.folder(JOURNAL) as d:
             fd = os.open("lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                          dir_fd=d)
+            # The fallback lock's owner file lives beside it: keep the folder's handle.
+            self._lock_dir = os.dup(d)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._held = locks.lock(fd, "lock", dir_fd=self._lock_dir, wait=False)
         except OSError:
             os.close(fd)
+            os.close(self._lock_dir)
+            self._lock_dir = None
             raise ImpastoError(BAD_OPTIONS, f"{self.root} is already watched by another impasto "
                                "process") from None
         self._lock_fd = fd
 
     def close(self) -> None:
         if self._lock_fd is not None:
+            if self._held is not None:
+                self._held.release()
+                self._held = None
             with contextlib.suppress(OSError):
                 os.close(self._lock_fd)
             self._lock_fd = None
+        if self._lock_dir is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._lock_dir)
+            self._lock_dir = None
         if self.tree is not None:
             self.tree.close()
 

@@ -1,9 +1,15 @@
-"""Which files some process holds open for writing, from /proc (Linux).
+"""Which files some process holds open for writing.
 
 A writer that pauses longer than the settle time with its file still open must not have
 the file taken from under it. inotify tells us about opens that happen while we watch;
 this catches the rest (writers that opened before the watcher started, polling mode).
-It sees the processes whose /proc entries we may read: our own user's, or all as root.
+
+- Linux: /proc/PID/fd and fdinfo of the processes whose entries we may read (our own
+  user's, or all as root).
+- macOS and Windows (and the forced fallback): no such table without extra privileges
+  or tools, so None: "cannot tell", and a file counts as written while its size or time
+  still changes within the settle time (docs/portability.md: a writer that pauses longer
+  than that with the file open can have it taken).
 """
 
 from __future__ import annotations
@@ -11,11 +17,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from impasto.portable import fallbacks_forced
+
 PROC = Path("/proc")
 
 
-def written_files() -> set[tuple[int, int]]:
-    """(st_dev, st_ino) of every file open for writing in a process we can inspect."""
+def written_files() -> set[tuple[int, int]] | None:
+    """(st_dev, st_ino) of every file open for writing in a process we can inspect; None
+    where this system has no way to tell."""
+    if fallbacks_forced() or not (PROC / "self" / "fdinfo").is_dir():
+        return None
     out: set[tuple[int, int]] = set()
     try:
         pids = [p for p in os.listdir(PROC) if p.isdigit()]

@@ -1,0 +1,142 @@
+"""An exclusive lock on an open file: one process at a time.
+
+- Linux and macOS: flock(2). Released by the kernel when the holder dies, however.
+- Windows: msvcrt.locking on the file's first byte (LockFile in the C runtime), also
+  released when the holder's handle closes or it dies.
+- Fallback (forced, or a system with neither): an owner file beside the lock, created
+  with O_EXCL and holding the owner's process id; one whose process is gone is taken
+  over. Keeps mutual exclusion; a crashed owner's lock is freed only once its process id
+  is not in use again (ids are reused in time: docs/portability.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import time
+from dataclasses import dataclass
+
+from impasto.portable import fallbacks_forced
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+try:
+    import msvcrt  # type: ignore[import-not-found]
+except ImportError:  # POSIX
+    msvcrt = None  # type: ignore[assignment]
+
+
+class Busy(OSError):
+    """Another process holds the lock."""
+
+
+@dataclass
+class Held:
+    fd: int
+    owner: str | None = None  # the fallback's owner file
+    dir_fd: int | None = None
+
+    def release(self) -> None:
+        if self.owner is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.owner, dir_fd=self.dir_fd)
+            self.owner = None
+        elif msvcrt is not None and fcntl is None:
+            with contextlib.suppress(OSError):
+                os.lseek(self.fd, 0, os.SEEK_SET)
+                msvcrt.locking(self.fd, msvcrt.LK_UNLCK, 1)
+
+
+def kind() -> str:
+    if not fallbacks_forced():
+        if fcntl is not None:
+            return "flock"
+        if msvcrt is not None:
+            return "msvcrt"
+    return "owner-file"
+
+
+def lock(fd: int, name: str, dir_fd: int | None = None, wait: bool = True,
+         poll_s: float = 0.05) -> Held:
+    """Lock the open file `fd` (named `name`, relative to `dir_fd` when given) for this
+    process; waits, or raises Busy at once with wait=False."""
+    how = kind()
+    while True:
+        try:
+            if how == "flock":
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                return Held(fd)
+            if how == "msvcrt":
+                os.lseek(fd, 0, os.SEEK_SET)
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+                return Held(fd)
+            return _owner_file(fd, name + ".owner", dir_fd)
+        except (BlockingIOError, PermissionError, Busy) as e:
+            if not wait:
+                raise Busy(errno.EWOULDBLOCK, f"{name} is locked by another process") from e
+            time.sleep(poll_s)
+        except OSError as e:  # msvcrt raises EDEADLOCK/EACCES when busy
+            if how != "msvcrt":
+                raise
+            if not wait:
+                raise Busy(errno.EWOULDBLOCK, f"{name} is locked by another process") from e
+            time.sleep(poll_s)
+
+
+def _owner_file(fd: int, owner: str, dir_fd: int | None) -> Held:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    for _ in range(3):
+        try:
+            ofd = os.open(owner, flags, 0o600, dir_fd=dir_fd)
+        except FileExistsError:
+            if _owner_alive(owner, dir_fd):
+                raise Busy(errno.EWOULDBLOCK, "locked") from None
+            # The owner is gone: take the lock over. Two takers may both unlink; the
+            # O_EXCL create lets only one of them win.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(owner, dir_fd=dir_fd)
+            continue
+        with os.fdopen(ofd, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        return Held(fd, owner, dir_fd)
+    raise Busy(errno.EWOULDBLOCK, "locked")
+
+
+def _owner_alive(owner: str, dir_fd: int | None) -> bool:
+    try:
+        fd = os.open(owner, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0), dir_fd=dir_fd)
+        with os.fdopen(fd) as f:
+            text = f.read().strip()
+            age = time.time() - os.fstat(f.fileno()).st_mtime
+    except OSError:
+        return True  # unreadable: assume held
+    if not text:
+        return age < 10  # its owner is between creating and writing it
+    try:
+        pid = int(text)
+    except ValueError:
+        return False  # not ours: no process id
+    return pid > 0 and pid_alive(pid)
+
+
+def pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    if os.name == "nt":
+        import ctypes
+
+        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)  # QUERY_LIMITED_INFO
+        if not handle:
+            return False
+        ctypes.windll.kernel32.CloseHandle(handle)
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True

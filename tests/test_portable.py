@@ -1,0 +1,126 @@
+"""The per-system mechanisms (impasto.portable): each system's choice through the pure
+functions, and the locks and checks really exercised, the fallbacks included."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from impasto.portable import FORCE_ENV, locks, openwriters, privacy, process
+
+pytestmark = pytest.mark.portable
+
+HOLD = """
+import os, sys, time
+from impasto.portable import locks
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+held = locks.lock(fd, sys.argv[1])
+print(locks.kind(), flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.fixture(params=["native", "fallback"])
+def lock_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "fallback":
+        monkeypatch.setenv(FORCE_ENV, "1")
+    else:
+        monkeypatch.delenv(FORCE_ENV, raising=False)
+    return locks.kind()
+
+
+def test_a_lock_excludes_another_process_and_frees_when_its_holder_dies(
+        tmp_path: Path, lock_kind: str) -> None:
+    path = tmp_path / "lock"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdout=subprocess.PIPE,
+                              text=True, env=dict(os.environ))
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == lock_kind
+        fd = os.open(path, os.O_RDWR)
+        with pytest.raises(locks.Busy):
+            locks.lock(fd, str(path), wait=False)
+    finally:
+        holder.kill()  # no clean release: the kernel's, or the stale owner file
+        holder.wait()
+    held = locks.lock(fd, str(path), wait=False)
+    held.release()
+    os.close(fd)
+
+
+def test_the_fallback_lock_excludes_a_second_holder_in_one_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As Windows' per-handle locks do: a second watcher of one folder in the same daemon
+    is refused too."""
+    monkeypatch.setenv(FORCE_ENV, "1")
+    path = tmp_path / "lock"
+    a, b = (os.open(path, os.O_RDWR | os.O_CREAT, 0o600) for _ in range(2))
+    held = locks.lock(a, str(path), wait=False)
+    with pytest.raises(locks.Busy):
+        locks.lock(b, str(path), wait=False)
+    held.release()
+    locks.lock(b, str(path), wait=False).release()
+    # An owner file that names no process (garbage someone planted) does not lock forever.
+    (tmp_path / "lock.owner").write_text("not a pid\n")
+    locks.lock(b, str(path), wait=False).release()
+
+
+def test_stop_signals_and_detaching_for_each_system(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(FORCE_ENV, raising=False)
+    assert process.stop_signals("Linux") == [signal.SIGINT, signal.SIGTERM]
+    assert process.stop_signals("Darwin") == [signal.SIGINT, signal.SIGTERM]
+    # SIGBREAK exists on Windows only; here the Windows set is SIGINT alone.
+    assert process.stop_signals("Windows")[0] == signal.SIGINT
+    assert signal.SIGTERM not in process.stop_signals("Windows")
+    assert process.detached("Linux") == {"start_new_session": True}
+    assert process.detached("Darwin") == {"start_new_session": True}
+    flags = process.detached("Windows")["creationflags"]
+    assert flags == 0x00000200 | 0x00000008 | 0x08000000
+    if sys.platform == "win32":
+        assert flags & subprocess.CREATE_NEW_PROCESS_GROUP  # the names, where they exist
+    monkeypatch.setenv(FORCE_ENV, "1")
+    assert process.stop_signals() == process.stop_signals("Windows")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
+def test_privacy_checks_modes_on_posix_and_defers_to_profile_acls_otherwise(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(FORCE_ENV, raising=False)
+    secret = tmp_path / "secret"
+    secret.write_text("x")
+    secret.chmod(0o644)
+    assert "chmod 600" in (privacy.problem(secret) or "")
+    privacy.make_private(secret)
+    assert privacy.problem(secret) is None
+    with privacy.private_umask():
+        (tmp_path / "new").write_text("y")
+    assert (tmp_path / "new").stat().st_mode & 0o077 == 0
+    monkeypatch.setenv(FORCE_ENV, "1")
+    secret.chmod(0o644)
+    assert privacy.problem(secret) is None  # documented: Windows relies on profile ACLs
+
+
+def test_open_writers_seen_on_linux_unknown_elsewhere(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(FORCE_ENV, raising=False)
+    path = tmp_path / "being-written.png"
+    writer = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
+                               "f = open(sys.argv[1], 'wb'); f.write(b'x'); f.flush()\n"
+                               "print('open', flush=True); time.sleep(600)", str(path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "open"
+        st = path.stat()
+        if sys.platform.startswith("linux"):
+            found = openwriters.written_files()
+            assert found is not None and (st.st_dev, st.st_ino) in found
+        monkeypatch.setenv(FORCE_ENV, "1")
+        assert openwriters.written_files() is None
+    finally:
+        writer.kill()
+        writer.wait()
