@@ -336,6 +336,15 @@ def test_install_weights_is_what_the_autostarted_daemon_loads(tmp_path: Path,
         _kill_daemon_at(addr)
 
 
+def endless_bridge_job(tmp_path: Path, address: str, env: dict[str, str]) -> subprocess.Popen:
+    """A bridge running a job that would go on for 100000 steps, its stdin and stdout piped."""
+    req = job(tmp_path, address, None)
+    req["options"].update(iterations=100000, tolerance=0.0)
+    (tmp_path / "r.json").write_text(json.dumps(req))
+    return subprocess.Popen(BRIDGE + ["run", str(tmp_path / "r.json")], env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
 def test_bridge_stop_before_the_first_step_keeps_a_picture(tmp_path: Path,
                                                            env: dict[str, str]) -> None:
     """"Stop and keep" said at once, before any step: the bridge holds the stop until the
@@ -344,11 +353,7 @@ def test_bridge_stop_before_the_first_step_keeps_a_picture(tmp_path: Path,
 
     d = DaemonProcess(tmp_path).wait_ready()
     try:
-        req = job(tmp_path, d.address, None)
-        req["options"].update(iterations=100000, tolerance=0.0)
-        (tmp_path / "r.json").write_text(json.dumps(req))
-        p = subprocess.Popen(BRIDGE + ["run", str(tmp_path / "r.json")], env=env,
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        p = endless_bridge_job(tmp_path, d.address, env)
         assert p.stdout is not None and p.stdin is not None
         p.stdin.write("stop\n")  # before the bridge has even connected
         p.stdin.flush()
@@ -376,11 +381,7 @@ def test_killed_bridge_job_is_cancelled_and_the_next_runs(tmp_path: Path,
 
     d = DaemonProcess(tmp_path).wait_ready()
     try:
-        req = job(tmp_path, d.address, None)
-        req["options"].update(iterations=100000, tolerance=0.0)
-        (tmp_path / "r.json").write_text(json.dumps(req))
-        p = subprocess.Popen(BRIDGE + ["run", str(tmp_path / "r.json")], env=env,
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        p = endless_bridge_job(tmp_path, d.address, env)
         assert p.stdout is not None and p.stdin is not None
         for line in p.stdout:
             if isinstance(events.parse(line), events.Progress):

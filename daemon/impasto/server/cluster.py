@@ -439,6 +439,9 @@ class RayBackend:
         # A worker that holds the job's style targets skips computing them; among equals,
         # the one idle longest, so work spreads over the pool.
         slot = max(free, key=lambda s: (sum(k in s.styles for k in keys), -s.idle_since))
+        held = sum(k in slot.styles for k in keys)
+        log.info("job %s goes to worker %s%s", job.id, slot.name,
+                 f" (holds {held} of its {len(keys)} style targets)" if held else "")
         for k in keys:
             slot.styles[k] = None
             slot.styles.move_to_end(k)
