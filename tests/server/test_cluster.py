@@ -240,9 +240,11 @@ def test_result_matches_embedded_backend(cluster: Cluster, embedded: DaemonProce
 def test_jobs_sharing_a_style_go_where_its_targets_are(cluster: Cluster) -> None:
     """With both workers free, a job whose style one of them already holds goes there
     (a cache hit), although the other worker has been idle longer, which is whom the
-    job would go to otherwise (a cache miss). Read from the dispatcher's own log line
-    for each job, not from the cache counters, which workers report up to seconds late
-    on a loaded machine (the counters' test failed there)."""
+    job would go to otherwise (a cache miss). The second job is sent the moment the
+    first one's result is in: the dispatcher once chose from a list of free workers
+    taken before the first finished (this failed, under load, as a cache miss). Read
+    from the dispatcher's log line for each job, not from the cache counters, which
+    workers report seconds late on a loaded machine."""
     cluster.wait_idle()
     req = Stylize(content=imagecodec.to_ref(gradient_image(64, 48)),
                   styles=[StyleRef(image=imagecodec.to_ref(stripes_image(40, 40, 5.0)))],

@@ -435,6 +435,14 @@ class RayBackend:
             job = self.queue.take(timeout=0.2)
             if job is None:
                 return
+        # Free workers again, as they are now: the list above may be up to a take()'s wait
+        # old, and a worker freed meanwhile (the one that holds this job's style, as a
+        # client's next job follows its last one at once) must be among the choices.
+        with self._lock:
+            free = [s for s in self._slots if s.state == WorkerState.IDLE]
+            if not free:  # the only free one was removed meanwhile
+                self._retry.appendleft(job)
+                return
         keys = style_keys(job)
         # A worker that holds the job's style targets skips computing them; among equals,
         # the one idle longest, so work spreads over the pool.
