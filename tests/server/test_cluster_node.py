@@ -76,7 +76,10 @@ class Net:
 @pytest.fixture
 def net() -> Iterator[Net]:
     tag = os.getpid() % 100000
-    octet = 16 + os.getpid() % 200
+    # A /24 no other interface uses (two suites may run at once on one machine).
+    used = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True).stdout
+    octet = next(16 + (os.getpid() + i) % 200 for i in range(200)
+                 if f"10.213.{16 + (os.getpid() + i) % 200}." not in used)
     n = Net(ns=f"impasto-t{tag}", host_if=f"imh{tag}", host_ip=f"10.213.{octet}.1",
             ns_ip=f"10.213.{octet}.2")
     try:
