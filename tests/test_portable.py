@@ -65,9 +65,17 @@ def test_the_fallback_lock_excludes_a_second_holder_in_one_process(
         locks.lock(b, str(path), wait=False)
     held.release()
     locks.lock(b, str(path), wait=False).release()
-    # An owner file that names no process (garbage someone planted) does not lock forever.
-    (tmp_path / "lock.owner").write_text("not a pid\n")
+    # An owner file that names no process (garbage someone planted) does not lock forever,
+    # nor does a symlink or a FIFO in its place (never followed, never waited on).
+    owner = tmp_path / "lock.owner"
+    owner.write_text("not a pid\n")
     locks.lock(b, str(path), wait=False).release()
+    owner.symlink_to(tmp_path / "elsewhere")
+    locks.lock(b, str(path), wait=False).release()
+    assert not (tmp_path / "elsewhere").exists()
+    os.mkfifo(owner)
+    locks.lock(b, str(path), wait=False).release()
+    assert not owner.exists()
 
 
 def test_stop_signals_and_detaching_for_each_system(monkeypatch: pytest.MonkeyPatch) -> None:

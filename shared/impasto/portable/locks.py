@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import time
 from dataclasses import dataclass
 
@@ -106,13 +107,23 @@ def _owner_file(fd: int, owner: str, dir_fd: int | None) -> Held:
 
 
 def _owner_alive(owner: str, dir_fd: int | None) -> bool:
+    """Whether the owner file names a live process. Anything else there (a symlink, a
+    FIFO, a folder, garbage) is stale: taken over, never followed or waited on."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        fd = os.open(owner, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0), dir_fd=dir_fd)
-        with os.fdopen(fd) as f:
-            text = f.read().strip()
-            age = time.time() - os.fstat(f.fileno()).st_mtime
-    except OSError:
-        return True  # unreadable: assume held
+        fd = os.open(owner, flags, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        return e.errno not in (errno.ELOOP, errno.EISDIR, errno.ENXIO)  # not a file: stale
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        text = os.read(fd, 32).decode("ascii", "replace").strip()
+        age = time.time() - st.st_mtime
+    finally:
+        os.close(fd)
     if not text:
         return age < 10  # its owner is between creating and writing it
     try:
