@@ -132,3 +132,40 @@ def test_open_writers_seen_on_linux_unknown_elsewhere(
     finally:
         writer.kill()
         writer.wait()
+
+
+TAKER = """
+import os, sys, time
+from impasto.portable import locks
+path, log = sys.argv[1], sys.argv[2]
+fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+held = locks.lock(fd, path, poll_s=0.001)
+with open(log, "a") as f:
+    f.write(f"in {os.getpid()}\\n")
+time.sleep(0.2)
+with open(log, "a") as f:
+    f.write(f"out {os.getpid()}\\n")
+held.release()
+"""
+
+
+def test_takers_of_a_stale_lock_hold_it_one_at_a_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four processes find the owner file of a process that died: one takes the lock over,
+    the others wait their turn (a hostile review once had two holding it at once)."""
+    monkeypatch.setenv(FORCE_ENV, "1")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for round_ in range(3):
+        path, log = tmp_path / f"lock{round_}", tmp_path / f"log{round_}"
+        (tmp_path / f"lock{round_}.owner").write_text(f"{dead.pid}\n")
+        takers = [subprocess.Popen([sys.executable, "-c", TAKER, str(path), str(log)])
+                  for _ in range(4)]
+        for t in takers:
+            assert t.wait(120) == 0
+        lines = log.read_text().split()
+        pairs = [lines[i:i + 4] for i in range(0, len(lines), 4)]
+        assert len(pairs) == 4
+        for verb_in, pid_in, verb_out, pid_out in pairs:
+            assert (verb_in, verb_out) == ("in", "out") and pid_in == pid_out, lines
+        assert len({p[1] for p in pairs}) == 4  # each taker held it once

@@ -120,15 +120,50 @@ def test_setup_refuses_an_impossible_pair_with_advice(tmp_path: Path) -> None:
     assert r.returncode == 1 and "macOS only" in r.stdout
 
 
-def test_uninstall_removes_only_a_python_environment(tmp_path: Path) -> None:
+def test_uninstall_removes_only_an_environment_the_setup_made(tmp_path: Path) -> None:
     not_env = tmp_path / "precious"
     not_env.mkdir()
     (not_env / "photo.png").write_bytes(b"x")
+    (not_env / "pyvenv.cfg").write_text("home = /usr\n")  # looks like a venv, is not ours
     assert ss.uninstall(not_env) is False and (not_env / "photo.png").exists()
     env = tmp_path / "server"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True,
                    timeout=300)
+    assert ss.uninstall(env) is False and env.exists()  # a venv, but not the set-up's
+    (env / ss.MARKER).write_text("{}")
+    link = tmp_path / "link"
+    link.symlink_to(env)
+    assert ss.uninstall(link) is False and env.exists()
     assert ss.uninstall(env) is True and not env.exists()
+
+
+def test_run_refuses_to_empty_a_folder_it_did_not_make(tmp_path: Path) -> None:
+    """`python -m venv --clear` empties its folder: the set-up refuses, before any step,
+    a folder with someone's files in it, the home folder, the current folder and /."""
+    victim = tmp_path / "victim"
+    (victim / "photos").mkdir(parents=True)
+    (victim / "photos" / "a.jpg").write_bytes(b"precious")
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    for where in (str(victim), "/", str(Path.home()), ".", ""):
+        for action in ("plan", "run"):
+            r = subprocess.run(IMPASTO + ["setup", action, "--backend", "cpu", "--dir", where,
+                                          "--wheels", str(wheels), "--python", sys.executable,
+                                          "--json"],
+                               capture_output=True, text=True, timeout=120, cwd=tmp_path)
+            assert r.returncode == 1, (where, action, r.stdout, r.stderr)
+            last = json.loads(r.stdout.splitlines()[-1])
+            assert last["event"] == "error" and "folder" in last["message"], last
+    assert (victim / "photos" / "a.jpg").read_bytes() == b"precious"
+    # Missing wheel folder and an unwritable log: one JSON error line each, no traceback.
+    for extra in (["--wheels", str(tmp_path / "nowhere")],
+                  ["--wheels", str(wheels), "--log", str(tmp_path)]):
+        r = subprocess.run(IMPASTO + ["setup", "run", "--backend", "cpu", "--dir",
+                                      str(tmp_path / "new"), "--python", sys.executable,
+                                      "--json", *extra],
+                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert json.loads(r.stdout.splitlines()[-1])["event"] == "error"
 
 
 def test_setup_module_is_stand_alone() -> None:
@@ -157,6 +192,8 @@ def test_archive_has_one_top_folder_with_plugin_setup_and_wheel(tmp_path: Path) 
         assert "impasto-neural-style/impasto_serversetup.py" in names
         # The plug-in reads the bridge's events with this copy once a server is set up.
         assert "impasto-neural-style/impasto_events.py" in names
+        readme = z.getinfo("impasto-neural-style/README.txt")
+        assert (readme.external_attr >> 16) & 0o444 == 0o444  # readable by all
         z.extract(wheel, tmp_path / "x")
     with zipfile.ZipFile(tmp_path / "x" / wheel) as w:
         assert "impasto/gimp/serversetup.py" in w.namelist()
@@ -242,11 +279,30 @@ def test_connect_plugin_failure_names_the_log(tmp_path: Path) -> None:
     assert "no impasto here" in (tmp_path / "setup.log").read_text()
 
 
-def test_gimp_uninstall_removes_only_the_plugin_folder(tmp_path: Path) -> None:
+def test_gimp_uninstall_removes_only_impasto_s_files_and_doctor_reads_bad_configs(tmp_path: Path) -> None:
     precious = tmp_path / "my-pictures"
     precious.mkdir()
     (precious / "photo.png").write_bytes(b"x")
     r = subprocess.run(IMPASTO + ["gimp", "uninstall", "--plugin-dir", str(precious)],
                        capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and "not the impasto plug-in's folder" in r.stderr
+    assert r.returncode == 2 and "must name the plug-in's own folder" in r.stderr
     assert (precious / "photo.png").exists()
+    # A folder of the right name: impasto's files go, an artist's own stay with it.
+    box = tmp_path / "impasto-neural-style"
+    r = subprocess.run(IMPASTO + ["gimp", "install", "--plugin-dir", str(box), "--no-autostart"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    (box / "my-weights.pth").write_bytes(b"x")
+    r = subprocess.run(IMPASTO + ["gimp", "uninstall", "--plugin-dir", str(box)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "kept" in r.stdout, r.stdout + r.stderr
+    assert sorted(p.name for p in box.iterdir()) == ["my-weights.pth"]
+    # A damaged config is diagnosed by the doctor, not a traceback.
+    r = subprocess.run(IMPASTO + ["gimp", "install", "--plugin-dir", str(box), "--no-autostart"],
+                       capture_output=True, text=True, timeout=120)
+    for bad in ("[1, 2]", '{"bridge": "echo"}', '{"env": [1]}', '{"autostart": "yes"}'):
+        (box / "impasto-bridge.json").write_text(bad)
+        r = subprocess.run(IMPASTO + ["gimp", "doctor", "--plugin-dir", str(box)],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert "bridge config" in r.stdout, r.stdout

@@ -56,9 +56,23 @@ def plugin_dir(profile: Path) -> Path:
 
 def target_dir(args: argparse.Namespace) -> Path:
     """The plug-in's folder: named outright (the set-up run from an unzipped archive), else
-    the one in the GIMP profile."""
+    the one in the GIMP profile. A folder named otherwise is refused: GIMP loads only
+    plug-ins/NAME/NAME.py, and this keeps install and uninstall off other folders."""
     explicit = getattr(args, "plugin_dir", None)
-    return Path(explicit) if explicit else plugin_dir(find_profile(args.gimp_dir))
+    if not explicit:
+        return plugin_dir(find_profile(args.gimp_dir))
+    target = Path(explicit)
+    if target.name != PLUGIN_NAME:
+        print(f"impasto: error: --plugin-dir must name the plug-in's own folder, {PLUGIN_NAME} "
+              f"(GIMP loads only that), not {target}", file=sys.stderr)
+        raise SystemExit(2)
+    return target
+
+
+# What install puts into the plug-in's folder, and the archive's files beside them: all
+# that uninstall removes (the folder itself only if nothing else is left in it).
+OWN_FILES = (f"{PLUGIN_NAME}.py", EVENTS_NAME, CONFIG_NAME, "impasto_serversetup.py",
+             "README.txt")
 
 
 def bridge_command(explicit: str | None) -> list[str]:
@@ -141,13 +155,23 @@ def uninstall(args: argparse.Namespace) -> int:
     if not target.exists():
         print(f"nothing to remove: {target} does not exist")
         return 0
-    # Only the plug-in's own folder is removed, never another a user named by mistake.
+    # Only the plug-in's own files go, never anything else kept in its folder.
     if target.name != PLUGIN_NAME or not (target / f"{PLUGIN_NAME}.py").is_file():
         print(f"impasto: error: {target} is not the impasto plug-in's folder; nothing removed",
               file=sys.stderr)
         return 2
-    shutil.rmtree(target)
-    print(f"removed {target}")
+    for name in OWN_FILES:
+        (target / name).unlink(missing_ok=True)
+    for wheel in target.glob("impasto-*.whl"):
+        wheel.unlink()
+    shutil.rmtree(target / "__pycache__", ignore_errors=True)
+    try:
+        target.rmdir()
+        print(f"removed {target}")
+    except OSError:
+        kept = sorted(p.name for p in target.iterdir())
+        print(f"removed impasto's files from {target}; kept what else is there: "
+              f"{', '.join(kept)}")
     return 0
 
 
@@ -181,9 +205,12 @@ def doctor(args: argparse.Namespace) -> int:
     cfg_path = target / CONFIG_NAME
     try:
         cfg = json.loads(cfg_path.read_text())
+        damaged = config_problem(cfg)
+        if damaged:
+            raise ValueError(damaged)
         report(True, f"bridge config: {cfg_path}")
     except (OSError, ValueError) as e:
-        report(False, f"bridge config {cfg_path}: {e}", "run `impasto gimp install`")
+        report(False, f"bridge config {cfg_path}: {e}", "run `impasto gimp install` again")
         return 1
     command = cfg.get("bridge") or []
     address = cfg.get("address") or paths.default_address()
@@ -211,6 +238,23 @@ def doctor(args: argparse.Namespace) -> int:
                f"--address {address}` again without --no-autostart so that GIMP starts it")
     print("all good" if not problems else f"{problems} problem(s) found")
     return 0 if not problems else 1
+
+
+def config_problem(cfg: Any) -> str | None:
+    """What is wrong with a bridge config's shape (it is a file anyone may have edited)."""
+    if not isinstance(cfg, dict):
+        return "not a JSON object"
+    kinds = {"bridge": list, "address": str, "env": dict, "autostart": (dict, type(None)),
+             "options": dict}
+    for key, kind in kinds.items():
+        if key in cfg and not isinstance(cfg[key], kind):
+            return f"{key!r} has the wrong type"
+    if not all(isinstance(c, str) for c in cfg.get("bridge") or []):
+        return "'bridge' must be a list of strings"
+    auto = cfg.get("autostart") or {}
+    if not isinstance(auto.get("command", []), list):
+        return "'autostart.command' must be a list"
+    return None
 
 
 def check_autostart(auto: dict[str, Any], report: Any) -> None:

@@ -55,7 +55,10 @@ def build_archive(wheel: Path, out: Path) -> Path:
         # The bridge's typed event stream, which the plug-in reads once a server is set up.
         z.write(Path(events.__file__).resolve(), f"{top}/{EVENTS_NAME}")
         z.write(wheel, f"{top}/{wheel.name}")
-        z.writestr(f"{top}/README.txt", README.format(version=__version__, wheel=wheel.name))
+        readme = zipfile.ZipInfo(f"{top}/README.txt")
+        readme.external_attr = 0o100644 << 16  # writestr's default is 0600
+        z.writestr(readme, README.format(version=__version__, wheel=wheel.name),
+                   zipfile.ZIP_DEFLATED)
     return archive
 
 

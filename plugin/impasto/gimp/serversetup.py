@@ -49,10 +49,10 @@ class TorchSource:
     note: str = ""
 
     def pip_args(self) -> list[str]:
-        # The back end's index is the only source of torch: an extra index would let
-        # pip take PyPI's default (CUDA on Linux) build instead.
-        return (["--index-url", self.index_url, "--extra-index-url", "https://pypi.org/simple"]
-                if self.index_url else [])
+        # The back end's index is the only source of torch and its dependencies (PyTorch's
+        # indexes carry them): with PyPI beside it, pip could take PyPI's default (CUDA on
+        # Linux) build. impasto's other packages come from PyPI in the next step.
+        return ["--index-url", self.index_url] if self.index_url else []
 
 
 def torch_source(system: str, machine: str, backend: str) -> TorchSource:
@@ -182,6 +182,39 @@ def find_python(named: str | None = None, system: str | None = None,
                      + "; ".join(tried))
 
 
+# --- where the environment may go ----------------------------------------------------------
+# Written into every environment the set-up makes: `run` again (repair) and `uninstall`
+# touch only a folder that holds it, never one a user named by mistake.
+MARKER = "impasto-server.json"
+
+
+def is_ours(venv: Path) -> bool:
+    return (not venv.is_symlink() and (venv / MARKER).is_file()
+            and (venv / "pyvenv.cfg").is_file())
+
+
+def check_target(venv: Path) -> None:
+    """SetupError unless `venv` is a new or empty folder, or an environment this set-up
+    made: `python -m venv --clear` empties the folder it is given."""
+    where = venv.expanduser().absolute()
+    resolved = where.resolve()
+    special = {Path.home().resolve(), Path.cwd().resolve()}
+    if len(resolved.parts) < 3 or resolved in special or str(venv).strip() in ("", "."):
+        raise SetupError(f"{where} is not a place for the server's environment (the set-up "
+                         "empties the folder it is given): name a new folder, e.g. "
+                         f"{data_home() / 'server'}")
+    if where.is_symlink():
+        raise SetupError(f"{where} is a symbolic link; name the folder itself")
+    if not where.exists():
+        return
+    if not where.is_dir():
+        raise SetupError(f"{where} is a file, not a folder")
+    if is_ours(where) or not any(where.iterdir()):
+        return
+    raise SetupError(f"{where} is not empty and not an environment impasto's set-up made; "
+                     "its contents would be deleted. Name a new or empty folder.")
+
+
 # --- the plan ---------------------------------------------------------------------------
 @dataclass
 class Plan:
@@ -247,15 +280,26 @@ def run_plan(plan: Plan, log: Path, progress: Callable[[int, int, str], None],
     """Run each step, appending its output to `log`; the environment's Python on success.
     `pulse` is called about twice a second while a step runs (GIMP's progress bar moves
     during the minutes torch takes)."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "a", encoding="utf-8") as out:
+    check_target(plan.venv)
+    if plan.wheels is not None and not plan.wheels.is_dir():
+        raise SetupError(f"the offline package folder {plan.wheels} does not exist")
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        out = open(log, "a", encoding="utf-8")  # noqa: SIM115 - closed below
+    except OSError as e:
+        raise SetupError(f"cannot write the log {log}: {e.strerror or e}") from None
+    env = dict(os.environ)
+    if plan.wheels is not None:
+        # Offline means this folder only: no pip configuration adds other places.
+        env["PIP_CONFIG_FILE"] = os.devnull
+    with out:
         for i, (cmd, name) in enumerate(zip(plan.steps, STEP_NAMES)):
             progress(i, len(plan.steps), name)
             out.write(f"\n$ {' '.join(cmd)}\n")
             out.flush()
             try:
                 proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL)
+                                        stdin=subprocess.DEVNULL, env=env)
             except OSError as e:
                 raise SetupError(f"{name} failed: {e}; the log is {log}") from None
             while True:
@@ -267,20 +311,12 @@ def run_plan(plan: Plan, log: Path, progress: Callable[[int, int, str], None],
                         pulse()
             if code != 0:
                 raise SetupError(f"{name} failed (exit {code}); the log is {log}")
+            if i == 0:  # the environment exists: mark it as the set-up's own
+                plan.venv.mkdir(parents=True, exist_ok=True)
+                (plan.venv / MARKER).write_text(json.dumps(
+                    {"made_by": "impasto setup", "backend": plan.source.backend}) + "\n")
         progress(len(plan.steps), len(plan.steps), "done")
     return venv_python(plan.venv)
-
-
-def server_ready(python: Path) -> bool:
-    """The environment at `python` runs impasto (a set-up that finished)."""
-    if not python.is_file():
-        return False
-    try:
-        r = subprocess.run([str(python), "-I", "-c", "import impasto.cli.main"],
-                           capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return r.returncode == 0
 
 
 def connect_plugin(python: Path, plugin_dir: Path, weights: str, log: Path) -> None:
@@ -300,11 +336,22 @@ def connect_plugin(python: Path, plugin_dir: Path, weights: str, log: Path) -> N
 
 
 def uninstall(venv: Path) -> bool:
-    """Remove the server's environment; True if there was one. Only a folder that holds
-    a Python environment is removed (pyvenv.cfg), never anything else a user named."""
-    if not (venv / "pyvenv.cfg").is_file():
+    """Remove the server's environment; True if there was one. Only an environment this
+    set-up made (its marker file and pyvenv.cfg, not a symbolic link) is removed, never
+    anything else a user named."""
+    if not is_ours(venv):
         return False
     shutil.rmtree(venv)
+    return True
+
+
+def disconnect_plugin(plugin_dir: Path) -> bool:
+    """Remove the plug-in's bridge config (it then offers the set-up again); only in the
+    plug-in's own folder. True if there was one."""
+    config = plugin_dir / "impasto-bridge.json"
+    if not (plugin_dir / "impasto-neural-style.py").is_file() or not config.is_file():
+        return False
+    config.unlink()
     return True
 
 
@@ -350,24 +397,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if a.action == "uninstall":
             gone = uninstall(venv)
-            if a.plugin_dir is not None:
-                # Without its config the plug-in offers the set-up again.
-                (a.plugin_dir / "impasto-bridge.json").unlink(missing_ok=True)
+            unplugged = disconnect_plugin(a.plugin_dir) if a.plugin_dir is not None else False
+            text = (f"removed {venv}" if gone else
+                    f"nothing to remove at {venv} (no environment impasto's set-up made)")
+            if unplugged:
+                text += f"; the plug-in in {a.plugin_dir} is disconnected"
             say({"event": "uninstall", "removed": gone, "dir": str(venv),
-                 "text": f"removed {venv}" if gone else f"nothing to remove at {venv}"})
+                 "plugin_disconnected": unplugged, "text": text})
             return 0
-        backend = a.backend or detect_backend()[0]
-        python = [a.python] if a.action == "plan" and a.python else (
-            find_python(a.python) if a.action == "run" else [a.python or sys.executable])
+        detected, why = detect_backend()
+        backend = a.backend or detected
+        # plan checks what run would, so that a plan that passes is a run that can start.
+        check_target(venv)
+        if a.wheels is not None and not a.wheels.is_dir():
+            raise SetupError(f"the offline package folder {a.wheels} does not exist")
+        python = find_python(a.python) if (a.action == "run" or a.python) else [sys.executable]
         plan = make_plan(venv, backend, a.package or default_package(), python, a.wheels)
+        note = ("" if backend in (detected, "cpu") else
+                f" (note: this machine shows no sign of {backend}; detected {detected}: {why})")
         if a.action == "plan":
             d = plan.describe()
             d["event"] = "plan"
+            d["note"] = note.strip(" ()")
             d["text"] = (f"{backend} back end into {venv}: downloads about "
                          f"{plan.download_mb} MB" if plan.download_mb else
-                         f"{backend} back end into {venv}, from {a.wheels} only")
+                         f"{backend} back end into {venv}, from {a.wheels} only") + note
             say(d)
             return 0
+        if note:
+            say({"event": "status", "text": note.strip(" ()")})
         log = a.log or venv.parent / "setup.log"
 
         def progress(i: int, n: int, what: str) -> None:
@@ -379,8 +437,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         say({"event": "done", "python": str(exe), "log": str(log),
              "text": f"set up: {exe} (log: {log})"})
         return 0
-    except SetupError as e:
-        say({"event": "error", "message": str(e), "text": f"impasto setup: {e}"})
+    except (SetupError, OSError) as e:
+        msg = str(e) if isinstance(e, SetupError) else f"{e.strerror or e}: {e.filename or ''}"
+        say({"event": "error", "message": msg, "text": f"impasto setup: {msg}"})
         return 1
 
 

@@ -88,22 +88,61 @@ def lock(fd: int, name: str, dir_fd: int | None = None, wait: bool = True,
 
 
 def _owner_file(fd: int, owner: str, dir_fd: int | None) -> Held:
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     for _ in range(3):
         try:
-            ofd = os.open(owner, flags, 0o600, dir_fd=dir_fd)
+            return _create_owner(fd, owner, dir_fd)
         except FileExistsError:
             if _owner_alive(owner, dir_fd):
                 raise Busy(errno.EWOULDBLOCK, "locked") from None
-            # The owner is gone: take the lock over. Two takers may both unlink; the
-            # O_EXCL create lets only one of them win.
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(owner, dir_fd=dir_fd)
-            continue
-        with os.fdopen(ofd, "w") as f:
-            f.write(f"{os.getpid()}\n")
-        return Held(fd, owner, dir_fd)
+            held = _take_over(fd, owner, dir_fd)
+            if held is not None:
+                return held
     raise Busy(errno.EWOULDBLOCK, "locked")
+
+
+def _create_owner(fd: int, owner: str, dir_fd: int | None) -> Held:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    ofd = os.open(owner, flags, 0o600, dir_fd=dir_fd)
+    with os.fdopen(ofd, "w") as f:
+        f.write(f"{os.getpid()}\n")
+    return Held(fd, owner, dir_fd)
+
+
+def _take_over(fd: int, owner: str, dir_fd: int | None) -> Held | None:
+    """Replace a stale owner file with ours; None to try again. Only the holder of a
+    breaker file (O_EXCL) removes an owner file, after looking at it again while holding
+    the breaker, and creates its own before letting go: so the file it removes is the
+    stale one it looked at, never a fresh one another taker just made. A breaker left by
+    a taker that died is stale after BREAKER_S (a take-over takes microseconds)."""
+    breaker = owner + ".break"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        os.close(os.open(breaker, flags, 0o600, dir_fd=dir_fd))
+    except FileExistsError:
+        with contextlib.suppress(OSError):
+            st = os.stat(breaker, dir_fd=dir_fd, follow_symlinks=False)
+            if time.time() - st.st_mtime > BREAKER_S:
+                os.unlink(breaker, dir_fd=dir_fd)
+        return None  # another taker is at it
+    try:
+        try:
+            os.stat(owner, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None  # gone meanwhile: create it the plain way
+        if _owner_alive(owner, dir_fd):
+            raise Busy(errno.EWOULDBLOCK, "locked")
+        try:
+            os.unlink(owner, dir_fd=dir_fd)
+        except IsADirectoryError:
+            raise OSError(errno.EISDIR, f"{owner} is a folder; remove it by hand: the lock's "
+                          "owner file belongs there") from None
+        return _create_owner(fd, owner, dir_fd)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(breaker, dir_fd=dir_fd)
+
+
+BREAKER_S = 30.0
 
 
 def _owner_alive(owner: str, dir_fd: int | None) -> bool:
@@ -125,12 +164,12 @@ def _owner_alive(owner: str, dir_fd: int | None) -> bool:
     finally:
         os.close(fd)
     if not text:
-        return age < 10  # its owner is between creating and writing it
+        return abs(age) < 10  # its owner is between creating and writing it
     try:
         pid = int(text)
     except ValueError:
         return False  # not ours: no process id
-    return pid > 0 and pid_alive(pid)
+    return 0 < pid < 2**31 and pid_alive(pid)  # beyond that no system has processes
 
 
 def pid_alive(pid: int) -> bool:

@@ -453,6 +453,7 @@ def setup_plan(config):
     python = config.get_property("python") or None
     wheels = config.get_property("wheels") or None
     try:
+        ss.check_target(venv)
         plan = ss.make_plan(venv, backend, ss.default_package(Path(ss.__file__)),
                             ss.find_python(python), Path(wheels) if wheels else None)
     except ss.SetupError as e:
