@@ -5,8 +5,9 @@
   released when the holder's handle closes or it dies.
 - Fallback (forced, or a system with neither): an owner file beside the lock, created
   with O_EXCL and holding the owner's process id; one whose process is gone is taken
-  over. Keeps mutual exclusion; a crashed owner's lock is freed only once its process id
-  is not in use again (ids are reused in time: docs/portability.md).
+  over, by one taker at a time (_take_over). Keeps mutual exclusion; a crashed owner's
+  lock is freed only once its process id is not in use again (ids are reused in time:
+  docs/portability.md).
 """
 
 from __future__ import annotations
