@@ -169,3 +169,29 @@ def test_takers_of_a_stale_lock_hold_it_one_at_a_time(
         for verb_in, pid_in, verb_out, pid_out in pairs:
             assert (verb_in, verb_out) == ("in", "out") and pid_in == pid_out, lines
         assert len({p[1] for p in pairs}) == 4  # each taker held it once
+
+
+def test_folders_for_each_system() -> None:
+    """Where impasto's config, data and cache go, and where GIMP 3's profile is, on each
+    system (the pure functions behind impasto.paths and `gimp install`)."""
+    from impasto.gimp.install import profile_candidates
+    from impasto.paths import folder_for
+
+    home = Path("/home/a")
+    win = {"APPDATA": r"C:\Users\a\AppData\Roaming", "LOCALAPPDATA": r"C:\Users\a\AppData\Local"}
+    assert folder_for("config", "linux", {}, home) == home / ".config/impasto"
+    assert folder_for("data", "linux", {}, home) == home / ".local/share/impasto"
+    assert folder_for("cache", "linux", {"XDG_CACHE_HOME": "/c"}, home) == Path("/c/impasto")
+    assert folder_for("config", "darwin", {}, home) == home / "Library/Application Support/impasto"
+    assert folder_for("cache", "darwin", {}, home) == home / "Library/Caches/impasto"
+    assert str(folder_for("config", "win32", win, home)).startswith(win["APPDATA"])
+    assert str(folder_for("data", "win32", win, home)).startswith(win["LOCALAPPDATA"])
+    assert str(folder_for("cache", "win32", win, home)).startswith(win["LOCALAPPDATA"])
+    assert folder_for("config", "win32", {}, home) == home / "AppData/Roaming/impasto"
+    linux = profile_candidates("linux", {}, home)
+    assert linux[0] == home / ".config/GIMP/3.0"
+    assert home / ".var/app/org.gimp.GIMP/config/GIMP/3.0" in linux  # Flatpak
+    assert profile_candidates("darwin", {}, home) == [
+        home / "Library/Application Support/GIMP/3.0"]
+    assert str(profile_candidates("win32", win, home)[0]).startswith(win["APPDATA"])
+    assert profile_candidates("win32", {"GIMP3_DIRECTORY": "/p"}, home) == [Path("/p")]

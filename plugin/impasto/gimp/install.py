@@ -19,17 +19,21 @@ from impasto.gimp import CONFIG_NAME, EVENTS_NAME, PLUGIN_FILE, PLUGIN_NAME
 from impasto.options import FIELDS, PRESETS
 
 
-def profile_candidates() -> list[Path]:
-    """GIMP 3 profile folders, most specific first (GIMP3_DIRECTORY overrides all)."""
-    env = os.environ.get("GIMP3_DIRECTORY")
+def profile_candidates(platform: str | None = None, environ: dict[str, str] | None = None,
+                       home: Path | None = None) -> list[Path]:
+    """GIMP 3 profile folders, most specific first (GIMP3_DIRECTORY overrides all), on
+    `platform` (sys.platform's names; default this one): pure given its arguments."""
+    environ = os.environ if environ is None else environ
+    platform = platform or sys.platform
+    home = home or Path.home()
+    env = environ.get("GIMP3_DIRECTORY")
     if env:
         return [Path(env)]
-    home = Path.home()
-    if sys.platform == "darwin":
+    if platform == "darwin":
         return [home / "Library" / "Application Support" / "GIMP" / "3.0"]
-    if sys.platform == "win32":
-        return [Path(os.environ.get("APPDATA", home / "AppData" / "Roaming")) / "GIMP" / "3.0"]
-    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+    if platform == "win32":
+        return [Path(environ.get("APPDATA") or home / "AppData" / "Roaming") / "GIMP" / "3.0"]
+    xdg = Path(environ.get("XDG_CONFIG_HOME") or home / ".config")
     return [xdg / "GIMP" / "3.0",
             home / ".var" / "app" / "org.gimp.GIMP" / "config" / "GIMP" / "3.0",  # Flatpak
             home / "snap" / "gimp" / "current" / ".config" / "GIMP" / "3.0"]  # Snap
