@@ -137,7 +137,10 @@ def _take_over(fd: int, owner: str, dir_fd: int | None) -> Held | None:
         except IsADirectoryError:
             raise OSError(errno.EISDIR, f"{owner} is a folder; remove it by hand: the lock's "
                           "owner file belongs there") from None
-        return _create_owner(fd, owner, dir_fd)
+        try:
+            return _create_owner(fd, owner, dir_fd)
+        except FileExistsError:
+            return None  # a plain creator was quicker: it holds the lock now
     finally:
         with contextlib.suppress(OSError):
             os.unlink(breaker, dir_fd=dir_fd)
