@@ -146,6 +146,13 @@ def start_ray(args: list[str], env: dict[str, str], netns: str | None = None) ->
     """`ray start ... --block`: it stays our child and, stopped, stops what it started;
     its own session, so whatever is left is ended by its process group, never by name."""
     prefix = ["ip", "netns", "exec", netns] if netns else []
+    if netns is None:
+        # Every port of its own: Ray's defaults (52365 for the dashboard agent, and more)
+        # are fixed, so a second Ray on this machine (another test run, a user's own)
+        # would make this one fail to start.
+        args = [*args, *(f"--{name}={free_port()}" for name in (
+            "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
+            "runtime-env-agent-port", "node-manager-port", "object-manager-port"))]
     return subprocess.Popen([*prefix, str(RAY), "start", "--block", "--disable-usage-stats",
                              *args], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
