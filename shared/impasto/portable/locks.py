@@ -31,6 +31,10 @@ except ImportError:  # POSIX
     msvcrt = None  # type: ignore[assignment]
 
 
+# A file that must not exist yet, never reached through a symlink (owner and breaker).
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+
+
 class Busy(OSError):
     """Another process holds the lock."""
 
@@ -102,8 +106,7 @@ def _owner_file(fd: int, owner: str, dir_fd: int | None) -> Held:
 
 
 def _create_owner(fd: int, owner: str, dir_fd: int | None) -> Held:
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    ofd = os.open(owner, flags, 0o600, dir_fd=dir_fd)
+    ofd = os.open(owner, _NEW_FILE, 0o600, dir_fd=dir_fd)
     with os.fdopen(ofd, "w") as f:
         f.write(f"{os.getpid()}\n")
     return Held(fd, owner, dir_fd)
@@ -116,9 +119,8 @@ def _take_over(fd: int, owner: str, dir_fd: int | None) -> Held | None:
     stale one it looked at, never a fresh one another taker just made. A breaker left by
     a taker that died is stale after BREAKER_S (a take-over takes microseconds)."""
     breaker = owner + ".break"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     try:
-        os.close(os.open(breaker, flags, 0o600, dir_fd=dir_fd))
+        os.close(os.open(breaker, _NEW_FILE, 0o600, dir_fd=dir_fd))
     except FileExistsError:
         with contextlib.suppress(OSError):
             st = os.stat(breaker, dir_fd=dir_fd, follow_symlinks=False)
