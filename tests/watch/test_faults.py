@@ -207,15 +207,23 @@ def test_ten_kills_during_a_sixty_file_batch(tmp_path: Path, folder: Path, src: 
     port = d.port
     for n in names:
         os.rename(staging / n, folder / "in" / n)
-    progress = []
+    # Each kill waits for the batch to move (one more file done) and then a random moment
+    # inside the next file: paced by the daemon, not by a guess at its speed, so a fast
+    # machine cannot finish the batch between two kills (it did with fixed sleeps: the
+    # last two kills of a CI run found all 60 done) and a slow one still sees 10 kills.
+    progress: list[int] = []
     for _ in range(10):
-        time.sleep(rng.uniform(0.2, 2.5))
+        before = len(files(folder / "done"))
+        wait_until(lambda b=before: len(files(folder / "done")) > b, timeout=600,
+                   what="one more file done before the next kill")
+        time.sleep(rng.uniform(0.0, 0.4))
         d.stop(signal.SIGKILL)
         progress.append(len(files(folder / "done")))
         d = watched(tmp_path, folder, port=port)
     try:
         wait_until(lambda: settled(folder, 60), timeout=600, what="all 60 files")
         time.sleep(1)
+        print(f"done at each kill: {progress}")
         assert progress[-1] < 60, f"the kills came too late to test anything: {progress}"
         check_ledger(folder, {n: data for n in names}, daemon=d)
     finally:
