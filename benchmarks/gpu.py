@@ -135,10 +135,10 @@ def accuracy() -> None:
     cpu = Engine(fresh_weights(), "cpu", precision="fp32", cuda_graphs=False)
     ref_obj, x = objective_at(cpu, size)
     ref_obj.net.double()
-    for m in list(ref_obj.content.values()) + list(ref_obj.style.values()):
+    for m in ref_obj.terms:
         m.double()
     x64 = x.double().requires_grad_(True)
-    value = ref_obj.parts(x64)[3]
+    value = ref_obj.parts(x64)[-1]
     (grad64,) = torch.autograd.grad(value, x64)
     ref_value = value.item()
     for variant in variants("fp32", "tf32", "bf16", "tf32+graph", "bf16+graph"):

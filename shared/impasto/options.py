@@ -30,6 +30,7 @@ OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "noise", "style")
 COLOR_MODES = ("luminance", "histogram")
 POOLINGS = ("max", "avg")
+STYLE_LOSSES = ("gram", "wasserstein")
 # The engine's arithmetic on GPUs: a daemon setting, not a job's.
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 
@@ -119,6 +120,9 @@ class EngineOptions:
     style_layer_weights: list[float] | None = option(
         None, "weight of each style layer, in --style-layers order (default: equal)",
         lo=0.0, hi=1e12, max_len=len(VGG19_LAYERS), expert=True)
+    style_loss: str = option("gram", "how style is compared: Gram matrices (Gatys et al.) or "
+                             "the features' mean and covariance (Wasserstein-2, as crowsonkb's "
+                             "style-transfer-pytorch)", choices=STYLE_LOSSES, expert=True)
     pooling: str = option("max", "VGG19's pooling: max (neural-style) or avg (the paper)",
                           choices=POOLINGS, expert=True)
     tolerance: float | None = option(None, "stop a scale once the loss changes by less than "

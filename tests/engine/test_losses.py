@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from impasto.engine import color
-from impasto.engine.losses import ContentLoss, StyleLoss, TVLoss, gram
+from impasto.engine.losses import ContentLoss, MeanCovLoss, StyleLoss, TVLoss, gram, trace_sqrtm
 
 
 def test_gram_by_hand() -> None:
@@ -35,6 +35,55 @@ def test_content_loss_by_hand() -> None:
     # squared errors 0, 4, 0, 16 -> mean 5, times weight 3, over the target's mean
     # square (1 + 9) / 4 = 2.5
     assert ContentLoss(target, 3.0)(f).item() == pytest.approx(15.0 / 2.5)
+
+
+def test_mean_cov_loss_is_the_gaussians_w2_distance() -> None:
+    """Diagonal covariances commute, so the Wasserstein-2 distance between the Gaussians
+    is |m - m_s|^2 + sum (sqrt(a) - sqrt(b))^2: computed by hand here, independently of
+    the eigendecomposition the loss uses."""
+    torch.manual_seed(0)
+    n = 4096
+    f = torch.randn(1, 3, 64, 64, dtype=torch.float64)
+    f = (f - f.mean((2, 3), keepdim=True)) / f.std((2, 3), correction=0, keepdim=True)
+    scales, shift = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64), torch.tensor(
+        [0.1, -0.2, 0.3], dtype=torch.float64)
+    f = f * scales.view(1, 3, 1, 1) + shift.view(1, 3, 1, 1)
+    # Features decorrelated exactly are rare; take the covariance the sample really has.
+    fl = f.reshape(3, n)
+    mean, srm = fl.mean(1), fl @ fl.T / n
+    target_mean = torch.tensor([0.0, 0.5, 0.0], dtype=torch.float64)
+    target_var = torch.tensor([1.0, 4.0, 0.25], dtype=torch.float64)
+    target_srm = torch.diag(target_var) + torch.outer(target_mean, target_mean)
+    loss = MeanCovLoss(target_mean, target_srm, weight=1.0)
+    loss.eps = 0.0
+    with torch.no_grad():  # the loss's own eps, taken out of the comparison
+        cov_t = torch.diag(target_var)
+        loss.root.copy_(cov_t.sqrt())
+        loss.cov_trace.copy_(cov_t.trace())
+    cov = srm - torch.outer(mean, mean)
+    assert torch.allclose(cov, torch.diag(torch.diagonal(cov)), atol=0.05)
+    # the formula for the sample's own covariance, in numpy: the loss must equal it
+    import numpy as np
+
+    def sqrtm(a):
+        vals, vecs = np.linalg.eigh(a)
+        return (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
+
+    ct, cs = cov_t.numpy(), cov.numpy()
+    rt = sqrtm(ct)
+    w2 = (np.sum((mean.numpy() - target_mean.numpy()) ** 2) + np.trace(cs) + np.trace(ct)
+          - 2 * np.trace(sqrtm(rt @ cs @ rt)))
+    by_hand = float(((shift - target_mean) ** 2).sum()
+                    + ((scales - target_var.sqrt()) ** 2).sum())
+    assert w2 == pytest.approx(by_hand, abs=0.05)
+    assert loss(f).item() * float(target_srm.trace()) == pytest.approx(w2, rel=1e-9)
+
+
+def test_trace_sqrtm_gradient() -> None:
+    torch.manual_seed(0)
+    a = torch.randn(5, 5, dtype=torch.float64)
+    m = (a @ a.T + 0.5 * torch.eye(5, dtype=torch.float64)).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x: trace_sqrtm((x + x.T) / 2), (m,))
 
 
 def test_tv_loss_by_hand() -> None:

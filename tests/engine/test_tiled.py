@@ -7,10 +7,17 @@ import copy
 import pytest
 import torch
 
-from impasto.engine.losses import ContentLoss, StyleLoss, TVLoss, gram
+from impasto.engine.losses import (
+    ContentLoss,
+    MeanCovLoss,
+    StyleLoss,
+    TVLoss,
+    mean_key,
+    style_targets,
+)
 from impasto.engine.objective import Objective
 from impasto.engine.tensors import to_tensor
-from impasto.engine.tiled import TiledObjective, receptive_radius, tiles
+from impasto.engine.tiled import TiledObjective, feature_sizes, receptive_radius, tiles
 from impasto.engine.transfer import Engine, StyleInput
 from impasto.engine.weights import random_weights
 from impasto.errors import ImpastoError
@@ -28,7 +35,8 @@ def engine() -> Engine:
 SHALLOW = {"content_layers": ["relu3_1"], "style_layers": ["relu1_1", "relu2_1", "relu3_1"]}
 
 
-def objectives_in_float64(engine: Engine, opts: EngineOptions, w: int, h: int, core: int):
+def objectives_in_float64(engine: Engine, opts: EngineOptions, w: int, h: int, core: int,
+                          kind: str = "gram", guided: bool = False):
     """The plain and the tiled objective of one problem, computed in float64.
 
     Why float64: a ReLU whose input lies within float32 rounding of zero switches on in
@@ -36,32 +44,47 @@ def objectives_in_float64(engine: Engine, opts: EngineOptions, w: int, h: int, c
     CPUs differ in that order too), which moves a 5x5 patch of the gradient. In float64
     the two computations agree to about 1e-15, so an element-wise comparison holds on
     any machine, and any real tiling error (a missing margin, a misaligned tile) shows
-    as a difference of order one."""
+    as a difference of order one.
+
+    kind: the style loss; guided: two regions, a left and a right one with a soft edge,
+    each with its own guide at every layer."""
     net = copy.deepcopy(engine._network(opts)).double()  # the engine keeps its float32 net
     c = to_tensor(gradient_image(w, h)).unsqueeze(0).double().to(engine.device)
     s = to_tensor(stripes_image()).unsqueeze(0).double().to(engine.device)
     with torch.no_grad():
-        cf, sf = net(c), net(s)
-    grams = {n: gram(sf[n]) for n in opts.style_layers}
-    sw = {n: opts.style_weight for n in opts.style_layers}
-    plain = Objective(net, {n: ContentLoss(cf[n], opts.content_weight) for n in opts.content_layers},
-                      {n: StyleLoss(grams[n], sw[n]) for n in opts.style_layers},
-                      TVLoss(opts.tv_weight))
-    tiled = TiledObjective(net, c, grams, opts.content_layers, sw, opts.content_weight,
-                           opts.tv_weight, core=core)
-    return plain, tiled, c
+        cf, st = net(c), style_targets(net(s), opts.style_layers)
+    sizes = feature_sizes(net, h, w)
+    ramp = torch.linspace(-3, 3, w, dtype=torch.float64).sigmoid().view(1, 1, 1, w).expand(1, 1, h, w)
+    guides = [ramp, 1 - ramp] if guided else [None]
+
+    def style_term(n, g):
+        lg = None if g is None else torch.nn.functional.interpolate(g, size=sizes[n], mode="area")
+        if kind == "wasserstein":
+            return MeanCovLoss(st[mean_key(n)], st[n] * st[n].shape[-1], opts.style_weight, n, lg)
+        return StyleLoss(st[n], opts.style_weight, n, lg)
+
+    def terms():
+        return ([ContentLoss(cf[n], opts.content_weight, n) for n in opts.content_layers]
+                + [style_term(n, g) for g in guides for n in opts.style_layers]
+                + [TVLoss(opts.tv_weight)])
+
+    return Objective(net, terms()), TiledObjective(net, terms(), h, w, core=core), c
 
 
-@pytest.mark.parametrize(("size", "core", "layers", "pooling"), [
-    ((200, 136), 48, SHALLOW, "max"),   # many tiles, ragged edges
-    ((200, 136), 48, SHALLOW, "avg"),
-    ((160, 96), 80, {}, "max"),         # the default layers, down to relu5_1
+@pytest.mark.parametrize(("size", "core", "layers", "pooling", "kind", "guided"), [
+    ((200, 136), 48, SHALLOW, "max", "gram", False),   # many tiles, ragged edges
+    ((200, 136), 48, SHALLOW, "avg", "gram", False),
+    ((160, 96), 80, {}, "max", "gram", False),         # the default layers, down to relu5_1
+    ((200, 136), 48, SHALLOW, "max", "gram", True),    # regions: guided Grams
+    ((200, 136), 48, SHALLOW, "max", "wasserstein", False),
+    ((200, 136), 48, SHALLOW, "max", "wasserstein", True),
 ])
 def test_tiled_value_and_gradient_equal_untiled(engine: Engine, size: tuple[int, int], core: int,
-                                                layers: dict, pooling: str) -> None:
+                                                layers: dict, pooling: str, kind: str,
+                                                guided: bool) -> None:
     w, h = size
     opts = EngineOptions(size=max(w, h), scales=1, seed=0, pooling=pooling, **layers)
-    plain, tiled, c = objectives_in_float64(engine, opts, w, h, core)
+    plain, tiled, c = objectives_in_float64(engine, opts, w, h, core, kind, guided)
     assert len(list(tiles(h, w, tiled.core, tiled.margin))) >= 4  # really tiled
     torch.manual_seed(0)
     x = (c + torch.randn_like(c) * 0.1).clamp(0, 1)
@@ -71,6 +94,7 @@ def test_tiled_value_and_gradient_equal_untiled(engine: Engine, size: tuple[int,
     value, grad = tiled.value_and_grad(x)
     assert grad.dtype == torch.float64
     assert value.item() == pytest.approx(ref.item(), rel=1e-9)
+    assert list(tiled.last) == list(plain.last) == ["content", "style", "tv", "total"]
     for k in ("content", "style", "tv"):
         assert tiled.last[k] == pytest.approx(plain.last[k], rel=1e-9, abs=1e-15)
     # cuDNN's float64 kernels are exact to the same order; the bound leaves 1e4 of room.

@@ -11,58 +11,70 @@ import logging
 
 import torch
 
-from impasto.engine.losses import ContentLoss, StyleLoss, TVLoss
+from impasto.engine.losses import Term
 from impasto.engine.vgg import VGGFeatures
 
 log = logging.getLogger(__name__)
-PARTS = ("content", "style", "tv", "total")
+
+
+def groups_of(terms: list[Term]) -> list[str]:
+    """The terms' group names in first-seen order: what progress and results report."""
+    return list(dict.fromkeys(t.group for t in terms))
 
 
 class Recorder:
-    """Counts evaluations and keeps the parts of the last one, as plain floats."""
+    """Counts evaluations and keeps the parts of the last one, as plain floats, named by
+    the terms' groups and "total"."""
 
-    def __init__(self) -> None:
+    def __init__(self, terms: list[Term]) -> None:
+        self.terms = terms
+        self.names = [*groups_of(terms), "total"]
         self.evals = 0
         self.last: dict[str, float] = {}
 
     def record(self, parts: torch.Tensor) -> None:
-        """parts: [content, style, tv, total], fetched in one transfer."""
+        """parts: one value per name, fetched in one transfer."""
         self.evals += 1
-        self.last = dict(zip(PARTS, parts.detach().tolist()))
+        self.last = dict(zip(self.names, parts.detach().tolist()))
+
+    def stack(self, by_group: dict[str, torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+        values = [by_group.get(n, like.new_zeros(())) for n in self.names[:-1]]
+        return torch.stack([*values, sum(values, like.new_zeros(()))])
 
 
 class Objective(Recorder):
-    """Content + style + TV loss of an image; remembers the parts of the last call."""
+    """The sum of its terms at an image; remembers the parts of the last call."""
 
-    def __init__(self, net: VGGFeatures, content: dict[str, ContentLoss],
-                 style: dict[str, StyleLoss], tv: TVLoss) -> None:
-        super().__init__()
-        self.net, self.content, self.style, self.tv = net, content, style, tv
+    def __init__(self, net: VGGFeatures, terms: list[Term]) -> None:
+        super().__init__(terms)
+        self.net = net
+        self.total_index = len(self.names) - 1
 
     def parts(self, x: torch.Tensor) -> torch.Tensor:
-        """[content, style, tv, total] as one tensor, differentiable."""
+        """One value per group, then the total, as one tensor, differentiable."""
         feats = self.net(x)
-        lc = sum(m(feats[n]) for n, m in self.content.items())
-        ls = sum(m(feats[n]) for n, m in self.style.items())
-        lt = self.tv(x)
-        return torch.stack([lc, ls, lt, lc + ls + lt])
+        by_group: dict[str, torch.Tensor] = {}
+        for t in self.terms:
+            v = t(x if t.layer is None else feats[t.layer])
+            by_group[t.group] = by_group[t.group] + v if t.group in by_group else v
+        return self.stack(by_group, x)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         p = self.parts(x)
         self.record(p)
-        return p[3]
+        return p[-1]
 
     def parts_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The parts (detached) and the gradient of the total, not recorded."""
         xg = x.detach().requires_grad_(True)
         p = self.parts(xg)
-        (grad,) = torch.autograd.grad(p[3], xg)
+        (grad,) = torch.autograd.grad(p[-1], xg)
         return p.detach(), grad
 
     def value_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         p, grad = self.parts_and_grad(x)
         self.record(p)
-        return p[3], grad
+        return p[-1], grad
 
 
 class GraphedObjective:
@@ -98,7 +110,7 @@ class GraphedObjective:
         self.x.copy_(x)
         self.graph.replay()
         self.objective.record(self.parts)
-        return self.parts[3], self.grad
+        return self.parts[-1], self.grad
 
 
 def graphed(objective: Objective, like: torch.Tensor) -> Objective | GraphedObjective:

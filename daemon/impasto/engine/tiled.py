@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from impasto.engine.losses import TVLoss, relative
+from impasto.engine.losses import ImageTerm, PixelTerm, StatTerm, Term, Window, mean_key
 from impasto.engine.objective import Recorder
 from impasto.engine.vgg import VGGFeatures
 
@@ -87,138 +87,162 @@ def _never() -> None:
     pass
 
 
-def tiled_grams(net: VGGFeatures, image: torch.Tensor, layers: list[str],
-                core: int, check: Callable[[], None] = _never) -> dict[str, torch.Tensor]:
-    """gram() of each layer's features over a whole image too large for one pass.
-    `check` runs before each tile (it raises to cancel)."""
+def tiled_targets(net: VGGFeatures, image: torch.Tensor, layers: list[str],
+                  core: int, check: Callable[[], None] = _never) -> dict[str, torch.Tensor]:
+    """style_targets() of an image too large for one pass. `check` runs before each
+    tile (it raises to cancel)."""
     h, w = image.shape[-2:]
     margin = math.ceil(receptive_radius(net) / ALIGN) * ALIGN
     layer_strides = strides(net)
     sums: dict[str, torch.Tensor] = {}
+    firsts: dict[str, torch.Tensor] = {}
     counts = dict.fromkeys(layers, 0)
     with torch.no_grad():
         for t in tiles(h, w, max(ALIGN, core // ALIGN * ALIGN), margin):
             check()
             feats = net(image[..., t.y0:t.y1, t.x0:t.x1])
             for name in layers:
-                f = feats[name]
-                ys, xs = t.core(layer_strides[name], f.shape[-2], f.shape[-1], h, w)
-                fl = f[0, :, ys, xs].reshape(f.shape[1], -1)
+                f, _ = _core(feats[name], t, layer_strides[name], h, w)
+                fl = f[0].reshape(f.shape[1], -1)
                 sums[name] = sums.get(name, 0) + fl @ fl.T
+                firsts[name] = firsts.get(name, 0) + fl.sum(1)
                 counts[name] += fl.shape[1]
-    return {n: (sums[n] / (sums[n].shape[0] * counts[n])).unsqueeze(0) for n in layers}
+    out = {}
+    for n in layers:
+        out[n] = (sums[n] / (sums[n].shape[0] * counts[n])).unsqueeze(0)
+        out[mean_key(n)] = firsts[n] / counts[n]
+    return out
+
+
+def feature_sizes(net: VGGFeatures, h: int, w: int) -> dict[str, tuple[int, int]]:
+    """Each wanted layer's feature map size for an h x w image (pooling rounds down)."""
+    return {name: (h // s, w // s) for name, s in strides(net).items()}
+
+
+def assemble(net: VGGFeatures, image: torch.Tensor, layers: list[str], core: int,
+             check: Callable[[], None] = _never) -> dict[str, torch.Tensor]:
+    """Full-image feature maps of `layers` for an image too large for one pass, built
+    from tile cores (the content targets of a tiled scale)."""
+    h, w = image.shape[-2:]
+    margin = math.ceil(receptive_radius(net) / ALIGN) * ALIGN
+    layer_strides = strides(net)
+    out: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for t in tiles(h, w, max(ALIGN, core // ALIGN * ALIGN), margin):
+            check()
+            feats = net(image[..., t.y0:t.y1, t.x0:t.x1])
+            for name in layers:
+                f, window = _core(feats[name], t, layer_strides[name], h, w)
+                if name not in out:
+                    s = layer_strides[name]
+                    out[name] = f.new_zeros(f.shape[0], f.shape[1], h // s, w // s)
+                out[name][..., window[0], window[1]] = f
+    return out
+
+
+def _core(f: torch.Tensor, t: Tile, stride: int, h: int, w: int) -> tuple[torch.Tensor, Window]:
+    """A tile's core features and where they lie in the whole image's feature map."""
+    ys, xs = t.core(stride, f.shape[-2], f.shape[-1], h, w)
+    f = f[..., ys, xs]
+    oy, ox = t.cy0 // stride, t.cx0 // stride
+    return f, (slice(oy, oy + f.shape[-2]), slice(ox, ox + f.shape[-1]))
 
 
 class TiledObjective(Recorder):
-    """Content + style + TV of a whole image, evaluated in tiles. Same weights and
-    normalisation as the untiled losses (losses.py)."""
+    """The objective of a list of terms (losses.py) over a whole image, evaluated in
+    tiles, for any term that says how it adds up over them: pixel terms by their
+    windows' sums, statistics terms by their moments, image terms on the whole image."""
 
-    def __init__(self, net: VGGFeatures, content: torch.Tensor, style_targets: dict[str, torch.Tensor],
-                 content_layers: list[str], style_weights: dict[str, float], content_weight: float,
-                 tv_weight: float, core: int = 512, check: Callable[[], None] = _never) -> None:
-        super().__init__()
+    def __init__(self, net: VGGFeatures, terms: list[Term], h: int, w: int, core: int = 512,
+                 check: Callable[[], None] = _never) -> None:
+        super().__init__(terms)
+        for term in terms:
+            if not isinstance(term, (StatTerm, PixelTerm, ImageTerm)):
+                raise TypeError(f"{type(term).__name__} does not say how it adds up over tiles")
         self.net = net
-        self.h, self.w = content.shape[-2:]
+        self.h, self.w = h, w
         self.core = max(ALIGN, core // ALIGN * ALIGN)
         self.margin = math.ceil(receptive_radius(net) / ALIGN) * ALIGN
         self.strides = strides(net)
-        self.style_targets = style_targets
-        self.content_layers = content_layers
-        self.tv = TVLoss(tv_weight)
         self.check = check  # before each tile: a cancel takes effect within one tile
-        self.content_targets = self._assemble(content, content_layers)
-        # Each term relative to its target's magnitude, as losses.py does.
-        self.style_weights = {n: w * relative(style_targets[n]) for n, w in style_weights.items()}
-        self.content_weights = {n: content_weight * relative(self.content_targets[n])
-                                for n in content_layers}
+        self.stat_terms = [t for t in terms if isinstance(t, StatTerm)]
+        self.pixel_terms = [t for t in terms if isinstance(t, PixelTerm)]
+        self.image_terms = [t for t in terms if isinstance(t, ImageTerm)]
 
     def _tiles(self) -> list[Tile]:
         return list(tiles(self.h, self.w, self.core, self.margin))
 
-    def _core_features(self, feats: dict[str, torch.Tensor], t: Tile, name: str) -> torch.Tensor:
-        f = feats[name]
-        s = self.strides[name]
-        ys, xs = t.core(s, f.shape[-2], f.shape[-1], self.h, self.w)
-        return f[..., ys, xs]
+    def _core(self, feats: dict[str, torch.Tensor], t: Tile, layer: str) -> tuple[torch.Tensor, Window]:
+        return _core(feats[layer], t, self.strides[layer], self.h, self.w)
 
-    def _offset(self, t: Tile, name: str) -> tuple[int, int]:
-        s = self.strides[name]
-        return t.cy0 // s, t.cx0 // s
-
-    def _assemble(self, image: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
-        """Full-image feature maps of `layers`, built from tile cores."""
-        out: dict[str, torch.Tensor] = {}
-        with torch.no_grad():
-            for t in self._tiles():
-                self.check()
-                feats = self.net(image[..., t.y0:t.y1, t.x0:t.x1])
-                for name in layers:
-                    f = self._core_features(feats, t, name)
-                    if name not in out:
-                        s = self.strides[name]
-                        out[name] = f.new_zeros(f.shape[0], f.shape[1], self.h // s, self.w // s)
-                    oy, ox = self._offset(t, name)
-                    out[name][..., oy:oy + f.shape[-2], ox:ox + f.shape[-1]] = f
-        return out
-
-    def value_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Objective at x (1, 3, H, W) and its gradient."""
-        all_tiles = self._tiles()
-        # Pass 1: global Grams and the content loss.
-        sums = {n: 0.0 for n in self.style_targets}
-        counts = dict.fromkeys(self.style_targets, 0)
-        content_loss = x.new_zeros(())
+    def _moments(self, x: torch.Tensor, all_tiles: list[Tile]) -> list[list]:
+        """Pass 1, no grad: each statistics term's moments over the whole image."""
+        acc: list[list] = [[0.0, None, 0.0] for _ in self.stat_terms]
+        if not self.stat_terms:
+            return acc
         with torch.no_grad():
             for t in all_tiles:
                 self.check()
                 feats = self.net(x[..., t.y0:t.y1, t.x0:t.x1])
-                for name in self.style_targets:
-                    f = self._core_features(feats, t, name)
-                    fl = f.reshape(f.shape[1], -1)
-                    sums[name] = sums[name] + fl @ fl.T
-                    counts[name] += fl.shape[1]
-                for name in self.content_layers:
-                    f = self._core_features(feats, t, name)
-                    oy, ox = self._offset(t, name)
-                    p = self.content_targets[name][..., oy:oy + f.shape[-2], ox:ox + f.shape[-1]]
-                    content_loss += ((f - p) ** 2).sum() * (
-                        self.content_weights[name] / self.content_targets[name].numel())
-        grams, style_loss, coefs = {}, x.new_zeros(()), {}
-        for name, target in self.style_targets.items():
-            c = target.shape[-1]
-            g = sums[name] / (c * counts[name])
-            grams[name] = g
-            diff = g - target.reshape(c, c)
-            style_loss = style_loss + self.style_weights[name] * diff.pow(2).mean()
-            # d/dF of w * mean((F F^T / (C N) - A)^2) = 4 w (G - A) F / (C^3 N)
-            coefs[name] = diff * (4 * self.style_weights[name] / (c**3 * counts[name]))
+                for term, a in zip(self.stat_terms, acc):
+                    s0, s1, s2 = term.moments(*self._core(feats, t, term.layer))
+                    a[0] = a[0] + s0
+                    a[1] = s1 if a[1] is None else a[1] + s1
+                    a[2] = a[2] + s2
+        return acc
+
+    def value_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Objective at x (1, 3, H, W) and its gradient."""
+        all_tiles = self._tiles()
+        by_group: dict[str, torch.Tensor] = {}
+
+        def add(group: str, v: torch.Tensor) -> None:
+            by_group[group] = by_group[group] + v if group in by_group else v
+
+        # Each statistics term's value, and its gradient with respect to the moments,
+        # which gives every position's: d/df_p = w_p ((G + G^T) f_p + g1) for
+        # G = dL/ds2, g1 = dL/ds1 (s2 = sum w f f^T, s1 = sum w f, w = T^2).
+        coefs = []
+        for term, (s0, s1, s2) in zip(self.stat_terms, self._moments(x, all_tiles)):
+            leaves = [s2.detach().requires_grad_(True)]
+            if s1 is not None:
+                leaves.append(s1.detach().requires_grad_(True))
+            with torch.enable_grad():
+                v = term.value(s0, leaves[1] if s1 is not None else None, leaves[0])
+                grads = torch.autograd.grad(v, leaves)
+            add(term.group, v.detach())
+            coefs.append((grads[0] + grads[0].T, grads[1] if s1 is not None else None))
 
         # Pass 2: exact gradients through each tile.
         grad = torch.zeros_like(x)
-        for t in all_tiles:
-            self.check()
-            xt = x[..., t.y0:t.y1, t.x0:t.x1].detach().requires_grad_(True)
-            feats = self.net(xt)
-            surrogate = xt.new_zeros(())
-            for name, coef in coefs.items():
-                f = self._core_features(feats, t, name)
-                fl = f.reshape(f.shape[1], -1)
-                surrogate = surrogate + (fl * (coef @ fl.detach())).sum()
-            for name in self.content_layers:
-                f = self._core_features(feats, t, name)
-                oy, ox = self._offset(t, name)
-                p = self.content_targets[name][..., oy:oy + f.shape[-2], ox:ox + f.shape[-1]]
-                scale = 2 * self.content_weights[name] / self.content_targets[name].numel()
-                surrogate = surrogate + (f * ((f.detach() - p) * scale)).sum()
-            surrogate.backward()
-            assert xt.grad is not None
-            grad[..., t.y0:t.y1, t.x0:t.x1] += xt.grad
-            del feats, surrogate, xt
-        xg = x.detach().requires_grad_(True)
-        tv = self.tv(xg)
-        tv.backward()
-        assert xg.grad is not None
-        grad += xg.grad
-        total = content_loss + style_loss + tv.detach()
-        self.record(torch.stack([content_loss, style_loss, tv.detach(), total]))
-        return total, grad
+        if self.stat_terms or self.pixel_terms:
+            for t in all_tiles:
+                self.check()
+                xt = x[..., t.y0:t.y1, t.x0:t.x1].detach().requires_grad_(True)
+                feats = self.net(xt)
+                surrogate = xt.new_zeros(())
+                for term, (m2, g1) in zip(self.stat_terms, coefs):
+                    phi, guide = term.guided(*self._core(feats, t, term.layer))
+                    surrogate = surrogate + (phi * (m2 @ phi.detach())).sum()
+                    if g1 is not None:
+                        s1 = phi.sum(1) if guide is None else phi @ guide
+                        surrogate = surrogate + (g1 * s1).sum()
+                for term in self.pixel_terms:
+                    v = term.partial(*self._core(feats, t, term.layer))
+                    add(term.group, v.detach())
+                    surrogate = surrogate + v
+                surrogate.backward()
+                assert xt.grad is not None
+                grad[..., t.y0:t.y1, t.x0:t.x1] += xt.grad
+                del feats, surrogate, xt
+        if self.image_terms:
+            xg = x.detach().requires_grad_(True)
+            for term in self.image_terms:
+                v = term(xg)
+                v.backward()
+                add(term.group, v.detach())
+            assert xg.grad is not None
+            grad += xg.grad
+        parts = self.stack(by_group, x)
+        self.record(parts)
+        return parts[-1], grad

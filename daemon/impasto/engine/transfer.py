@@ -23,8 +23,17 @@ from PIL import Image
 from impasto.engine import color
 from impasto.engine.device import Device, detect
 from impasto.engine.lbfgs import LBFGS
-from impasto.engine.losses import ContentLoss, StyleLoss, TVLoss, gram
+from impasto.engine.losses import (
+    ContentLoss,
+    MeanCovLoss,
+    StyleLoss,
+    Term,
+    TVLoss,
+    mean_key,
+    style_targets,
+)
 from impasto.engine.objective import Objective, graphed
+from impasto.engine.regions import layer_guide, scale_guides
 from impasto.engine.tensors import (
     Crop,
     long_side_size,
@@ -34,7 +43,7 @@ from impasto.engine.tensors import (
     to_tensor,
     upscale,
 )
-from impasto.engine.tiled import TiledObjective, tiled_grams
+from impasto.engine.tiled import TiledObjective, assemble, feature_sizes, tiled_targets
 from impasto.engine.vgg import VGGFeatures
 from impasto.engine.weights import Weights
 from impasto.errors import BAD_OPTIONS, OUT_OF_MEMORY, ImpastoError, JobCancelled
@@ -99,8 +108,13 @@ class TargetCache(Protocol):
 
 @dataclass
 class StyleInput:
+    """A style image and its blend weight; with a mask (greyscale over the content,
+    white where the style goes), the style paints only its region, and its weight
+    scales that region's strength (1: as an unmasked style)."""
+
     image: Image.Image
     weight: float = 1.0
+    mask: Image.Image | None = None
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -347,28 +361,61 @@ class Engine:
             c = color.luminance(c)
         c, crop = pad_to(c.to(self.device, self.dtype).unsqueeze(0), net.min_side)
         targets = [self._style_targets(net, st, opts, cache) for st in style_ts]
-        layer_weights = opts.style_layer_weights or [1.0] * len(opts.style_layers)
-        # neural-style's blend: the target Gram is the weighted mean of the styles'.
-        # The weights are normalised in float64 first: 1e200 or 1e-320 as a float32
-        # factor would overflow or vanish, though any positive weight of a single style
-        # means "this style".
-        total_weight = math.fsum(blend)
-        shares = [b / total_weight for b in blend]
-        grams = {n: sum(s * t[n] for s, t in zip(shares, targets)) for n in opts.style_layers}
-        weights = {n: opts.style_weight * opts.strength * lw
-                   for n, lw in zip(opts.style_layers, layer_weights)}
+        sizes = feature_sizes(net, c.shape[-2], c.shape[-1])
+        if tiled:
+            c_feats = assemble(net, c, opts.content_layers, self.tile_size, self._check_stop)
+        else:
+            with torch.no_grad():
+                c_feats = net(c)
+        terms: list[Term] = [ContentLoss(c_feats[n], opts.content_weight, n)
+                             for n in opts.content_layers]
+        terms += self._style_terms(targets, styles, opts, sizes, c, w, h, net.min_side)
+        terms.append(TVLoss(opts.tv_weight))
         if tiled:
             objective: Objective | TiledObjective = TiledObjective(
-                net, c, grams, opts.content_layers, weights, opts.content_weight, opts.tv_weight,
-                core=self.tile_size, check=self._check_stop)
-            return objective, c, style_ts, blend, crop
-        with torch.no_grad():
-            c_feats = net(c)
-        content_losses = {n: ContentLoss(c_feats[n], opts.content_weight)
-                          for n in opts.content_layers}
-        style_losses = {n: StyleLoss(grams[n], weights[n]) for n in opts.style_layers}
-        return Objective(net, content_losses, style_losses, TVLoss(opts.tv_weight)), c, \
-            style_ts, blend, crop
+                net, terms, c.shape[-2], c.shape[-1], core=self.tile_size, check=self._check_stop)
+        else:
+            objective = Objective(net, terms)
+        return objective, c, style_ts, blend, crop
+
+    def _style_terms(self, targets: list[dict[str, torch.Tensor]], styles: list[StyleInput],
+                     opts: EngineOptions, sizes: dict[str, tuple[int, int]], like: torch.Tensor,
+                     w: int, h: int, min_side: int) -> list[Term]:
+        """One style term per layer and region: the unmasked styles' blend over what the
+        masks leave (everywhere, when no style has a mask), and each masked style over
+        its own region (regions.py)."""
+        layer_weights = opts.style_layer_weights or [1.0] * len(opts.style_layers)
+        weights = {n: opts.style_weight * opts.strength * lw
+                   for n, lw in zip(opts.style_layers, layer_weights)}
+        masked = [i for i, s in enumerate(styles) if s.mask is not None]
+        plain = [i for i, s in enumerate(styles) if s.mask is None]
+        # (guide at this scale or None, [(share, targets)], strength) per region.
+        regions: list[tuple[torch.Tensor | None, list[tuple[float, dict]], float]] = []
+        guides, left = scale_guides([styles[i].mask for i in masked], w, h, min_side,
+                                    rest=bool(plain)) if masked else ([], None)
+        if plain:
+            # neural-style's blend: the target Gram is the weighted mean of the styles'.
+            # The weights are normalised in float64 first: 1e200 or 1e-320 as a float32
+            # factor would overflow or vanish, though any positive weight of a single
+            # style means "this style".
+            total_weight = math.fsum(styles[i].weight for i in plain)
+            regions.append((left, [(styles[i].weight / total_weight, targets[i]) for i in plain],
+                            1.0))
+        for i, g in zip(masked, guides):
+            regions.append((g, [(1.0, targets[i])], styles[i].weight))
+        terms: list[Term] = []
+        for guide, mix, strength in regions:
+            for n in opts.style_layers:
+                lg = None if guide is None else layer_guide(guide, sizes[n], like)
+                if guide is not None and lg is None:
+                    continue  # the region holds no pixels at this layer
+                g = sum(share * t[n] for share, t in mix)
+                if opts.style_loss == "wasserstein":
+                    mean = sum(share * t[mean_key(n)] for share, t in mix)
+                    terms.append(MeanCovLoss(mean, g * g.shape[-1], weights[n] * strength, n, lg))
+                else:
+                    terms.append(StyleLoss(g, weights[n] * strength, n, lg))
+        return terms
 
     # --- pieces ------------------------------------------------------------------------
     def _optimize(self, x: torch.Tensor, objective: Objective | TiledObjective, opts: EngineOptions,
@@ -447,7 +494,8 @@ class Engine:
         key = None
         if cache is not None:
             h = hashlib.sha256(style.numpy().tobytes())
-            h.update(repr((tuple(style.shape), opts.style_layers, opts.pooling,
+            # "moments": Grams and means (older entries held Grams alone).
+            h.update(repr(("moments", tuple(style.shape), opts.style_layers, opts.pooling,
                            self.weights.label)).encode())
             key = h.hexdigest()
             hit = cache.get(key)
@@ -455,11 +503,10 @@ class Engine:
                 return {k: v.to(self.device) for k, v in hit.items()}
         st, _ = pad_to(style.to(self.device, self.dtype).unsqueeze(0), net.min_side)
         if st.shape[-1] * st.shape[-2] > self.tile_threshold():
-            targets = tiled_grams(net, st, opts.style_layers, self.tile_size, self._check_stop)
+            targets = tiled_targets(net, st, opts.style_layers, self.tile_size, self._check_stop)
         else:
             with torch.no_grad():
-                feats = net(st)
-                targets = {name: gram(feats[name]) for name in opts.style_layers}
+                targets = style_targets(net(st), opts.style_layers)
         if cache is not None and key is not None:
             cache.put(key, targets)
         return targets

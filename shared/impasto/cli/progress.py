@@ -8,6 +8,7 @@ import time
 from typing import Any, TextIO
 
 from impasto import events
+from impasto.protocol import printable
 
 
 class ProgressBar:
@@ -66,5 +67,8 @@ def emit_json(obj: dict[str, Any], stream: TextIO | None = None) -> None:
 
 
 def format_losses(losses: dict[str, float]) -> str:
-    keys = [k for k in ("content", "style", "tv", "total") if k in losses]
-    return " ".join(f"{k}={losses[k]:.4g}" for k in keys)
+    """Whatever terms ran, in the engine's order, the total last."""
+    keys = [k for k in losses if k != "total"] + (["total"] if "total" in losses else [])
+    # Names come from the daemon: shown, never interpreted by the terminal.
+    return " ".join(f"{printable(k, 40)}={losses[k]:.4g}" for k in keys
+                    if isinstance(losses[k], (int, float)))
