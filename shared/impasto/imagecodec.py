@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from impasto.errors import BAD_IMAGE, IMAGE_TOO_LARGE, ImpastoError
+from impasto.errors import BAD_IMAGE, BAD_OPTIONS, IMAGE_TOO_LARGE, ImpastoError
 from impasto.protocol import MAX_PIXELS, ImageRef, check_pixels
 
 # Pillow's own bomb guard warns at 89 MP and raises at twice that; our limit is lower and
@@ -93,6 +93,16 @@ def decode_pil(ref: ImageRef, what: str = "image") -> Image.Image:
     images and the style library, where 8 bits carry all the network can use."""
     img = decode(ref, what)
     return img.to_pil() if isinstance(img, FloatImage) else img
+
+
+def as_mask(mask: Image.Image, size: tuple[int, int], i: int) -> Image.Image:
+    """Style i's region mask, checked: of the content's size (a mask stretched to fit
+    would put the region elsewhere), greyscale (colour counts by its luminance; 16-bit
+    and float greys are kept)."""
+    if mask.size != tuple(size):
+        raise ImpastoError(BAD_OPTIONS, f"the mask of style {i + 1} is {mask.width}x{mask.height}; "
+                           f"it must have the content's size, {size[0]}x{size[1]}")
+    return mask if mask.mode in ("L", "I", "I;16", "F") else mask.convert("L")
 
 
 def pixels(ref: ImageRef) -> int:

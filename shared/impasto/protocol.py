@@ -184,11 +184,14 @@ def check_preview(spec: object) -> dict[str, Any]:
 
 @dataclass
 class StyleRef:
-    """One style of a stylize request: a library name or an image, with a blend weight."""
+    """One style of a stylize request: a library name or an image, with a blend weight,
+    and optionally a mask: a greyscale image of the content's size, white where this
+    style goes (its region; docs/protocol.md, regions)."""
 
     name: str | None = None
     image: ImageRef | None = None
     weight: float = 1.0
+    mask: ImageRef | None = None
 
 
 # --- messages --------------------------------------------------------------------------
@@ -403,6 +406,8 @@ def encode(msg: Message, req: str | None = None) -> list[bytes]:
                 out["name"] = value.name
             if value.image is not None:
                 out["image"] = lower(value.image)
+            if value.mask is not None:  # left out when absent: older daemons refuse it
+                out["mask"] = lower(value.mask)
             return out
         if isinstance(value, list):
             return [lower(v) for v in value]
@@ -491,13 +496,14 @@ def _convert(value: Any, hint: Any, name: str, blobs: list[bytes], used: set[int
     if hint is StyleRef:
         if not isinstance(value, dict):
             raise ImpastoError(BAD_MESSAGE, f"{name}: a style must be an object")
-        unknown = set(value) - {"name", "image", "weight"}
+        unknown = set(value) - {"name", "image", "weight", "mask"}
         if unknown:
             raise ImpastoError(BAD_MESSAGE, f"{name}: unknown style field(s) {sorted(unknown)}")
         ref = StyleRef(
             name=_convert(value.get("name"), str | None, f"{name}.name", blobs, used),
             image=_convert(value.get("image"), ImageRef | None, f"{name}.image", blobs, used),
             weight=_convert(value.get("weight", 1.0), float, f"{name}.weight", blobs, used),
+            mask=_convert(value.get("mask"), ImageRef | None, f"{name}.mask", blobs, used),
         )
         if (ref.name is None) == (ref.image is None):
             raise ImpastoError(BAD_MESSAGE, f"{name}: give exactly one of name and image")

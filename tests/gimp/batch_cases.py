@@ -355,6 +355,42 @@ def case_two_styles():
     return {"error": err} if err else {"name": new.get_name()}
 
 
+def half_channel(image, name, left):
+    """A channel white on one half of the image (left or right), black on the other."""
+    w, h = image.get_width(), image.get_height()
+    ch = Gimp.Channel.new(image, name, w, h, 50.0, Gegl.Color.new("red"))
+    image.insert_channel(ch, None, 0)
+    row = bytes([255 if (x < w // 2) == left else 0 for x in range(w)])
+    ch.get_buffer().set(Gegl.Rectangle.new(0, 0, w, h), "Y u8", row * h)
+    ch.get_buffer().flush()
+    return ch
+
+
+def case_regions():
+    """Two styles, each guided by a channel (left and right halves), then the same with
+    the channels swapped; and the errors an incomplete row gives."""
+    out = {}
+    for label, swap in (("a", False), ("b", True)):
+        image = load("background.png")
+        src = image.get_layers()[0]
+        dots = add_layer_from(image, "dots.png", 0, 0)
+        dots.set_name("dots")
+        left, right = half_channel(image, "sky", True), half_channel(image, "sea", False)
+        first, second = (right, left) if swap else (left, right)
+        new, err = run_proc(image, [src], **dict(STYLE, size=96), region="channel",
+                            region_channel=first, style_2_layer=dots, region_2="channel",
+                            region_2_channel=second)
+        if err:
+            return {"error": err}
+        out[label] = {"name": new.get_name(), "new": dump(new, f"regions-{label}.rgba")}
+    image = load("background.png")
+    src = image.get_layers()[0]
+    _, out["no_channel"] = run_proc(image, [src], **STYLE, region="channel")
+    _, out["area_without_style"] = run_proc(image, [src], **STYLE, region_2="selection")
+    _, out["empty_selection"] = run_proc(image, [src], **STYLE, region="selection")
+    return out
+
+
 def case_hdr():
     """A 32-bit float layer holding values up to 4.0 (linear light, as HDR work is)."""
     image = load("background.png")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.regions import region_styles
 from tests.gimp.runner import GimpRunner, gimp_root
 from tests.helpers import DaemonProcess, gradient_image, make_env, run_cli, stripes_image
 
@@ -43,6 +44,7 @@ def gimp(tmp_path_factory: pytest.TempPathFactory):
     gradient_image(1024, 768).save(runner.io / "large.png")
     gradient_image(60, 40, alpha=True).save(runner.io / "source.png")
     stripes_image(48, 48).save(runner.io / "style.png")
+    region_styles(48)[1].save(runner.io / "dots.png")
     yield runner, daemon, env
     daemon.stop()
 
@@ -317,6 +319,30 @@ def test_two_styles_say_which_one_is_used(gimp) -> None:
     messages = [x["text"] for x in said if x["event"] == "message"]
     assert any("the style layer 'zigzag' is used" in m and "library style 'stripes' is not" in m
                for m in messages), messages
+
+
+def test_two_styles_guided_by_two_channels(gimp) -> None:
+    """Style 1 (the library's colourful stripes) inside one channel, style 2 (a layer of
+    cyan dots on a dark ground) inside the other; then the channels swapped. The half
+    each style paints takes its colours: the content is the same, so only the areas
+    can move them."""
+    runner, _, _ = gimp
+    r = batch(runner, "regions")["regions"]
+    assert "error" not in r, r
+    assert r["a"]["name"].startswith("stripes + dots (impasto"), r
+
+    def halves(info: dict) -> tuple[float, float]:
+        a = rgba(runner, info)[..., :3].astype(float)
+        w = a.shape[1]
+        return a[:, : w // 2 - 8].mean(), a[:, w // 2 + 8:].mean()  # brightness, edge left out
+
+    # Each half against itself in the other run (the content's own brightness differs
+    # between halves): stripes there make it brighter than the dark dots do.
+    (al, ar), (bl, br) = halves(r["a"]["new"]), halves(r["b"]["new"])
+    assert al > bl + 10 and br > ar + 10, (al, ar, bl, br)
+    assert "no channel is chosen" in r["no_channel"], r
+    assert "Style 2 has an area but no style" in r["area_without_style"], r
+    assert "nothing is selected" in r["empty_selection"], r
 
 
 def test_random_weights_are_named_on_the_layer_and_said(gimp) -> None:

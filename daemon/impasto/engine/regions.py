@@ -21,7 +21,7 @@ from PIL import Image
 
 from impasto.engine.tensors import pad_to
 
-# A guide whose squared sum at a layer is below this holds no pixels there: its term
+# A guide whose sum at a layer is below this holds no pixels there: its term
 # is left out rather than divided by zero (a region thinner than the layer's stride).
 EMPTY = 1e-6
 
@@ -56,6 +56,10 @@ def _grey(mask: Image.Image, w: int, h: int) -> torch.Tensor:
 def layer_guide(guide: torch.Tensor, size: tuple[int, int], like: torch.Tensor) -> torch.Tensor | None:
     """The guide at a layer's resolution, or None where it holds no pixels there."""
     g = guide if tuple(guide.shape[-2:]) == size else F.interpolate(guide, size=size, mode="area")
-    if float(g.pow(2).sum()) < EMPTY:
+    if float(g.sum()) < EMPTY:
         return None
-    return g.to(like.device, like.dtype)
+    # The square root: losses.py weighs positions by T^2 (the paper's F o T), so this
+    # weighs them by the mask value itself. Deviation, and why: where soft edges meet,
+    # two masks of 0.5 then give a pixel a full share (0.5 + 0.5), where T^2 would give
+    # it half (0.25 + 0.25), leave it half stylized, and show the edge as a band.
+    return g.sqrt().to(like.device, like.dtype)

@@ -43,6 +43,7 @@ class JobSpec:
     options: EngineOptions
     output: str = "png"
     preview: dict[str, Any] | None = None  # Stylize.preview, checked
+    masks: list[Image.Image | None] = dataclasses.field(default_factory=list)  # per style
 
 
 def run_job(engine: Engine, cache: GramCache, spec: JobSpec, send: Callable[[Progress], None],
@@ -74,7 +75,9 @@ def run_job(engine: Engine, cache: GramCache, spec: JobSpec, send: Callable[[Pro
                       elapsed_s=round(step.elapsed_s, 4), preview=preview))
 
     try:
-        outcome = engine.run(spec.content, [StyleInput(img, w) for img, w in spec.styles],
+        masks = spec.masks or [None] * len(spec.styles)
+        outcome = engine.run(spec.content, [StyleInput(img, w, m) for (img, w), m
+                                            in zip(spec.styles, masks)],
                              spec.options, on_step=on_step, should_stop=should_stop,
                              cache=cache, should_finish=should_finish)
         if spec.output == "rgb32f" and outcome.pixels is not None:
@@ -101,7 +104,7 @@ def spec_of(job: Job) -> JobSpec:
     """What a worker needs of a queued job."""
     return JobSpec(job=job.id, content=job.content,
                    styles=[(img, w) for img, w, _ in job.styles], options=job.options,
-                   output=job.output, preview=job.preview)
+                   output=job.output, preview=job.preview, masks=job.masks)
 
 
 class JobEnder:

@@ -35,11 +35,14 @@ class Job:
     finish: threading.Event = field(default_factory=threading.Event)  # stop, keep the image
     started: float | None = None
     preview: dict[str, Any] | None = None  # Stylize.preview, checked
+    # One per style, or empty: each style's region (greyscale, the content's size).
+    masks: list[Image.Image | None] = field(default_factory=list)
 
     @property
     def pixels(self) -> int:
         return self.content.width * self.content.height + sum(
-            img.width * img.height for img, _, _ in self.styles)
+            img.width * img.height for img, _, _ in self.styles) + sum(
+            m.width * m.height for m in self.masks if m is not None)
 
     def summary(self, viewer: str) -> dict[str, Any]:
         """For `status`: everything to the job's owner; to anyone else only that a job of

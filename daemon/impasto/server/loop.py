@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import zmq
 import zmq.auth
+from PIL import Image
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils.monitor import recv_monitor_message
 
@@ -54,6 +55,7 @@ from impasto.protocol import (
     DaemonState,
     Done,
     Error,
+    ImageRef,
     Message,
     Ping,
     Pong,
@@ -451,7 +453,8 @@ class Server:
             raise ImpastoError(BAD_MESSAGE, "stylize needs a content image")
         opts = EngineOptions.from_dict(msg.options)
         # A budget checked from the images' headers, before any pixel is decoded.
-        images = [msg.content] + [ref.image for ref in msg.styles if ref.image is not None]
+        images = [msg.content] + [ref.image for ref in msg.styles if ref.image is not None] + [
+            ref.mask for ref in msg.styles if ref.mask is not None]
         total = sum(imagecodec.pixels(ref) for ref in images)
         if total > MAX_REQUEST_PIXELS:
             # In pixels: rounded megapixels made a 33.55 MP request "over 34 MP".
@@ -469,9 +472,11 @@ class Server:
                     assert ref.image is not None
                     styles.append((imagecodec.decode_pil(ref.image, f"style image {i + 1}")
                                    .convert("RGB"), ref.weight, f"image{i}"))
+            masks = [None if ref.mask is None else region_mask(ref.mask, content.size, i)
+                     for i, ref in enumerate(msg.styles)]
             job = Job(content=content, styles=styles, options=opts, priority=msg.priority,
                       peer=peer, req=req, output=msg.output, client=msg.client, owner=user,
-                      preview=msg.preview)
+                      preview=msg.preview, masks=masks if any(m is not None for m in masks) else [])
             return lambda: self._accept(job)
 
         self._offload(peer, req, decode, stylize=True)
@@ -566,3 +571,6 @@ def _best_effort_req(body: list[bytes]) -> str | None:
     except Exception:
         return None
 
+
+def region_mask(ref: ImageRef, size: tuple[int, int], i: int) -> Image.Image:
+    return imagecodec.as_mask(imagecodec.decode_pil(ref, f"the mask of style {i + 1}"), size, i)

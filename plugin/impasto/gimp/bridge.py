@@ -141,20 +141,38 @@ def _tail(path: Path, lines: int = 12) -> str:
         return ""
 
 
+def mask_ref(spec: dict[str, Any] | None) -> ImageRef | None:
+    """A style's area from the plug-in: raw 8-bit grey (GIMP's channel, selection or layer
+    mask over the content box), sent as rgba8 with the grey in R, G and B: the protocol's
+    raw images are RGB(A), and the bridge has no image library to encode a PNG."""
+    if not spec:
+        return None
+    w, h = int(spec["width"]), int(spec["height"])
+    data = Path(spec["raw"]).read_bytes()
+    if len(data) != w * h:
+        raise ImpastoError(BAD_OPTIONS, f"the area file holds {len(data)} bytes for {w}x{h}")
+    rgba = bytearray(4 * w * h)
+    for c in range(3):
+        rgba[c::4] = data
+    rgba[3::4] = b"\xff" * (w * h)
+    return ImageRef(bytes(rgba), "rgba8", w, h)
+
+
 def style_ref(spec: dict[str, Any]) -> StyleRef:
     weight = float(spec.get("weight", 1.0))
+    mask = mask_ref(spec.get("mask"))
     if spec.get("raw"):
         data = Path(spec["raw"]).read_bytes()
         return StyleRef(image=ImageRef(data, "rgba8", int(spec["width"]), int(spec["height"])),
-                        weight=weight)
+                        weight=weight, mask=mask)
     if spec.get("path"):
         p = Path(spec["path"]).expanduser()
         try:
-            return StyleRef(image=ImageRef(p.read_bytes(), "encoded"), weight=weight)
+            return StyleRef(image=ImageRef(p.read_bytes(), "encoded"), weight=weight, mask=mask)
         except OSError as e:
             raise ImpastoError(BAD_OPTIONS, f"cannot read style image {p}: {e.strerror}") from None
     if spec.get("name"):
-        return StyleRef(name=str(spec["name"]), weight=weight)
+        return StyleRef(name=str(spec["name"]), weight=weight, mask=mask)
     raise ImpastoError(BAD_OPTIONS, "no style given: a library name, an image file or a layer")
 
 

@@ -15,7 +15,13 @@ from impasto import events, imagecodec, paths
 from impasto.cli.optionflags import engine_options
 from impasto.cli.output import check_writable, print_summary, save_image
 from impasto.cli.progress import ProgressBar, emit_event, format_losses
-from impasto.cli.remote import CLI_PREVIEW_SIDE, blend_weights, cmd_send, looks_like_path
+from impasto.cli.remote import (
+    CLI_PREVIEW_SIDE,
+    blend_weights,
+    cmd_send,
+    looks_like_path,
+    mask_paths,
+)
 from impasto.client import Client
 from impasto.errors import BAD_OPTIONS, DaemonUnavailable, ImpastoError
 from impasto.options import EngineOptions
@@ -55,6 +61,11 @@ def cmd_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pil(img: Any) -> Any:
+    """A float image (a 32-bit TIFF mask) as a Pillow one: 8 bits are plenty for a mask."""
+    return img.to_pil() if isinstance(img, imagecodec.FloatImage) else img
+
+
 def stylize_local(args: argparse.Namespace, opts: EngineOptions) -> dict[str, Any]:
     from impasto.engine.runtime import load_engine
     from impasto.engine.transfer import Step, StyleInput
@@ -65,16 +76,19 @@ def stylize_local(args: argparse.Namespace, opts: EngineOptions) -> dict[str, An
         raise ImpastoError(BAD_OPTIONS, f"content image {args.content} does not exist")
     content = imagecodec.read_file(args.content)
     weights = blend_weights(args.style, args.style_weights)
+    masks = mask_paths(args.style, args.style_masks)
     library = StyleLibrary(paths.styles_dir())
     styles = []
-    for s, w in zip(args.style, weights):
+    for i, (s, w, m) in enumerate(zip(args.style, weights, masks)):
         p = Path(s).expanduser()
+        mask = None if m is None else imagecodec.as_mask(_pil(imagecodec.read_file(m)),
+                                                         content.size, i)
         if p.is_file():
-            styles.append(StyleInput(imagecodec.read_file(p).convert("RGB"), w))
+            styles.append(StyleInput(imagecodec.read_file(p).convert("RGB"), w, mask))
         elif looks_like_path(s):
             raise ImpastoError(BAD_OPTIONS, f"style image {s} does not exist")
         else:
-            styles.append(StyleInput(library.load(s), w))
+            styles.append(StyleInput(library.load(s), w, mask))
     engine = load_engine(args.weights or "auto", args.device or "auto", say=_say,
                          precision=args.precision or "auto")
     bar = ProgressBar()

@@ -70,12 +70,22 @@ def _idle_seconds(text: str) -> float:
     return v
 
 
+def _masks(text: str) -> list[Path | None]:
+    return [Path(m).expanduser() if m.strip() else None for m in text.split(",")]
+
+
 def _job_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("content", type=Path, help="the image to stylize")
     p.add_argument("--style", action="append", required=True,
                    help="style image file or library name (repeat to blend several)")
     p.add_argument("--style-weights", type=_floats, metavar="W,W,...",
-                   help="blend weight of each --style, in order (default: equal)")
+                   help="blend weight of each --style, in order (default: equal); a masked "
+                   "style's weight scales its region's strength")
+    p.add_argument("--style-masks", type=_masks, metavar="M,M,...",
+                   help="a region for each --style, in order: a greyscale image of the "
+                   "content's size, white where that style goes (soft edges blend); an "
+                   "empty entry leaves a style unmasked, to cover what the masks leave, "
+                   "e.g. sky.png,,sea.png")
     p.add_argument("-o", "--output", type=Path, required=True,
                    help="where to write the result (.png, .jpg, .webp, .tif, .bmp)")
     p.add_argument("--json", action="store_true",

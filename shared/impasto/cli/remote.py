@@ -95,7 +95,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     if preview_path is not None:
         check_writable(preview_path)
     request = Stylize(content=imagecodec.file_ref(args.content),
-                      styles=style_refs(args.style, args.style_weights),
+                      styles=style_refs(args.style, args.style_weights, args.style_masks),
                       options=options.changed(), priority=Priority(getattr(args, "priority", "interactive")),
                       output=OutputFormat.PNG, client="cli",
                       preview=None if preview_path is None else
@@ -184,17 +184,33 @@ def blend_weights(styles: list[str], weights: list[float] | None) -> list[float]
     return weights
 
 
-def style_refs(styles: list[str], weights: list[float] | None) -> list[StyleRef]:
+def mask_paths(styles: list[str], masks: list[Path | None] | None) -> list[Path | None]:
+    """One --style-masks entry per --style (None: unmasked), each an existing file."""
+    if masks is None:
+        return [None] * len(styles)
+    if len(masks) != len(styles):
+        raise ImpastoError(BAD_OPTIONS, f"--style-masks has {len(masks)} entries for "
+                           f"{len(styles)} --style arguments (leave an entry empty for an "
+                           "unmasked style: a.png,,c.png)")
+    for m in masks:
+        if m is not None and not m.is_file():
+            raise ImpastoError(BAD_OPTIONS, f"mask {m} does not exist")
+    return masks
+
+
+def style_refs(styles: list[str], weights: list[float] | None,
+               masks: list[Path | None] | None = None) -> list[StyleRef]:
     """Each --style is a file when one exists at that path, else a library name."""
     refs = []
-    for s, w in zip(styles, blend_weights(styles, weights)):
+    for s, w, m in zip(styles, blend_weights(styles, weights), mask_paths(styles, masks)):
         p = Path(s).expanduser()
+        mask = None if m is None else imagecodec.file_ref(m)
         if p.is_file():
-            refs.append(StyleRef(image=imagecodec.file_ref(p), weight=w))
+            refs.append(StyleRef(image=imagecodec.file_ref(p), weight=w, mask=mask))
         elif looks_like_path(s):
             raise ImpastoError(BAD_OPTIONS, f"style image {s} does not exist")
         else:
-            refs.append(StyleRef(name=s, weight=w))
+            refs.append(StyleRef(name=s, weight=w, mask=mask))
     return refs
 
 

@@ -82,6 +82,14 @@ TEXT = {
     "seed": ("Variation",
              "Each number gives a different variation of the same look, and the same number "
              "the same picture again; -1 picks one at random (the new layer's name says which)"),
+    "region": ("Where",
+               "Where this style paints: everywhere (or wherever no other style has an area), "
+               "inside the selection, or inside a channel or a layer mask you painted; soft "
+               "edges blend the styles"),
+    "region-channel": ("Area channel", "The channel (Channels dialog) that marks where this "
+                       "style paints: white paints, black does not, grey in between"),
+    "region-layer": ("Area from this layer's mask", "A layer whose layer mask marks where this "
+                     "style paints"),
     "stop-after": ("Stop after (seconds)",
                    "For scripts: stop after this many seconds and keep the picture as it is "
                    "then (0 = let it finish)"),
@@ -109,6 +117,13 @@ FALLBACK = {"preset": {"choices": ["draft", "normal", "best"], "default": "norma
             "preserve_colors": {"choices": ["luminance", "histogram"], "default": None,
                                 "help": "Keep the layer's colours"},
             "seed": {"min": 0, "max": 2**31 - 1, "default": None, "help": "Random seed"}}
+# Style rows: the first is the style above; more rows each take a style and an area, so
+# an artist paints "sky in this style, water in that one" with GIMP's own tools.
+ROWS = 4
+REGIONS = (("everywhere", "Everywhere else"),
+           ("selection", "Inside the selection"),
+           ("channel", "Inside a channel"),
+           ("layer-mask", "Inside a layer mask"))
 COLORS = (("none", "Take the style's colours"),
           ("luminance", "Keep this layer's colours (style's light and shade)"),
           ("histogram", "Recolour the style with this layer's colours"))
@@ -278,13 +293,20 @@ def check_sources(image, drawables):
     return layers
 
 
-def work_box(image, layer, long_side):
+def work_box(image, layer, long_side, selection_is_area=False):
     """What to send for one layer: (box in layer pixels, working long side of the box,
     whether a selection applies). With a selection, the selection's bounding box on
     the layer plus the context the network needs; else the whole layer. The box is
-    stylized at the scale the whole layer would be, so a small selection costs little."""
+    stylized at the scale the whole layer would be, so a small selection costs little.
+    When a style row's area is the selection, the selection marks that style's area
+    and the whole layer is stylized."""
     w, h = layer.get_width(), layer.get_height()
     scale = min(1.0, long_side / max(w, h))
+    if selection_is_area:
+        if Gimp.Selection.is_empty(image):
+            raise PluginError("A style's area is 'Inside the selection', but nothing is "
+                              "selected. Select where that style goes first.")
+        return (0, 0, w, h), max(1, round(max(w, h) * scale)), False
     if Gimp.Selection.is_empty(image):
         return (0, 0, w, h), max(1, round(max(w, h) * scale)), False
     _, _, x1, y1, x2, y2 = Gimp.Selection.bounds(image)
@@ -667,14 +689,69 @@ NO_STYLE_SCRIPT = ("No style given: set the procedure's 'style' argument (a libr
                    "picture file's path), 'style-file' or 'style-layer'.")
 
 
-def choose_style(config, interactive=False):
+def row_keys(k):
+    """The procedure's argument names of style row k (1 = the first style's)."""
+    if k == 1:
+        return {"style": "style", "style-file": "style-file", "style-layer": "style-layer",
+                "region": "region", "region-channel": "region-channel",
+                "region-layer": "region-layer"}
+    return {key: key.replace("style", f"style-{k}", 1) if key.startswith("style")
+            else key.replace("region", f"region-{k}", 1) for key in row_keys(1)}
+
+
+def choose_styles(config, interactive=False):
+    """Every style row that has a style: ([((kind, value, label), region)], note). The
+    first row must have one; a row with an area but no style is an error, as is an area
+    that is missing what it needs (an empty selection, no channel, a layer without a
+    mask). region: None (everywhere else) or (kind, drawable)."""
+    first, note = choose_style(config, interactive)
+    rows = [(first, choose_region(config, 1))]
+    for k in range(2, ROWS + 1):
+        keys = row_keys(k)
+        try:
+            chosen, extra = choose_style(config, interactive, keys)
+        except PluginError:
+            if config.get_property(keys["region"]) != "everywhere":
+                raise PluginError(f"Style {k} has an area but no style: choose its style, or "
+                                  "set its area back to 'Everywhere else'.") from None
+            continue
+        rows.append((chosen, choose_region(config, k)))
+        note = note or extra
+    return rows, note
+
+
+def choose_region(config, k):
+    keys = row_keys(k)
+    kind = config.get_property(keys["region"])
+    if kind == "everywhere":
+        return None
+    if kind == "selection":
+        return ("selection", None)
+    if kind == "channel":
+        channel = config.get_property(keys["region-channel"])
+        if channel is None:
+            raise PluginError(f"Style {k}'s area is 'Inside a channel', but no channel is "
+                              "chosen. Pick one under 'Area channel' (make one in the "
+                              "Channels dialog: paint it white where the style goes).")
+        return ("channel", channel)
+    layer = config.get_property(keys["region-layer"])
+    if layer is None or layer.get_mask() is None:
+        raise PluginError(f"Style {k}'s area is 'Inside a layer mask', but "
+                          + ("no layer is chosen." if layer is None else
+                             f"layer '{layer.get_name()}' has no layer mask.")
+                          + " Choose a layer with a mask under 'Area from this layer's mask'.")
+    return ("layer-mask", layer.get_mask())
+
+
+def choose_style(config, interactive=False, keys=None):
     """Which style the run uses, decided before any work: ((kind, value, label), note).
     A style layer wins over a picture file, which wins over a library name; when more
     than one is given, `note` says which one is used, for a message and the result
     layer's name. No style at all is an error (before anything is read or sent)."""
-    style_layer = config.get_property("style-layer")
-    style_file = config.get_property("style-file")
-    style = (config.get_property("style") or "").strip()
+    keys = keys or row_keys(1)
+    style_layer = config.get_property(keys["style-layer"])
+    style_file = config.get_property(keys["style-file"])
+    style = (config.get_property(keys["style"]) or "").strip()
     given = []
     if style_layer is not None:
         given.append(("layer", style_layer, style_layer.get_name(),
@@ -699,12 +776,31 @@ def choose_style(config, interactive=False):
     return (kind, value, label), note
 
 
-def style_spec(chosen, tmp):
+def read_region(layer, box, region, path):
+    """The area of a style row over the box sent, as 8-bit grey (white: the style paints
+    there), written to `path`. Channels and the selection cover the image, a layer mask
+    its layer: each is read where the box lies on the image; outside it, nothing."""
+    kind, item = region
+    x, y, w, h = box
+    _, lx, ly = layer.get_offsets()
+    if kind == "selection":
+        item = layer.get_image().get_selection()
+    _, ox, oy = item.get_offsets()
+    rect = Gegl.Rectangle.new(lx + x - ox, ly + y - oy, w, h)
+    data = bytes(item.get_buffer().get(rect, 1.0, "Y u8", Gegl.AbyssPolicy.NONE))
+    if len(data) != w * h:
+        raise PluginError(f"GIMP returned {len(data)} bytes for a {w}x{h} area")
+    with open(path, "wb") as f:
+        f.write(data)
+    return {"raw": path, "width": w, "height": h}
+
+
+def style_spec(chosen, tmp, k=1):
     """The request's style entry for the chosen style, and its label."""
     kind, value, label = chosen
     if kind == "layer":
         sdata, sw, sh = read_rgba(value)
-        spath = os.path.join(tmp, "style.rgba")
+        spath = os.path.join(tmp, f"style{k}.rgba")
         with open(spath, "wb") as f:
             f.write(sdata)
         return {"raw": spath, "width": sw, "height": sh}, label
@@ -729,9 +825,10 @@ def working_side(config, layer, spec):
     return min(side, asked if asked > 0 else cap)
 
 
-def stylize_layer(image, layer, config, cfg, spec, label, controls, chosen, note):
+def stylize_layer(image, layer, config, cfg, spec, label, controls, rows, note):
     long_side = working_side(config, layer, spec)
-    box, box_side, selected = work_box(image, layer, long_side)
+    box, box_side, selected = work_box(image, layer, long_side, any(
+        r is not None and r[0] == "selection" for _, r in rows))
     x, y, bw, bh = box
     preset = config.get_property("preset")
     colors = config.get_property("preserve-colors")
@@ -748,7 +845,15 @@ def stylize_layer(image, layer, config, cfg, spec, label, controls, chosen, note
         with open(content_path, "wb") as f:
             f.write(rgb)
         del rgb
-        style, style_label = style_spec(chosen, tmp)
+        styles, labels = [], []
+        for k, (chosen, region) in enumerate(rows, 1):
+            style, style_label = style_spec(chosen, tmp, k)
+            if region is not None:
+                style["mask"] = read_region(layer, box, region, os.path.join(tmp, f"area{k}.grey"))
+            styles.append(style)
+            labels.append(style_label)
+        style_label = " + ".join(labels)
+        chosen = rows[0][0]
         options = {"preset": preset, "strength": strength / 100.0, "match_content_size": True,
                    # never upscale a small layer just to shrink the result again; the
                    # network's smallest working size is 64
@@ -766,7 +871,7 @@ def stylize_layer(image, layer, config, cfg, spec, label, controls, chosen, note
         request = {"address": cfg.get("address"), "timeout": cfg.get("timeout", 5.0),
                    "autostart": cfg.get("autostart"), "client": "gimp",
                    "content": {"path": content_path, "width": bw, "height": bh, "format": "rgb32f"},
-                   "styles": [style], "options": options,
+                   "styles": styles, "options": options,
                    "output": os.path.join(tmp, "result.rgbf")}
         if want_preview:
             request["preview"] = {"path": os.path.join(tmp, "preview.rgba"),
@@ -833,7 +938,7 @@ def apply_selection(image, layer, new):
 
 
 def stylize(procedure, image, drawables, config, interactive=False):
-    chosen, note = choose_style(config, interactive)  # before any work
+    rows, note = choose_styles(config, interactive)  # before any work
     layers = check_sources(image, drawables)
     if events is None:
         raise PluginError("impasto's event module (impasto_events.py) is missing beside the "
@@ -847,7 +952,7 @@ def stylize(procedure, image, drawables, config, interactive=False):
         for i, layer in enumerate(layers):
             label = f" ({i + 1} of {len(layers)})" if len(layers) > 1 else ""
             made.append(stylize_layer(image, layer, config, cfg, spec, label, controls,
-                                      chosen, note if i == 0 else None))
+                                      rows, note if i == 0 else None))
             if controls.stop:
                 break  # "stop and keep" ends the whole run, keeping what is done
     finally:
@@ -873,8 +978,7 @@ def run(procedure, run_mode, image, drawables, config, data):
         GimpUi.init(PROC)
         dialog = GimpUi.ProcedureDialog.new(procedure, config, "Neural Style")
         add_library_choice(dialog, config)
-        dialog.fill(["style-file", "style-layer", "preset", "strength", "size",
-                     "preserve-colors", "seed"])
+        fill_dialog(dialog)
         warning = add_notes(dialog)
         # OK without a style keeps the dialog open and says what is missing, rather than
         # closing it and failing afterwards. (Not drivable in batch mode: there is no
@@ -884,7 +988,7 @@ def run(procedure, run_mode, image, drawables, config, data):
                 dialog.destroy()
                 return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
             try:
-                choose_style(config, interactive=True)
+                choose_styles(config, interactive=True)
                 break
             except PluginError as e:
                 warning.set_markup(f"<b>{GLib.markup_escape_text(str(e))}</b>")
@@ -966,6 +1070,55 @@ def add_notes(dialog):
     return warning
 
 
+def add_region_arguments(p, k, flags):
+    keys = row_keys(k)
+    nth = "" if k == 1 else f" {k}"
+    p.add_choice_argument(keys["region"], TEXT["region"][0] + nth, TEXT["region"][1],
+                          choice(REGIONS), "everywhere", flags)
+    p.add_channel_argument(keys["region-channel"], TEXT["region-channel"][0] + nth,
+                           TEXT["region-channel"][1], True, flags)
+    p.add_layer_argument(keys["region-layer"], TEXT["region-layer"][0] + nth,
+                         TEXT["region-layer"][1], True, flags)
+
+
+def add_row_arguments(p, k, flags):
+    """Style row k (2 and up): a style (library name or picture path, picture file, or
+    layer) and its area."""
+    keys = row_keys(k)
+    p.add_string_argument(keys["style"], f"Style {k} from the library",
+                          f"Style {k}: " + TEXT["style"][1], "", flags)
+    p.add_file_argument(keys["style-file"], f"Style {k} picture", f"Style {k}: "
+                        + TEXT["style-file"][1], Gimp.FileChooserAction.OPEN, True, None, flags)
+    p.add_layer_argument(keys["style-layer"], f"Style {k} layer", f"Style {k}: "
+                         + TEXT["style-layer"][1], True, flags)
+    add_region_arguments(p, k, flags)
+
+
+def fill_dialog(dialog):
+    """The first style and its area, then a frame for each further style row."""
+    first = ["style-file", "style-layer", "region", "region-channel", "region-layer"]
+    rest = ["preset", "strength", "size", "preserve-colors", "seed"]
+    try:
+        rows = framed_rows(dialog)
+    except (TypeError, AttributeError) as e:  # a GIMP whose dialog API differs: flat
+        trace(event="dialog", text=f"style rows unframed: {e}")
+        rows = [row_keys(k)[n] for k in range(2, ROWS + 1) for n in row_keys(1)]
+    dialog.fill(first + rows + rest)
+
+
+def framed_rows(dialog):
+    rows = []
+    for k in range(2, ROWS + 1):
+        keys = row_keys(k)
+        box = f"row-{k}-box"
+        dialog.fill_box(box, [keys[n] for n in ("style", "style-file", "style-layer", "region",
+                                                "region-channel", "region-layer")])
+        dialog.get_label(f"row-{k}-title", f"Style {k} (optional)", False, False)
+        dialog.fill_frame(f"row-{k}", f"row-{k}-title", False, box)
+        rows.append(f"row-{k}")
+    return rows
+
+
 def choice(pairs):
     c = Gimp.Choice.new()
     for i, (nick, label) in enumerate(pairs):
@@ -1007,6 +1160,9 @@ class NeuralStyle(Gimp.PlugIn):
                             Gimp.FileChooserAction.OPEN, True, None, flags)
         p.add_layer_argument("style-layer", TEXT["style-layer"][0], TEXT["style-layer"][1],
                              True, flags)
+        add_region_arguments(p, 1, flags)
+        for k in range(2, ROWS + 1):
+            add_row_arguments(p, k, flags)
         p.add_choice_argument("preset", TEXT["preset"][0], TEXT["preset"][1],
                               choice([(c, LABELS.get(c, c)) for c in pre["choices"]]),
                               pre["default"], flags)
