@@ -154,3 +154,31 @@ def test_json_lines_are_the_typed_event_stream(content_png: Path, style_png: Pat
     assert r.returncode != 0
     err = events.parse(r.stdout.splitlines()[-1])
     assert isinstance(err, events.Error) and err.code == "bad_options", r.stdout
+
+
+def test_style_masks_give_each_style_a_region(content_png: Path, style_png: Path,
+                                              tmp_path: Path, env: dict[str, str]) -> None:
+    """--style-masks in order, an empty entry for an unmasked style; and what a person
+    gets wrong: a count that does not match, a missing file, a mask of another size."""
+    size = Image.open(content_png).size
+    left = tmp_path / "left.png"
+    mask = Image.new("L", size, 0)
+    mask.paste(255, (0, 0, size[0] // 2, size[1]))
+    mask.save(left)
+    Image.new("L", (size[0] // 2, size[1]), 255).save(tmp_path / "half.png")
+    out = tmp_path / "out.png"
+    dark = tmp_path / "dark.png"
+    Image.open(style_png).point(lambda v: v // 4).save(dark)
+    r = run_cli(["stylize", str(content_png), "--style", str(style_png), "--style", str(dark),
+                 "--style-masks", f"{left},", "-o", str(out), "--weights", "random", "--json",
+                 *SMALL], env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.splitlines()[-1])["type"] == "result"
+    assert Image.open(out).size == (64, 48)  # --size 64
+    for masks, why in (([f"{left}"], "--style-masks has 1 entries for 2 --style"),
+                       ([f"{tmp_path / 'nope.png'},"], "does not exist"),
+                       ([f"{tmp_path / 'half.png'},"], "must have the content's size")):
+        r = run_cli(["stylize", str(content_png), "--style", str(style_png), "--style", str(dark),
+                     "--style-masks", *masks, "-o", str(out), "--weights", "random", *SMALL], env)
+        assert r.returncode == 2 and why in r.stderr, (r.returncode, r.stderr)
+        assert len(r.stderr.strip().splitlines()) <= 2, r.stderr

@@ -415,3 +415,45 @@ def test_degenerate_requests_are_bad_options(daemon: DaemonProcess, styles, opti
         c.stylize(Stylize(content=imagecodec.to_ref(gradient_image(64, 48)), styles=styles,
                           options=options))
     assert e.value.code == errors.BAD_OPTIONS and why in e.value.message
+
+
+def _mask(size: tuple[int, int], left: bool) -> imagecodec.ImageRef:
+    from PIL import Image
+
+    m = Image.new("L", size, 0)
+    m.paste(255, (0, 0, size[0] // 2, size[1]) if left else (size[0] // 2, 0, *size))
+    return imagecodec.to_ref(m)
+
+
+def test_styles_with_masks_paint_their_regions(daemon: DaemonProcess) -> None:
+    """Two styles, each with a mask over half the content, through the daemon; and the
+    masks' own errors: the wrong size, an undecodable mask, a mask field of the wrong
+    shape. The daemon keeps serving after each."""
+    content = gradient_image(64, 48)
+    stripes = imagecodec.to_ref(stripes_image(32, 32))
+    dark = imagecodec.to_ref(gradient_image(32, 32).point(lambda v: v // 4))
+    with Client(daemon.address) as c:
+        result = c.stylize(Stylize(
+            content=imagecodec.to_ref(content), options=dict(FAST),
+            styles=[StyleRef(image=stripes, mask=_mask(content.size, True)),
+                    StyleRef(image=dark, mask=_mask(content.size, False))]))
+        assert imagecodec.decode_pil(result.image).size == (64, 48)
+        assert set(result.losses) == {"content", "style", "tv", "total"}
+        for mask, why in ((_mask((32, 48), True), "must have the content's size, 64x48"),
+                          (imagecodec.ImageRef(b"not an image", "png"), "mask of style 1")):
+            with pytest.raises(ImpastoError) as e:
+                c.stylize(Stylize(content=imagecodec.to_ref(content), options=dict(FAST),
+                                  styles=[StyleRef(image=stripes, mask=mask)]))
+            assert why in e.value.message, e.value.message
+        assert imagecodec.decode_pil(c.stylize(request()).image).size == (64, 48)  # serving
+    sock = raw_socket(daemon.address)
+    try:
+        header = {"v": PROTOCOL_VERSION, "type": "stylize", "req": "m1",
+                  "content": {"blob": 0, "format": "png"},
+                  "styles": [{"name": "x", "mask": "white"}]}
+        sock.send_multipart([json.dumps(header).encode(), imagecodec.to_ref(content).data])
+        assert sock.poll(10_000)
+        msg, _ = decode(sock.recv_multipart())
+        assert isinstance(msg, Error) and msg.code == errors.BAD_MESSAGE, msg
+    finally:
+        sock.close(0)
