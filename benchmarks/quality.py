@@ -164,6 +164,7 @@ def sample_images(size: int = 128) -> tuple[Image.Image, Image.Image]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--style-loss", default="gram", choices=("gram", "wasserstein"))
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     from impasto.engine.transfer import Engine, StyleInput
@@ -175,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for flavour, (file, spec, prep) in write_weight_files(Path(tmp)).items():
             engine = Engine(load(spec, cache=Path(tmp) / "cache"), "cpu")
-            out = engine.run(content, [StyleInput(style)], EngineOptions(size=args.size, seed=0))
+            out = engine.run(content, [StyleInput(style)],
+                             EngineOptions(size=args.size, seed=0, style_loss=args.style_loss))
             v = judge(IndependentVGG(file, prep), out.image, content, style)
             rows.append({"flavour": flavour, "style_ratio": round(v.style_ratio, 3),
                          "content_to_content": round(v.content_to_content, 3),

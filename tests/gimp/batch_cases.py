@@ -383,6 +383,26 @@ def case_regions():
         if err:
             return {"error": err}
         out[label] = {"name": new.get_name(), "new": dump(new, f"regions-{label}.rgba")}
+    # The selection as style 1's area: the whole layer is stylized, no layer mask.
+    image = load("background.png")
+    src = image.get_layers()[0]
+    dots = add_layer_from(image, "dots.png", 0, 0)
+    image.select_rectangle(Gimp.ChannelOps.REPLACE, 0, 0, image.get_width() // 2,
+                           image.get_height())
+    new, err = run_proc(image, [src], **dict(STYLE, size=96), region="selection",
+                        style_2_layer=dots)
+    out["selection_area"] = {"error": err} if err else {
+        "has_mask": new.get_mask() is not None, "new": dump(new, "regions-sel.rgba")}
+    # A selection that limits where the result shows, with areas from channels inside it.
+    image = load("background.png")
+    src = image.get_layers()[0]
+    dots = add_layer_from(image, "dots.png", 0, 0)
+    left, right = half_channel(image, "sky", True), half_channel(image, "sea", False)
+    image.select_rectangle(Gimp.ChannelOps.REPLACE, 20, 10, 50, 40)
+    new, err = run_proc(image, [src], **dict(STYLE, size=96), region="channel",
+                        region_channel=left, style_2_layer=dots, region_2="channel",
+                        region_2_channel=right)
+    out["selection_limits"] = {"error": err} if err else {"has_mask": new.get_mask() is not None}
     image = load("background.png")
     src = image.get_layers()[0]
     _, out["no_channel"] = run_proc(image, [src], **STYLE, region="channel")

@@ -340,6 +340,11 @@ def test_two_styles_guided_by_two_channels(gimp) -> None:
     # between halves): stripes there make it brighter than the dark dots do.
     (al, ar), (bl, br) = halves(r["a"]["new"]), halves(r["b"]["new"])
     assert al > bl + 10 and br > ar + 10, (al, ar, bl, br)
+    sel, lim = r["selection_area"], r["selection_limits"]
+    assert "error" not in sel and not sel["has_mask"], sel  # the selection was an area
+    sl, sr = halves(sel["new"])
+    assert sl > bl + 10, (sl, bl)  # stripes inside the selection, as with the channel
+    assert "error" not in lim and lim["has_mask"], lim  # the selection limited the result
     assert "no channel is chosen" in r["no_channel"], r
     assert "Style 2 has an area but no style" in r["area_without_style"], r
     assert "nothing is selected" in r["empty_selection"], r
