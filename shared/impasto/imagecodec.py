@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageChops, ImageOps, UnidentifiedImageError
 
 from impasto.errors import BAD_IMAGE, BAD_OPTIONS, IMAGE_TOO_LARGE, ImpastoError
 from impasto.protocol import MAX_PIXELS, ImageRef, check_pixels
@@ -97,12 +97,19 @@ def decode_pil(ref: ImageRef, what: str = "image") -> Image.Image:
 
 def as_mask(mask: Image.Image, size: tuple[int, int], i: int) -> Image.Image:
     """Style i's region mask, checked: of the content's size (a mask stretched to fit
-    would put the region elsewhere), greyscale (colour counts by its luminance; 16-bit
-    and float greys are kept)."""
+    would put the region elsewhere), greyscale (colour counts by its luminance, times its
+    alpha where it has one; 16-bit and float greys are kept)."""
     if mask.size != tuple(size):
         raise ImpastoError(BAD_OPTIONS, f"the mask of style {i + 1} is {mask.width}x{mask.height}; "
                            f"it must have the content's size, {size[0]}x{size[1]}")
-    return mask if mask.mode in ("L", "I", "I;16", "F") else mask.convert("L")
+    if mask.mode in ("L", "I", "I;16", "F"):
+        return mask
+    if "A" in mask.getbands() or (mask.mode == "P" and "transparency" in mask.info):
+        # Transparent is outside: a mask painted on a transparent layer, or exported
+        # from a selection, marks its area by alpha as much as by grey.
+        rgba = mask.convert("RGBA")
+        return ImageChops.multiply(rgba.convert("L"), rgba.getchannel("A"))
+    return mask.convert("L")
 
 
 def pixels(ref: ImageRef) -> int:

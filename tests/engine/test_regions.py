@@ -102,3 +102,29 @@ def test_a_masked_and_an_unmasked_style_and_wasserstein(engine: Engine) -> None:
                          EngineOptions(size=64, evaluations=[6], seed=0, style_loss=loss))
         assert set(out.losses) == {"content", "style", "tv", "total"}
         assert out.history[-1] < out.history[0]
+
+
+def test_unmasked_styles_of_weight_zero_leave_the_rest_to_content(engine: Engine) -> None:
+    """Allowed by the blend rule (the weights' sum is positive), and nothing to blend:
+    the masked style alone, as if the unmasked one were not there."""
+    content = gradient_image(64, 48)
+    stripes, dots = region_styles(48)
+    left, _ = halves_masks(*content.size)
+    opts = EngineOptions(size=64, evaluations=[4], seed=0)
+    alone = engine.run(content, [StyleInput(stripes, mask=left)], opts)
+    zero = engine.run(content, [StyleInput(stripes, mask=left), StyleInput(dots, 0.0)], opts)
+    assert zero.history == alone.history
+
+
+def test_mask_alpha_counts_as_outside() -> None:
+    from PIL import Image
+
+    from impasto import imagecodec
+
+    m = Image.new("LA", (3, 1), (255, 0))
+    m.putpixel((0, 0), (255, 255))
+    m.putpixel((1, 0), (128, 255))
+    got = imagecodec.as_mask(m, (3, 1), 0)
+    assert got.mode == "L" and [got.getpixel((x, 0)) for x in range(3)] == [255, 128, 0]
+    with pytest.raises(Exception, match="must have the content's size, 4x1"):
+        imagecodec.as_mask(m, (4, 1), 0)

@@ -393,6 +393,9 @@ class Engine:
         regions: list[tuple[torch.Tensor | None, list[tuple[float, dict]], float]] = []
         guides, left = scale_guides([styles[i].mask for i in masked], w, h, min_side,
                                     rest=bool(plain)) if masked else ([], None)
+        # Unmasked styles all of weight 0 (allowed beside a masked one): nothing to blend,
+        # so what the masks leave goes to content and TV, as with no unmasked style.
+        plain = [i for i in plain if styles[i].weight > 0] if masked else plain
         if plain:
             # neural-style's blend: the target Gram is the weighted mean of the styles'.
             # The weights are normalised in float64 first: 1e200 or 1e-320 as a float32
