@@ -87,26 +87,34 @@ def _never() -> None:
     pass
 
 
-def tiled_targets(net: VGGFeatures, image: torch.Tensor, layers: list[str],
-                  core: int, check: Callable[[], None] = _never) -> dict[str, torch.Tensor]:
-    """style_targets() of an image too large for one pass. `check` runs before each
-    tile (it raises to cancel)."""
+def tile_cores(net: VGGFeatures, image: torch.Tensor, layers: list[str], core: int,
+               check: Callable[[], None] = _never) -> Iterator[tuple[str, torch.Tensor, Window]]:
+    """Each tile's core features of each layer, with where they lie in the whole image's
+    feature map, computed without grad for an image too large for one pass. `check` runs
+    before each tile (it raises to cancel)."""
     h, w = image.shape[-2:]
     margin = math.ceil(receptive_radius(net) / ALIGN) * ALIGN
     layer_strides = strides(net)
-    sums: dict[str, torch.Tensor] = {}
-    firsts: dict[str, torch.Tensor] = {}
-    counts = dict.fromkeys(layers, 0)
     with torch.no_grad():
         for t in tiles(h, w, max(ALIGN, core // ALIGN * ALIGN), margin):
             check()
             feats = net(image[..., t.y0:t.y1, t.x0:t.x1])
             for name in layers:
-                f, _ = _core(feats[name], t, layer_strides[name], h, w)
-                fl = f[0].reshape(f.shape[1], -1)
-                sums[name] = sums.get(name, 0) + fl @ fl.T
-                firsts[name] = firsts.get(name, 0) + fl.sum(1)
-                counts[name] += fl.shape[1]
+                f, window = _core(feats[name], t, layer_strides[name], h, w)
+                yield name, f, window
+
+
+def tiled_targets(net: VGGFeatures, image: torch.Tensor, layers: list[str],
+                  core: int, check: Callable[[], None] = _never) -> dict[str, torch.Tensor]:
+    """style_targets() of an image too large for one pass."""
+    sums: dict[str, torch.Tensor] = {}
+    firsts: dict[str, torch.Tensor] = {}
+    counts = dict.fromkeys(layers, 0)
+    for name, f, _ in tile_cores(net, image, layers, core, check):
+        fl = f[0].reshape(f.shape[1], -1)
+        sums[name] = sums.get(name, 0) + fl @ fl.T
+        firsts[name] = firsts.get(name, 0) + fl.sum(1)
+        counts[name] += fl.shape[1]
     out = {}
     for n in layers:
         out[n] = (sums[n] / (sums[n].shape[0] * counts[n])).unsqueeze(0)
@@ -124,19 +132,12 @@ def assemble(net: VGGFeatures, image: torch.Tensor, layers: list[str], core: int
     """Full-image feature maps of `layers` for an image too large for one pass, built
     from tile cores (the content targets of a tiled scale)."""
     h, w = image.shape[-2:]
-    margin = math.ceil(receptive_radius(net) / ALIGN) * ALIGN
-    layer_strides = strides(net)
+    sizes = feature_sizes(net, h, w)
     out: dict[str, torch.Tensor] = {}
-    with torch.no_grad():
-        for t in tiles(h, w, max(ALIGN, core // ALIGN * ALIGN), margin):
-            check()
-            feats = net(image[..., t.y0:t.y1, t.x0:t.x1])
-            for name in layers:
-                f, window = _core(feats[name], t, layer_strides[name], h, w)
-                if name not in out:
-                    s = layer_strides[name]
-                    out[name] = f.new_zeros(f.shape[0], f.shape[1], h // s, w // s)
-                out[name][..., window[0], window[1]] = f
+    for name, f, window in tile_cores(net, image, layers, core, check):
+        if name not in out:
+            out[name] = f.new_zeros(f.shape[0], f.shape[1], *sizes[name])
+        out[name][..., window[0], window[1]] = f
     return out
 
 
