@@ -40,7 +40,7 @@ NO_WEIGHTS = "no_weights"  # VGG19 weights missing or unusable
 SERVE = "serve"  # the daemon cannot start or keep running
 
 # Codes that mean "the input was wrong" rather than "something failed".
-USAGE_CODES = frozenset({BAD_OPTIONS, BAD_IMAGE, UNKNOWN_STYLE, IMAGE_TOO_LARGE})
+USAGE_CODES = frozenset({BAD_OPTIONS, BAD_IMAGE, UNKNOWN_STYLE, IMAGE_TOO_LARGE, MESSAGE_TOO_LARGE})
 
 
 class ImpastoError(Exception):

@@ -95,21 +95,57 @@ def decode_pil(ref: ImageRef, what: str = "image") -> Image.Image:
     return img.to_pil() if isinstance(img, FloatImage) else img
 
 
+def grey_of(img: Image.Image | FloatImage, what: str) -> Image.Image:
+    """An image as a mask's grey, "L" (8 bits) or "F" (float in [0, 1], for 16-bit and
+    float sources, whose depth 8 bits would lose): colour by its luminance, times its
+    alpha where it has one (transparent is outside)."""
+    if isinstance(img, FloatImage):
+        lum = img.pixels @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        return Image.fromarray(np.clip(lum, 0.0, 1.0).astype(np.float32), "F")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        if not np.isfinite(arr).all():
+            raise ImpastoError(BAD_IMAGE, f"{what} holds NaN or infinite values")
+        if img.mode != "F":
+            arr = arr / 65535.0
+        return Image.fromarray(np.clip(arr, 0.0, 1.0).astype(np.float32), "F")
+    if img.mode == "L":
+        return img
+    if "A" in img.getbands() or (img.mode == "P" and "transparency" in img.info):
+        # A mask painted on a transparent layer, or exported from a selection, marks its
+        # area by alpha as much as by grey.
+        rgba = img.convert("RGBA")
+        return ImageChops.multiply(rgba.convert("L"), rgba.getchannel("A"))
+    return img.convert("L")
+
+
+def decode_mask(ref: ImageRef, what: str) -> Image.Image:
+    """A mask from the wire, at the depth it was sent in (grey_of)."""
+    if ref.format in ("rgba8", "rgb32f"):
+        return grey_of(decode(ref, what), what)
+    ref.check()
+    return grey_of(open_image(ref.data, what, DECLARED[ref.format], ref.format), what)
+
+
+def read_mask(path: Path) -> Image.Image:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise ImpastoError(BAD_IMAGE, f"cannot read {path}: {e.strerror or e}") from None
+    return grey_of(open_image(data, what=str(path)), str(path))
+
+
 def as_mask(mask: Image.Image, size: tuple[int, int], i: int) -> Image.Image:
-    """Style i's region mask, checked: of the content's size (a mask stretched to fit
-    would put the region elsewhere), greyscale (colour counts by its luminance, times its
-    alpha where it has one; 16-bit and float greys are kept)."""
+    """Style i's region mask (grey_of's "L" or "F"), checked: of the content's size (a
+    mask stretched to fit would put the region elsewhere), and not black everywhere (a
+    style that would paint nothing is a mistake, not a request)."""
     if mask.size != tuple(size):
         raise ImpastoError(BAD_OPTIONS, f"the mask of style {i + 1} is {mask.width}x{mask.height}; "
                            f"it must have the content's size, {size[0]}x{size[1]}")
-    if mask.mode in ("L", "I", "I;16", "F"):
-        return mask
-    if "A" in mask.getbands() or (mask.mode == "P" and "transparency" in mask.info):
-        # Transparent is outside: a mask painted on a transparent layer, or exported
-        # from a selection, marks its area by alpha as much as by grey.
-        rgba = mask.convert("RGBA")
-        return ImageChops.multiply(rgba.convert("L"), rgba.getchannel("A"))
-    return mask.convert("L")
+    if not mask.getextrema()[1] > 0:
+        raise ImpastoError(BAD_OPTIONS, f"the mask of style {i + 1} is black everywhere: that "
+                           "style would paint nothing (white marks where it goes)")
+    return mask
 
 
 def pixels(ref: ImageRef) -> int:
@@ -126,16 +162,17 @@ def pixels(ref: ImageRef) -> int:
         return 0
 
 
-def decode_bytes(data: bytes, what: str = "image", formats: tuple[str, ...] = DECODERS,
-                 declared: str = "encoded") -> Image.Image:
-    """Decode with the allowed decoders only; the bytes must be one of `formats`."""
+def open_image(data: bytes, what: str = "image", formats: tuple[str, ...] = DECODERS,
+               declared: str = "encoded") -> Image.Image:
+    """Decode with the allowed decoders only (the bytes must be one of `formats`), within
+    the pixel limit; the image in its own mode, upright."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data), formats=list(formats))
             check_pixels(*img.size)
             img.load()
-            img = ImageOps.exif_transpose(img)
+            return ImageOps.exif_transpose(img)
     except ImpastoError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -151,6 +188,12 @@ def decode_bytes(data: bytes, what: str = "image", formats: tuple[str, ...] = DE
                            "(PNG, JPEG, WebP, TIFF, BMP)") from None
     except Exception as e:  # Pillow raises many types for corrupt input
         raise ImpastoError(BAD_IMAGE, f"{what} cannot be decoded (truncated or corrupt?): {e}") from None
+
+
+def decode_bytes(data: bytes, what: str = "image", formats: tuple[str, ...] = DECODERS,
+                 declared: str = "encoded") -> Image.Image:
+    """An encoded image as 8-bit RGB, or RGBA where it has alpha."""
+    img = open_image(data, what, formats, declared)
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16-bit greyscale (PNG, TIFF): Pillow's convert() clips at 255 instead of
         # scaling, which turns mid-grey white. Scale to 8 bits first.

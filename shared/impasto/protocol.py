@@ -159,6 +159,17 @@ def check_blend(weights: list[float]) -> None:
                            f"(got {', '.join(f'{w:g}' for w in weights)})")
 
 
+# A masked style's weight scales its region's strength, so it is capped as strength is.
+MAX_REGION_WEIGHT = 100.0
+
+
+def check_region_weights(weights: list[float], masked: list[bool]) -> None:
+    for i, (w, m) in enumerate(zip(weights, masked)):
+        if m and w > MAX_REGION_WEIGHT:
+            raise ImpastoError(BAD_OPTIONS, f"style {i + 1} has a mask, so its weight scales its "
+                               f"region's strength: at most {MAX_REGION_WEIGHT:g}, not {w:g}")
+
+
 def check_preview(spec: object) -> dict[str, Any]:
     """A stylize request's `preview` field, checked and completed with defaults."""
     if not isinstance(spec, dict):
@@ -277,6 +288,7 @@ class Stylize(Message):
             for ref, w in zip(self.styles, legacy):
                 ref.weight = float(w)
         check_blend([s.weight for s in self.styles])
+        check_region_weights([s.weight for s in self.styles], [s.mask is not None for s in self.styles])
 
 
 @dataclass

@@ -177,8 +177,11 @@ def test_style_masks_give_each_style_a_region(content_png: Path, style_png: Path
     assert Image.open(out).size == (64, 48)  # --size 64
     for masks, why in (([f"{left}"], "--style-masks has 1 entries for 2 --style"),
                        ([f"{tmp_path / 'nope.png'},"], "does not exist"),
-                       ([f"{tmp_path / 'half.png'},"], "must have the content's size")):
+                       ([f"{tmp_path},"], "is not a regular file"),
+                       ([f"{tmp_path / 'half.png'},"], "must have the content's size"),
+                       ([f"{left},", "--style-masks", f",{left}"], "given twice"),
+                       ([f"{left},", "--style-weights", "101,1"], "at most 100")):
         r = run_cli(["stylize", str(content_png), "--style", str(style_png), "--style", str(dark),
                      "--style-masks", *masks, "-o", str(out), "--weights", "random", *SMALL], env)
         assert r.returncode == 2 and why in r.stderr, (r.returncode, r.stderr)
-        assert len(r.stderr.strip().splitlines()) <= 2, r.stderr
+        assert len(r.stderr.strip().splitlines()) <= 3, r.stderr  # argparse: usage + error

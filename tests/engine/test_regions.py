@@ -116,15 +116,49 @@ def test_unmasked_styles_of_weight_zero_leave_the_rest_to_content(engine: Engine
     assert zero.history == alone.history
 
 
-def test_mask_alpha_counts_as_outside() -> None:
+def test_masks_keep_their_depth_and_refuse_what_paints_nothing(tmp_path: Path) -> None:
+    """Alpha counts as outside; 16-bit and float greys keep their values (8 bits would
+    make a faint 16-bit mask black and clip a float one to 1/255); a black mask, NaN and
+    the wrong size are clear errors."""
+    import numpy as np
     from PIL import Image
 
     from impasto import imagecodec
+    from impasto.errors import ImpastoError
 
     m = Image.new("LA", (3, 1), (255, 0))
     m.putpixel((0, 0), (255, 255))
     m.putpixel((1, 0), (128, 255))
-    got = imagecodec.as_mask(m, (3, 1), 0)
+    got = imagecodec.grey_of(m, "m")
     assert got.mode == "L" and [got.getpixel((x, 0)) for x in range(3)] == [255, 128, 0]
-    with pytest.raises(Exception, match="must have the content's size, 4x1"):
-        imagecodec.as_mask(m, (4, 1), 0)
+    Image.fromarray(np.array([[1.0, 0.25, 0.0]], dtype=np.float32), "F").save(tmp_path / "f.tif")
+    f = imagecodec.read_mask(tmp_path / "f.tif")
+    assert f.mode == "F" and [f.getpixel((x, 0)) for x in range(3)] == [1.0, 0.25, 0.0]
+    Image.fromarray(np.array([[200, 65535, 0]], dtype=np.uint16)).save(tmp_path / "g16.png")
+    g = imagecodec.read_mask(tmp_path / "g16.png")
+    assert g.getpixel((0, 0)) == pytest.approx(200 / 65535) and g.getpixel((1, 0)) == 1.0
+    Image.fromarray(np.array([[np.nan, 1.0]], dtype=np.float32), "F").save(tmp_path / "nan.tif")
+    with pytest.raises(ImpastoError, match="NaN"):
+        imagecodec.read_mask(tmp_path / "nan.tif")
+    with pytest.raises(ImpastoError, match="black everywhere"):
+        imagecodec.as_mask(Image.new("L", (3, 1), 0), (3, 1), 0)
+    with pytest.raises(ImpastoError, match="must have the content's size, 4x1"):
+        imagecodec.as_mask(got, (4, 1), 0)
+
+
+def test_a_faint_mask_paints_faintly(engine: Engine) -> None:
+    """Measured over its own area, a mask of 1/255 everywhere would paint as strongly as
+    a white one; its brightest value scales its strength, so it hardly paints at all."""
+    import numpy as np
+    from PIL import Image
+
+    content = gradient_image(64, 48)
+    style = region_styles(48)[0]
+    opts = EngineOptions(size=64, evaluations=[8], seed=0)
+
+    def change(mask: Image.Image | None) -> float:
+        out = engine.run(content, [StyleInput(style, mask=mask)], opts).image
+        return float(np.abs(np.asarray(out, float) - np.asarray(content, float)).mean())
+
+    full, faint = change(None), change(Image.new("L", content.size, 1))
+    assert faint < 0.25 * full, (faint, full)  # measured: 0.10 (2.4 of 255 against 23.3)

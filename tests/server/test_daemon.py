@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import zmq
+from PIL import Image
 
 from impasto import errors, imagecodec
 from impasto.client import Client, DaemonUnavailable
@@ -418,8 +419,6 @@ def test_degenerate_requests_are_bad_options(daemon: DaemonProcess, styles, opti
 
 
 def _mask(size: tuple[int, int], left: bool) -> imagecodec.ImageRef:
-    from PIL import Image
-
     m = Image.new("L", size, 0)
     m.paste(255, (0, 0, size[0] // 2, size[1]) if left else (size[0] // 2, 0, *size))
     return imagecodec.to_ref(m)
@@ -428,7 +427,7 @@ def _mask(size: tuple[int, int], left: bool) -> imagecodec.ImageRef:
 def test_styles_with_masks_paint_their_regions(daemon: DaemonProcess) -> None:
     """Two styles, each with a mask over half the content, through the daemon; and the
     masks' own errors: the wrong size, an undecodable mask, a mask field of the wrong
-    shape. The daemon keeps serving after each."""
+    shape, a black mask, a weight past the cap. The daemon keeps serving after each."""
     content = gradient_image(64, 48)
     stripes = imagecodec.to_ref(stripes_image(32, 32))
     dark = imagecodec.to_ref(gradient_image(32, 32).point(lambda v: v // 4))
@@ -439,11 +438,15 @@ def test_styles_with_masks_paint_their_regions(daemon: DaemonProcess) -> None:
                     StyleRef(image=dark, mask=_mask(content.size, False))]))
         assert imagecodec.decode_pil(result.image).size == (64, 48)
         assert set(result.losses) == {"content", "style", "tv", "total"}
-        for mask, why in ((_mask((32, 48), True), "must have the content's size, 64x48"),
-                          (imagecodec.ImageRef(b"not an image", "png"), "mask of style 1")):
+        black = imagecodec.to_ref(Image.new("L", content.size, 0))
+        for mask, weight, why in (
+                (_mask((32, 48), True), 1.0, "must have the content's size, 64x48"),
+                (imagecodec.ImageRef(b"not an image", "png"), 1.0, "mask of style 1"),
+                (black, 1.0, "black everywhere"),
+                (_mask(content.size, True), 101.0, "at most 100")):
             with pytest.raises(ImpastoError) as e:
                 c.stylize(Stylize(content=imagecodec.to_ref(content), options=dict(FAST),
-                                  styles=[StyleRef(image=stripes, mask=mask)]))
+                                  styles=[StyleRef(image=stripes, mask=mask, weight=weight)]))
             assert why in e.value.message, e.value.message
         assert imagecodec.decode_pil(c.stylize(request()).image).size == (64, 48)  # serving
     sock = raw_socket(daemon.address)

@@ -92,6 +92,20 @@ def check_ledger(folder: Path, inputs: dict[str, bytes], failed: set[str] = froz
     strays = [str(p) for p in folder.rglob("*") if is_temp_name(p.name)]
     assert strays == [], strays
     if daemon is not None:
-        w = watch_status(daemon)
-        assert (w["pending"], w["working"], w["done"], w["failed"]) == (
-            0, 0, len(want_done), len(failed)), w
+        expect_status(daemon, 0, 0, len(want_done), len(failed))
+
+
+def expect_status(daemon: DaemonProcess, pending: int, working: int, done: int,
+                  failed: int) -> dict:
+    """The folder's counts in status, waited for: the watcher books a file after filing
+    it, so a client that sees the files can ask a moment before the counts follow (seen
+    under load as working 1, done 2 beside three filed originals)."""
+    want = (pending, working, done, failed)
+    seen: list[dict] = []
+
+    def agrees() -> bool:
+        seen[:] = [watch_status(daemon)]
+        return tuple(seen[0][k] for k in ("pending", "working", "done", "failed")) == want
+
+    wait_until(agrees, timeout=30, what=f"status counts {want}")
+    return seen[0]

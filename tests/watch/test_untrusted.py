@@ -84,8 +84,9 @@ def test_planted_journal_entries_change_nothing_outside(tmp_path: Path, folder: 
                                   + ["aaaaaaaaaaa8.json.rejected", "evil.json.rejected"])
         assert files(folder / "done") == ["legit.png"] and files(folder / "failed") == []
         assert files(folder / "out") == ["stripes/legit.png"]
-        w = watch_status(d)
-        assert w["set_aside"] == 9 and w["done"] == 1
+        # The counts follow the files within moments (common.expect_status).
+        wait_until(lambda: (lambda w: (w["set_aside"], w["done"]))(watch_status(d)) == (9, 1),
+                   timeout=30, what="status: 9 set aside, 1 done")
         r = run_cli(["status", "--address", d.address], d.env)
         assert "9 journal entries set aside" in r.stdout
         assert "set aside as aaaaaaaaaaa1.json.rejected" in d.output()

@@ -19,6 +19,7 @@ from tests.watch.common import (
     SETTINGS,
     add_style,
     check_ledger,
+    expect_status,
     files,
     settled,
     wait_until,
@@ -51,10 +52,9 @@ def test_cp_mv_rsync_and_layout(tmp_path: Path, folder: Path, src: Path) -> None
         assert files(folder / "failed") == []
         assert files(inbox) == ["impasto.toml"]
         assert Image.open(folder / "out" / "stripes" / "copied.png").size == (64, 46)
-        with Client(d.address) as c:
-            w = c.status().watch
-        assert w == [{"folder": str(folder.resolve()), "pending": 0, "working": 0, "done": 3,
-                      "failed": 0}]
+        w = expect_status(d, 0, 0, 3, 0)
+        assert w == {"folder": str(folder.resolve()), "pending": 0, "working": 0, "done": 3,
+                     "failed": 0}
         r = run_cli(["status", "--address", d.address], d.env)
         assert "pending 0, working 0, done 3, failed 0" in r.stdout
     finally:

@@ -403,11 +403,16 @@ class Engine:
             # style means "this style".
             total_weight = math.fsum(styles[i].weight for i in plain)
             regions.append((left, [(styles[i].weight / total_weight, targets[i]) for i in plain],
-                            1.0))
+                            1.0 if left is None else float(left.max())))
         for i, g in zip(masked, guides):
-            regions.append((g, [(1.0, targets[i])], styles[i].weight))
+            # A region's loss is measured over its own area, so a faint mask (all 1/255)
+            # would paint at full strength; its brightest value scales it instead: a
+            # mask that reaches white paints fully, a near-black one hardly at all.
+            regions.append((g, [(1.0, targets[i])], styles[i].weight * float(g.max())))
         terms: list[Term] = []
         for guide, mix, strength in regions:
+            if strength <= 0:
+                continue
             for n in opts.style_layers:
                 lg = None if guide is None else layer_guide(guide, sizes[n], like)
                 if guide is not None and lg is None:

@@ -573,4 +573,4 @@ def _best_effort_req(body: list[bytes]) -> str | None:
 
 
 def region_mask(ref: ImageRef, size: tuple[int, int], i: int) -> Image.Image:
-    return imagecodec.as_mask(imagecodec.decode_pil(ref, f"the mask of style {i + 1}"), size, i)
+    return imagecodec.as_mask(imagecodec.decode_mask(ref, f"the mask of style {i + 1}"), size, i)

@@ -25,6 +25,7 @@ from impasto.cli.remote import (
 from impasto.client import Client
 from impasto.errors import BAD_OPTIONS, DaemonUnavailable, ImpastoError
 from impasto.options import EngineOptions
+from impasto.protocol import check_region_weights
 
 
 def _say(message: str) -> None:
@@ -61,11 +62,6 @@ def cmd_weights(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pil(img: Any) -> Any:
-    """A float image (a 32-bit TIFF mask) as a Pillow one: 8 bits are plenty for a mask."""
-    return img.to_pil() if isinstance(img, imagecodec.FloatImage) else img
-
-
 def stylize_local(args: argparse.Namespace, opts: EngineOptions) -> dict[str, Any]:
     from impasto.engine.runtime import load_engine
     from impasto.engine.transfer import Step, StyleInput
@@ -77,12 +73,12 @@ def stylize_local(args: argparse.Namespace, opts: EngineOptions) -> dict[str, An
     content = imagecodec.read_file(args.content)
     weights = blend_weights(args.style, args.style_weights)
     masks = mask_paths(args.style, args.style_masks)
+    check_region_weights(weights, [m is not None for m in masks])
     library = StyleLibrary(paths.styles_dir())
     styles = []
     for i, (s, w, m) in enumerate(zip(args.style, weights, masks)):
         p = Path(s).expanduser()
-        mask = None if m is None else imagecodec.as_mask(_pil(imagecodec.read_file(m)),
-                                                         content.size, i)
+        mask = None if m is None else imagecodec.as_mask(imagecodec.read_mask(m), content.size, i)
         if p.is_file():
             styles.append(StyleInput(imagecodec.read_file(p).convert("RGB"), w, mask))
         elif looks_like_path(s):

@@ -71,7 +71,18 @@ def _idle_seconds(text: str) -> float:
 
 
 def _masks(text: str) -> list[Path | None]:
-    return [Path(m).expanduser() if m.strip() else None for m in text.split(",")]
+    return [Path(m.strip()).expanduser() if m.strip() else None for m in text.split(",")]
+
+
+class _Once(argparse.Action):
+    """A flag that may be given once: a second --style-masks would silently replace the
+    first, leaving a style without the region it was meant to have."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+        if getattr(namespace, self.dest, None) is not None:
+            parser.error(f"{option_string} is given twice; give one list for all styles, "
+                         "in --style order")
+        setattr(namespace, self.dest, values)
 
 
 def _job_args(p: argparse.ArgumentParser) -> None:
@@ -81,11 +92,11 @@ def _job_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--style-weights", type=_floats, metavar="W,W,...",
                    help="blend weight of each --style, in order (default: equal); a masked "
                    "style's weight scales its region's strength")
-    p.add_argument("--style-masks", type=_masks, metavar="M,M,...",
+    p.add_argument("--style-masks", type=_masks, metavar="M,M,...", action=_Once,
                    help="a region for each --style, in order: a greyscale image of the "
                    "content's size, white where that style goes (soft edges blend); an "
                    "empty entry leaves a style unmasked, to cover what the masks leave, "
-                   "e.g. sky.png,,sea.png")
+                   "e.g. sky.png,,sea.png (a path with a comma: rename or link it)")
     p.add_argument("-o", "--output", type=Path, required=True,
                    help="where to write the result (.png, .jpg, .webp, .tif, .bmp)")
     p.add_argument("--json", action="store_true",

@@ -194,7 +194,8 @@ def mask_paths(styles: list[str], masks: list[Path | None] | None) -> list[Path 
                            "unmasked style: a.png,,c.png)")
     for m in masks:
         if m is not None and not m.is_file():
-            raise ImpastoError(BAD_OPTIONS, f"mask {m} does not exist")
+            raise ImpastoError(BAD_OPTIONS, f"mask {m} is not a regular file" if m.exists()
+                               or m.is_symlink() else f"mask {m} does not exist")
     return masks
 
 
