@@ -383,6 +383,24 @@ def case_regions():
         if err:
             return {"error": err}
         out[label] = {"name": new.get_name(), "new": dump(new, f"regions-{label}.rgba")}
+    # Style 1's area from a layer's mask (white on the left half, as the channel was):
+    # the same request as run a, so the same pixels.
+    image = load("background.png")
+    src = image.get_layers()[0]
+    dots = add_layer_from(image, "dots.png", 0, 0)
+    right = half_channel(image, "sea", False)
+    holder = add_layer_from(image, "background.png", 0, 0)
+    holder.add_mask(holder.create_mask(Gimp.AddMaskType.BLACK))
+    w, h = image.get_width(), image.get_height()
+    row = bytes([255 if x < w // 2 else 0 for x in range(w)])
+    holder.get_mask().get_buffer().set(Gegl.Rectangle.new(0, 0, w, h), "Y u8", row * h)
+    holder.get_mask().get_buffer().flush()
+    new, err = run_proc(image, [src], **dict(STYLE, size=96), region="layer-mask",
+                        region_layer=holder, style_2_layer=dots, region_2="channel",
+                        region_2_channel=right)
+    out["layer_mask"] = {"error": err} if err else {"new": dump(new, "regions-lm.rgba")}
+    _, out["no_layer_mask"] = run_proc(image, [src], **STYLE, region="layer-mask",
+                                       region_layer=dots)
     # The selection as style 1's area: the whole layer is stylized, no layer mask.
     image = load("background.png")
     src = image.get_layers()[0]

@@ -340,6 +340,10 @@ def test_two_styles_guided_by_two_channels(gimp) -> None:
     # between halves): stripes there make it brighter than the dark dots do.
     (al, ar), (bl, br) = halves(r["a"]["new"]), halves(r["b"]["new"])
     assert al > bl + 10 and br > ar + 10, (al, ar, bl, br)
+    lm = r["layer_mask"]
+    assert "error" not in lm, lm
+    assert np.array_equal(rgba(runner, lm["new"]), rgba(runner, r["a"]["new"]))
+    assert "has no layer mask" in r["no_layer_mask"], r
     sel, lim = r["selection_area"], r["selection_limits"]
     assert "error" not in sel and not sel["has_mask"], sel  # the selection was an area
     sl, sr = halves(sel["new"])
