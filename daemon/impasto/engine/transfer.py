@@ -34,6 +34,7 @@ from impasto.engine.losses import (
 )
 from impasto.engine.objective import Objective, graphed
 from impasto.engine.regions import layer_guide, scale_guides
+from impasto.engine.temporal import Guide, TemporalLoss
 from impasto.engine.tensors import (
     Crop,
     long_side_size,
@@ -186,11 +187,14 @@ class Engine:
         should_stop: Callable[[], bool] | None = None,
         cache: TargetCache | None = None,
         should_finish: Callable[[], bool] | None = None,
+        temporal: Guide | None = None,
     ) -> Outcome:
         """should_stop: cancel (JobCancelled); should_finish: stop and keep the image as
-        it stands, brought to the output size."""
+        it stands, brought to the output size. temporal: a video frame's guide from the
+        previous frame (temporal.py): the run starts from it and holds to it."""
         try:
-            return self._run(content, styles, opts, on_step, should_stop, cache, should_finish)
+            return self._run(content, styles, opts, on_step, should_stop, cache, should_finish,
+                             temporal)
         except (torch.OutOfMemoryError, RuntimeError, MemoryError) as e:
             if self.dev.is_oom(e):
                 self.dev.recover()
@@ -209,7 +213,8 @@ class Engine:
         if self._should_stop is not None and self._should_stop():
             raise JobCancelled()
 
-    def _run(self, content, styles, opts, on_step, should_stop, cache, should_finish=None) -> Outcome:
+    def _run(self, content, styles, opts, on_step, should_stop, cache, should_finish=None,
+             temporal=None) -> Outcome:
         self._should_stop = should_stop
         t0 = time.perf_counter()
         seed = opts.seed if opts.seed is not None else secrets.randbelow(2**31)
@@ -233,8 +238,10 @@ class Engine:
             if tiled:
                 tiled_scales.append(k)
             objective, c, style_ts, blend, crop = self._scale_objective(
-                net, content_rgb, styles, opts, size, cache, tiled)
-            if image is None:
+                net, content_rgb, styles, opts, size, cache, tiled, temporal)
+            if image is None and temporal is not None:
+                x = self._temporal_inputs(temporal, w, h, net.min_side, opts)[0]
+            elif image is None:
                 x = self._init(opts.init, c, style_ts, blend, gen)
             else:
                 x, _ = pad_to(upscale(image, (h, w)), net.min_side)
@@ -347,6 +354,7 @@ class Engine:
     def _scale_objective(self, net: VGGFeatures, content_rgb: Image.Image,
                          styles: list[StyleInput], opts: EngineOptions, size: int,
                          cache: TargetCache | None, tiled: bool = False,
+                         temporal: Guide | None = None,
                          ) -> tuple[Objective | TiledObjective, torch.Tensor, list[torch.Tensor],
                                     list[float], Crop]:
         """Targets at one scale: content features, blended style Grams, TV. The content
@@ -371,12 +379,26 @@ class Engine:
                              for n in opts.content_layers]
         terms += self._style_terms(targets, styles, opts, sizes, c, w, h, net.min_side)
         terms.append(TVLoss(opts.tv_weight))
+        if temporal is not None and opts.stability > 0:
+            terms.append(TemporalLoss(*self._temporal_inputs(temporal, w, h, net.min_side, opts),
+                                      opts.stability))
         if tiled:
             objective: Objective | TiledObjective = TiledObjective(
                 net, terms, c.shape[-2], c.shape[-1], core=self.tile_size, check=self._check_stop)
         else:
             objective = Objective(net, terms)
         return objective, c, style_ts, blend, crop
+
+    def _temporal_inputs(self, temporal: Guide, w: int, h: int, min_side: int,
+                         opts: EngineOptions) -> tuple[torch.Tensor, torch.Tensor]:
+        """The warped previous frame and its mask at a scale, padded as the content is
+        (in luminance when the run works in luminance, as the content then is)."""
+        warped, mask = temporal.at(w, h)
+        if opts.preserve_colors == "luminance":
+            warped = color.luminance(warped[0]).unsqueeze(0)
+        warped, _ = pad_to(warped.to(self.device, self.dtype), min_side)
+        mask, _ = pad_to(mask.to(self.device, self.dtype), min_side)
+        return warped, mask
 
     def _style_terms(self, targets: list[dict[str, torch.Tensor]], styles: list[StyleInput],
                      opts: EngineOptions, sizes: dict[str, tuple[int, int]], like: torch.Tensor,
