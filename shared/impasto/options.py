@@ -120,9 +120,9 @@ class EngineOptions:
     style_layer_weights: list[float] | None = option(
         None, "weight of each style layer, in --style-layers order (default: equal)",
         lo=0.0, hi=1e12, max_len=len(VGG19_LAYERS), expert=True)
-    stability: float = option(0.5, "video: how firmly each frame holds to the previous one "
-                              "where the scene holds still (0 = frames on their own)",
-                              lo=0.0, hi=1e4, expert=True)
+    stability: float = option(1.0, "video: how firmly each frame holds to the previous one "
+                              "where the scene holds still: 1 is impasto's default, 2 twice "
+                              "that, 0 frames on their own", lo=0.0, hi=100.0, expert=True)
     style_loss: str = option("gram", "how style is compared: Gram matrices (Gatys et al.) or "
                              "the features' mean and covariance (Wasserstein-2, as crowsonkb's "
                              "style-transfer-pytorch)", choices=STYLE_LOSSES, expert=True)

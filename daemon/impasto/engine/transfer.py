@@ -34,7 +34,7 @@ from impasto.engine.losses import (
 )
 from impasto.engine.objective import Objective, graphed
 from impasto.engine.regions import layer_guide, scale_guides
-from impasto.engine.temporal import Guide, TemporalLoss
+from impasto.engine.temporal import STABILITY, Guide, TemporalLoss
 from impasto.engine.tensors import (
     Crop,
     long_side_size,
@@ -381,7 +381,7 @@ class Engine:
         terms.append(TVLoss(opts.tv_weight))
         if temporal is not None and opts.stability > 0:
             terms.append(TemporalLoss(*self._temporal_inputs(temporal, w, h, net.min_side, opts),
-                                      opts.stability))
+                                      opts.stability * STABILITY))
         if tiled:
             objective: Objective | TiledObjective = TiledObjective(
                 net, terms, c.shape[-2], c.shape[-1], core=self.tile_size, check=self._check_stop)
