@@ -33,6 +33,12 @@ def _say(message: str) -> None:
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
+    from impasto.cli.clip import is_clip, print_clip_summary, stylize_clip
+
+    if is_clip(args.content):
+        # A clip runs in-process: the daemon has no video job yet.
+        print_clip_summary(stylize_clip(args, engine_options(args)), args.json)
+        return 0
     explicit_local = (args.local or args.weights is not None or args.device is not None
                       or args.precision is not None)
     if not explicit_local:

@@ -86,7 +86,8 @@ class _Once(argparse.Action):
 
 
 def _job_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("content", type=Path, help="the image to stylize")
+    p.add_argument("content", type=Path, help="the image to stylize (stylize also takes a video "
+                   "file, a folder of frames or a quoted glob such as 'shots/*.png')")
     p.add_argument("--style", action="append", required=True,
                    help="style image file or library name (repeat to blend several)")
     p.add_argument("--style-weights", type=_floats, metavar="W,W,...",
@@ -118,8 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser,
                                 help="what to do (impasto COMMAND --help for more)")
 
-    p = sub.add_parser("stylize", help="stylize one image (via a running daemon, else in-process)")
+    p = sub.add_parser("stylize", help="stylize one image (via a running daemon, else "
+                       "in-process), or a clip: a video file, or a folder or glob of frames")
     _job_args(p)
+    p.add_argument("--independent", action="store_true",
+                   help="clips: stylize each frame on its own (flickers; the baseline) instead "
+                   "of from the frame before (--stability says how firmly)")
     local = p.add_argument_group("in-process only (each implies --local)")
     local.add_argument("--device", help="auto, cpu, cuda, cuda:1 (NVIDIA or AMD ROCm), xpu "
                        "(Intel), mps (Apple)")

@@ -1,0 +1,146 @@
+"""Video files in and out (PyAV, FFmpeg inside), and folders of frames.
+
+A clip keeps what a person expects of it: the frame count, each frame's timestamp (so
+the frame rate and duration), and its audio, copied packet for packet (not re-encoded).
+Frames are decoded one at a time, so a long clip never sits in memory whole.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from PIL import Image
+
+from impasto.errors import BAD_IMAGE, BAD_OPTIONS, IMAGE_TOO_LARGE, ImpastoError
+from impasto.imagecodec import MAX_PIXELS
+
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".gif")
+FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+MAX_FRAMES = 100_000  # about an hour at 25 fps: a budget, as pixels are for stills
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+@dataclass
+class ClipInfo:
+    width: int
+    height: int
+    frames: int | None  # None where the container does not say
+    rate: Fraction | None  # average frames per second
+    has_audio: bool
+
+
+def _open(path: Path):  # noqa: ANN202 - av.container.InputContainer
+    import av
+
+    try:
+        return av.open(str(path))
+    except (av.error.FFmpegError, OSError) as e:
+        raise ImpastoError(BAD_IMAGE, f"{path} is not a video impasto can read: {e}") from None
+
+
+def probe(path: Path) -> ClipInfo:
+    with _open(path) as c:
+        if not c.streams.video:
+            raise ImpastoError(BAD_IMAGE, f"{path} has no video stream")
+        v = c.streams.video[0]
+        w, h = v.codec_context.width, v.codec_context.height
+        if w * h > MAX_PIXELS:
+            raise ImpastoError(IMAGE_TOO_LARGE, f"{path}'s frames are {w}x{h}; at most "
+                               f"{MAX_PIXELS / 1e6:.1f} MP a frame")
+        return ClipInfo(w, h, v.frames or None, v.average_rate, bool(c.streams.audio))
+
+
+def read_frames(path: Path) -> Iterator[tuple[Image.Image, int | None, Fraction | None]]:
+    """Each frame as RGB, with its pts and time base (for writing it back at its time)."""
+    import av
+
+    with _open(path) as c:
+        v = c.streams.video[0]
+        try:
+            for n, frame in enumerate(c.decode(v)):
+                if n >= MAX_FRAMES:
+                    raise ImpastoError(BAD_OPTIONS, f"{path} has more than {MAX_FRAMES} frames")
+                yield frame.to_image().convert("RGB"), frame.pts, frame.time_base
+        except av.error.FFmpegError as e:
+            raise ImpastoError(BAD_IMAGE, f"{path} cannot be decoded: {e}") from None
+
+
+class VideoWriter:
+    """Writes frames at the source's timestamps and copies the source's audio."""
+
+    def __init__(self, path: Path, source: Path, width: int, height: int) -> None:
+        import av
+
+        self.path = path
+        self.source = _open(source)
+        self.out = av.open(str(path), "w")
+        v_in = self.source.streams.video[0]
+        gif = path.suffix.lower() == ".gif"
+        codec = "gif" if gif else ("libvpx-vp9" if path.suffix.lower() == ".webm" else "libx264")
+        rate = v_in.average_rate or Fraction(25)
+        self.video = self.out.add_stream(codec, rate=rate)
+        self.video.width, self.video.height = width + width % 2 * (not gif), height + height % 2 * (not gif)
+        self.video.pix_fmt = "rgb8" if gif else "yuv420p"
+        self.video.time_base = v_in.time_base
+        self.audio = None
+        if self.source.streams.audio and not gif:
+            a_in = self.source.streams.audio[0]
+            try:
+                self.audio = self.out.add_stream_from_template(a_in)
+                self.audio_in = a_in
+            except (ValueError, av.error.FFmpegError):
+                self.audio = None  # the container cannot hold that codec: video only
+
+    def write(self, img: Image.Image, pts: int | None) -> None:
+        import av
+
+        if img.size != (self.video.width, self.video.height):
+            img = img.resize((self.video.width, self.video.height), Image.Resampling.LANCZOS)
+        frame = av.VideoFrame.from_image(img.convert("RGB"))
+        frame.pts = pts
+        frame.time_base = self.video.time_base
+        for packet in self.video.encode(frame):
+            self.out.mux(packet)
+
+    def close(self) -> None:
+        for packet in self.video.encode():
+            self.out.mux(packet)
+        if self.audio is not None:
+            for packet in self.source.demux(self.audio_in):
+                if packet.dts is None:
+                    continue
+                packet.stream = self.audio
+                self.out.mux(packet)
+        self.out.close()
+        self.source.close()
+
+
+_NUM = re.compile(r"(\d+)")
+
+
+def natural(name: str) -> list:
+    """frame2 before frame10."""
+    return [int(p) if p.isdigit() else p.lower() for p in _NUM.split(name)]
+
+
+def frame_files(spec: str) -> list[Path]:
+    """A folder of frames, or a glob of them ("shots/*.png"), in natural order."""
+    p = Path(spec).expanduser()
+    if p.is_dir():
+        found = [f for f in p.iterdir() if f.suffix.lower() in FRAME_SUFFIXES and f.is_file()]
+    else:
+        parent = p.parent if str(p.parent) else Path(".")
+        found = [f for f in parent.glob(p.name) if f.is_file()]
+    if not found:
+        raise ImpastoError(BAD_OPTIONS, f"no frames in {spec} (a folder of images or a glob "
+                           "such as 'shots/*.png')")
+    if len(found) > MAX_FRAMES:
+        raise ImpastoError(BAD_OPTIONS, f"{len(found)} frames in {spec}; at most {MAX_FRAMES}")
+    return sorted(found, key=lambda f: natural(f.name))

@@ -1,0 +1,110 @@
+"""`impasto stylize` on clips: a real video file (PyAV writes it, FFmpeg inside), frames
+in folders, and what a person gets wrong; a real subprocess each."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.helpers import gradient_image, run_cli
+
+SMALL = ["--weights", "random", "--size", "64", "--preset", "draft", "--seed", "1"]
+
+
+def make_clip(path: Path, frames: int = 5, rate: int = 12, audio_s: float = 0.5) -> None:
+    import av
+
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=rate)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        a = out.add_stream("aac", rate=44100)
+        for i in range(frames):
+            arr = np.asarray(gradient_image(64 + 3 * frames, 48))[:, 3 * i:3 * i + 64].copy()
+            f = av.VideoFrame.from_ndarray(arr, format="rgb24")
+            f.pts = i
+            for p in v.encode(f):
+                out.mux(p)
+        for p in v.encode():
+            out.mux(p)
+        n = int(44100 * audio_s)
+        tone = (np.sin(np.arange(n) * 2 * np.pi * 440 / 44100) * 0.3).astype(np.float32)
+        af = av.AudioFrame.from_ndarray(tone[None, :], format="fltp", layout="mono")
+        af.sample_rate, af.pts = 44100, 0
+        for p in a.encode(af):
+            out.mux(p)
+        for p in a.encode():
+            out.mux(p)
+
+
+def clip_facts(path: Path) -> dict:
+    import av
+
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        facts = {"rate": v.average_rate, "size": (v.codec_context.width, v.codec_context.height),
+                 "duration": c.duration, "frames": sum(1 for _ in c.decode(v))}
+    with av.open(str(path)) as c:
+        a = c.streams.audio[0] if c.streams.audio else None
+        facts["audio_samples"] = sum(f.samples for f in c.decode(a)) if a is not None else 0
+    return facts
+
+
+def test_video_in_video_out_keeps_frames_rate_and_audio(tmp_path: Path, style_png: Path,
+                                                        env: dict[str, str]) -> None:
+    clip, out = tmp_path / "clip.mp4", tmp_path / "out.mp4"
+    make_clip(clip)
+    r = run_cli(["stylize", str(clip), "--style", str(style_png), "-o", str(out), "--json",
+                 *SMALL], env)
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [x["frame"] for x in lines if x["event"] == "frame"] == [0, 1, 2, 3, 4]
+    assert lines[-1]["event"] == "done" and lines[-1]["frames"] == 5
+    src, got = clip_facts(clip), clip_facts(out)
+    assert got["frames"] == src["frames"] == 5
+    assert got["rate"] == src["rate"] and got["size"] == (64, 48)
+    assert got["audio_samples"] == src["audio_samples"] > 0  # copied, not re-encoded
+    assert abs(got["duration"] - src["duration"]) <= 0.05 * src["duration"]
+
+
+def test_frames_folder_and_glob_in_folder_out(tmp_path: Path, style_png: Path,
+                                              env: dict[str, str]) -> None:
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    for i in (1, 2, 10):  # natural order: 1, 2, 10
+        gradient_image(64, 48).rotate(i).save(shots / f"f{i}.png")
+    (shots / "notes.txt").write_text("not a frame")
+    r = run_cli(["stylize", str(shots), "--style", str(style_png), "-o", str(tmp_path / "out"),
+                 *SMALL], env)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["f1.png", "f10.png", "f2.png"]
+    assert "3 frames" in r.stdout
+    r = run_cli(["stylize", str(shots / "f1*.png"), "--style", str(style_png), "-o",
+                 str(tmp_path / "glob"), "--independent", *SMALL], env)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "glob").iterdir()) == ["f1.png", "f10.png"]
+    assert Image.open(tmp_path / "glob" / "f1.png").size == (64, 48)
+
+
+@pytest.mark.parametrize(("case", "why"), [
+    ("png_out", "a video in makes a video out"),
+    ("masks", "clips take no regions yet"),
+    ("corrupt", "is not a video impasto can read"),
+    ("empty_folder", "no frames in"),
+])
+def test_clip_mistakes_one_clear_line(case: str, why: str, tmp_path: Path, style_png: Path,
+                                      env: dict[str, str]) -> None:
+    clip = tmp_path / "clip.mp4"
+    make_clip(clip, frames=2)
+    args = {"png_out": [str(clip), "-o", str(tmp_path / "o.png")],
+            "masks": [str(clip), "-o", str(tmp_path / "o.mp4"), "--style-masks", str(style_png)],
+            "corrupt": [str(tmp_path / "bad.mp4"), "-o", str(tmp_path / "o.mp4")],
+            "empty_folder": [str(tmp_path / "none"), "-o", str(tmp_path / "o")]}[case]
+    (tmp_path / "bad.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"junk" * 100)
+    (tmp_path / "none").mkdir()
+    r = run_cli(["stylize", *args, "--style", str(style_png), *SMALL], env)
+    assert r.returncode == 2 and why in r.stderr, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr
