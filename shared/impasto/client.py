@@ -24,6 +24,7 @@ from impasto.protocol import (
     Cancel,
     Cancelled,
     Error,
+    Frame,
     Message,
     Ping,
     Pong,
@@ -154,10 +155,12 @@ class Client:
         on_progress: Callable[[Progress], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
         should_finish: Callable[[], bool] | None = None,
+        on_frame: Callable[[Frame], None] | None = None,
     ) -> Result:
         """Send a job and follow it to its result. Raises ImpastoError for a job error.
         should_cancel: polled; once true the job is cancelled. should_finish: polled;
-        once true the job is stopped and its result is the image as it then stands.
+        once true the job is stopped and its result is the image as it then stands (a
+        clip: the frames done). on_frame: each stylized frame of a clip, in order.
 
         While a job waits in the queue no events arrive; the daemon is pinged after
         `timeout` seconds of silence so a dead daemon is noticed, a busy one is not.
@@ -201,6 +204,9 @@ class Client:
             elif isinstance(msg, Progress):
                 if on_progress:
                     on_progress(msg)
+            elif isinstance(msg, Frame):
+                if on_frame:
+                    on_frame(msg)
             elif isinstance(msg, Result):
                 return msg
             elif isinstance(msg, Error):

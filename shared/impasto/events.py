@@ -12,9 +12,10 @@ CLI's earlier JSON keep working; `parse` accepts it and ignores it.
 
   status    text                           what is happening (connecting, loading model)
   accepted  job, position                  queued; position 0 = running now
-  progress  step, total, scale, scales     [job, stage, size, losses, elapsed_s]
+  progress  step, total, scale, scales     [job, stage, size, losses, elapsed_s, frame, frames]
   preview   path, width, height, step      raw 8-bit RGBA written atomically at path
-  done      width, height, seed, weights   [output, format, stopped, job, losses, ...]
+  frame     frame, frames                  a clip's frame is done [elapsed_s, path, width, height]
+  done      width, height, seed, weights   [output, format, stopped, job, losses, frames, ...]
   error     code, message
   styles    names                          the daemon's style library
   pong      version, protocol, address
@@ -99,7 +100,7 @@ class Progress(_Event):
     kind: ClassVar[str] = "progress"
     types: ClassVar[dict[str, tuple[type, ...]]] = {
         "step": _INT, "total": _INT, "scale": _INT, "scales": _INT, "job": _STR, "stage": _STR,
-        "size": _INT, "losses": (dict,), "elapsed_s": _NUM}
+        "size": _INT, "losses": (dict,), "elapsed_s": _NUM, "frame": _INT, "frames": _INT}
     step: int
     total: int
     scale: int
@@ -109,6 +110,25 @@ class Progress(_Event):
     size: int | None = None
     losses: dict[str, float] | None = None
     elapsed_s: float | None = None
+    frame: int | None = None  # in a clip: the frame being stylized (0-based); step is its
+    frames: int | None = None  # the clip's frame count, where known
+
+
+@dataclass(frozen=True)
+class FrameDone(_Event):
+    """A clip's frame is done (in order). `path`: where the reader finds it (the bridge
+    writes raw 8-bit RGBA there, as for previews); the CLI writes it into its output."""
+
+    kind: ClassVar[str] = "frame"
+    types: ClassVar[dict[str, tuple[type, ...]]] = {
+        "frame": _INT, "frames": _INT, "elapsed_s": _NUM, "path": _STR, "width": _INT,
+        "height": _INT}
+    frame: int
+    frames: int | None = None
+    elapsed_s: float | None = None
+    path: str | None = None
+    width: int | None = None
+    height: int | None = None
 
 
 @dataclass(frozen=True)
@@ -133,7 +153,8 @@ class Done(_Event):
         "width": _INT, "height": _INT, "seed": _INT, "weights": _STR, "output": _STR,
         "format": _STR, "stopped": (bool,), "message": _STR, "job": _STR, "losses": (dict,),
         "elapsed_s": _NUM, "schedule": (list,), "evaluations": _INT, "device": _STR,
-        "device_detail": _STR, "precision": _STR}
+        "device_detail": _STR, "precision": _STR, "frames": _INT, "seconds_per_frame": _NUM,
+        "independent": (bool,), "stability": _NUM}
     width: int
     height: int
     seed: int
@@ -150,6 +171,11 @@ class Done(_Event):
     device: str | None = None
     device_detail: str | None = None  # what computes, in which precision, and why
     precision: str | None = None
+    # A clip: frames done, the time per frame, and how frames held to each other.
+    frames: int | None = None
+    seconds_per_frame: float | None = None
+    independent: bool | None = None
+    stability: float | None = None
 
     @property
     def random_weights(self) -> bool:
@@ -181,9 +207,9 @@ class Pong(_Event):
     address: str
 
 
-Event = Status | Accepted | Progress | Preview | Done | Error | StyleNames | Pong
-KINDS: dict[str, type[_Event]] = {c.kind: c for c in (Status, Accepted, Progress, Preview, Done,
-                                                       Error, StyleNames, Pong)}
+Event = Status | Accepted | Progress | Preview | FrameDone | Done | Error | StyleNames | Pong
+KINDS: dict[str, type[_Event]] = {c.kind: c for c in (Status, Accepted, Progress, Preview,
+                                                       FrameDone, Done, Error, StyleNames, Pong)}
 
 
 def parse(line: str | bytes) -> Event:

@@ -25,6 +25,13 @@ DECODERS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP")
 DECLARED = {"png": ("PNG",), "jpeg": ("JPEG",), "encoded": DECODERS}
 
 
+def long_side_size(w: int, h: int, long_side: int) -> tuple[int, int]:
+    """(w, h) scaled so that the longer side is long_side: the engine's size rule, here
+    so that the daemon's socket side (no torch) can tell a clip's output size."""
+    scale = long_side / max(w, h)
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
 class FloatImage:
     """RGB pixels as float32 (H, W, 3), sRGB-encoded, nominally in [0, 1]: what an
     editor at 16 or 32 bits sends (`rgb32f`). Offers the few Pillow calls the engine

@@ -39,6 +39,9 @@ MAX_HEADER_BYTES = 1024 * 1024
 MAX_PIXELS = 4096 * 4096  # per input image
 MAX_REQUEST_PIXELS = 2 * MAX_PIXELS  # all images of one request, decoded
 MAX_STYLES = 16
+# Frames of one clip request. Longer clips go as several requests, each continuing the
+# last (`previous_frame`, `previous_result`); the pixel budget usually binds first.
+MAX_CLIP_FRAMES = 1000
 MAX_SIDE = 16384
 
 # "encoded": PNG, JPEG, WebP, TIFF or BMP; "rgba8": raw 8-bit sRGB RGBA; "rgb32f": raw
@@ -266,11 +269,31 @@ class Stylize(Message):
     # Live previews: {"max_side": int, "interval_s": number, "format": "png" | "rgba8"},
     # each optional; null: none.
     preview: dict[str, Any] | None = None
-    OMIT_DEFAULT: ClassVar[frozenset[str]] = frozenset({"preview"})
+    # A clip: its frames in order, in place of `content`. Each frame after the first
+    # holds to the one before where the scene holds still (option `stability`); one
+    # `frame` event carries each stylized frame as it is done.
+    frames: list[ImageRef] = field(default_factory=list)
+    # A clip continued from an earlier request (the next chunk of a long clip, or a clip
+    # resumed after a restart): the frame before frames[0] and its stylized result, so
+    # the first frame holds to it as it would have in one request.
+    previous_frame: ImageRef | None = None
+    previous_result: ImageRef | None = None
+    OMIT_DEFAULT: ClassVar[frozenset[str]] = frozenset(
+        {"preview", "frames", "previous_frame", "previous_result"})
 
     def validate(self) -> None:
         """Checks of the request as a whole, made when it is decoded."""
         self.client = printable(self.client, 64)  # shown in logs and in status
+        if self.content is not None and self.frames:
+            raise ImpastoError(BAD_MESSAGE, "stylize takes a content image or a clip's frames, not both")
+        if len(self.frames) > MAX_CLIP_FRAMES:
+            raise ImpastoError(BAD_OPTIONS, f"{len(self.frames)} frames; at most {MAX_CLIP_FRAMES} "
+                               "in one request (send a longer clip as several, each continuing "
+                               "the last)")
+        if (self.previous_frame is None) != (self.previous_result is None):
+            raise ImpastoError(BAD_MESSAGE, "previous_frame and previous_result go together")
+        if self.previous_frame is not None and not self.frames:
+            raise ImpastoError(BAD_MESSAGE, "previous_frame continues a clip: it needs frames")
         if self.preview is not None:
             self.preview = check_preview(self.preview)
         if not self.styles:
@@ -313,7 +336,26 @@ class Progress(Message):
     # The image as it stands (PNG or rgba8, long side at most the request's preview.max_side),
     # on events the request asked previews for; left out of the others (not null).
     preview: ImageRef | None = None
-    OMIT_DEFAULT: ClassVar[frozenset[str]] = frozenset({"preview"})
+    # In a clip: the frame being stylized (0-based, in the request's frames) and their
+    # count; step and total are then that frame's.
+    frame: int | None = None
+    frames: int | None = None
+    OMIT_DEFAULT: ClassVar[frozenset[str]] = frozenset({"preview", "frame", "frames"})
+
+
+@dataclass
+class Frame(Message):
+    """One stylized frame of a clip, sent as soon as it is done, in order."""
+
+    TYPE: ClassVar[str] = "frame"
+    job: str = ""
+    index: int = 0  # in the request's frames, 0-based
+    frames: int = 0
+    image: ImageRef | None = None
+    losses: dict[str, float] = field(default_factory=dict)
+    seed: int = 0
+    elapsed_s: float = 0.0  # this frame's
+    schedule: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -327,6 +369,10 @@ class Result(Message):
     weights: str = ""
     # The scales as they ran, coarsest first: {size, width, height, evaluations}.
     schedule: list[dict[str, Any]] = field(default_factory=list)
+    # A clip's result: how many frames were done (all of them, or fewer after a stop and
+    # keep); the frames went out as `frame` events, so `image` is null.
+    frames: int | None = None
+    OMIT_DEFAULT: ClassVar[frozenset[str]] = frozenset({"frames"})
 
 
 @dataclass
@@ -392,7 +438,7 @@ class Done(Message):
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.TYPE: cls
-    for cls in (Ping, Pong, StatusRequest, Status, Stylize, Accepted, Progress, Result, Error,
+    for cls in (Ping, Pong, StatusRequest, Status, Stylize, Accepted, Progress, Frame, Result, Error,
                 Cancel, Cancelled, StylesList, Styles, StylesAdd, StylesRemove, Done)
 }
 

@@ -108,3 +108,33 @@ def test_clip_mistakes_one_clear_line(case: str, why: str, tmp_path: Path, style
     r = run_cli(["stylize", *args, "--style", str(style_png), *SMALL], env)
     assert r.returncode == 2 and why in r.stderr, (r.returncode, r.stderr)
     assert "Traceback" not in r.stderr
+
+
+def test_a_clip_on_the_daemon_keeps_frames_rate_and_audio(tmp_path: Path, style_png: Path,
+                                                          daemon) -> None:  # noqa: ANN001
+    """`impasto send clip.mp4` runs the clip as daemon jobs (clipjobs: requests of a few
+    frames, each continuing the last); `impasto stylize` finds the daemon and does the
+    same; --independent is stability 0 there."""
+    clip, out = tmp_path / "clip.mp4", tmp_path / "out.mp4"
+    make_clip(clip, frames=6)
+    fast = ["--size", "64", "--preset", "draft", "--seed", "1", "--address", daemon.address]
+    r = run_cli(["send", str(clip), "--style", str(style_png), "-o", str(out), "--json", *fast],
+                daemon.env)
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [x["frame"] for x in lines if x["event"] == "frame"] == list(range(6))
+    assert lines[-1]["event"] == "done" and lines[-1]["frames"] == 6 and lines[-1]["seed"] == 1
+    src, got = clip_facts(clip), clip_facts(out)
+    assert got["frames"] == 6 and got["rate"] == src["rate"]
+    assert got["audio_samples"] == src["audio_samples"] > 0
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    for i in range(3):
+        gradient_image(64, 48).rotate(5 * i).save(shots / f"s{i}.png")
+    r = run_cli(["stylize", str(shots), "--style", str(style_png), "-o", str(tmp_path / "o"),
+                 "--independent", *fast], daemon.env)
+    assert r.returncode == 0, r.stderr
+    assert "using the daemon" in r.stderr and "each on its own" in r.stdout
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["s0.png", "s1.png", "s2.png"]
+    status = run_cli(["status", "--json", "--address", daemon.address], daemon.env)
+    assert json.loads(status.stdout.splitlines()[-1])["jobs_done"] >= 2

@@ -9,12 +9,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from impasto.imagecodec import FloatImage
+from impasto.imagecodec import FloatImage, long_side_size
 
-
-def long_side_size(w: int, h: int, long_side: int) -> tuple[int, int]:
-    scale = long_side / max(w, h)
-    return max(1, round(w * scale)), max(1, round(h * scale))
+__all__ = ["long_side_size"]  # kept here for the engine; it lives with the codecs
 
 
 def resize_long(img: Image.Image, long_side: int) -> Image.Image:  # or a FloatImage

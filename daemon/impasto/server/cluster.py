@@ -487,7 +487,9 @@ class RayBackend:
             job.started = time.time()
         opts = job.options
         emit(sock, job, Progress(job=job.id, stage=Stage.PREPARE, scales=len(opts.schedule()),
-                                 total=opts.total_evaluations()))
+                                 total=opts.total_evaluations(),
+                                 frame=0 if job.frames else None,
+                                 frames=len(job.frames) or None))
         spec = spec_of(job)
         told = told_finish = False
         after = 0

@@ -18,10 +18,11 @@ from PIL import Image
 
 from impasto import imagecodec
 from impasto.engine.tensors import to_image
-from impasto.engine.transfer import Engine, StyleInput
+from impasto.engine.transfer import Engine, Outcome, StyleInput
+from impasto.engine.video import FrameStep, stylize_frames
 from impasto.errors import CANCELLED, INTERNAL, SHUTDOWN, ImpastoError, JobCancelled
 from impasto.options import EngineOptions
-from impasto.protocol import Error, Message, Progress, Result, Stage
+from impasto.protocol import Error, Frame, ImageRef, Message, Progress, Result, Stage
 from impasto.server.events import EVENTS_ENDPOINT, emit
 from impasto.server.jobqueue import Job, JobQueue
 from impasto.server.targetcache import GramCache
@@ -38,22 +39,26 @@ class JobSpec:
     """What running a job needs: images and options, nothing of the client."""
 
     job: str
-    content: Image.Image
+    content: Image.Image | None
     styles: list[tuple[Image.Image, float]]
     options: EngineOptions
     output: str = "png"
     preview: dict[str, Any] | None = None  # Stylize.preview, checked
     masks: list[Image.Image | None] = dataclasses.field(default_factory=list)  # per style
+    frames: list[Image.Image] = dataclasses.field(default_factory=list)  # a clip, for content
+    previous: tuple[Image.Image, Any] | None = None  # the frame before, and its result
 
 
-def run_job(engine: Engine, cache: GramCache, spec: JobSpec, send: Callable[[Progress], None],
+def run_job(engine: Engine, cache: GramCache, spec: JobSpec, send: Callable[[Message], None],
             should_stop: Callable[[], bool], should_finish: Callable[[], bool],
             where: str = "the daemon's log") -> Result | Error:
-    """Run `spec`, sending its progress; returns the message that ends it (an Error with
-    CANCELLED when should_stop said so). `where`: whose log has a crash's details."""
+    """Run `spec`, sending its progress (and a clip's frames); returns the message that
+    ends it (an Error with CANCELLED when should_stop said so). `where`: whose log has a
+    crash's details."""
     last_sent = [0.0]
     last_preview: list[float | None] = [None]  # None: no preview sent yet
     preview_opts = spec.preview
+    frame_of: list[tuple[int, int] | None] = [None]  # (frame, frames) in a clip
 
     def on_step(step: Any) -> None:
         now = time.monotonic()
@@ -70,20 +75,22 @@ def run_job(engine: Engine, cache: GramCache, spec: JobSpec, send: Callable[[Pro
         elif now - last_sent[0] < PROGRESS_EVERY_S and step.step < step.total:
             return
         last_sent[0] = now
+        at = frame_of[0]
         send(Progress(job=spec.job, stage=Stage.OPTIMIZE, scale=step.scale, scales=step.scales,
                       size=step.size, step=step.step, total=step.total, losses=step.losses,
-                      elapsed_s=round(step.elapsed_s, 4), preview=preview))
+                      elapsed_s=round(step.elapsed_s, 4), preview=preview,
+                      frame=None if at is None else at[0], frames=None if at is None else at[1]))
 
     try:
         masks = spec.masks or [None] * len(spec.styles)
-        outcome = engine.run(spec.content, [StyleInput(img, w, m) for (img, w), m
-                                            in zip(spec.styles, masks)],
+        styles = [StyleInput(img, w, m) for (img, w), m in zip(spec.styles, masks)]
+        if spec.frames:
+            return _run_clip(engine, cache, spec, styles, send, on_step, frame_of,
+                             should_stop, should_finish)
+        outcome = engine.run(spec.content, styles,
                              spec.options, on_step=on_step, should_stop=should_stop,
                              cache=cache, should_finish=should_finish)
-        if spec.output == "rgb32f" and outcome.pixels is not None:
-            ref = imagecodec.to_ref(imagecodec.FloatImage(outcome.pixels), "rgb32f")
-        else:
-            ref = imagecodec.to_ref(outcome.image, spec.output)
+        ref = _encode(outcome, spec.output)
         log.info("job %s done in %.1f s", spec.job, outcome.elapsed_s)
         return Result(job=spec.job, image=ref, losses=outcome.losses, seed=outcome.seed,
                       elapsed_s=round(outcome.elapsed_s, 3), weights=engine.weights.label,
@@ -100,11 +107,56 @@ def run_job(engine: Engine, cache: GramCache, spec: JobSpec, send: Callable[[Pro
                      "details", spec.job)
 
 
+def _encode(outcome: Outcome, output: str) -> ImageRef:
+    if output == "rgb32f" and outcome.pixels is not None:
+        return imagecodec.to_ref(imagecodec.FloatImage(outcome.pixels), "rgb32f")
+    return imagecodec.to_ref(outcome.image, output)
+
+
+def _run_clip(engine: Engine, cache: GramCache, spec: JobSpec, styles: list[StyleInput],
+              send: Callable[[Message], None], on_step: Callable[[Any], None],
+              frame_of: list[tuple[int, int] | None], should_stop: Callable[[], bool],
+              should_finish: Callable[[], bool]) -> Result:
+    """A clip, frame by frame (engine/video.py), each frame sent as it is done. A stop
+    and keep ends the clip at once and keeps the frames done: a half-optimised frame
+    would jump out of the clip, so the one in progress is dropped."""
+    n = len(spec.frames)
+    t0 = time.perf_counter()
+    done = 0
+    last: Outcome | None = None
+
+    def step(fs: FrameStep) -> None:
+        frame_of[0] = (fs.frame, n)
+        on_step(fs.step)
+
+    stop = lambda: should_stop() or should_finish()  # noqa: E731
+    try:
+        for i, outcome in enumerate(stylize_frames(engine, spec.frames, styles, spec.options,
+                                                   count=n, on_step=step, should_stop=stop,
+                                                   cache=cache, start=spec.previous)):
+            send(Frame(job=spec.job, index=i, frames=n, image=_encode(outcome, spec.output),
+                       losses=outcome.losses, seed=outcome.seed,
+                       elapsed_s=round(outcome.elapsed_s, 3),
+                       schedule=[dataclasses.asdict(s) for s in outcome.schedule]))
+            done, last = i + 1, outcome
+    except JobCancelled:
+        if should_stop() or not should_finish():
+            raise
+        log.info("job %s stopped after %d of %d frames, keeping them", spec.job, done, n)
+    elapsed = time.perf_counter() - t0
+    log.info("job %s: %d frames in %.1f s", spec.job, done, elapsed)
+    return Result(job=spec.job, image=None, losses=last.losses if last else {},
+                  seed=last.seed if last else (spec.options.seed or 0),
+                  elapsed_s=round(elapsed, 3), weights=engine.weights.label,
+                  schedule=[], frames=done)
+
+
 def spec_of(job: Job) -> JobSpec:
     """What a worker needs of a queued job."""
     return JobSpec(job=job.id, content=job.content,
                    styles=[(img, w) for img, w, _ in job.styles], options=job.options,
-                   output=job.output, preview=job.preview, masks=job.masks)
+                   output=job.output, preview=job.preview, masks=job.masks,
+                   frames=job.frames, previous=job.previous)
 
 
 class JobEnder:

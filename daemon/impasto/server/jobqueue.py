@@ -20,7 +20,7 @@ _job_ids = itertools.count(1)
 
 @dataclass
 class Job:
-    content: Image.Image  # or an impasto.imagecodec.FloatImage (rgb32f)
+    content: Image.Image | None  # or an impasto.imagecodec.FloatImage (rgb32f); None: a clip
     styles: list[tuple[Image.Image, float, str]]  # image, blend weight, label
     options: EngineOptions
     priority: Priority
@@ -37,10 +37,17 @@ class Job:
     preview: dict[str, Any] | None = None  # Stylize.preview, checked
     # One per style, or empty: each style's region (greyscale, the content's size).
     masks: list[Image.Image | None] = field(default_factory=list)
+    # A clip (in place of content): its frames, and the frame before them with its
+    # stylized result (float RGB) when it continues an earlier request.
+    frames: list[Image.Image] = field(default_factory=list)
+    previous: tuple[Image.Image, Any] | None = None
 
     @property
     def pixels(self) -> int:
-        return self.content.width * self.content.height + sum(
+        own = ([self.content] if self.content is not None else []) + self.frames + (
+            [self.previous[0]] if self.previous is not None else [])
+        extra = 0 if self.previous is None else int(self.previous[1].shape[0] * self.previous[1].shape[1])
+        return extra + sum(img.width * img.height for img in own) + sum(
             img.width * img.height for img, _, _ in self.styles) + sum(
             m.width * m.height for m in self.masks if m is not None)
 
@@ -49,6 +56,8 @@ class Job:
         this priority and size is there (no id, client name or styles)."""
         common = {"priority": self.priority, "size": self.options.resolved_size(),
                   "waited_s": round((self.started or time.time()) - self.created, 3)}
+        if self.frames:
+            common["frames"] = len(self.frames)
         if viewer != self.owner:
             return {"job": "", "mine": False, **common}
         return {"job": self.id, "mine": True, "client": self.client,

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import zmq
 import zmq.auth
 from PIL import Image
@@ -27,6 +28,7 @@ from zmq.utils.monitor import recv_monitor_message
 from impasto import imagecodec
 from impasto.errors import (
     BAD_MESSAGE,
+    BAD_OPTIONS,
     CANCELLED,
     IMAGE_TOO_LARGE,
     INTERNAL,
@@ -449,21 +451,29 @@ class Server:
     def _stylize(self, peer: bytes, user: str, msg: Stylize, req: str | None) -> None:
         if self.stopping.is_set():
             raise ImpastoError(SHUTDOWN, "the daemon is shutting down")
-        if msg.content is None:
-            raise ImpastoError(BAD_MESSAGE, "stylize needs a content image")
+        if msg.content is None and not msg.frames:
+            raise ImpastoError(BAD_MESSAGE, "stylize needs a content image (or a clip's frames)")
         opts = EngineOptions.from_dict(msg.options)
         # A budget checked from the images' headers, before any pixel is decoded.
-        images = [msg.content] + [ref.image for ref in msg.styles if ref.image is not None] + [
+        # A clip's continuation (previous_frame, previous_result: two images of at most
+        # a frame's size, each within the per-image limit) is outside the total, so that
+        # a clip of the largest frames still goes one frame a request.
+        own = [msg.content] if msg.content is not None else list(msg.frames)
+        images = own + [ref.image for ref in msg.styles if ref.image is not None] + [
             ref.mask for ref in msg.styles if ref.mask is not None]
         total = sum(imagecodec.pixels(ref) for ref in images)
         if total > MAX_REQUEST_PIXELS:
             # In pixels: rounded megapixels made a 33.55 MP request "over 34 MP".
             raise ImpastoError(IMAGE_TOO_LARGE, f"the request's images hold {total:,} pixels; "
                                f"at most {MAX_REQUEST_PIXELS:,} in one request")
-        content_ref = msg.content
 
         def decode() -> Callable[[], Message]:
-            content = imagecodec.decode(content_ref, "the content image")
+            content, frames, previous = None, [], None
+            if msg.content is not None:
+                content = imagecodec.decode(msg.content, "the content image")
+            else:
+                frames, previous = decode_clip(msg, opts)
+            size = content.size if content is not None else frames[0].size
             styles = []
             for i, ref in enumerate(msg.styles):
                 if ref.name is not None:
@@ -472,11 +482,12 @@ class Server:
                     assert ref.image is not None
                     styles.append((imagecodec.decode_pil(ref.image, f"style image {i + 1}")
                                    .convert("RGB"), ref.weight, f"image{i}"))
-            masks = [None if ref.mask is None else region_mask(ref.mask, content.size, i)
+            masks = [None if ref.mask is None else region_mask(ref.mask, size, i)
                      for i, ref in enumerate(msg.styles)]
             job = Job(content=content, styles=styles, options=opts, priority=msg.priority,
                       peer=peer, req=req, output=msg.output, client=msg.client, owner=user,
-                      preview=msg.preview, masks=masks if any(m is not None for m in masks) else [])
+                      preview=msg.preview, masks=masks if any(m is not None for m in masks) else [],
+                      frames=frames, previous=previous)
             return lambda: self._accept(job)
 
         self._offload(peer, req, decode, stylize=True)
@@ -574,3 +585,33 @@ def _best_effort_req(body: list[bytes]) -> str | None:
 
 def region_mask(ref: ImageRef, size: tuple[int, int], i: int) -> Image.Image:
     return imagecodec.as_mask(imagecodec.decode_mask(ref, f"the mask of style {i + 1}"), size, i)
+
+
+def decode_clip(msg: Stylize, opts: EngineOptions) -> tuple[list[Image.Image], tuple[Image.Image, np.ndarray] | None]:
+    """A clip's frames, all of one size, and the frame and result it continues from. The
+    previous result may come at any size of the frames' shape (a client may have scaled
+    it); it is brought to the size this request's frames come out at."""
+    frames = [imagecodec.decode_pil(ref, f"frame {i + 1}") for i, ref in enumerate(msg.frames)]
+    size = frames[0].size
+    for i, f in enumerate(frames):
+        if f.size != size:
+            raise ImpastoError(BAD_OPTIONS, f"frame {i + 1} is {f.width}x{f.height}; a clip's "
+                               f"frames are all one size (frame 1 is {size[0]}x{size[1]})")
+    if msg.previous_frame is None or msg.previous_result is None:
+        return frames, None
+    before = imagecodec.decode_pil(msg.previous_frame, "previous_frame")
+    if before.size != size:
+        raise ImpastoError(BAD_OPTIONS, f"previous_frame is {before.width}x{before.height}; "
+                           f"the clip's frames are {size[0]}x{size[1]}")
+    result = imagecodec.decode(msg.previous_result, "previous_result")
+    rw, rh = result.size if isinstance(result, Image.Image) else (result.width, result.height)
+    # Its shape must be the frames' (within a pixel of rounding at its size).
+    if rw < 16 or rh < 16 or abs(rw * size[1] - rh * size[0]) > max(size):
+        raise ImpastoError(BAD_OPTIONS, f"previous_result is {rw}x{rh}; it must have the shape "
+                           f"of the frames ({size[0]}x{size[1]}) and be at least 16 px a side")
+    out = imagecodec.long_side_size(size[0], size[1], opts.resolved_size())
+    pil = (result.to_pil() if isinstance(result, imagecodec.FloatImage) else result).convert("RGB")
+    if pil.size != out:
+        pil = pil.resize(out, Image.Resampling.LANCZOS)
+    pixels = np.asarray(pil, dtype=np.float32) / 255.0
+    return frames, (before, np.ascontiguousarray(pixels, dtype=np.float32))

@@ -54,7 +54,9 @@ class Worker(threading.Thread):
                 opts = job.options
                 emit(sock, job, Progress(job=job.id, stage=Stage.PREPARE,
                                          scales=len(opts.schedule()),
-                                         total=opts.total_evaluations()))
+                                         total=opts.total_evaluations(),
+                                         frame=0 if job.frames else None,
+                                         frames=len(job.frames) or None))
                 final = run_job(self.engine, self.cache, spec_of(job),
                                 lambda msg, job=job: emit(sock, job, msg),
                                 should_stop=job.cancel.is_set, should_finish=job.finish.is_set)

@@ -1,23 +1,27 @@
 """`impasto stylize` for clips: a video file in, a video file out (same frame count,
-timestamps and audio); a folder or glob of frames in, a folder of frames out. Always
-in-process for now (the daemon has no video job yet). Importing this never loads torch.
+timestamps and audio); a folder or glob of frames in, a folder of frames out; in-process
+or on a daemon (clipjobs.py). Importing this never loads torch.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from impasto import imagecodec, paths, videoio
+from PIL import Image
+
+from impasto import events, imagecodec, paths, videoio
 from impasto.cli.output import FORMATS, save_image
-from impasto.cli.progress import ProgressBar
+from impasto.cli.progress import ProgressBar, emit_event
 from impasto.cli.remote import blend_weights, looks_like_path
 from impasto.errors import BAD_OPTIONS, STORAGE, ImpastoError
 from impasto.options import EngineOptions
+from impasto.protocol import Progress
 
 
 def is_clip(content: Path) -> bool:
@@ -40,7 +44,80 @@ def _check_output(args: argparse.Namespace, video_in: bool) -> None:
         raise ImpastoError(STORAGE, f"cannot write {out}: {parent} is not a writable folder")
 
 
+class ClipSource:
+    """A clip named on the command line: a video file, or a folder or glob of frames."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.path = Path(args.content)
+        self.video = videoio.is_video(self.path)
+        _check_output(args, self.video)
+        self.files: list[Path] = []
+        if self.video:
+            if not self.path.is_file():
+                raise ImpastoError(BAD_OPTIONS, f"video {self.path} does not exist")
+            self.count = videoio.probe(self.path).frames
+        else:
+            self.files = videoio.frame_files(str(self.path))
+            self.count = len(self.files)
+        self.pts: list[int | None] = []  # each frame's timestamp, as it is read
+
+    def frames(self) -> Iterator[Image.Image]:
+        if self.video:
+            for img, pts, _ in videoio.read_frames(self.path):
+                self.pts.append(pts)
+                yield img
+        else:
+            for f in self.files:
+                self.pts.append(None)
+                yield imagecodec.read_file(f).convert("RGB")
+
+
+class ClipSink:
+    """Where the stylized frames go: a video at the source's timestamps and with its
+    audio, or a folder of frames under the source frames' names."""
+
+    def __init__(self, out: Path, source: ClipSource) -> None:
+        self.out = out
+        self.source = source
+        self.writer: videoio.VideoWriter | None = None
+        self.done = 0
+        self.size = (0, 0)
+
+    def write(self, index: int, img: Image.Image) -> None:
+        self.size = img.size
+        if self.source.video:
+            if self.writer is None:
+                self.writer = videoio.VideoWriter(self.out, self.source.path, img.width, img.height)
+            self.writer.write(img, self.source.pts[index])
+        else:
+            self.out.mkdir(parents=True, exist_ok=True)
+            name = self.source.files[index]
+            save_image(img, self.out / (name.name if name.suffix.lower() in FORMATS
+                                        else name.stem + ".png"))
+        self.done += 1
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _frame_line(i: int, count: int | None, t0: float) -> None:
+    emit_event(events.FrameDone(frame=i, frames=count,
+                                elapsed_s=round(time.perf_counter() - t0, 3)))
+
+
+def _summary(sink: ClipSink, t0: float, weights: str, independent: bool,
+             stability: float, seed: int | None) -> dict[str, Any]:
+    elapsed = time.perf_counter() - t0
+    return {"output": str(sink.out), "frames": sink.done, "width": sink.size[0],
+            "height": sink.size[1], "seed": seed if seed is not None else 0,
+            "elapsed_s": round(elapsed, 3),
+            "seconds_per_frame": round(elapsed / max(1, sink.done), 3),
+            "weights": weights, "independent": independent, "stability": stability}
+
+
 def stylize_clip(args: argparse.Namespace, opts: EngineOptions) -> dict[str, Any]:
+    """A clip in-process."""
     from impasto.engine.runtime import load_engine
     from impasto.engine.transfer import StyleInput
     from impasto.engine.video import FrameStep, stylize_frames
@@ -48,18 +125,7 @@ def stylize_clip(args: argparse.Namespace, opts: EngineOptions) -> dict[str, Any
 
     if getattr(args, "style_masks", None) is not None:
         raise ImpastoError(BAD_OPTIONS, "--style-masks is for stills; clips take no regions yet")
-    video_in = videoio.is_video(args.content)
-    _check_output(args, video_in)
-    if video_in:
-        if not args.content.is_file():
-            raise ImpastoError(BAD_OPTIONS, f"video {args.content} does not exist")
-        info = videoio.probe(args.content)
-        count = info.frames
-        source = ((img, pts) for img, pts, _ in videoio.read_frames(args.content))
-    else:
-        files = videoio.frame_files(str(args.content))
-        count = len(files)
-        source = ((imagecodec.read_file(f).convert("RGB"), None) for f in files)
+    source = ClipSource(args)
     library = StyleLibrary(paths.styles_dir())
     styles = []
     for s, w in zip(args.style, blend_weights(args.style, args.style_weights)):
@@ -71,17 +137,10 @@ def stylize_clip(args: argparse.Namespace, opts: EngineOptions) -> dict[str, Any
         else:
             styles.append(StyleInput(library.load(s), w))
     engine = load_engine(args.weights or "auto", args.device or "auto",
-                         say=lambda m: print(m, file=__import__("sys").stderr),
+                         say=lambda m: print(m, file=sys.stderr),
                          precision=args.precision or "auto")
     bar = ProgressBar()
     t0 = time.perf_counter()
-    pts_list: list[int | None] = []
-    frames_iter = iter(source)
-
-    def frames():
-        for img, pts in frames_iter:
-            pts_list.append(pts)
-            yield img
 
     def on_step(fs: FrameStep) -> None:
         if not args.json:
@@ -89,42 +148,66 @@ def stylize_clip(args: argparse.Namespace, opts: EngineOptions) -> dict[str, Any
             bar.update(fs.frame + (fs.step.step / max(1, fs.step.total)), total or fs.frame + 1,
                        f"frame {fs.frame + 1}/{total or '?'}", f"{fs.step.step}/{fs.step.total}")
 
-    writer = None
-    out = Path(args.output)
-    names = [] if video_in else files
-    done = 0
+    sink = ClipSink(Path(args.output), source)
     try:
-        for i, outcome in enumerate(stylize_frames(engine, frames(), styles, opts,
-                                                   independent=args.independent, count=count,
-                                                   on_step=on_step)):
-            if video_in:
-                if writer is None:
-                    writer = videoio.VideoWriter(out, args.content, outcome.image.width,
-                                                 outcome.image.height)
-                writer.write(outcome.image, pts_list[i])
-            else:
-                out.mkdir(parents=True, exist_ok=True)
-                name = names[i]
-                target = out / (name.name if name.suffix.lower() in FORMATS else name.stem + ".png")
-                save_image(outcome.image, target)
-            done += 1
+        for i, outcome in enumerate(stylize_frames(engine, source.frames(), styles, opts,
+                                                   independent=args.independent,
+                                                   count=source.count, on_step=on_step)):
+            sink.write(i, outcome.image)
             if args.json:
-                print(json.dumps({"event": "frame", "frame": i, "frames": count,
-                                  "elapsed_s": round(time.perf_counter() - t0, 3)}), flush=True)
+                _frame_line(i, source.count, t0)
     finally:
         bar.close()
-        if writer is not None:
-            writer.close()
-    return {"type": "result", "output": str(out), "frames": done,
-            "elapsed_s": round(time.perf_counter() - t0, 3),
-            "seconds_per_frame": round((time.perf_counter() - t0) / max(1, done), 3),
-            "weights": engine.weights.label, "independent": bool(args.independent),
-            "stability": opts.stability}
+        sink.close()
+    return _summary(sink, t0, engine.weights.label, bool(args.independent), opts.stability,
+                    opts.seed)
+
+
+def send_clip(args: argparse.Namespace, opts: EngineOptions) -> dict[str, Any]:
+    """A clip on a running daemon: clipjobs sends it in requests that continue each
+    other; frames are written as they come back. Ctrl-C cancels the running request."""
+    from impasto.cli.remote import client_for, style_refs
+    from impasto.clipjobs import ClipFrame
+    from impasto.clipjobs import send_clip as send_frames
+
+    if getattr(args, "style_masks", None) is not None:
+        raise ImpastoError(BAD_OPTIONS, "--style-masks is for stills; clips take no regions yet")
+    source = ClipSource(args)
+    styles = style_refs(args.style, args.style_weights, None)
+    options = opts.changed()
+    if args.independent:
+        options["stability"] = 0.0  # every frame on its own: the daemon's baseline
+    bar = ProgressBar()
+    t0 = time.perf_counter()
+    sink = ClipSink(Path(args.output), source)
+    total = source.count
+
+    def on_frame(f: ClipFrame) -> None:
+        sink.write(f.index, f.image)
+        if args.json:
+            _frame_line(f.index, total, t0)
+
+    def on_progress(index: int, p: Progress) -> None:
+        if not args.json:
+            bar.update(index + p.step / max(1, p.total), total or index + 1,
+                       f"frame {index + 1}/{total or '?'}", f"{p.step}/{p.total}")
+
+    with client_for(args) as client:
+        client.ping()
+        try:
+            outcome = send_frames(client, source.frames(), styles, options, on_frame,
+                                  on_progress=on_progress, client_name="cli",
+                                  priority=getattr(args, "priority", "interactive"))
+        finally:
+            bar.close()
+            sink.close()
+    return _summary(sink, t0, outcome.weights, bool(args.independent),
+                    float(options.get("stability", opts.stability)), outcome.seed)
 
 
 def print_clip_summary(summary: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        print(json.dumps({"event": "done", **summary}), flush=True)
+        emit_event(events.Done(**summary))
         return
     print(f"wrote {summary['output']}: {summary['frames']} frames in {summary['elapsed_s']:.1f} s "
           f"({summary['seconds_per_frame']:.1f} s a frame"

@@ -33,12 +33,9 @@ def _say(message: str) -> None:
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
-    from impasto.cli.clip import is_clip, print_clip_summary, stylize_clip
+    from impasto.cli.clip import is_clip, print_clip_summary, send_clip, stylize_clip
 
-    if is_clip(args.content):
-        # A clip runs in-process: the daemon has no video job yet.
-        print_clip_summary(stylize_clip(args, engine_options(args)), args.json)
-        return 0
+    clip = is_clip(args.content)
     explicit_local = (args.local or args.weights is not None or args.device is not None
                       or args.precision is not None)
     if not explicit_local:
@@ -50,7 +47,13 @@ def cmd_stylize(args: argparse.Namespace) -> int:
                 found = False
         if found:
             _say(f"impasto: using the daemon at {client.address}")
+            if clip:
+                print_clip_summary(send_clip(args, engine_options(args)), args.json)
+                return 0
             return cmd_send(args)
+    if clip:
+        print_clip_summary(stylize_clip(args, engine_options(args)), args.json)
+        return 0
     print_summary(stylize_local(args, engine_options(args)), args.json)
     return 0
 

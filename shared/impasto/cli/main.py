@@ -108,6 +108,9 @@ def _job_args(p: argparse.ArgumentParser) -> None:
                    "reloads it shows the run live)")
     p.add_argument("--preview-every", type=_seconds, default=1.0, metavar="S",
                    help="seconds between two previews (default 1)")
+    p.add_argument("--independent", action="store_true",
+                   help="clips: stylize each frame on its own (flickers; the baseline) instead "
+                   "of from the frame before (--stability says how firmly)")
     add_engine_options(p)
 
 
@@ -122,9 +125,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stylize", help="stylize one image (via a running daemon, else "
                        "in-process), or a clip: a video file, or a folder or glob of frames")
     _job_args(p)
-    p.add_argument("--independent", action="store_true",
-                   help="clips: stylize each frame on its own (flickers; the baseline) instead "
-                   "of from the frame before (--stability says how firmly)")
     local = p.add_argument_group("in-process only (each implies --local)")
     local.add_argument("--device", help="auto, cpu, cuda, cuda:1 (NVIDIA or AMD ROCm), xpu "
                        "(Intel), mps (Apple)")
@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--local", action="store_true", help="never use a running daemon")
     _client_args(p)
 
-    p = sub.add_parser("send", help="stylize one image on a running daemon")
+    p = sub.add_parser("send", help="stylize one image or a clip on a running daemon")
     _job_args(p)
     p.add_argument("--priority", choices=["interactive", "batch"], default="interactive",
                    help="interactive jobs go before batch jobs (default interactive)")

@@ -87,6 +87,11 @@ def follow_job(client: Client, request: Stylize, output: Path, as_json: bool,
 
 
 def cmd_send(args: argparse.Namespace) -> int:
+    from impasto.cli.clip import is_clip, print_clip_summary, send_clip
+
+    if is_clip(args.content):
+        print_clip_summary(send_clip(args, engine_options(args)), args.json)
+        return 0
     options = engine_options(args)
     if not args.content.is_file():
         raise ImpastoError(BAD_OPTIONS, f"content image {args.content} does not exist")
