@@ -66,3 +66,20 @@ def test_the_documented_key_files_are_the_ones_a_daemon_makes(tmp_path: Path) ->
         assert keys.stat().st_mode & 0o077 == 0
     finally:
         assert d.stop() == 0
+
+
+def test_the_documented_clip_request_is_one_the_protocol_takes() -> None:
+    """The Clips section's example header, with four PNG blobs, decodes into a clip
+    request that continues an earlier one."""
+    from impasto import imagecodec
+    from impasto.protocol import Stylize, decode
+
+    text = DOC.read_text()
+    section = text[text.index("#### Clips"):]
+    m = re.search(r"```json\n(.*?)```", section, re.S)
+    assert m, "docs/protocol.md: the clip example is gone"
+    blobs = [imagecodec.to_ref(gradient_image(48, 32)).data for _ in range(4)]
+    msg, req = decode([m.group(1).encode()] + blobs)
+    assert isinstance(msg, Stylize) and req == "c2"
+    assert len(msg.frames) == 2 and msg.content is None
+    assert msg.previous_frame is not None and msg.previous_result is not None
