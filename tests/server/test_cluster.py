@@ -465,3 +465,80 @@ def test_daemon_without_ray_says_how_to_get_it(tmp_path: Path) -> None:
     r = run_cli(["serve", "--weights", "random", "--cluster", "local"], env)
     assert r.returncode != 0
     assert "impasto[cluster]" in r.stderr and "Traceback" not in r.stderr
+
+
+# --- clips on the cluster -------------------------------------------------------------------
+CLIP_FRAMES = 6
+CLIP = {"size": 64, "scales": 1, "iterations": 30, "seed": 4, "tolerance": 0.0}
+
+
+def clip_request() -> Stylize:
+    from benchmarks.video import clip
+
+    frames, _ = clip(64, CLIP_FRAMES)
+    return Stylize(frames=[imagecodec.to_ref(f) for f in frames],
+                   styles=[StyleRef(image=imagecodec.to_ref(stripes_image(32, 32)))],
+                   options=dict(CLIP), output="rgba8")
+
+
+def test_clip_lost_with_its_worker_resumes_after_the_frames_sent(
+        cluster: Cluster, embedded: DaemonProcess) -> None:
+    """A worker killed mid-clip: the clip goes to another worker and resumes after the
+    last frame sent, from that frame (exact continuation), so every frame arrives once,
+    in order, and the clip is the one an uninterrupted run makes, pixel for pixel."""
+    cluster.wait_idle()
+    frames: list = []
+    progress: list = []
+    job: list[str] = []
+    outcome: list = []
+
+    def run() -> None:
+        with cluster.client(timeout=30) as c:
+            outcome.append(c.stylize(clip_request(), on_frame=frames.append,
+                                     on_progress=progress.append,
+                                     on_accepted=lambda a: job.append(a.job)))
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    deadline = time.monotonic() + JOIN_S
+    while len(frames) < 2 and time.monotonic() < deadline and t.is_alive():
+        time.sleep(0.05)
+    assert len(frames) >= 2 and job, (frames, outcome)
+    victim = busy_worker(cluster, job[0])
+    os.kill(victim["pid"], signal.SIGKILL)
+    t.join(JOIN_S)
+    assert outcome and isinstance(outcome[0], Result), outcome
+    assert outcome[0].frames == CLIP_FRAMES
+    assert [f.index for f in frames] == list(range(CLIP_FRAMES))  # each once, in order
+    assert [p.stage for p in progress].count("prepare") == 2
+    resumed_at = [p.frame for p in progress if p.stage == "prepare"][1]
+    assert 2 <= resumed_at < CLIP_FRAMES
+    with Client(embedded.address, timeout=60,
+                keys_dir=Path(embedded.env["IMPASTO_CONFIG_DIR"]) / "keys") as c:
+        want: list = []
+        c.stylize(clip_request(), on_frame=want.append)
+    for got, ref in zip(frames, want):
+        assert same_result(imagecodec.decode(got.image), imagecodec.decode(ref.image)), got.index
+    assert f"job {job[0]} lost with worker {victim['worker']}" in cluster.daemon.output()
+    cluster.wait_idle()
+
+
+def test_two_clips_use_both_workers(cluster: Cluster) -> None:
+    """Clips are jobs: two at once run on the two workers side by side."""
+    cluster.wait_idle()
+    seen_busy: list[int] = []
+    done: list = []
+
+    def run() -> None:
+        with cluster.client(timeout=30) as c:
+            done.append(c.stylize(clip_request()))
+
+    threads = [threading.Thread(target=run, daemon=True) for _ in range(2)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + JOIN_S
+    while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
+        seen_busy.append(sum(w["state"] == "busy" for w in cluster.workers()))
+        time.sleep(0.1)
+    assert len(done) == 2 and all(r.frames == CLIP_FRAMES for r in done)
+    assert max(seen_busy) == 2

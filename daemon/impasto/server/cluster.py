@@ -12,6 +12,7 @@ loop's thread except reads of state held in memory, so the front never waits on 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import itertools
 import logging
@@ -27,16 +28,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psutil
 import ray
 import ray.exceptions
 import zmq
 
+from impasto import imagecodec
 from impasto.errors import CANCELLED, INTERNAL, SHUTDOWN, WORKER_LOST, ServeError
-from impasto.protocol import Error, Message, Progress, Stage, WorkerState
+from impasto.protocol import Error, Frame, Message, Progress, Result, Stage, WorkerState
 from impasto.server.clusteraddr import cluster_host_port
 from impasto.server.events import EVENTS_ENDPOINT, emit
-from impasto.server.execute import JobEnder, spec_of
+from impasto.server.execute import JobEnder, JobSpec, spec_of
 from impasto.server.interface import job_label, process_memory_bytes
 from impasto.server.jobqueue import Job, JobQueue
 from impasto.server.rayworker import StyleWorker
@@ -486,11 +489,12 @@ class RayBackend:
         if job.started is None:
             job.started = time.time()
         opts = job.options
+        offset = job.frames_sent  # a clip run again resumes after the frames sent
         emit(sock, job, Progress(job=job.id, stage=Stage.PREPARE, scales=len(opts.schedule()),
                                  total=opts.total_evaluations(),
-                                 frame=0 if job.frames else None,
+                                 frame=offset if job.frames else None,
                                  frames=len(job.frames) or None))
-        spec = spec_of(job)
+        spec = resume_spec(job)
         told = told_finish = False
         after = 0
         try:
@@ -513,11 +517,12 @@ class RayBackend:
                     continue
                 events, final = ray.get(pending)
                 for msg in events:
-                    emit(sock, job, msg)
+                    emit(sock, job, in_clip(job, msg, offset))
                 after += len(events)
                 if final is not None:
                     self._free(slot)
-                    return final  # a cancel caused by stopping: the ender says shutdown
+                    # a cancel caused by stopping: the ender says shutdown
+                    return in_clip(job, final, offset)
                 pending = slot.actor.poll.remote(job.id, after, POLL_WAIT_S)
         except LOST as e:
             return self._lost(slot, job, attempt, e)
@@ -550,6 +555,37 @@ class RayBackend:
         with self._lock:
             self._attempts.pop(job.id, None)
         self._ender.end(job, final, sock)
+
+
+def resume_spec(job: Job) -> JobSpec:
+    """The job's spec; for a clip some of whose frames were sent before its worker was
+    lost, the rest of the clip, continuing from the last frame sent (exactly: the engine
+    holds to the delivered frame, docs/engine.md) with the clip's seed."""
+    spec = spec_of(job)
+    k = job.frames_sent
+    if not job.frames or k == 0:
+        return spec
+    last = imagecodec.decode(job.last_frame, "the last frame sent")
+    last = last.to_pil() if isinstance(last, imagecodec.FloatImage) else last
+    pixels = np.asarray(last.convert("RGB"), dtype=np.float32) / 255.0
+    return dataclasses.replace(spec, frames=job.frames[k:], previous=(job.frames[k - 1], pixels),
+                               options=dataclasses.replace(job.options, seed=job.clip_seed))
+
+
+def in_clip(job: Job, msg: Message, offset: int) -> Message:
+    """A worker's event of a resumed clip, numbered in the whole clip, and the frames
+    sent booked on the job."""
+    if not job.frames:
+        return msg
+    n = len(job.frames)
+    if isinstance(msg, Frame):
+        msg = dataclasses.replace(msg, index=msg.index + offset, frames=n)
+        job.frames_sent, job.last_frame, job.clip_seed = msg.index + 1, msg.image, msg.seed
+    elif isinstance(msg, Progress) and msg.frame is not None:
+        msg = dataclasses.replace(msg, frame=msg.frame + offset, frames=n)
+    elif isinstance(msg, Result):
+        msg = dataclasses.replace(msg, frames=job.frames_sent)
+    return msg
 
 
 def style_keys(job: Job) -> list[str]:

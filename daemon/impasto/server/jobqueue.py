@@ -41,6 +41,11 @@ class Job:
     # stylized result (float RGB) when it continues an earlier request.
     frames: list[Image.Image] = field(default_factory=list)
     previous: tuple[Image.Image, Any] | None = None
+    # A clip's frames sent to the client so far, the last one as sent, and the clip's
+    # seed: a clip run again (a cluster worker lost) resumes after them, never twice.
+    frames_sent: int = 0
+    last_frame: Any = None  # protocol.ImageRef
+    clip_seed: int | None = None
 
     @property
     def pixels(self) -> int:
