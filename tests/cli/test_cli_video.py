@@ -92,6 +92,7 @@ def test_frames_folder_and_glob_in_folder_out(tmp_path: Path, style_png: Path,
 @pytest.mark.parametrize(("case", "why"), [
     ("png_out", "a video in makes a video out"),
     ("masks", "clips take no regions yet"),
+    ("preview", "--preview is for stills"),
     ("corrupt", "is not a video impasto can read"),
     ("empty_folder", "no frames in"),
 ])
@@ -101,6 +102,7 @@ def test_clip_mistakes_one_clear_line(case: str, why: str, tmp_path: Path, style
     make_clip(clip, frames=2)
     args = {"png_out": [str(clip), "-o", str(tmp_path / "o.png")],
             "masks": [str(clip), "-o", str(tmp_path / "o.mp4"), "--style-masks", str(style_png)],
+            "preview": [str(clip), "-o", str(tmp_path / "o.mp4"), "--preview", str(tmp_path / "p.png")],
             "corrupt": [str(tmp_path / "bad.mp4"), "-o", str(tmp_path / "o.mp4")],
             "empty_folder": [str(tmp_path / "none"), "-o", str(tmp_path / "o")]}[case]
     (tmp_path / "bad.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"junk" * 100)

@@ -48,6 +48,11 @@ class ClipSource:
     """A clip named on the command line: a video file, or a folder or glob of frames."""
 
     def __init__(self, args: argparse.Namespace) -> None:
+        if getattr(args, "style_masks", None) is not None:
+            raise ImpastoError(BAD_OPTIONS, "--style-masks is for stills; clips take no regions yet")
+        if getattr(args, "preview", None) is not None:
+            raise ImpastoError(BAD_OPTIONS, "--preview is for stills; a clip's frames are "
+                               "written as they are done")
         self.path = Path(args.content)
         self.video = videoio.is_video(self.path)
         _check_output(args, self.video)
@@ -123,8 +128,6 @@ def stylize_clip(args: argparse.Namespace, opts: EngineOptions) -> dict[str, Any
     from impasto.engine.video import FrameStep, stylize_frames
     from impasto.server.stylelib import StyleLibrary
 
-    if getattr(args, "style_masks", None) is not None:
-        raise ImpastoError(BAD_OPTIONS, "--style-masks is for stills; clips take no regions yet")
     source = ClipSource(args)
     library = StyleLibrary(paths.styles_dir())
     styles = []
@@ -170,8 +173,6 @@ def send_clip(args: argparse.Namespace, opts: EngineOptions) -> dict[str, Any]:
     from impasto.clipjobs import ClipFrame
     from impasto.clipjobs import send_clip as send_frames
 
-    if getattr(args, "style_masks", None) is not None:
-        raise ImpastoError(BAD_OPTIONS, "--style-masks is for stills; clips take no regions yet")
     source = ClipSource(args)
     styles = style_refs(args.style, args.style_weights, None)
     options = opts.changed()
