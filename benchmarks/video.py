@@ -14,6 +14,13 @@ and weights (benchmarks/quality.py's seeded torchvision-format file):
   time per frame  goal (a) no more than (b)
 
     python -m benchmarks.video [--size 128] [--frames 12] [--preset draft] [--json]
+
+--split P measures instead a clip cut into P parts run side by side (a cluster's
+workers; clipjobs.send_clip_parts), joined by cross-fading the frames both neighbours
+stylize: per-transition temporal error at the joins against the one-run clip's, for a
+hard cut (overlap 0) and for each --overlaps value.
+
+    python -m benchmarks.video --split 2 --overlaps 0,2,4 [--size 128] [--frames 16]
 """
 
 from __future__ import annotations
@@ -124,6 +131,53 @@ def measure(size: int, n: int, root: Path, preset: str = "draft", stability: flo
     return row
 
 
+def transition_errors(outs: list[np.ndarray], discs: list[tuple[float, float, float]],
+                      dx: int) -> list[float]:
+    """temporal_error of each transition t-1 -> t, t = 1..n-1."""
+    return [temporal_error(outs[t - 1:t + 1], discs[t - 1:t + 1], dx) for t in range(1, len(outs))]
+
+
+def measure_split(size: int, n: int, root: Path, parts: int, overlaps: list[int],
+                  preset: str = "draft") -> dict:
+    """One run of the clip against `parts` runs joined by cross-fades (clipjobs), the
+    parts computed in-process one after another (what each worker would compute)."""
+    from impasto.clipjobs import crossfade, part_ranges
+    from impasto.engine.transfer import Engine
+    from impasto.engine.weights import load
+    from impasto.options import EngineOptions
+
+    file, spec, _ = write_weight_files(root)["torchvision"]
+    engine = Engine(load(spec, cache=root / "cache"), "cpu")
+    _, style = sample_images(size)
+    frames, discs = clip(size, n)
+    opts = EngineOptions(preset=preset, size=size, seed=0)
+    whole, _ = run(engine, frames, style, opts, False)
+    base = transition_errors([np.asarray(o.convert("RGB")) for o in whole], discs, DX)
+    row: dict = {"size": size, "frames": n, "parts": parts, "preset": preset,
+                 "one_run": {"mean": round(float(np.mean(base)), 3),
+                             "max": round(float(np.max(base)), 3)}}
+    for overlap in overlaps:
+        ranges = part_ranges(n, parts, overlap)
+        runs = [dict(zip(range(first, end), run(engine, frames[first:end], style, opts, False)[0]))
+                for first, _, end in ranges]
+        outs = []
+        for i in range(n):
+            j = max(k for k, (_, own, _) in enumerate(ranges) if own <= i)
+            img = runs[j][i]
+            if j + 1 < len(ranges) and ranges[j + 1][0] <= i:
+                nxt = ranges[j + 1]
+                img = crossfade(img, runs[j + 1][i], i - nxt[0], nxt[1] - nxt[0])
+            outs.append(np.asarray(img.convert("RGB")))
+        errs = transition_errors(outs, discs, DX)
+        # The transitions a join touches: into and through its cross-fade, and out of it.
+        joins = [t for _, own, _ in ranges[1:] for t in range(own - overlap, own + 1) if t >= 1]
+        worst = max(errs[t - 1] for t in joins)
+        row[f"overlap_{overlap}"] = {"join_max": round(worst, 3),
+                                     "join_vs_one_run_max": round(worst / max(base), 3),
+                                     "mean": round(float(np.mean(errs)), 3)}
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -132,9 +186,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--preset", default="draft")
     ap.add_argument("--stability", type=float)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--split", type=int, metavar="P", help="measure P parts joined by cross-fades")
+    ap.add_argument("--overlaps", default="0,2,4", help="with --split: overlaps to measure")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        row = measure(args.size, args.frames, Path(tmp), args.preset, args.stability)
+        if args.split:
+            row = measure_split(args.size, args.frames, Path(tmp), args.split,
+                                [int(x) for x in args.overlaps.split(",")], args.preset)
+        else:
+            row = measure(args.size, args.frames, Path(tmp), args.preset, args.stability)
     print(json.dumps(row) if args.json else json.dumps(row, indent=1))
     return 0
 

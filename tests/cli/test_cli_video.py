@@ -138,5 +138,13 @@ def test_a_clip_on_the_daemon_keeps_frames_rate_and_audio(tmp_path: Path, style_
     assert r.returncode == 0, r.stderr
     assert "using the daemon" in r.stderr and "each on its own" in r.stdout
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["s0.png", "s1.png", "s2.png"]
+    split = tmp_path / "split.mp4"
+    r = run_cli(["send", str(clip), "--style", str(style_png), "-o", str(split), "--split", "2",
+                 *fast], daemon.env)
+    assert r.returncode == 0, r.stderr
+    assert clip_facts(split)["frames"] == 6 and clip_facts(split)["audio_samples"] > 0
+    r = run_cli(["send", str(clip), "--style", str(style_png), "-o", str(split), "--split", "0",
+                 *fast], daemon.env)
+    assert r.returncode == 2 and "1 to 64 parts" in r.stderr
     status = run_cli(["status", "--json", "--address", daemon.address], daemon.env)
-    assert json.loads(status.stdout.splitlines()[-1])["jobs_done"] >= 2
+    assert json.loads(status.stdout.splitlines()[-1])["jobs_done"] >= 4

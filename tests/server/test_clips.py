@@ -198,3 +198,32 @@ def test_a_clip_of_the_largest_frames_continues(daemon: DaemonProcess) -> None:
     with Client(daemon.address, timeout=60) as c:
         result = c.stylize(req)
     assert result.frames == 1
+
+
+def test_a_clip_in_parts_joins_by_cross_fading(daemon: DaemonProcess) -> None:
+    """Two parts side by side (two connections): frames arrive in order; the first
+    part's frames before the join are the one-run clip's; frames after the cross-fade
+    are the second part's own run (from its first frame, same seed); the overlap frames
+    are blends, neither part's alone."""
+    from impasto.clipjobs import part_ranges, send_clip_parts
+
+    frames, _ = clip(64, 8)
+    whole, _ = run_clip(daemon.address, frames, chunk=8)
+    (_, _, _), (first, own, _) = part_ranges(8, 2, 2)
+    assert (first, own) == (2, 4)
+    later, _ = run_clip(daemon.address, frames[first:], chunk=8)
+    got: list[ClipFrame] = []
+    outcome = send_clip_parts(lambda: Client(daemon.address, timeout=60), frames, STYLE, FAST,
+                              got.append, parts=2, overlap=2)
+    assert [f.index for f in got] == list(range(8)) and outcome.frames == 8
+    assert len(outcome.jobs) == 2 and outcome.seed == FAST["seed"]
+    for i in range(first):
+        assert np.array_equal(pixels(got[i].image), pixels(whole[i].image)), i
+    for i in range(own, 8):
+        assert np.array_equal(pixels(got[i].image), pixels(later[i - first].image)), i
+    for i in range(first, own):
+        a, b = pixels(whole[i].image), pixels(later[i - first].image)
+        w = (i - first + 1) / 3
+        assert np.abs(pixels(got[i].image) - ((1 - w) * a + w * b)).max() <= 1, i
+        assert not np.array_equal(pixels(got[i].image), a) and not np.array_equal(
+            pixels(got[i].image), b)

@@ -170,7 +170,7 @@ def send_clip(args: argparse.Namespace, opts: EngineOptions) -> dict[str, Any]:
     """A clip on a running daemon: clipjobs sends it in requests that continue each
     other; frames are written as they come back. Ctrl-C cancels the running request."""
     from impasto.cli.remote import client_for, style_refs
-    from impasto.clipjobs import ClipFrame
+    from impasto.clipjobs import ClipFrame, send_clip_parts
     from impasto.clipjobs import send_clip as send_frames
 
     source = ClipSource(args)
@@ -183,10 +183,15 @@ def send_clip(args: argparse.Namespace, opts: EngineOptions) -> dict[str, Any]:
     sink = ClipSink(Path(args.output), source)
     total = source.count
 
+    parts = getattr(args, "split", None) or 1
+
     def on_frame(f: ClipFrame) -> None:
         sink.write(f.index, f.image)
         if args.json:
             _frame_line(f.index, total, t0)
+        elif parts > 1:  # parts report no shared step count: the bar counts frames
+            bar.update(f.index + 1, total or f.index + 1, f"frame {f.index + 1}/{total or '?'}",
+                       f"{parts} parts")
 
     def on_progress(index: int, p: Progress) -> None:
         if not args.json:
@@ -196,9 +201,16 @@ def send_clip(args: argparse.Namespace, opts: EngineOptions) -> dict[str, Any]:
     with client_for(args) as client:
         client.ping()
         try:
-            outcome = send_frames(client, source.frames(), styles, options, on_frame,
-                                  on_progress=on_progress, client_name="cli",
-                                  priority=getattr(args, "priority", "interactive"))
+            if parts > 1:
+                # The parts run side by side, each on its own connection: the frames
+                # are all read first (a clip in parts is one for a cluster's memory).
+                outcome = send_clip_parts(lambda: client_for(args), list(source.frames()), styles,
+                                          options, on_frame, parts=parts, client_name="cli",
+                                          priority=getattr(args, "priority", "interactive"))
+            else:
+                outcome = send_frames(client, source.frames(), styles, options, on_frame,
+                                      on_progress=on_progress, client_name="cli",
+                                      priority=getattr(args, "priority", "interactive"))
         finally:
             bar.close()
             sink.close()
