@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="interactive jobs go before batch jobs (default interactive)")
     p.add_argument("--split", type=_parts, metavar="P",
                    help="clips: run the clip as P parts side by side (one per worker of a "
-                   "cluster), joined by cross-fading the 4 frames both neighbours stylize; "
+                   "cluster), joined by cross-fading the 8 frames both neighbours stylize; "
                    "faster on a cluster, at the price of a soft join (default: one run)")
     _client_args(p)
 
