@@ -45,7 +45,8 @@ def test_a_clip_comes_back_frame_by_frame_in_order(daemon: DaemonProcess) -> Non
     frames, _ = clip(64, 4)
     events: list[Frame] = []
     progress: list[Progress] = []
-    req = Stylize(frames=[imagecodec.to_ref(f) for f in frames], styles=STYLE, options=FAST)
+    req = Stylize(frames=[imagecodec.to_ref(f) for f in frames], styles=STYLE, options=FAST,
+                  preview={"max_side": 32, "interval_s": 0.1})
     with Client(daemon.address, timeout=60) as c:
         result = c.stylize(req, on_frame=events.append, on_progress=progress.append)
         assert c.ping().protocol == 1
@@ -61,6 +62,10 @@ def test_a_clip_comes_back_frame_by_frame_in_order(daemon: DaemonProcess) -> Non
     optimize = [p for p in progress if p.stage == "optimize"]
     assert [p.frame for p in optimize] == sorted(p.frame for p in optimize)
     assert {p.frame for p in optimize} == {0, 1, 2, 3}
+    # The current frame's preview, from the first frame on.
+    previews = [p for p in optimize if p.preview is not None]
+    assert previews and previews[0].frame == 0
+    assert all(max(imagecodec.decode_pil(p.preview).size) <= 32 for p in previews)
     for k in range(4):
         steps = [p.step for p in optimize if p.frame == k]
         assert steps == sorted(steps) and steps[-1] == [p.total for p in optimize if p.frame == k][-1]
