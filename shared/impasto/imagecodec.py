@@ -82,7 +82,11 @@ def decode(ref: ImageRef, what: str = "image") -> Image.Image | FloatImage:
     """Decode to an RGB or RGBA image (alpha kept when present), or a FloatImage for
     `rgb32f`. Raises ImpastoError; `what` names the image in its message ("the content
     image", "style 2")."""
-    ref.check()
+    try:
+        ref.check()
+    except ImpastoError as e:
+        # One of a clip's thousand frames, or a style among several: say which.
+        raise ImpastoError(e.code, f"{what}: {e.message}") from None
     if ref.format == "rgb32f":
         assert ref.width is not None and ref.height is not None
         arr = np.frombuffer(ref.data, dtype="<f4").reshape(ref.height, ref.width, 3)

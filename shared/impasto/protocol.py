@@ -613,5 +613,8 @@ def _image_ref(value: Any, name: str, blobs: list[bytes], used: set[int]) -> Ima
         if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
             raise ImpastoError(BAD_MESSAGE, f"{name}.{k} must be an integer")
     ref = ImageRef(data=bytes(blobs[idx]), format=fmt, width=w, height=h)
-    ref.check()
+    try:
+        ref.check()
+    except ImpastoError as e:
+        raise ImpastoError(e.code, f"{name}: {e.message}") from None  # which of many images
     return ref

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from impasto.errors import BAD_IMAGE, BAD_OPTIONS, IMAGE_TOO_LARGE, ImpastoError
+from impasto.errors import BAD_IMAGE, BAD_OPTIONS, IMAGE_TOO_LARGE, STORAGE, ImpastoError
 from impasto.imagecodec import MAX_PIXELS
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".gif")
@@ -80,7 +80,11 @@ class VideoWriter:
 
         self.path = path
         self.source = _open(source)
-        self.out = av.open(str(path), "w")
+        try:
+            self.out = av.open(str(path), "w")
+        except (av.error.FFmpegError, OSError) as e:
+            self.source.close()
+            raise _unwritable(path, e) from None
         v_in = self.source.streams.video[0]
         gif = path.suffix.lower() == ".gif"
         codec = "gif" if gif else ("libvpx-vp9" if path.suffix.lower() == ".webm" else "libx264")
@@ -106,20 +110,35 @@ class VideoWriter:
         frame = av.VideoFrame.from_image(img.convert("RGB"))
         frame.pts = pts
         frame.time_base = self.video.time_base
-        for packet in self.video.encode(frame):
-            self.out.mux(packet)
+        try:
+            for packet in self.video.encode(frame):
+                self.out.mux(packet)
+        except (av.error.FFmpegError, OSError) as e:
+            # PyAV opens the file at the first packet: a folder that cannot take it
+            # (or a full disk) shows here, not at open.
+            raise _unwritable(self.path, e) from None
 
     def close(self) -> None:
-        for packet in self.video.encode():
-            self.out.mux(packet)
-        if self.audio is not None:
-            for packet in self.source.demux(self.audio_in):
-                if packet.dts is None:
-                    continue
-                packet.stream = self.audio
+        import av
+
+        try:
+            for packet in self.video.encode():
                 self.out.mux(packet)
-        self.out.close()
-        self.source.close()
+            if self.audio is not None:
+                for packet in self.source.demux(self.audio_in):
+                    if packet.dts is None:
+                        continue
+                    packet.stream = self.audio
+                    self.out.mux(packet)
+            self.out.close()
+        except (av.error.FFmpegError, OSError) as e:
+            raise _unwritable(self.path, e) from None
+        finally:
+            self.source.close()
+
+
+def _unwritable(path: Path, e: Exception) -> ImpastoError:
+    return ImpastoError(STORAGE, f"cannot write the video {path}: {e}")
 
 
 _NUM = re.compile(r"(\d+)")

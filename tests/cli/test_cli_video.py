@@ -112,6 +112,25 @@ def test_clip_mistakes_one_clear_line(case: str, why: str, tmp_path: Path, style
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize("where", ["under_a_file", "under_proc", "a_folder"])
+def test_a_clip_s_output_that_cannot_be_written_is_refused_before_the_first_frame(
+        where: str, tmp_path: Path, style_png: Path, env: dict[str, str]) -> None:
+    """PyAV opens the output at the first packet: without a check up front, the whole
+    clip would be stylized before the error (a hostile review found a traceback there)."""
+    clip = tmp_path / "clip.mp4"
+    make_clip(clip, frames=2)
+    (tmp_path / "afile").write_text("in the way")
+    (tmp_path / "adir.mp4").mkdir()
+    out = {"under_a_file": tmp_path / "afile" / "o.mp4", "under_proc": Path("/proc/nope/o.mp4"),
+           "a_folder": tmp_path / "adir.mp4"}[where]
+    r = run_cli(["stylize", str(clip), "-o", str(out), "--style", str(style_png), "--json",
+                 *SMALL], env)
+    assert r.returncode in (1, 2), (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr
+    assert ("is not a writable folder" if where != "a_folder" else "is a folder") in r.stderr
+    assert '"frame"' not in r.stdout  # refused before any frame was stylized
+
+
 def test_a_clip_on_the_daemon_keeps_frames_rate_and_audio(tmp_path: Path, style_png: Path,
                                                           daemon) -> None:  # noqa: ANN001
     """`impasto send clip.mp4` runs the clip as daemon jobs (clipjobs: requests of a few

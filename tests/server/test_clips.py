@@ -155,6 +155,9 @@ def test_clip_mistakes_are_clear_errors(daemon: DaemonProcess) -> None:
         "previous_frame size": dict(frames=[frame()], previous_frame=b, previous_result=frame()),
         "previous_result shape": dict(frames=[frame()], previous_frame=frame(), previous_result=b),
         "corrupt frame": dict(frames=[frame(), ImageRef(b"\x89PNG\r\n\x1a\nnope", "png")]),
+        "empty frame": dict(frames=[frame(), ImageRef(b"", "png")]),
+        "raw frame short": dict(frames=[frame(), frame(), ImageRef(b"\0" * 10, "rgba8", 64, 48)]),
+        "no frames": dict(frames=[]),
         "too many frames": dict(frames=[imagecodec.to_ref(Image.new("RGB", (2, 2)))
                                         for _ in range(MAX_CLIP_FRAMES + 1)]),
         "over the pixel budget": dict(frames=[imagecodec.to_ref(Image.new("RGB", (4096, 4096)))
@@ -169,6 +172,9 @@ def test_clip_mistakes_are_clear_errors(daemon: DaemonProcess) -> None:
         "previous_frame size": ("bad_options", "previous_frame is 48x64"),
         "previous_result shape": ("bad_options", "previous_result is 48x64"),
         "corrupt frame": ("bad_image", "frame 2"),
+        "empty frame": ("bad_image", "frames[1]: image is empty"),
+        "raw frame short": ("bad_image", "frames[2]: rgba8 image of 64x48 needs"),
+        "no frames": ("bad_message", "(frames is empty)"),
         "too many frames": ("bad_options", f"at most {MAX_CLIP_FRAMES}"),
         "over the pixel budget": ("image_too_large", f"{MAX_REQUEST_PIXELS:,}"),
     }

@@ -45,6 +45,7 @@ from impasto.netaddr import is_local_address
 from impasto.options import EngineOptions
 from impasto.portable.process import stop_signals
 from impasto.protocol import (
+    MAX_CLIP_FRAMES,
     MAX_FRAME_DROP_BYTES,
     MAX_HEADER_BYTES,
     MAX_MESSAGE_BYTES,
@@ -452,7 +453,9 @@ class Server:
         if self.stopping.is_set():
             raise ImpastoError(SHUTDOWN, "the daemon is shutting down")
         if msg.content is None and not msg.frames:
-            raise ImpastoError(BAD_MESSAGE, "stylize needs a content image (or a clip's frames)")
+            empty = " (frames is empty)" if msg.frames == [] else ""
+            raise ImpastoError(BAD_MESSAGE, "stylize needs a content image, or a clip of 1 to "
+                               f"{MAX_CLIP_FRAMES} frames{empty}")
         opts = EngineOptions.from_dict(msg.options)
         # A budget checked from the images' headers, before any pixel is decoded.
         # A clip's continuation (previous_frame, previous_result: two images of at most

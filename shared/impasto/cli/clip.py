@@ -6,8 +6,8 @@ or on a daemon (clipjobs.py). Importing this never loads torch.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,11 +37,18 @@ def _check_output(args: argparse.Namespace, video_in: bool) -> None:
                                f"{', '.join(videoio.VIDEO_SUFFIXES)}")
     elif out.exists() and not out.is_dir():
         raise ImpastoError(BAD_OPTIONS, f"frames in make a folder of frames out: {out} is a file")
-    parent = out.parent if video_in else out
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise ImpastoError(STORAGE, f"cannot write {out}: {parent} is not a writable folder")
+    if video_in and out.is_dir():
+        raise ImpastoError(BAD_OPTIONS, f"-o {out} is a folder; name the video file to write")
+    # Made and tried now, before the first frame: a clip takes minutes, and a folder
+    # that cannot take the output (missing under /proc, a file in the way, read-only)
+    # must not show only at the end. Even root's os.access says yes to /proc.
+    folder = out.parent if video_in else out
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as e:
+        raise ImpastoError(STORAGE, f"cannot write {out}: {folder} is not a writable folder "
+                           f"({e.strerror or e})") from None
 
 
 class ClipSource:
@@ -55,7 +62,6 @@ class ClipSource:
                                "written as they are done")
         self.path = Path(args.content)
         self.video = videoio.is_video(self.path)
-        _check_output(args, self.video)
         self.files: list[Path] = []
         if self.video:
             if not self.path.is_file():
@@ -64,6 +70,7 @@ class ClipSource:
         else:
             self.files = videoio.frame_files(str(self.path))
             self.count = len(self.files)
+        _check_output(args, self.video)
         self.pts: list[int | None] = []  # each frame's timestamp, as it is read
 
     def frames(self) -> Iterator[Image.Image]:
