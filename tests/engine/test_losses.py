@@ -6,7 +6,15 @@ import pytest
 import torch
 
 from impasto.engine import color
-from impasto.engine.losses import ContentLoss, MeanCovLoss, StyleLoss, TVLoss, gram, trace_sqrtm
+from impasto.engine.losses import (
+    ContentLoss,
+    MeanCovLoss,
+    StyleLoss,
+    TVLoss,
+    gram,
+    positions,
+    trace_sqrtm,
+)
 
 
 def test_gram_by_hand() -> None:
@@ -14,6 +22,26 @@ def test_gram_by_hand() -> None:
     f = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])
     expected = torch.tensor([[[5.0, 11.0], [11.0, 25.0]]]) / 4
     assert torch.allclose(gram(f), expected)
+
+
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+def test_the_gram_s_own_backward_is_autograd_s(fmt: torch.memory_format) -> None:
+    """The one-product backward equals autograd's two-product one (float64, exactly up
+    to rounding), in either memory format, for an upstream gradient that is not
+    symmetric; and channels-last features are read without a copy."""
+    g = torch.Generator().manual_seed(0)
+    f = torch.randn(1, 5, 4, 3, generator=g, dtype=torch.float64).contiguous(memory_format=fmt)
+    r = torch.randn(5, 5, generator=g, dtype=torch.float64)  # not symmetric
+    x1 = f.detach().clone(memory_format=torch.preserve_format).requires_grad_(True)
+    x2 = f.detach().clone(memory_format=torch.preserve_format).requires_grad_(True)
+    (gram(x1)[0] * r).sum().backward()
+    plain = x2.reshape(5, -1)
+    ((plain @ plain.T / 60) * r).sum().backward()
+    assert torch.allclose(gram(f), (plain @ plain.T / 60).unsqueeze(0), rtol=1e-12, atol=0)
+    assert torch.allclose(x1.grad, x2.grad, rtol=1e-12, atol=1e-14)
+    assert torch.autograd.gradcheck(lambda x: gram(x), (x1.detach().requires_grad_(True),))
+    if fmt == torch.channels_last:
+        assert positions(f).data_ptr() == f.data_ptr()  # a view
 
 
 def test_style_loss_by_hand() -> None:

@@ -49,11 +49,47 @@ from torch import nn
 Window = tuple[slice, slice] | None
 
 
+class _SecondMoment(torch.autograd.Function):
+    """phi phi^T with a one-product backward, (G + G^T) phi: autograd's own backward of a
+    product of a matrix with its transpose takes two products (one per operand), and
+    these products are about a sixth of an evaluation on a CPU (benchmarks/peers.py)."""
+
+    @staticmethod
+    def forward(ctx, phi: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(phi)
+        return phi @ phi.T
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        (phi,) = ctx.saved_tensors
+        s = grad + grad.T
+        if phi.stride(0) == 1 and phi.shape[0] > 1:
+            # phi is a transposed view (channels-last features): the gradient in its
+            # layout, (phi^T s)^T = s phi as s is symmetric, so the convolutions'
+            # backward gets channels-last without a conversion.
+            return (phi.T @ s).T
+        return s @ phi
+
+
+def second_moment(phi: torch.Tensor) -> torch.Tensor:
+    """(C, n) -> sum over positions of f f^T, (C, C)."""
+    return _SecondMoment.apply(phi)
+
+
+def positions(features: torch.Tensor) -> torch.Tensor:
+    """(1, C, H, W) features as (C, H*W), positions in row-major order. Channels-last
+    features (the CPU's bf16 path) are viewed, not copied: their channels are innermost,
+    so (H*W, C) is their own layout and its transpose a free view."""
+    c = features.shape[1]
+    if features.dim() == 4 and features.stride(1) == 1 and c > 1:
+        return features.permute(0, 2, 3, 1).reshape(-1, c).T
+    return features.reshape(c, -1)
+
+
 def gram(features: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) -> (N, C, C) Gram matrix divided by C*H*W."""
-    n, c, h, w = features.shape
-    f = features.reshape(n, c, h * w)
-    return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
+    """(1, C, H, W) -> (1, C, C) Gram matrix divided by C*H*W."""
+    _, c, h, w = features.shape
+    return (second_moment(positions(features)) / (c * h * w)).unsqueeze(0)
 
 
 def relative(target: torch.Tensor) -> float:
@@ -123,7 +159,7 @@ class StatTerm(Term):
 
     def guided(self, features: torch.Tensor, window: Window) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(C, n) features of the window, times the guide; and the guide, (n,)."""
-        fl = features.reshape(features.shape[1], -1)
+        fl = positions(features)
         if self.guide is None:
             return fl, None
         t = in_window(self.guide, window).reshape(-1).to(fl.dtype)
@@ -131,7 +167,7 @@ class StatTerm(Term):
 
     def moments(self, features: torch.Tensor, window: Window = None) -> Moments:
         phi, t = self.guided(features, window)
-        s2 = phi @ phi.T
+        s2 = second_moment(phi)
         s0 = float(phi.shape[1]) if t is None else (t * t).sum()
         s1 = None
         if self.uses_mean:
