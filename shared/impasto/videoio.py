@@ -11,7 +11,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
+from pathlib import Path, PurePath
+from typing import BinaryIO
 
 from PIL import Image
 
@@ -21,6 +22,14 @@ from impasto.imagecodec import MAX_PIXELS
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".gif")
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 MAX_FRAMES = 100_000  # about an hour at 25 fps: a budget, as pixels are for stills
+# Containers by suffix, for writing into an open file (a confined caller's) where FFmpeg
+# cannot guess from a name.
+CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska",
+              ".webm": "webm", ".avi": "avi", ".gif": "gif"}
+
+# A video is named by its path, or given as a file already open for reading (a watch
+# folder's, opened without following links: impasto.watch.confine).
+Source = Path | BinaryIO
 
 
 def is_video(path: Path) -> bool:
@@ -36,28 +45,52 @@ class ClipInfo:
     has_audio: bool
 
 
-def _open(path: Path):  # noqa: ANN202 - av.container.InputContainer
+def _label(path: Source) -> str:
+    return str(path) if isinstance(path, Path) else "the file"
+
+
+def _open(path: Source):  # noqa: ANN202 - av.container.InputContainer
     import av
 
     try:
-        return av.open(str(path))
+        return av.open(str(path) if isinstance(path, Path) else path)
     except (av.error.FFmpegError, OSError) as e:
-        raise ImpastoError(BAD_IMAGE, f"{path} is not a video impasto can read: {e}") from None
+        raise ImpastoError(BAD_IMAGE, f"{_label(path)} is not a video impasto can read: {e}") from None
 
 
-def probe(path: Path) -> ClipInfo:
+def probe(path: Source) -> ClipInfo:
     with _open(path) as c:
         if not c.streams.video:
-            raise ImpastoError(BAD_IMAGE, f"{path} has no video stream")
+            raise ImpastoError(BAD_IMAGE, f"{_label(path)} has no video stream")
         v = c.streams.video[0]
         w, h = v.codec_context.width, v.codec_context.height
         if w * h > MAX_PIXELS:
-            raise ImpastoError(IMAGE_TOO_LARGE, f"{path}'s frames are {w}x{h}; at most "
+            raise ImpastoError(IMAGE_TOO_LARGE, f"{_label(path)}'s frames are {w}x{h}; at most "
                                f"{MAX_PIXELS / 1e6:.1f} MP a frame")
         return ClipInfo(w, h, v.frames or None, v.average_rate, bool(c.streams.audio))
 
 
-def read_frames(path: Path) -> Iterator[tuple[Image.Image, int | None, Fraction | None]]:
+def count_frames(path: Source, limit: int = MAX_FRAMES) -> int:
+    """The video's frames as its packets count them (no decoding: quick, and what the
+    decoder gives may differ by a frame or so); stops counting past `limit`."""
+    import av
+
+    with _open(path) as c:
+        if not c.streams.video:
+            raise ImpastoError(BAD_IMAGE, f"{_label(path)} has no video stream")
+        n = 0
+        try:
+            for packet in c.demux(c.streams.video[0]):
+                if packet.size:
+                    n += 1
+                    if n > limit:
+                        break
+        except av.error.FFmpegError as e:
+            raise ImpastoError(BAD_IMAGE, f"{_label(path)} cannot be read: {e}") from None
+        return n
+
+
+def read_frames(path: Source) -> Iterator[tuple[Image.Image, int | None, Fraction | None]]:
     """Each frame as RGB, with its pts and time base (for writing it back at its time)."""
     import av
 
@@ -66,22 +99,26 @@ def read_frames(path: Path) -> Iterator[tuple[Image.Image, int | None, Fraction 
         try:
             for n, frame in enumerate(c.decode(v)):
                 if n >= MAX_FRAMES:
-                    raise ImpastoError(BAD_OPTIONS, f"{path} has more than {MAX_FRAMES} frames")
+                    raise ImpastoError(BAD_OPTIONS, f"{_label(path)} has more than {MAX_FRAMES} frames")
                 yield frame.to_image().convert("RGB"), frame.pts, frame.time_base
         except av.error.FFmpegError as e:
-            raise ImpastoError(BAD_IMAGE, f"{path} cannot be decoded: {e}") from None
+            raise ImpastoError(BAD_IMAGE, f"{_label(path)} cannot be decoded: {e}") from None
 
 
 class VideoWriter:
     """Writes frames at the source's timestamps and copies the source's audio."""
 
-    def __init__(self, path: Path, source: Path, width: int, height: int) -> None:
+    def __init__(self, path: PurePath, source: Source, width: int, height: int,
+                 file: BinaryIO | None = None) -> None:
+        """file: write into this open file (seekable) rather than to `path`, whose
+        suffix still picks the container and codec."""
         import av
 
         self.path = path
         self.source = _open(source)
         try:
-            self.out = av.open(str(path), "w")
+            self.out = (av.open(str(path), "w") if file is None else
+                        av.open(file, "w", format=CONTAINERS.get(path.suffix.lower(), "mp4")))
         except (av.error.FFmpegError, OSError) as e:
             self.source.close()
             raise _unwritable(path, e) from None

@@ -15,6 +15,7 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from impasto.fsio import fit_name, is_temp_name, write_atomic_at
 
@@ -114,10 +115,9 @@ class Tree:
             os.unlink(check_name(parts[-1]), dir_fd=d)
             os.fsync(d)
 
-    def read(self, parts: Parts, limit: int) -> bytes:
-        """A regular file's bytes; its size is checked before anything is read.
-        Raises OSError, or ValueError (with a reason for people) for a non-file or a
-        file over `limit`."""
+    def _open_file(self, parts: Parts) -> tuple[int, os.stat_result]:
+        """A regular file, opened for reading without following links, and its stat.
+        Raises OSError, or ValueError (with a reason for people) for a non-file."""
         with self.folder(parts[:-1]) as d:
             try:
                 fd = os.open(check_name(parts[-1]),
@@ -130,6 +130,22 @@ class Tree:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise ValueError("not a regular file")
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, st
+
+    def open_read(self, parts: Parts) -> BinaryIO:
+        """A regular file open for reading (streamed by the caller, as a video is)."""
+        fd, _ = self._open_file(parts)
+        return os.fdopen(fd, "rb")
+
+    def read(self, parts: Parts, limit: int) -> bytes:
+        """A regular file's bytes; its size is checked before anything is read.
+        Raises OSError, or ValueError (with a reason for people) for a non-file or a
+        file over `limit`."""
+        fd, st = self._open_file(parts)
+        try:
             if st.st_size > limit:
                 raise ValueError(f"file is {st.st_size / 2**20:.1f} MiB; the limit is "
                                  f"{limit / 2**20:.1f} MiB")
@@ -142,7 +158,8 @@ class Tree:
             raise ValueError(f"file is over the limit of {limit / 2**20:.1f} MiB")
         return data
 
-    def write_atomic(self, parts: Parts, data: bytes, mode: int = 0o666,
+    def write_atomic(self, parts: Parts, data: bytes | Callable[[BinaryIO], object],
+                     mode: int = 0o666,
                      before_rename: Callable[[], None] | None = None) -> None:
         with self.folder(parts[:-1], create=True) as d:
             write_atomic_at(d, check_name(parts[-1]), data, mode, before_rename=before_rename)

@@ -11,25 +11,49 @@ Two kinds of trouble, kept apart:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import heapq
+import io
 import itertools
 import logging
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
 
+from PIL import Image
+
+from impasto import videoio
 from impasto.client import Client, DaemonUnavailable
-from impasto.errors import BAD_OPTIONS, QUEUE_FULL, SHUTDOWN, ImpastoError
+from impasto.clipjobs import ClipFrame, send_clip
+from impasto.errors import (
+    BAD_OPTIONS,
+    IMAGE_TOO_LARGE,
+    QUEUE_FULL,
+    SHUTDOWN,
+    STORAGE,
+    ImpastoError,
+)
+from impasto.fsio import fit_name
 from impasto.keys import ClientKeys
+from impasto.options import EngineOptions
 from impasto.protocol import MAX_MESSAGE_BYTES, ImageRef, Priority, StyleRef, Stylize
 from impasto.watch.confine import Parts
 from impasto.watch.detect import Detector
-from impasto.watch.journal import Entry, Journal, State, output_for, report_for
+from impasto.watch.journal import (
+    MAX_VIDEO_FRAMES,
+    Entry,
+    Journal,
+    State,
+    is_video_name,
+    output_for,
+    report_for,
+    video_output_for,
+)
 from impasto.watch.layout import DONE, FAILED, JOURNAL, MAX_DEPTH, OUT, Layout
 
 log = logging.getLogger(__name__)
@@ -43,12 +67,27 @@ INPUT_LIMIT = MAX_MESSAGE_BYTES - 1024 * 1024  # room for the request around the
 # Test hook: seconds to wait inside the output write window (temporary file written,
 # not yet renamed), so a test can kill the process exactly there.
 HOLD_ENV = "IMPASTO_WATCH_HOLD_WRITE"
+# Test hook: seconds to wait after each video frame is kept, so a test can kill the
+# process mid-clip whatever the machine's speed.
+HOLD_FRAME_ENV = "IMPASTO_WATCH_HOLD_FRAME"
 # Results whose write met a storage fault are kept for the retry, so that a full disk
 # does not cost a stylization per back-off; past this many bytes they are recomputed.
 KEEP_RESULTS_BYTES = 256 * 2**20
 # Sender threads when the daemon says how many files it can take at once (in_flight):
 # the most files one folder ever has in flight, whatever the cluster's size.
 MAX_SENDERS = 32
+# A kept video frame (PNG of a stylized frame) on disk, at most about: the estimate a
+# video's disk budget is checked with before its first frame.
+FRAME_BYTES_PER_PIXEL = 3
+
+
+def frame_pixels(width: int, height: int, settings: dict[str, Any]) -> int:
+    """Pixels of one stylized frame of a video of this size under these settings."""
+    opts = EngineOptions.from_dict(settings)
+    if opts.match_content_size:
+        return width * height
+    scale = opts.resolved_size() / max(1, width, height)
+    return max(1, round(width * scale)) * max(1, round(height * scale))
 
 
 def backoff(attempt: int, cap: float) -> float:
@@ -86,6 +125,8 @@ class FolderWatcher:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._hold = float(os.environ.get(HOLD_ENV, "0") or 0)
+        self._hold_frame = float(os.environ.get(HOLD_FRAME_ENV, "0") or 0)
+        self._reserved: set[Parts] = set()  # video outputs being written (_names)
 
     # --- life cycle ----------------------------------------------------------------------
     def start(self) -> FolderWatcher:
@@ -175,6 +216,9 @@ class FolderWatcher:
             log.error("%s: journal entry %s set aside as %s.rejected, not acted on: %s",
                       self.layout.root, name, name, why)
             self.set_aside.append(name)
+        # Frames of a video whose entry is gone (or set aside): nothing will use them.
+        for stray in self.journal.stray_frames({e.id for e in entries}):
+            self.journal.remove_frames(stray)
         for e in entries:
             has_data = self.journal.has_data(e)
             if e.state == State.QUEUED and not has_data:
@@ -341,6 +385,10 @@ class FolderWatcher:
             self._fail(e, f"no style for {e.rel}: drop files into in/<style>/ (a style of the "
                        "library), or set style = \"NAME\" in in/impasto.toml")
             return
+        if is_video_name(e.rel):
+            if self._is_clip(e, settings):
+                self._process_video(client, e, style, settings)
+            return
         try:
             data = self.journal.read_data(e, INPUT_LIMIT)
         except FileNotFoundError:
@@ -399,6 +447,214 @@ class FolderWatcher:
         assert result.image is not None
         return result.image.data
 
+    # --- videos ------------------------------------------------------------------------------
+    def _is_clip(self, e: Entry, settings: dict[str, Any]) -> bool:
+        """Whether a video-named file can go as a clip: its frames are counted once (and
+        journalled). A file that is no readable video, or too long, is failed here
+        (then False). GIFs are clips whatever their frame count (the daemon reads no
+        GIF as a still): a one-frame GIF comes out a one-frame GIF."""
+        if e.clip_frames is None:
+            try:
+                with self.journal.open_data(e) as f:
+                    info = videoio.probe(f)
+                with self.journal.open_data(e) as f:
+                    n = videoio.count_frames(f, MAX_VIDEO_FRAMES)
+                px = frame_pixels(info.width, info.height, settings)
+            except FileNotFoundError:
+                if self.journal.has_data(e):
+                    raise
+                self._gone(e)
+                return False
+            except ValueError as ex:
+                self._fail(e, str(ex))
+                return False
+            except ImpastoError as ex:
+                self._fail(e, ex.message if ex.code != BAD_OPTIONS else f"bad settings: {ex.message}")
+                return False
+            if n > MAX_VIDEO_FRAMES:
+                self._fail(e, f"more than {MAX_VIDEO_FRAMES} frames; a watch folder takes videos "
+                           f"of at most {MAX_VIDEO_FRAMES} (split it, or use impasto send)")
+                return False
+            if n == 0:
+                self._fail(e, "the video has no frames")
+                return False
+            # Its frames are kept until the video is written: refused now, with a reason,
+            # rather than filling the disk hours later.
+            need, free = n * px * FRAME_BYTES_PER_PIXEL, self.journal.free_bytes()
+            if need > free:
+                self._fail(e, f"its {n} frames need about {need / 2**30:.1f} GiB while it runs; "
+                           f"{self.layout.root} has {free / 2**30:.1f} GiB free")
+                return False
+            e.clip_frames = n
+            self.journal.save(e)
+        return True
+
+    def _process_video(self, client: Client, e: Entry, style: str,
+                       settings: dict[str, Any]) -> None:
+        """Stylize a video's frames not done yet, each kept (journal.write_frame) and
+        counted in the entry as it comes back, then write the video from the kept frames
+        at the source's timestamps, with its audio."""
+        if e.state != State.WRITING:
+            if not self._video_frames(client, e, style, settings):
+                return
+            e.clip_frames = e.frames_done  # exact now: what the decoder gave
+            self.journal.save(e)
+        try:
+            out = video_output_for(e.rel_parts, style)
+        except ValueError:
+            self._fail(e, f"the style name {style!r} cannot be a folder name")
+            return
+        with self._names:
+            out = self.journal.unique(out)
+            n = 1
+            while out in self._reserved:  # another video of this name is being written
+                stem, dot, suffix = out[-1].rpartition(".")
+                out = self.journal.unique(out[:-1] + (fit_name(f"{stem}-v{n}", dot + suffix),))
+                n += 1
+            self._reserved.add(out)
+            e.state, e.output = State.WRITING, "/".join(out)
+        try:
+            self.journal.save(e)
+            self.journal.write(out, lambda f: self._encode(e, out, f), before_rename=self._held)
+        except ImpastoError as ex:
+            e.state, e.output = State.CLAIMED, None  # nothing written; the frames stay kept
+            if ex.code == STORAGE:  # the disk's fault, not the file's: retried
+                raise OSError(errno.EIO, ex.message) from None
+            self._fail(e, ex.message)
+            return
+        except OSError:
+            e.state, e.output = State.CLAIMED, None
+            raise
+        finally:
+            with self._names:
+                self._reserved.discard(out)
+        self.journal.remove_frames(e)
+        self._finish(e)
+        log.info("%s -> %s (%d frames)", e.rel, e.output, e.frames_done)
+
+    def _video_frames(self, client: Client, e: Entry, style: str,
+                      settings: dict[str, Any]) -> bool:
+        """Run the frames from e.frames_done on; True once every frame is kept."""
+        # A frame kept just before a crash, its count not yet journalled: not redone.
+        while self.journal.has_frame(e, e.frames_done) and e.frames_done < MAX_VIDEO_FRAMES:
+            e.frames_done += 1
+        start = e.frames_done
+        failure: list[OSError] = []
+
+        def keep(f: ClipFrame) -> None:
+            if failure:
+                return
+            buf = io.BytesIO()
+            f.image.save(buf, "PNG")
+            try:
+                self.journal.write_frame(e, f.index, buf.getvalue())
+                e.frames_done = f.index + 1
+                if e.clip_seed is None:
+                    e.clip_seed = f.event.seed
+                self.journal.save(e)
+            except OSError as ex:  # a storage fault: stop the clip, retry from here
+                failure.append(ex)
+                return
+            log.info("%s: frame %d of %s kept", e.rel, f.index + 1, e.clip_frames or "?")
+            if self._hold_frame > 0:
+                time.sleep(self._hold_frame)
+
+        options = dict(settings)
+        if e.clip_seed is not None:
+            options["seed"] = e.clip_seed
+        try:
+            with (self.journal.open_data(e) as source,
+                  contextlib.closing(videoio.read_frames(source)) as decoded):
+                frames = (img for img, _, _ in decoded)
+                previous = None
+                if start > 0:
+                    log.info("%s: resuming at frame %d of %s", e.rel, start + 1, e.clip_frames or "?")
+                    for _ in range(start - 1):
+                        if next(frames, None) is None:
+                            break
+                    before = next(frames, None)
+                    if before is None:
+                        return True  # every frame was done (the count was high)
+                    done = Image.open(io.BytesIO(self.journal.read_frame(e, start - 1)))
+                    previous = (before, done.convert("RGB"))
+                outcome = send_clip(client, self._capped(frames, start), [StyleRef(name=style)],
+                                    options, keep, start=start, previous=previous,
+                                    priority=Priority.BATCH,
+                                    client_name=f"watch:{self.layout.root.name}",
+                                    should_cancel=lambda: self._stop.is_set() or bool(failure))
+        except FileNotFoundError:
+            if self.journal.has_data(e):
+                raise  # something else was missing: a storage fault
+            self._gone(e)
+            return False
+        except ValueError as ex:
+            if failure:
+                raise failure[0] from None
+            self._fail(e, str(ex))
+            return False
+        except DaemonUnavailable as ex:
+            if failure:
+                raise failure[0] from None
+            self._retry(e, str(ex))
+            return False
+        except ImpastoError as ex:
+            if failure:
+                raise failure[0] from None
+            if ex.code in TRANSIENT or (ex.code == "cancelled" and self._stop.is_set()):
+                self._retry(e, ex.message)
+            else:
+                reason = ex.message if ex.code != BAD_OPTIONS else f"bad settings: {ex.message}"
+                if e.frames_done:
+                    reason = f"frame {e.frames_done + 1}: {reason}"
+                self._fail(e, reason)
+            return False
+        if failure:
+            raise failure[0]
+        if outcome.stopped:  # stopped by the daemon's stop-and-keep: not the file's fault
+            self._retry(e, f"the clip stopped after frame {e.frames_done}")
+            return False
+        if e.frames_done == 0:
+            self._fail(e, "the video has no frames")
+            return False
+        return True
+
+    def _gone(self, e: Entry) -> None:
+        """A video's claimed data vanished (by hand, from the private journal)."""
+        log.warning("%s: the claimed data of %s is gone; dropping its entry", self.layout.root, e.rel)
+        self.journal.remove_frames(e)
+        self.journal.remove(e)
+        with self._lock:
+            self.inflight -= 1
+
+    @staticmethod
+    def _capped(frames: Iterator[Image.Image], start: int) -> Iterator[Image.Image]:
+        """The frames from `start` on, refusing a video longer than its count said by
+        more than MAX_VIDEO_FRAMES allows."""
+        for i, img in enumerate(frames, start):
+            if i >= MAX_VIDEO_FRAMES:
+                raise ImpastoError(IMAGE_TOO_LARGE, f"more than {MAX_VIDEO_FRAMES} frames; a watch "
+                                   f"folder takes videos of at most {MAX_VIDEO_FRAMES}")
+            yield img
+
+    def _encode(self, e: Entry, out: Parts, f: BinaryIO) -> None:
+        """The video from the kept frames, written into f: the source's timestamps,
+        frame rate and audio (videoio.VideoWriter)."""
+        writer: videoio.VideoWriter | None = None
+        with (self.journal.open_data(e) as source, self.journal.open_data(e) as audio,
+              contextlib.closing(videoio.read_frames(source)) as decoded):
+            try:
+                for i, (_, pts, _) in enumerate(decoded):
+                    if i >= e.frames_done:
+                        break
+                    img = Image.open(io.BytesIO(self.journal.read_frame(e, i))).convert("RGB")
+                    if writer is None:
+                        writer = videoio.VideoWriter(PurePosixPath(out[-1]), audio, img.width,
+                                                     img.height, file=f)
+                    writer.write(img, pts)
+            finally:
+                if writer is not None:
+                    writer.close()
+
     def _held(self) -> None:
         if self._hold > 0:
             log.warning("holding inside the output write for %.1f s (%s)", self._hold, HOLD_ENV)
@@ -443,6 +699,7 @@ class FolderWatcher:
             moved = True
         else:  # a retry after the move itself succeeded (its folder sync did not)
             moved = self.journal.exists(final)
+        self.journal.remove_frames(e)  # a video's kept frames, if any
         self.journal.remove(e)
         with self._lock:
             self.inflight -= 1

@@ -4,7 +4,9 @@ Each file being worked on has an entry DIR/.impasto/<id>.json, rewritten atomica
 every step, and its bytes at DIR/.impasto/<id>.data while it is in flight:
 
   queued    entry written; the original is still in in/ (a crash here: entry dropped)
-  claimed   original moved to <id>.data; it will be (re)submitted until it ends
+  claimed   original moved to <id>.data; it will be (re)submitted until it ends;
+            a video's frames are kept one by one in <id>.frames/ as they come back,
+            frames_done counting them, so a restart resumes at the first frame not done
   writing   output path chosen and recorded; the output appears there atomically
   finishing output exists; the original goes to done/ (or failed/) next
   -> entry removed
@@ -25,13 +27,21 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 from impasto.fsio import fit_name
 from impasto.watch.confine import Parts, Tree, parts_of
 from impasto.watch.layout import DONE, FAILED, IN, JOURNAL, MAX_DEPTH, OUT
 
 ENTRY_LIMIT = 64 * 1024
+# A watch-folder video's frames: each is kept on disk until the video is written, so a
+# budget of disk as well as time (about 7 minutes at 25 fps).
+MAX_VIDEO_FRAMES = 10_000
+# Output containers: the input's own, but for .m4v and .avi, which come out as .mp4.
+VIDEO_OUTPUTS = {".mp4": ".mp4", ".m4v": ".mp4", ".mov": ".mov", ".mkv": ".mkv",
+                 ".webm": ".webm", ".avi": ".mp4", ".gif": ".gif"}
+_OUTPUT_SUFFIXES = {".png", *VIDEO_OUTPUTS.values()}
+FRAME_LIMIT = 256 * 2**20  # bytes of one kept frame (PNG) read back
 _ID = re.compile(r"[0-9a-f]{12}")
 _SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,10}")
 
@@ -55,6 +65,11 @@ class Entry:
     final: str | None = None  # where the original goes (relative to DIR)
     reason: str | None = None  # for failures
     extra: dict[str, Any] = field(default_factory=dict)
+    # Videos: frames the source has (counted at the claim; exact once all are done),
+    # frames done and kept in <id>.frames/, and the clip's seed (from its first frame).
+    clip_frames: int | None = None
+    frames_done: int = 0
+    clip_seed: int | None = None
 
     @property
     def rel_parts(self) -> Parts:
@@ -77,6 +92,20 @@ def output_for(rel: Parts, style: str) -> Parts:
     return OUT + (style,) + below + (fit_name(PurePosixPath(rel[-1]).stem, ".png"),)
 
 
+def is_video_name(rel: str) -> bool:
+    return PurePosixPath(rel).suffix.lower() in VIDEO_OUTPUTS
+
+
+def video_output_for(rel: Parts, style: str) -> Parts:
+    """out/<style>/<folders below the style folder>/<stem>.<container>"""
+    suffix = VIDEO_OUTPUTS[PurePosixPath(rel[-1]).suffix.lower()]
+    return output_for(rel, style)[:-1] + (fit_name(PurePosixPath(rel[-1]).stem, suffix),)
+
+
+def _count(value: object, low: int, high: int) -> bool:
+    return type(value) is int and low <= value <= high
+
+
 def report_for(final: Parts) -> Parts:
     """failed/.../<name>.error.txt beside the failed original"""
     return final[:-1] + (fit_name(final[-1], ".error.txt"),)
@@ -97,7 +126,8 @@ def check(e: Entry) -> None:
         raise ValueError("bad attempts")
     if e.output is not None:
         out = parts_of(e.output)
-        if out[:1] != OUT or len(out) < 3 or out[2:-1] != rel[1:-1] or not out[-1].endswith(".png"):
+        if (out[:1] != OUT or len(out) < 3 or out[2:-1] != rel[1:-1]
+                or PurePosixPath(out[-1]).suffix not in _OUTPUT_SUFFIXES):
             raise ValueError(f"output {e.output!r} is not a result name for {e.rel!r}")
     elif e.state == State.WRITING:
         raise ValueError("writing without an output")
@@ -112,6 +142,14 @@ def check(e: Entry) -> None:
         raise ValueError("failing without a reason")
     if not isinstance(e.extra, dict):
         raise ValueError("bad extra")
+    if e.clip_frames is not None and not _count(e.clip_frames, 0, MAX_VIDEO_FRAMES):
+        raise ValueError("bad clip_frames")
+    if not _count(e.frames_done, 0, MAX_VIDEO_FRAMES):
+        raise ValueError("bad frames_done")
+    if e.frames_done and (e.clip_frames is None or not is_video_name(e.rel)):
+        raise ValueError("frames_done without a video")
+    if e.clip_seed is not None and not _count(e.clip_seed, 0, 2**63 - 1):
+        raise ValueError("bad clip_seed")
 
 
 class Journal:
@@ -142,9 +180,49 @@ class Journal:
     def unique(self, parts: Parts) -> Parts:
         return self._tree.unique(parts)
 
-    def write(self, parts: Parts, data: bytes,
+    def write(self, parts: Parts, data: bytes | Callable[[BinaryIO], object],
               before_rename: Callable[[], None] | None = None) -> None:
         self._tree.write_atomic(parts, data, before_rename=before_rename)
+
+    def open_data(self, e: Entry) -> BinaryIO:
+        """e's data, open for reading (videos are read as streams, never whole)."""
+        return self._tree.open_read(self.data_parts(e))
+
+    # --- a video's frames, kept as they come back ------------------------------------------
+    def frame_parts(self, e: Entry, index: int) -> Parts:
+        return JOURNAL + (f"{e.id}.frames", f"{index:06d}.png")
+
+    def has_frame(self, e: Entry, index: int) -> bool:
+        return self._tree.lstat(self.frame_parts(e, index)) is not None
+
+    def write_frame(self, e: Entry, index: int, data: bytes) -> None:
+        self._tree.write_atomic(self.frame_parts(e, index), data, mode=0o600)
+
+    def read_frame(self, e: Entry, index: int) -> bytes:
+        return self._tree.read(self.frame_parts(e, index), FRAME_LIMIT)
+
+    def remove_frames(self, e: Entry | str) -> None:
+        """Delete a video's kept frames (by entry, or by the id of one gone)."""
+        name = f"{e.id if isinstance(e, Entry) else e}.frames"
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            with self._tree.folder(JOURNAL + (name,)) as d:
+                for f in os.listdir(d):
+                    with contextlib.suppress(OSError):
+                        os.unlink(f, dir_fd=d)
+            with self._tree.folder(JOURNAL) as j:
+                os.rmdir(name, dir_fd=j)
+                os.fsync(j)
+
+    def free_bytes(self) -> int:
+        """Space left where the frames are kept (the journal's file system)."""
+        with self._tree.folder(JOURNAL) as d:
+            st = os.fstatvfs(d)
+        return st.f_bavail * st.f_frsize
+
+    def stray_frames(self, ids: set[str]) -> list[str]:
+        """Ids of frame folders whose entry is gone (a crash after the entry's removal)."""
+        return [n[:-7] for n in self.names()
+                if n.endswith(".frames") and _ID.fullmatch(n[:-7]) and n[:-7] not in ids]
 
     def count(self, top: Parts) -> int:
         """Files below top that are inputs (no dot-files, no failure reports)."""

@@ -3,7 +3,8 @@
   DIR/in/            drop images here (the default style, from DIR/in/impasto.toml)
   DIR/in/<style>/    ... or here, for a style of the library by folder name; deeper
                      folders keep their structure in out/, done/ and failed/
-  DIR/out/<style>/   results, <name>.png (never overwritten: <name>-1.png, ...)
+  DIR/out/<style>/   results, <name>.png (never overwritten: <name>-1.png, ...); a
+                     video's in its own container (<name>.mp4, .webm, .gif, ...)
   DIR/done/          originals after success, under their path relative to in/
   DIR/failed/        originals that failed, with <name>.error.txt giving the reason
   DIR/.impasto/      the journal of files being worked on (journal.py); private (0700)

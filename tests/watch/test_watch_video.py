@@ -1,0 +1,200 @@
+"""Watch folders take videos: a clip dropped into in/<style>/ comes out as a video of
+the same container, frame count and rate; kill -9 mid-clip and the restart resumes at
+the first frame not kept, so every frame is stylized once."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from impasto.fsio import is_temp_name
+from impasto.portable import fallbacks_forced
+from tests.helpers import make_env
+from tests.watch.common import SETTINGS, expect_status, files, settled, wait_until, watched
+
+av = pytest.importorskip("av")
+
+RATE = Fraction(12)
+KEPT = re.compile(r"stripes/(\w+)\.mp4: frame (\d+) of \d+ kept")
+
+
+def frame_image(i: int, w: int = 48, h: int = 32) -> Image.Image:
+    """A bright square moving right over a gradient: frames that differ."""
+    x = np.linspace(0, 255, w, dtype=np.float32)[None, :, None]
+    y = np.linspace(0, 255, h, dtype=np.float32)[:, None, None]
+    a = np.concatenate([np.broadcast_to(x, (h, w, 1)), np.broadcast_to(y, (h, w, 1)),
+                        np.full((h, w, 1), 90, np.float32)], axis=2).copy()
+    a[8:20, 4 + 3 * i:16 + 3 * i] = (250, 240, 40)
+    return Image.fromarray(a.astype(np.uint8))
+
+
+def make_video(path: Path, n: int, codec: str = "libx264") -> None:
+    gif = codec == "gif"
+    with av.open(str(path), "w") as out:
+        s = out.add_stream(codec, rate=RATE)
+        s.width, s.height = 48, 32
+        s.pix_fmt = "rgb8" if gif else "yuv420p"
+        for i in range(n):
+            f = av.VideoFrame.from_image(frame_image(i))
+            f.pts = i
+            for p in s.encode(f):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+
+
+def decoded(path: Path) -> tuple[list[np.ndarray], Fraction | None]:
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        frames = [np.asarray(f.to_image().convert("RGB"), dtype=np.int16) for f in c.decode(v)]
+        return frames, v.average_rate
+
+
+def journal_clean(folder: Path) -> None:
+    left = [f for f in files(folder / ".impasto")
+            if f != "lock" and not (fallbacks_forced() and f == "lock.owner")]
+    assert left == [], left
+    assert [str(p) for p in folder.rglob("*") if is_temp_name(p.name)] == []
+
+
+def test_videos_come_out_as_videos(tmp_path: Path, folder: Path) -> None:
+    """An mp4 comes out an mp4 with every frame at the source's rate, a GIF a GIF (one
+    of one frame too), and a file that is no video fails with a reason."""
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    make_video(staging / "clip.mp4", 6)
+    make_video(staging / "anim.gif", 3, codec="gif")
+    frame_image(0).save(staging / "still.gif")
+    (staging / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
+    d = watched(tmp_path, folder)
+    try:
+        (folder / "in" / "stripes").mkdir()
+        for n in ("clip.mp4", "anim.gif", "still.gif", "broken.mp4"):
+            os.rename(staging / n, folder / "in" / "stripes" / n)
+        wait_until(lambda: settled(folder, 4), timeout=300, what="the videos")
+        assert files(folder / "out") == ["stripes/anim.gif", "stripes/clip.mp4", "stripes/still.gif"]
+        assert files(folder / "done") == ["stripes/anim.gif", "stripes/clip.mp4", "stripes/still.gif"]
+        assert files(folder / "failed") == ["stripes/broken.mp4", "stripes/broken.mp4.error.txt"]
+        reason = (folder / "failed" / "stripes" / "broken.mp4.error.txt").read_text()
+        assert "not a video impasto can read" in reason, reason
+        frames, rate = decoded(folder / "out" / "stripes" / "clip.mp4")
+        assert len(frames) == 6 and rate == RATE
+        assert frames[0].shape[1] == 64  # the settings' size, not the source's
+        gif, _ = decoded(folder / "out" / "stripes" / "anim.gif")
+        assert len(gif) == 3
+        assert len(decoded(folder / "out" / "stripes" / "still.gif")[0]) == 1
+        assert files(folder / "in") == ["impasto.toml"]
+        journal_clean(folder)
+        expect_status(d, 0, 0, 3, 1)
+    finally:
+        d.stop()
+
+
+def frames_done(folder: Path) -> int:
+    """The most frames any journal entry has kept."""
+    best = 0
+    for p in (folder / ".impasto").glob("*.json"):
+        with contextlib.suppress(OSError, ValueError):  # being replaced right now
+            best = max(best, int(json.loads(p.read_text()).get("frames_done") or 0))
+    return best
+
+
+def kept(log: str, name: str) -> list[int]:
+    return [int(m.group(2)) for m in KEPT.finditer(log) if m.group(1) == name]
+
+
+def test_kill_9_mid_clip_resumes_and_stylizes_every_frame_once(tmp_path: Path,
+                                                               folder: Path) -> None:
+    n = 8
+    (folder / "in" / "impasto.toml").write_text(SETTINGS + "seed = 5\n")
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    make_video(staging / "a.mp4", n)
+    shutil.copy(staging / "a.mp4", staging / "b.mp4")
+    # Each kept frame waits a second: the kill lands mid-clip on any machine.
+    env = {**make_env(tmp_path), "IMPASTO_WATCH_HOLD_FRAME": "1.0"}
+    d = watched(tmp_path, folder, env=env)
+    port = d.port
+    (folder / "in" / "stripes").mkdir()
+    try:
+        os.rename(staging / "a.mp4", folder / "in" / "stripes" / "a.mp4")
+        wait_until(lambda: frames_done(folder) >= 3, timeout=300, what="three frames kept")
+    finally:
+        d.stop(signal.SIGKILL)
+    first = kept(d.output(), "a")
+    # The frames on disk are the truth: one may have been kept in the instant before
+    # the kill with its count not yet journalled (the restart does not redo it).
+    at_kill = len(list((folder / ".impasto").glob("*.frames/*.png")))
+    assert frames_done(folder) in (at_kill, at_kill - 1)
+    assert 3 <= at_kill < n, at_kill
+    assert files(folder / "out") == [] and files(folder / "done") == []
+
+    d2 = watched(tmp_path, folder, port=port)
+    try:
+        wait_until(lambda: files(folder / "done") == ["stripes/a.mp4"], timeout=300,
+                   what="the clip after the restart")
+        second = kept(d2.output(), "a")
+        # Every frame kept once over the two runs: the restart began where the journal
+        # said (a frame kept in the instant before the kill, not yet logged, is in
+        # neither list and was not redone).
+        assert first == list(range(1, len(first) + 1)), first
+        assert second == list(range(at_kill + 1, n + 1)), (first, at_kill, second)
+        assert f"stripes/a.mp4: resuming at frame {at_kill + 1} of {n}" in d2.output()
+        resumed, rate = decoded(folder / "out" / "stripes" / "a.mp4")
+        assert len(resumed) == n and rate == RATE
+
+        # The same clip in one run: the resumed one is the same video (continuation is
+        # pixel-exact, so the encoder saw the same frames).
+        os.rename(staging / "b.mp4", folder / "in" / "stripes" / "b.mp4")
+        wait_until(lambda: len(files(folder / "done")) == 2, timeout=300, what="the reference")
+        whole, _ = decoded(folder / "out" / "stripes" / "b.mp4")
+        assert kept(d2.output(), "b") == list(range(1, n + 1))
+        assert len(whole) == n
+        worst = max(float(np.abs(a - b).mean()) for a, b in zip(resumed, whole))
+        assert worst < 0.5, f"resumed clip differs from one run by {worst} levels a pixel"
+        assert files(folder / "out") == ["stripes/a.mp4", "stripes/b.mp4"]
+        journal_clean(folder)
+        expect_status(d2, 0, 0, 2, 0)
+    finally:
+        d2.stop()
+
+
+@pytest.mark.parametrize("fields", [
+    {"frames_done": -1}, {"frames_done": "3"}, {"frames_done": True}, {"frames_done": 10**9},
+    {"frames_done": 2, "clip_frames": None}, {"clip_frames": -4}, {"clip_frames": 2.5},
+    {"clip_seed": -5}, {"clip_seed": "7"}, {"clip_seed": 2**70},
+    {"output": "out/stripes/a.sh", "state": "writing"},
+    {"rel": "stripes/a.png", "frames_done": 2},
+])
+def test_planted_video_fields_are_set_aside(tmp_path: Path, fields: dict) -> None:
+    """The journal is untrusted: a video entry with bad counts or seed is set aside as
+    .rejected at load, never acted on (and never a crash)."""
+    from impasto.watch.confine import Tree
+    from impasto.watch.journal import Journal
+
+    root = tmp_path / "box"
+    (root / ".impasto").mkdir(parents=True)
+    good = {"id": "0123456789ab", "rel": "stripes/a.mp4", "state": "claimed", "style": "stripes",
+            "clip_frames": 8, "frames_done": 3, "clip_seed": 5}
+    (root / ".impasto" / "0123456789ab.json").write_text(json.dumps(good))
+    (root / ".impasto" / "0123456789ac.json").write_text(json.dumps(
+        {**good, "id": "0123456789ac", **fields}))
+    tree = Tree(root)
+    try:
+        entries, rejected = Journal(tree).load()
+    finally:
+        tree.close()
+    assert [e.id for e in entries] == ["0123456789ab"]
+    assert entries[0].frames_done == 3 and entries[0].clip_seed == 5
+    assert [name for name, _ in rejected] == ["0123456789ac.json"]
+    assert (root / ".impasto" / "0123456789ac.json.rejected").exists()
