@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 from fractions import Fraction
 from pathlib import Path
 
@@ -38,12 +39,13 @@ def frame_image(i: int, w: int = 48, h: int = 32) -> Image.Image:
     return Image.fromarray(a.astype(np.uint8))
 
 
-def make_video(path: Path, n: int, codec: str = "libx264") -> None:
+def make_video(path: Path, n: int, codec: str = "libx264", audio_s: float = 0.0) -> None:
     gif = codec == "gif"
     with av.open(str(path), "w") as out:
         s = out.add_stream(codec, rate=RATE)
         s.width, s.height = 48, 32
         s.pix_fmt = "rgb8" if gif else "yuv420p"
+        a = out.add_stream("aac", rate=44100) if audio_s else None
         for i in range(n):
             f = av.VideoFrame.from_image(frame_image(i))
             f.pts = i
@@ -51,6 +53,13 @@ def make_video(path: Path, n: int, codec: str = "libx264") -> None:
                 out.mux(p)
         for p in s.encode():
             out.mux(p)
+        if a is not None:
+            k = int(44100 * audio_s)
+            tone = (np.sin(np.arange(k) * 2 * np.pi * 440 / 44100) * 0.3).astype(np.float32)
+            af = av.AudioFrame.from_ndarray(tone[None, :], format="fltp", layout="mono")
+            af.sample_rate, af.pts = 44100, 0
+            for p in [*a.encode(af), *a.encode()]:
+                out.mux(p)
 
 
 def decoded(path: Path) -> tuple[list[np.ndarray], Fraction | None]:
@@ -58,6 +67,11 @@ def decoded(path: Path) -> tuple[list[np.ndarray], Fraction | None]:
         v = c.streams.video[0]
         frames = [np.asarray(f.to_image().convert("RGB"), dtype=np.int16) for f in c.decode(v)]
         return frames, v.average_rate
+
+
+def audio_samples(path: Path) -> int:
+    with av.open(str(path)) as c:
+        return sum(f.samples for f in c.decode(c.streams.audio[0])) if c.streams.audio else 0
 
 
 def journal_clean(folder: Path) -> None:
@@ -68,36 +82,75 @@ def journal_clean(folder: Path) -> None:
 
 
 def test_videos_come_out_as_videos(tmp_path: Path, folder: Path) -> None:
-    """An mp4 comes out an mp4 with every frame at the source's rate, a GIF a GIF (one
-    of one frame too), and a file that is no video fails with a reason."""
+    """An mp4 comes out an mp4 with every frame at the source's rate and its audio, a
+    webm a webm, a GIF a GIF (one of one frame too), and a file that is no video fails
+    with a reason."""
     staging = tmp_path / "staging"
     staging.mkdir()
-    make_video(staging / "clip.mp4", 6)
+    make_video(staging / "clip.mp4", 6, audio_s=0.5)
+    make_video(staging / "web.webm", 3, codec="libvpx-vp9")
     make_video(staging / "anim.gif", 3, codec="gif")
     frame_image(0).save(staging / "still.gif")
     (staging / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
     d = watched(tmp_path, folder)
     try:
         (folder / "in" / "stripes").mkdir()
-        for n in ("clip.mp4", "anim.gif", "still.gif", "broken.mp4"):
+        audio = audio_samples(staging / "clip.mp4")
+        for n in ("clip.mp4", "web.webm", "anim.gif", "still.gif", "broken.mp4"):
             os.rename(staging / n, folder / "in" / "stripes" / n)
-        wait_until(lambda: settled(folder, 4), timeout=300, what="the videos")
-        assert files(folder / "out") == ["stripes/anim.gif", "stripes/clip.mp4", "stripes/still.gif"]
-        assert files(folder / "done") == ["stripes/anim.gif", "stripes/clip.mp4", "stripes/still.gif"]
+        wait_until(lambda: settled(folder, 5), timeout=300, what="the videos")
+        videos = ["stripes/anim.gif", "stripes/clip.mp4", "stripes/still.gif", "stripes/web.webm"]
+        assert files(folder / "out") == videos
+        assert files(folder / "done") == videos
         assert files(folder / "failed") == ["stripes/broken.mp4", "stripes/broken.mp4.error.txt"]
         reason = (folder / "failed" / "stripes" / "broken.mp4.error.txt").read_text()
         assert "not a video impasto can read" in reason, reason
         frames, rate = decoded(folder / "out" / "stripes" / "clip.mp4")
         assert len(frames) == 6 and rate == RATE
         assert frames[0].shape[1] == 64  # the settings' size, not the source's
+        assert audio_samples(folder / "out" / "stripes" / "clip.mp4") == audio > 0  # copied
+        assert len(decoded(folder / "out" / "stripes" / "web.webm")[0]) == 3
         gif, _ = decoded(folder / "out" / "stripes" / "anim.gif")
         assert len(gif) == 3
         assert len(decoded(folder / "out" / "stripes" / "still.gif")[0]) == 1
         assert files(folder / "in") == ["impasto.toml"]
         journal_clean(folder)
-        expect_status(d, 0, 0, 3, 1)
+        expect_status(d, 0, 0, 4, 1)
     finally:
         d.stop()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a small file system")
+def test_a_video_whose_frames_would_not_fit_the_disk_is_refused(tmp_path: Path) -> None:
+    """Its kept frames would fill the disk: refused at once with the reason, before any
+    frame is stylized, and the folder goes on with other work."""
+    box = tmp_path / "box"
+    box.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(box)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        (box / "in" / "big").mkdir(parents=True)
+        (box / "in" / "impasto.toml").write_text(SETTINGS)
+        # 6 frames of 2048x1365 kept as PNG: far over 2 MB.
+        (box / "in" / "big" / "impasto.toml").write_text('style = "stripes"\nsize = 2048\n')
+        make_video(tmp_path / "big.mp4", 6)
+        make_video(tmp_path / "small.mp4", 2)
+        d = watched(tmp_path, box)
+        try:
+            shutil.copy(tmp_path / "big.mp4", box / "in" / "big" / "big.mp4")
+            shutil.copy(tmp_path / "small.mp4", box / "in" / "small.mp4")
+            wait_until(lambda: settled(box, 2), timeout=300, what="both videos")
+            reason = (box / "failed" / "big" / "big.mp4.error.txt").read_text()
+            assert "GiB while it runs" in reason and "free" in reason, reason
+            assert files(box / "out") == ["stripes/small.mp4"]
+            assert "big.mp4: frame" not in d.output()
+            journal_clean(box)
+        finally:
+            d.stop()
+    finally:
+        subprocess.run(["umount", "-l", str(box)], check=False)
 
 
 def frames_done(folder: Path) -> int:
