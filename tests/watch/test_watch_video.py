@@ -143,7 +143,7 @@ def test_a_video_whose_frames_would_not_fit_the_disk_is_refused(tmp_path: Path) 
             shutil.copy(tmp_path / "small.mp4", box / "in" / "small.mp4")
             wait_until(lambda: settled(box, 2), timeout=300, what="both videos")
             reason = (box / "failed" / "big" / "big.mp4.error.txt").read_text()
-            assert "GiB while it runs" in reason and "free" in reason, reason
+            assert "MiB while it runs" in reason and "free" in reason, reason
             assert files(box / "out") == ["stripes/small.mp4"]
             assert "big.mp4: frame" not in d.output()
             journal_clean(box)

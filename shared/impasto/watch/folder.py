@@ -90,6 +90,10 @@ def frame_pixels(width: int, height: int, settings: dict[str, Any]) -> int:
     return max(1, round(width * scale)) * max(1, round(height * scale))
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
 def backoff(attempt: int, cap: float) -> float:
     return min(cap, 0.5 * 2 ** min(attempt, 8))
 
@@ -482,8 +486,8 @@ class FolderWatcher:
             # rather than filling the disk hours later.
             need, free = n * px * FRAME_BYTES_PER_PIXEL, self.journal.free_bytes()
             if need > free:
-                self._fail(e, f"its {n} frames need about {need / 2**30:.1f} GiB while it runs; "
-                           f"{self.layout.root} has {free / 2**30:.1f} GiB free")
+                self._fail(e, f"its {n} frames need about {_size(need)} while it runs; "
+                           f"{self.layout.root} has {_size(free)} free")
                 return False
             e.clip_frames = n
             self.journal.save(e)
