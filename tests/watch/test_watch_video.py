@@ -251,3 +251,33 @@ def test_planted_video_fields_are_set_aside(tmp_path: Path, fields: dict) -> Non
     assert entries[0].frames_done == 3 and entries[0].clip_seed == 5
     assert [name for name, _ in rejected] == ["0123456789ac.json"]
     assert (root / ".impasto" / "0123456789ac.json.rejected").exists()
+
+
+def test_kill_9_inside_the_video_write_redoes_only_the_write(tmp_path: Path,
+                                                            folder: Path) -> None:
+    """Killed with every frame kept and the video in its temporary file: the restart
+    removes the temporary file and writes the video from the kept frames, stylizing
+    nothing again."""
+    make_video(tmp_path / "w.mp4", 4)
+    env = {**make_env(tmp_path), "IMPASTO_WATCH_HOLD_WRITE": "120"}
+    d = watched(tmp_path, folder, env=env)
+    port = d.port
+    (folder / "in" / "stripes").mkdir()
+    try:
+        shutil.copy(tmp_path / "w.mp4", folder / "in" / "stripes" / "w.mp4")
+        wait_until(lambda: any(is_temp_name(p.name) for p in (folder / "out").rglob("*")),
+                   timeout=300, what="the video's temporary file")
+    finally:
+        d.stop(signal.SIGKILL)
+    assert kept(d.output(), "w") == [1, 2, 3, 4]
+    d2 = watched(tmp_path, folder, port=port)
+    try:
+        wait_until(lambda: files(folder / "done") == ["stripes/w.mp4"], timeout=300,
+                   what="the video after the restart")
+        assert kept(d2.output(), "w") == []
+        assert "left by a crash inside a write" in d2.output()
+        assert files(folder / "out") == ["stripes/w.mp4"]
+        assert len(decoded(folder / "out" / "stripes" / "w.mp4")[0]) == 4
+        journal_clean(folder)
+    finally:
+        d2.stop()
