@@ -222,7 +222,11 @@ class FolderWatcher:
             self.set_aside.append(name)
         # Frames of a video whose entry is gone (or set aside): nothing will use them.
         for stray in self.journal.stray_frames({e.id for e in entries}):
-            self.journal.remove_frames(stray)
+            try:
+                self.journal.remove_frames(stray)
+            except OSError as ex:  # left for the next start; nothing reads them
+                log.warning("%s: cannot remove the kept frames %s.frames: %s", self.layout.root,
+                            stray, ex)
         for e in entries:
             has_data = self.journal.has_data(e)
             if e.state == State.QUEUED and not has_data:
