@@ -92,6 +92,9 @@ def test_videos_come_out_as_videos(tmp_path: Path, folder: Path) -> None:
     make_video(staging / "anim.gif", 3, codec="gif")
     frame_image(0).save(staging / "still.gif")
     (staging / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
+    # Frames a crash left after their entry was removed: cleared at start.
+    (folder / ".impasto" / "abcdefabcdef.frames").mkdir(parents=True)
+    frame_image(0).save(folder / ".impasto" / "abcdefabcdef.frames" / "000000.png")
     d = watched(tmp_path, folder)
     try:
         (folder / "in" / "stripes").mkdir()
