@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import subprocess
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -21,7 +22,15 @@ from PIL import Image
 from impasto.fsio import is_temp_name
 from impasto.portable import fallbacks_forced
 from tests.helpers import make_env
-from tests.watch.common import SETTINGS, expect_status, files, settled, wait_until, watched
+from tests.watch.common import (
+    SETTINGS,
+    expect_status,
+    files,
+    settled,
+    wait_until,
+    watch_status,
+    watched,
+)
 
 av = pytest.importorskip("av")
 
@@ -284,3 +293,58 @@ def test_kill_9_inside_the_video_write_redoes_only_the_write(tmp_path: Path,
         journal_clean(folder)
     finally:
         d2.stop()
+
+
+def fill(fs_dir: Path) -> Path:
+    """Fill the file system of fs_dir to the last byte; returns the filler file."""
+    filler = fs_dir / ".filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for size in (1 << 16, 1 << 12, 1 << 9, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, b"\0" * size)
+    finally:
+        os.close(fd)
+    return filler
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a small file system")
+def test_a_full_disk_mid_clip_holds_the_clip_until_space_returns(tmp_path: Path) -> None:
+    """The disk fills up mid-clip: the video is not failed, status names the fault, the
+    frames that came back meanwhile are held (not stylized again at each retry), and
+    once space returns the clip ends with every frame kept once."""
+    n = 8
+    box = tmp_path / "box"
+    box.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(box)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        (box / "in" / "stripes").mkdir(parents=True)
+        (box / "in" / "impasto.toml").write_text(SETTINGS)
+        make_video(tmp_path / "f.mp4", n)
+        env = {**make_env(tmp_path), "IMPASTO_WATCH_HOLD_FRAME": "1.0"}
+        d = watched(tmp_path, box, env=env)
+        try:
+            shutil.copy(tmp_path / "f.mp4", box / "in" / "stripes" / "f.mp4")
+            wait_until(lambda: frames_done(box) >= 2, timeout=300, what="two frames kept")
+            filler = fill(box)
+            wait_until(lambda: "No space left" in (watch_status(d).get("problem") or ""),
+                       timeout=120, what="status to name the full disk")
+            time.sleep(4)  # several retries' worth
+            assert files(box / "failed") == [] and files(box / "out") == []
+            assert d.output().count("resuming at frame") == 0  # nothing sent again yet
+            filler.unlink()
+            wait_until(lambda: files(box / "done") == ["stripes/f.mp4"], timeout=300,
+                       what="the clip after space returned")
+            assert kept(d.output(), "f") == list(range(1, n + 1))
+            assert d.output().count("resuming at frame") == 1
+            assert len(decoded(box / "out" / "stripes" / "f.mp4")[0]) == n
+            journal_clean(box)
+            assert "problem" not in watch_status(d)
+        finally:
+            d.stop()
+    finally:
+        subprocess.run(["umount", "-l", str(box)], check=False)

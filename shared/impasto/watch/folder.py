@@ -131,6 +131,9 @@ class FolderWatcher:
         self._hold = float(os.environ.get(HOLD_ENV, "0") or 0)
         self._hold_frame = float(os.environ.get(HOLD_FRAME_ENV, "0") or 0)
         self._reserved: set[Parts] = set()  # video outputs being written (_names)
+        # Video frames that came back while the disk refused them, kept for the retry
+        # as results are: entry id -> [(index, png, seed)], in order.
+        self._frames_held: dict[str, list[tuple[int, bytes, int | None]]] = {}
 
     # --- life cycle ----------------------------------------------------------------------
     def start(self) -> FolderWatcher:
@@ -546,26 +549,28 @@ class FolderWatcher:
         # A frame kept just before a crash, its count not yet journalled: not redone.
         while self.journal.has_frame(e, e.frames_done) and e.frames_done < MAX_VIDEO_FRAMES:
             e.frames_done += 1
+        self._keep_held(e)  # OSError while the disk still refuses them: no frame is sent
         start = e.frames_done
         failure: list[OSError] = []
 
         def keep(f: ClipFrame) -> None:
-            if failure:
-                return
             buf = io.BytesIO()
             f.image.save(buf, "PNG")
-            try:
-                self.journal.write_frame(e, f.index, buf.getvalue())
-                e.frames_done = f.index + 1
-                if e.clip_seed is None:
-                    e.clip_seed = f.event.seed
-                self.journal.save(e)
-            except OSError as ex:  # a storage fault: stop the clip, retry from here
-                failure.append(ex)
-                return
-            log.info("%s: frame %d of %s kept", e.rel, f.index + 1, e.clip_frames or "?")
-            if self._hold_frame > 0:
-                time.sleep(self._hold_frame)
+            png = buf.getvalue()
+            if not failure:
+                try:
+                    self._keep_frame(e, f.index, png, f.event.seed)
+                    if self._hold_frame > 0:
+                        time.sleep(self._hold_frame)
+                    return
+                except OSError as ex:  # a storage fault: stop the clip, retry from here
+                    failure.append(ex)
+            # Held for the retry (as a still's result is), so that a full disk does not
+            # cost these frames' stylization again.
+            held = self._frames_held.setdefault(e.id, [])
+            total = sum(len(x[1]) for h in self._frames_held.values() for x in h)
+            if total + len(png) <= KEEP_RESULTS_BYTES:
+                held.append((f.index, png, f.event.seed))
 
         options = dict(settings)
         if e.clip_seed is not None:
@@ -626,9 +631,30 @@ class FolderWatcher:
             return False
         return True
 
+    def _keep_frame(self, e: Entry, index: int, png: bytes, seed: int | None) -> None:
+        """A video frame on disk, then counted in the journal."""
+        self.journal.write_frame(e, index, png)
+        e.frames_done = index + 1
+        if e.clip_seed is None:
+            e.clip_seed = seed
+        self.journal.save(e)
+        log.info("%s: frame %d of %s kept", e.rel, index + 1, e.clip_frames or "?")
+
+    def _keep_held(self, e: Entry) -> None:
+        """Keep the frames held after a storage fault, in order (OSError while the
+        fault lasts; they stay held)."""
+        held = self._frames_held.get(e.id, [])
+        while held:
+            index, png, seed = held[0]
+            if index == e.frames_done:
+                self._keep_frame(e, index, png, seed)
+            held.pop(0)  # kept now, or before (a frame out of line is stylized again)
+        self._frames_held.pop(e.id, None)
+
     def _gone(self, e: Entry) -> None:
         """A video's claimed data vanished (by hand, from the private journal)."""
         log.warning("%s: the claimed data of %s is gone; dropping its entry", self.layout.root, e.rel)
+        self._frames_held.pop(e.id, None)
         self.journal.remove_frames(e)
         self.journal.remove(e)
         with self._lock:
@@ -708,6 +734,7 @@ class FolderWatcher:
         else:  # a retry after the move itself succeeded (its folder sync did not)
             moved = self.journal.exists(final)
         self.journal.remove_frames(e)  # a video's kept frames, if any
+        self._frames_held.pop(e.id, None)
         self.journal.remove(e)
         with self._lock:
             self.inflight -= 1
