@@ -116,8 +116,9 @@ class Progress(_Event):
 
 @dataclass(frozen=True)
 class FrameDone(_Event):
-    """A clip's frame is done (in order). `path`: where the reader finds it (the bridge
-    writes raw 8-bit RGBA there, as for previews); the CLI writes it into its output."""
+    """A clip's frame is done (in order). `path`: where the reader finds it (the GIMP
+    bridge writes the raw frame there, in the format its `done` names: rgb32f for the
+    plug-in's animations); the CLI writes it into its output."""
 
     kind: ClassVar[str] = "frame"
     types: ClassVar[dict[str, tuple[type, ...]]] = {

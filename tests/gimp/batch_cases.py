@@ -456,6 +456,63 @@ def case_hdr():
             "count": len(vals)}
 
 
+def animation():
+    """A 3-frame animation as GIMP holds one: one top-level layer a frame, the first
+    frame at the bottom, timings in the names; distinct pictures, the top frame smaller
+    and offset."""
+    image = load("background.png")
+    first = image.get_layers()[0]
+    first.set_name("Frame 1 (100ms)")
+    second = add_layer_from(image, "background.png", 0, 0)
+    second.invert(False)
+    second.set_name("Frame 2 (200ms) (replace)")
+    third = add_layer_from(image, "source.png", 10, 20)
+    third.set_name("Frame 3 (100ms)")
+    return image, [third, second, first]  # as GIMP lists them: top first
+
+
+def group_info(group, prefix):
+    children = group.get_children()
+    return [{"name": c.get_name(), "offsets": list(c.get_offsets()[1:]),
+             "size": [c.get_width(), c.get_height()],
+             "pixels": dump(c, f"{prefix}-{i}.rgba")} for i, c in enumerate(children)]
+
+
+def case_animation():
+    reset_trace()
+    image, frames = animation()
+    before = [x.get_id() for x in image.get_layers()]
+    new, err = run_proc(image, [frames[0]], **STYLE, animation=True)
+    if err:
+        return {"error": err}
+    top = image.get_layers()
+    return {"is_group": new.is_group(), "name": new.get_name(), "top_id": top[0].get_id(),
+            "new_id": new.get_id(), "top_level": len(top), "before": len(before),
+            "children": group_info(new, "anim"),
+            "sources": [{"name": f.get_name(), "offsets": list(f.get_offsets()[1:]),
+                         "size": [f.get_width(), f.get_height()],
+                         "pixels": dump(f, f"anim-src-{i}.rgba")} for i, f in enumerate(frames)],
+            "trace": trace_lines()}
+
+
+def case_animation_stop():
+    reset_trace()
+    image, frames = animation()
+    new, err = run_proc(image, [frames[0]], **dict(STYLE, preset="best"), animation=True,
+                        stop_after=0.1)
+    if err:
+        return {"error": err}
+    return {"name": new.get_name(), "children": [c.get_name() for c in new.get_children()],
+            "trace": trace_lines()}
+
+
+def case_animation_one_layer():
+    image = load("background.png")
+    before = len(image.get_layers())
+    _, err = run_proc(image, [image.get_layers()[0]], **STYLE, animation=True)
+    return {"error": err, "added": len(image.get_layers()) - before}
+
+
 def case_setup():
     """The set-up procedure without a dialog, as a script runs it: settings from the
     environment (IMPASTO_SETUP_*)."""

@@ -402,3 +402,76 @@ def test_killed_bridge_job_is_cancelled_and_the_next_runs(tmp_path: Path,
         assert rc == 0 and evs[-1]["event"] == "done", evs
     finally:
         d.stop()
+
+
+def clip_job(tmp: Path, address: str, frames: int = 3, chunk: int = 2) -> dict:
+    """An animation as the plug-in sends it: float RGB frames of one size, each in its
+    own raw file; distinct frames (a gradient shifted along)."""
+    import numpy as np
+
+    paths = []
+    base = np.asarray(gradient_image(40, 32), np.float32)[..., :3] / 255.0
+    for i in range(frames):
+        p = tmp / f"f{i}.rgbf"
+        p.write_bytes(np.ascontiguousarray(np.roll(base, 6 * i, axis=1), "<f4").tobytes())
+        paths.append(str(p))
+    style = tmp / "s.png"
+    stripes_image(32, 32).save(style)
+    return {"address": address, "timeout": 2, "autostart": None,
+            "clip": {"frames": paths, "width": 40, "height": 32, "format": "rgb32f",
+                     "output_dir": str(tmp / "frames"), "chunk": chunk},
+            "styles": [{"path": str(style)}],
+            "options": {"size": 64, "scales": 1, "iterations": 3, "match_content_size": True}}
+
+
+def test_bridge_sends_an_animation_as_a_clip(tmp_path: Path, env: dict[str, str]) -> None:
+    """Three frames in requests of two (the second continues the first with its seed):
+    one `frame` event and file per frame, in order, at the frames' size, then done."""
+    from tests.helpers import DaemonProcess
+
+    d = DaemonProcess(tmp_path).wait_ready()
+    try:
+        rc, evs = bridge(clip_job(tmp_path, d.address), tmp_path, env)
+        assert rc == 0, evs
+        frames = [e for e in evs if e["event"] == "frame"]
+        assert [f["frame"] for f in frames] == [0, 1, 2] and {f["frames"] for f in frames} == {3}
+        data = []
+        for f in frames:
+            assert (f["width"], f["height"]) == (40, 32)
+            data.append(Path(f["path"]).read_bytes())
+            assert len(data[-1]) == 40 * 32 * 12
+        assert len(set(data)) == 3  # each frame its own picture
+        progress = [e for e in evs if e["event"] == "progress"]
+        assert {p["frame"] for p in progress} == {0, 1, 2} and {p["frames"] for p in progress} == {3}
+        done = evs[-1]
+        assert done["event"] == "done" and done["frames"] == 3 and not done["stopped"], done
+        assert done["format"] == "rgb32f" and (done["width"], done["height"]) == (40, 32)
+    finally:
+        d.stop()
+
+
+def test_bridge_stop_keeps_the_animation_frames_done(tmp_path: Path, env: dict[str, str]) -> None:
+    """"Stop and keep" said at once: held until the first frame is done (before it there
+    is nothing to keep), then the clip ends with the frames done, and says so."""
+    from tests.helpers import DaemonProcess
+
+    d = DaemonProcess(tmp_path).wait_ready()
+    try:
+        req = clip_job(tmp_path, d.address, frames=3, chunk=32)
+        req["options"].update(iterations=40)
+        (tmp_path / "r.json").write_text(json.dumps(req))
+        p = subprocess.Popen(BRIDGE + ["run", str(tmp_path / "r.json")], env=env,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert p.stdout is not None and p.stdin is not None
+        p.stdin.write("stop\n")
+        p.stdin.flush()
+        evs = [events.parse(x) for x in p.stdout]
+        p.stdin.close()
+        assert p.wait(EXIT_S) == 0, evs
+        done = evs[-1]
+        assert isinstance(done, events.Done) and done.stopped and done.frames == 1, evs
+        assert done.message and "1 of 3 frames" in done.message, done
+        assert [e.frame for e in evs if isinstance(e, events.FrameDone)] == [0]
+        assert any(isinstance(e, events.Status) and "first frame" in e.text for e in evs)
+    finally:
+        d.stop()

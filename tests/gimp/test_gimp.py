@@ -289,7 +289,7 @@ def test_dialog_texts_speak_the_artist_s_language(gimp) -> None:
     t = batch(runner, "texts")["texts"]
     args = {a["name"]: a for a in t["args"]}
     fields = ["style", "style-file", "style-layer", "preset", "strength", "size",
-              "preserve-colors", "seed", "stop-after"]
+              "preserve-colors", "seed", "stop-after", "animation"]
     texts = [args[f]["nick"] + " | " + args[f]["blurb"] for f in fields] + t["doc"]
     for text in texts:
         bad = [w for w in JARGON if w in text.lower()]
@@ -371,6 +371,46 @@ def test_hdr_float_values_above_1_survive(gimp) -> None:
     assert "error" not in r, r
     assert r["src_max"] > 3.9
     assert r["new_max"] > 1.5 and r["above_1"] > r["count"] // 20, r
+
+
+def test_animation_becomes_a_group_of_stylized_frames(gimp) -> None:
+    """Stylize as animation on a 3-frame animation: a layer group on top with one
+    stylized layer per frame, in order, each named as its frame (timing tags kept), at
+    its frame's size and offsets, with its frame's alpha; the frames stay as they were."""
+    runner, _, _ = gimp
+    r = batch(runner, "animation", "animation_one_layer")
+    a = r["animation"]
+    assert "error" not in a, a
+    assert a["is_group"] and a["new_id"] == a["top_id"] and a["top_level"] == a["before"] + 1, a
+    assert a["name"].startswith("stripes (impasto animation") and "seed 3" in a["name"], a
+    kids, srcs = a["children"], a["sources"]
+    assert len(kids) == len(srcs) == 3
+    for kid, src in zip(kids, srcs):
+        # GIMP keeps layer names unique: the copy's name is its frame's, plus " #1" at most
+        assert kid["name"] == src["name"] or kid["name"].startswith(src["name"] + " #"), (kid, src)
+        assert kid["offsets"] == src["offsets"] and kid["size"] == src["size"], (kid, src)
+        k, s = rgba(runner, kid["pixels"]), rgba(runner, src["pixels"])
+        assert np.array_equal(k[..., 3], s[..., 3])  # alpha kept exactly
+        assert np.abs(k[..., :3].astype(int) - s[..., :3].astype(int)).mean() > 1  # stylized
+    assert srcs[0]["size"] == [60, 40] and srcs[0]["offsets"] == [10, 20]
+    assert "(200ms) (replace)" in kids[1]["name"]
+    done = [t for t in a["trace"] if t["event"] == "animation"][-1]
+    assert done["frames"] == done["done"] == 3 and not done["stopped"], done
+    assert done["box"] == [0, 0, 96, 72], done
+    one = r["animation_one_layer"]
+    assert done["previews"] >= 1  # the frame being painted showed as it went
+    assert one["added"] == 0 and "1 layer(s) to paint" in one["error"], one
+
+
+def test_animation_stop_keeps_the_frames_done(gimp) -> None:
+    runner, _, _ = gimp
+    r = batch(runner, "animation_stop")["animation_stop"]
+    assert "error" not in r, r
+    kids = r["children"]
+    assert 1 <= len(kids) < 3 and kids[0].startswith("Frame 3 (100ms)"), r
+    assert f"{len(kids)} of 3 frames" in r["name"], r
+    said = [t["text"] for t in r["trace"] if t["event"] == "message"]
+    assert any("of 3 frames are done and kept" in m for m in said), said
 
 
 # Last in this file: it stops the module's daemon, which every test above uses.

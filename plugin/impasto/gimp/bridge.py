@@ -6,6 +6,11 @@ program talks to the daemon (starting one if allowed) and reports on stdout, one
 per line in the typed stream of `impasto.events` (status, accepted, progress, preview,
 done; error with exit status 1), which the plug-in reads with the same module.
 
+An animation (the request's `clip`: its frames' raw files, all of one size) goes as a
+clip, in requests that each continue the one before (as `impasto.clipjobs.send_clip`
+sends them; that module needs Pillow, which the bridge must do without); each frame's
+result is written to its own file as it is done and announced by a `frame` event.
+
 On stdin the plug-in may write `stop` (end the job and keep the image as it stands) or
 `cancel`; if the plug-in goes away (stdin closes), the job is cancelled. Runs as
 `python -I -m impasto.gimp.bridge` (isolated: nothing in GIMP's current folder or
@@ -29,7 +34,11 @@ from impasto.errors import BAD_OPTIONS, UNAVAILABLE, DaemonUnavailable, ImpastoE
 from impasto.fsio import write_atomic
 from impasto.portable.process import detached
 from impasto.protocol import (
+    MAX_CLIP_FRAMES,
+    MAX_MESSAGE_BYTES,
+    MAX_REQUEST_PIXELS,
     DaemonState,
+    Frame,
     ImageRef,
     OutputFormat,
     Priority,
@@ -56,11 +65,14 @@ class Commands:
     unchanged start image or nothing (a silent cancel). So "Stop and keep" always keeps
     a picture with one step of style, and the done event says so."""
 
-    def __init__(self) -> None:
+    def __init__(self, unit: str = "step") -> None:
         self.stop = False
         self.cancel = False
-        self.stepped = False  # the daemon has reported an optimisation step
+        self.stepped = False  # the daemon has reported an optimisation step (a frame)
         self.stop_early = False  # stop asked for before the first step
+        # A clip keeps whole frames only (the one in progress is dropped): a stop waits
+        # for its first frame, as a still's waits for its first step.
+        self.unit = unit
 
     def poll(self) -> None:
         try:
@@ -84,7 +96,8 @@ class Commands:
         self.poll()
         if self.stop and not self.stepped and not self.stop_early:
             self.stop_early = True
-            emit(events.Status("stopping after the first step: before it there is nothing to keep"))
+            emit(events.Status(f"stopping after the first {self.unit}: before it there is "
+                               "nothing to keep"))
         return self.stop and self.stepped
 
 
@@ -177,6 +190,8 @@ def style_ref(spec: dict[str, Any]) -> StyleRef:
 
 
 def run(request: dict[str, Any]) -> int:
+    if request.get("clip"):
+        return run_clip(request)
     content = request["content"]
     data = Path(content["path"]).read_bytes()
     # rgb32f: float RGB in the image's own colour space, no alpha (the plug-in keeps the
@@ -218,13 +233,130 @@ def run(request: dict[str, Any]) -> int:
     if commands.stop and commands.stop_early:
         notes.append("Stopped after the first step, the earliest point with something to "
                      "keep: the picture has only a trace of the style.")
-    if str(result.weights).startswith("random"):
-        notes.append("The daemon runs RANDOM weights (--weights random): this is a test "
-                     "pattern, not art. Give it real weights: `impasto weights fetch`, or "
-                     "`impasto gimp install --weights FILE`.")
+    notes += weights_note(result.weights)
     emit(events.Done(output=str(out), format=result.image.format, width=result.image.width,
                      height=result.image.height, seed=result.seed, weights=result.weights,
                      stopped=commands.stop, message=" ".join(notes) or None))
+    return 0
+
+
+def weights_note(weights: str) -> list[str]:
+    if str(weights).startswith("random"):
+        return ["The daemon runs RANDOM weights (--weights random): this is a test "
+                "pattern, not art. Give it real weights: `impasto weights fetch`, or "
+                "`impasto gimp install --weights FILE`."]
+    return []
+
+
+RAW_BYTES = {"rgb32f": 12, "rgba8": 4}
+
+
+def clip_chunk(width: int, height: int, fmt: str, styles: list[StyleRef], limit: int) -> int:
+    """Frames one request carries, within the request's pixel and byte budgets. Raw
+    frames have a known size; a style picture's pixels are unknown without decoding it
+    (the bridge has no image library), so half the pixel budget is left to the styles."""
+    px = width * height
+    raw = sum(r.image.width * r.image.height for r in styles
+              if r.image is not None and r.image.width) + sum(
+        r.mask.width * r.mask.height for r in styles if r.mask is not None and r.mask.width)
+    room = max(px, MAX_REQUEST_PIXELS // 2 - raw)
+    by_bytes = (MAX_MESSAGE_BYTES // 2) // max(1, px * RAW_BYTES.get(fmt, 12))
+    return max(1, min(limit, MAX_CLIP_FRAMES, room // max(1, px), by_bytes))
+
+
+def run_clip(request: dict[str, Any]) -> int:
+    """An animation: `clip` {frames: [raw file, ...], width, height, format, output_dir,
+    chunk}. Frames go in order, in requests of `chunk` frames at most, each continuing
+    the one before (its last source frame and stylized frame) with the first request's
+    seed; each stylized frame is written to output_dir as it comes (frame-0001.rgbf, ...)
+    and announced by a `frame` event. Stop and keep ends the clip with the frames done;
+    done's `frames` says how many."""
+    clip = request["clip"]
+    w, h = int(clip["width"]), int(clip["height"])
+    fmt = str(clip.get("format", "rgb32f"))
+    if fmt not in RAW_BYTES:
+        raise ImpastoError(BAD_OPTIONS, f"frames in {fmt!r}; the bridge takes rgb32f or rgba8")
+    paths = [Path(p) for p in clip.get("frames") or []]
+    if not paths:
+        raise ImpastoError(BAD_OPTIONS, "an animation needs at least one frame")
+    out_dir = Path(clip["output_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    output = OutputFormat.RGB32F if fmt == "rgb32f" else OutputFormat.RGBA8
+    styles = [style_ref(s) for s in request["styles"]]
+    options = dict(request.get("options", {}))
+    per_request = clip_chunk(w, h, fmt, styles, int(clip.get("chunk", 32)))
+    preview = request.get("preview")
+    preview_path = Path(preview["path"]) if preview else None
+    n = len(paths)
+    commands = Commands(unit="frame")
+    done, seed, weights, stopped = 0, int(options.get("seed") or 0), "", False
+    previous: tuple[ImageRef, ImageRef] | None = None
+
+    def frame_ref(path: Path) -> ImageRef:
+        data = path.read_bytes()
+        if len(data) != w * h * RAW_BYTES[fmt]:
+            raise ImpastoError(BAD_OPTIONS, f"frame file {path.name} holds {len(data)} bytes "
+                               f"for {w}x{h} {fmt}")
+        return ImageRef(data, fmt, w, h)
+
+    with Client(request.get("address"), timeout=float(request.get("timeout", 5.0))) as client:
+        ensure_daemon(client, request.get("autostart"))
+        while done < n:
+            base = done
+            refs = [frame_ref(p) for p in paths[base:base + per_request]]
+            last: list[tuple[ImageRef, ImageRef] | None] = [None]
+
+            def progress(p: Progress, base: int = base) -> None:
+                if p.stage == Stage.PREPARE:
+                    emit(events.Status("preparing style"))
+                    return
+                emit(events.Progress(step=p.step, total=p.total, scale=p.scale, scales=p.scales,
+                                     frame=base + (p.frame or 0), frames=n))
+                if p.preview is not None and preview_path is not None:
+                    write_atomic(preview_path, p.preview.data, sync=False)
+                    emit(events.Preview(path=str(preview_path), width=p.preview.width,
+                                        height=p.preview.height, step=p.step))
+
+            def frame_done(ev: Frame, base: int = base, refs: list[ImageRef] = refs,
+                           last: list[tuple[ImageRef, ImageRef] | None] = last) -> None:
+                assert ev.image is not None
+                i = base + ev.index
+                path = out_dir / f"frame-{i + 1:04d}.{'rgbf' if fmt == 'rgb32f' else 'rgba'}"
+                write_atomic(path, ev.image.data, sync=False)
+                commands.stepped = True
+                last[0] = (refs[ev.index], ev.image)
+                emit(events.FrameDone(frame=i, frames=n, elapsed_s=ev.elapsed_s, path=str(path),
+                                      width=ev.image.width, height=ev.image.height))
+
+            job = Stylize(frames=refs, styles=styles, options=options,
+                          priority=Priority.INTERACTIVE, output=output,
+                          client=request.get("client", "gimp"),
+                          preview={"max_side": int(preview.get("max_side", 256)),
+                                   "interval_s": float(preview.get("interval_s", 1.0)),
+                                   "format": "rgba8"} if preview else None,
+                          previous_frame=previous[0] if previous else None,
+                          previous_result=previous[1] if previous else None)
+            result = client.stylize(
+                job, on_accepted=lambda a: emit(events.Accepted(job=a.job, position=a.position)),
+                on_progress=progress, should_cancel=commands.should_cancel,
+                should_finish=commands.should_finish, on_frame=frame_done)
+            got = result.frames or 0
+            done += got
+            seed, weights = result.seed, result.weights
+            options["seed"] = seed  # one seed from the first frame to the last
+            if got < len(refs) or (done < n and commands.should_finish()):
+                stopped = True
+                break
+            previous = last[0]
+    notes = []
+    if stopped:
+        notes.append(f"Stopped: {done} of {n} frames are done and kept."
+                     + (" (A stop waits for the first frame: before it there is nothing to "
+                        "keep.)" if commands.stop_early else ""))
+    notes += weights_note(weights)
+    emit(events.Done(output=str(out_dir), format=output.value, width=w, height=h, seed=seed,
+                     weights=weights, stopped=stopped, frames=done,
+                     message=" ".join(notes) or None))
     return 0
 
 

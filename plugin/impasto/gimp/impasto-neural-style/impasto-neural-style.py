@@ -8,6 +8,12 @@ being optimised. Runs inside GIMP's own Python, which has no pyzmq, numpy or tor
 imports only the standard library and gi, and reaches the daemon through impasto's
 batch bridge, a program named in impasto-bridge.json beside this file (written by
 `impasto gimp install`).
+
+Stylize as animation: an image whose layers are the frames of an animation (GIMP's
+convention: one top-level layer a frame, played from the bottom layer up, its timing in
+its name, "Frame 1 (100ms)") is sent as one clip, each frame holding to the one before;
+the result is a layer group on top with one stylized layer per frame, in the frames'
+order, each named as its frame and at its frame's size and offsets.
 """
 
 import array
@@ -90,6 +96,11 @@ TEXT = {
                        "style paints: white paints, black does not, grey in between"),
     "region-layer": ("Area from this layer's mask", "A layer whose layer mask marks where this "
                      "style paints"),
+    "animation": ("Stylize as animation",
+                  "For an image whose layers are the frames of an animation: paint every frame, "
+                  "one after the other, so that the look flows from frame to frame instead of "
+                  "flickering. The result is a new layer group with one painted layer per "
+                  "frame, in the same order, each with its frame's name and timing"),
     "stop-after": ("Stop after (seconds)",
                    "For scripts: stop after this many seconds and keep the picture as it is "
                    "then (0 = let it finish)"),
@@ -564,9 +575,11 @@ def offer_setup(image):
 
 
 # --- the bridge -----------------------------------------------------------------------
-def run_bridge(cfg, request, tmpdir, label, preview=None, controls=None, stop_after=0.0):
+def run_bridge(cfg, request, tmpdir, label, preview=None, controls=None, stop_after=0.0,
+               on_frame=None):
     """Runs the bridge; feeds GIMP's progress bar and the preview; returns its final
-    event. Raises Cancelled when the user cancels."""
+    event. An animation's frames are handed to on_frame as they are done. Raises
+    Cancelled when the user cancels."""
     req_path = os.path.join(tmpdir, "request.json")
     with open(req_path, "w") as f:
         json.dump(request, f)
@@ -624,11 +637,23 @@ def run_bridge(cfg, request, tmpdir, label, preview=None, controls=None, stop_af
                     Gimp.progress_set_text(f"Neural style{label}: {ev.text}")
                 elif isinstance(ev, events.Accepted) and ev.position:
                     Gimp.progress_set_text(f"Neural style{label}: waiting, {ev.position} job(s) ahead")
+                elif isinstance(ev, events.Progress) and ev.frames:
+                    total, frame = max(1, ev.total), ev.frame or 0
+                    Gimp.progress_set_text(f"Neural style{label}: frame {frame + 1} of "
+                                           f"{ev.frames}, step {ev.step} of {total}")
+                    Gimp.progress_update(min(1.0, (frame + min(1.0, ev.step / total)) / ev.frames))
                 elif isinstance(ev, events.Progress):
                     total = max(1, ev.total)
                     Gimp.progress_set_text(f"Neural style{label}: step {ev.step} of {total} (pass "
                                            f"{ev.scale + 1} of {ev.scales})")
                     Gimp.progress_update(min(1.0, ev.step / total))
+                elif isinstance(ev, events.FrameDone):
+                    if ev.frames:
+                        Gimp.progress_set_text(f"Neural style{label}: frame {ev.frame + 1} of "
+                                               f"{ev.frames} done")
+                        Gimp.progress_update(min(1.0, (ev.frame + 1) / ev.frames))
+                    if on_frame is not None:
+                        on_frame(ev)
                 elif isinstance(ev, events.Preview):
                     latest_preview = ev  # only the newest of a burst is drawn
                 elif isinstance(ev, (events.Done, events.Error)):
@@ -920,6 +945,202 @@ def stylize_layer(image, layer, config, cfg, spec, label, controls, rows, note):
     return new
 
 
+# --- an animation ---------------------------------------------------------------------
+def animation_frames(image, rows):
+    """The frames: the image's top-level layers, top first as GIMP lists them (it plays
+    them from the bottom layer up), less layer groups (an earlier result) and the layers
+    this run uses as a style or a style's area. Returns (frames, skipped names)."""
+    used = {chosen[1].get_id() for chosen, _ in rows if chosen[0] == "layer"}
+    masks = {region[1].get_id() for _, region in rows if region and region[0] == "layer-mask"}
+    frames, skipped = [], []
+    for layer in image.get_layers():
+        mask = layer.get_mask()
+        if layer.is_group() or layer.get_id() in used or (mask is not None
+                                                          and mask.get_id() in masks):
+            skipped.append(layer.get_name())
+            continue
+        frames.append(layer)
+    return frames, skipped
+
+
+def frames_box(frames):
+    """The box, in image pixels, that holds every frame: each frame is sent at this size
+    (a clip's frames are all one size), its own pixels where it lies and its edge pixels
+    carried outward around it; its result is cut back to the frame's own bounds."""
+    x1 = min(f.get_offsets()[1] for f in frames)
+    y1 = min(f.get_offsets()[2] for f in frames)
+    x2 = max(f.get_offsets()[1] + f.get_width() for f in frames)
+    y2 = max(f.get_offsets()[2] + f.get_height() for f in frames)
+    return x1, y1, x2 - x1, y2 - y1
+
+
+def crop_rgb(rgb, width, box):
+    """Float RGB bytes of the area `box` (x, y, w, h) of an image `width` pixels wide."""
+    x, y, w, h = box
+    row, start = width * 12, x * 12
+    return b"".join(rgb[(y + r) * row + start:(y + r) * row + start + w * 12] for r in range(h))
+
+
+def peak_of(rgb):
+    values = array.array("f", rgb)
+    return max(values, default=0.0)
+
+
+def scale_rgb(rgb, k):
+    return array.array("f", [v * k for v in array.array("f", rgb)]).tobytes()
+
+
+def stylize_animation(image, config, rows, note, interactive):
+    """Every frame of the image, as one clip: a new layer group on top with one stylized
+    layer per frame, in the frames' order, each named as its frame (its "(100ms)" timing
+    and "(replace)"/"(combine)" tags with it) at its frame's size and offsets. Stop and
+    keep keeps the frames done: the group then holds fewer layers, and a message says so."""
+    if image.get_base_type() == Gimp.ImageBaseType.INDEXED:
+        raise PluginError("Indexed images cannot hold the stylized colours. Convert the image "
+                          "first: Image > Mode > RGB.")
+    if events is None:
+        raise PluginError("impasto's event module (impasto_events.py) is missing beside the "
+                          "plug-in. Run `impasto gimp install` again.")
+    frames, skipped = animation_frames(image, rows)
+    if len(frames) < 2:
+        raise PluginError("Stylize as animation paints the frames of an animation: the image's "
+                          f"layers, one a frame. This image has {len(frames)} layer(s) to paint"
+                          + (f" (not counting {', '.join(repr(n) for n in skipped)})" if skipped
+                             else "") + "; open an animation (a GIF, or one frame a layer), or "
+                          "turn Stylize as animation off to paint the selected layers.")
+    if any(r is not None and r[0] == "selection" for _, r in rows):
+        raise PluginError("An animation cannot take a style's area from the selection: use a "
+                          "channel (Select > Save to Channel) instead.")
+    cfg = load_config()
+    spec = dialog_spec()
+    clean_stale_temp()
+    if not Gimp.Selection.is_empty(image):
+        tell("Neural style: the selection does not limit an animation; every frame is "
+             "painted whole.")
+    n = len(frames)
+    label = f" (animation of {n} frames)"
+    ux, uy, uw, uh = frames_box(frames)
+    asked = int(config.get_property("size"))
+    preset = config.get_property("preset")
+    cap = int((spec.get("preset_sizes") or {}).get(preset, 512))
+    long_side = min(max(uw, uh), asked if asked > 0 else cap)
+    seed = int(config.get_property("seed"))
+    colors = config.get_property("preserve-colors")
+    controls = StopControls(interactive, "Neural Style")
+    made = []
+    try:
+        Gimp.progress_init(f"Neural style{label}: reading the frames")
+        with tempfile.TemporaryDirectory(prefix=f"{TMP_PREFIX}{os.getpid()}-") as tmp:
+            # One brightness scale for all frames (HDR, as for a still): a scale of each
+            # frame's own would make the clip flicker.
+            paths, peak = [], 1.0
+            for i, frame in enumerate(frames):
+                _, ox, oy = frame.get_offsets()
+                rgb = read_rgb_float(frame, (ux - ox, uy - oy, uw, uh))
+                peak = max(peak, peak_of(rgb))
+                paths.append(os.path.join(tmp, f"frame-{i + 1:04d}.rgbf"))
+                with open(paths[-1], "wb") as f:
+                    f.write(rgb)
+                del rgb
+            if peak > 1.0:
+                for path in paths:
+                    with open(path, "rb") as f:
+                        rgb = scale_rgb(f.read(), 1.0 / peak)
+                    with open(path, "wb") as f:
+                        f.write(rgb)
+            first = frames[0]
+            _, fx, fy = first.get_offsets()
+            box_on_first = (ux - fx, uy - fy, uw, uh)
+            styles, labels = [], []
+            for k, (chosen, region) in enumerate(rows, 1):
+                style, style_label = style_spec(chosen, tmp, k)
+                if region is not None:
+                    style["mask"] = read_region(first, box_on_first, region,
+                                                os.path.join(tmp, f"area{k}.grey"))
+                styles.append(style)
+                labels.append(style_label)
+            style_label = " + ".join(labels)
+            options = {"preset": preset, "strength": float(config.get_property("strength")) / 100.0,
+                       "match_content_size": True, "size": max(64, long_side)}
+            if max(uw, uh) < 64:
+                options["iterations"] = max(3, min(20, max(uw, uh) // 3))
+            if colors != "none":
+                options["preserve_colors"] = colors
+            if seed >= 0:
+                options["seed"] = seed
+            preview_cfg = {**PREVIEW, **(cfg.get("preview") or {})}
+            want_preview = bool(preview_cfg.get("enabled", True))
+            request = {"address": cfg.get("address"), "timeout": cfg.get("timeout", 5.0),
+                       "autostart": cfg.get("autostart"), "client": "gimp",
+                       "clip": {"frames": paths, "width": uw, "height": uh, "format": "rgb32f",
+                                "output_dir": os.path.join(tmp, "out")},
+                       "styles": styles, "options": options}
+            if want_preview:
+                request["preview"] = {"path": os.path.join(tmp, "preview.rgba"),
+                                      "max_side": int(preview_cfg["max_side"]),
+                                      "interval_s": float(preview_cfg["interval_s"])}
+            # The preview shows the frame being painted, over all the frames.
+            preview = Preview(image, first, box_on_first)
+            got = []
+            try:
+                done = run_bridge(cfg, request, tmp, label, preview if want_preview else None,
+                                  controls, float(config.get_property("stop-after")),
+                                  on_frame=got.append)
+            finally:
+                preview.close()
+            if not got:
+                raise PluginError("no frame was finished; nothing to keep")
+            for ev in got:  # all checked before anything goes into the image
+                if ((ev.width, ev.height) != (uw, uh) or not ev.path
+                        or os.path.getsize(ev.path) != uw * uh * 12):
+                    raise PluginError(f"frame {ev.frame + 1}'s result is not the "
+                                      f"{uw}x{uh} picture expected; try again")
+            if done.message:
+                tell(f"Neural style{label}: {done.message}")
+            if note:
+                tell(f"Neural style{label}: {note}")
+            if skipped:
+                tell(f"Neural style{label}: not frames, so left out: "
+                     + ", ".join(repr(name) for name in skipped) + ".")
+            parts = ["impasto animation"]
+            if done.random_weights:
+                parts.append("RANDOM weights: a test pattern")
+            if len(got) < n:
+                parts.append(f"{len(got)} of {n} frames")
+            image.undo_group_start()
+            try:
+                group = Gimp.GroupLayer.new(image, f"{style_label} ({', '.join(parts)}, "
+                                            f"seed {done.seed})")
+                image.insert_layer(group, None, image.get_item_position(first))
+                for i, ev in enumerate(got):  # read one at a time: a long clip is large
+                    frame = frames[i]
+                    _, ox, oy = frame.get_offsets()
+                    w, h = frame.get_width(), frame.get_height()
+                    with open(ev.path, "rb") as f:
+                        out = f.read()
+                    rgb = from_unit_range(crop_rgb(out, uw, (ox - ux, oy - uy, w, h)), peak)
+                    del out
+                    new = frame.copy()
+                    image.insert_layer(new, group, i)
+                    # GIMP keeps names unique: where it must, it adds " #1", after the
+                    # tags its animation playback and GIF export read.
+                    new.set_name(frame.get_name())
+                    new.set_offsets(ox, oy)
+                    write_result(frame, new, (0, 0, w, h), rgb)
+                made.append(group)
+                image.set_selected_layers([group])
+            finally:
+                image.undo_group_end()
+        trace(event="animation", frames=n, done=len(got), box=[ux, uy, uw, uh],
+              size=options["size"], stopped=bool(done.stopped), previews=preview.count,
+              name=group.get_name(), peak=peak)
+    finally:
+        controls.close()
+        Gimp.progress_end()
+    Gimp.displays_flush()
+    return made
+
+
 def apply_selection(image, layer, new):
     """The new layer shows only where the selection is, and where the source's own mask
     lets it: with a mask, the mask becomes selection x mask (GIMP's intersect)."""
@@ -939,6 +1160,8 @@ def apply_selection(image, layer, new):
 
 def stylize(procedure, image, drawables, config, interactive=False):
     rows, note = choose_styles(config, interactive)  # before any work
+    if config.get_property("animation"):
+        return stylize_animation(image, config, rows, note, interactive)
     layers = check_sources(image, drawables)
     if events is None:
         raise PluginError("impasto's event module (impasto_events.py) is missing beside the "
@@ -1097,7 +1320,7 @@ def add_row_arguments(p, k, flags):
 def fill_dialog(dialog):
     """The first style and its area, then a frame for each further style row."""
     first = ["style-file", "style-layer", "region", "region-channel", "region-layer"]
-    rest = ["preset", "strength", "size", "preserve-colors", "seed"]
+    rest = ["preset", "strength", "size", "preserve-colors", "seed", "animation"]
     try:
         rows = framed_rows(dialog)
     except (TypeError, AttributeError) as e:  # a GIMP whose dialog API differs: flat
@@ -1146,7 +1369,9 @@ class NeuralStyle(Gimp.PlugIn):
             "Paints each selected layer (or the selected area of it) in the look of a style "
             "picture: its brushwork, texture and colours. The result is a new layer above "
             "the source, with the source's mode, opacity, mask and alpha. The style: one from "
-            "impasto's style library, a picture file, or another layer of this image.",
+            "impasto's style library, a picture file, or another layer of this image. Stylize "
+            "as animation paints every layer of the image as the frames of one animation, "
+            "into a new layer group.",
             name)
         p.set_attribution("impasto", "impasto", "2026")
         flags = GObject.ParamFlags.READWRITE
@@ -1176,6 +1401,8 @@ class NeuralStyle(Gimp.PlugIn):
                               TEXT["preserve-colors"][1], choice(COLORS), "none", flags)
         p.add_int_argument("seed", TEXT["seed"][0], TEXT["seed"][1], -1,
                            min(int(seed["max"]), 2**31 - 1), -1, flags)
+        p.add_boolean_argument("animation", TEXT["animation"][0], TEXT["animation"][1], False,
+                               flags)
         p.add_double_argument("stop-after", TEXT["stop-after"][0], TEXT["stop-after"][1],
                               0.0, 86400.0, 0.0, flags)
         p.add_layer_return_value("new-layer", "New layer", "The first stylized layer", False, flags)
