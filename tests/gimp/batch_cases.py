@@ -495,6 +495,32 @@ def case_animation():
             "trace": trace_lines()}
 
 
+def case_animation_combine():
+    """An optimised GIF as GIMP opens one: frames after the first hold only what
+    changed and are drawn over the ones before ("(combine)"); one reaches past the
+    canvas."""
+    reset_trace()
+    image = load("background.png")
+    first = image.get_layers()[0]
+    first.set_name("Frame 1 (100ms)")
+    patch = Gimp.Layer.new(image, "Frame 2 (100ms) (combine)", 30, 20, Gimp.ImageType.RGBA_IMAGE,
+                           100.0, Gimp.LayerMode.NORMAL)
+    image.insert_layer(patch, None, 0)
+    patch.set_offsets(10, 10)
+    patch.fill(Gimp.FillType.WHITE)
+    third = add_layer_from(image, "source.png", 40, 30)
+    third.set_name("Frame 3 (100ms) (combine)")
+    frames = [third, patch, first]
+    new, err = run_proc(image, [first], **STYLE, animation=True)
+    if err:
+        return {"error": err}
+    return {"children": group_info(new, "comb"), "images": len(Gimp.get_images()),
+            "sources": [{"name": f.get_name(), "offsets": list(f.get_offsets()[1:]),
+                         "size": [f.get_width(), f.get_height()],
+                         "pixels": dump(f, f"comb-src-{i}.rgba")} for i, f in enumerate(frames)],
+            "trace": trace_lines()}
+
+
 def case_animation_stop():
     reset_trace()
     image, frames = animation()

@@ -402,6 +402,24 @@ def test_animation_becomes_a_group_of_stylized_frames(gimp) -> None:
     assert one["added"] == 0 and "1 layer(s) to paint" in one["error"], one
 
 
+def test_animation_of_combined_frames_is_sent_as_it_plays(gimp) -> None:
+    """An optimised GIF's "(combine)" frames hold only what changed: each is sent whole
+    (GIMP's Unoptimize, on a copy), and its result cut back to the frame's own pixels,
+    so the group plays as the frames did; nothing of the copy is left open."""
+    runner, _, _ = gimp
+    r = batch(runner, "animation_combine")["animation_combine"]
+    assert "error" not in r, r
+    done = [t for t in r["trace"] if t["event"] == "animation"][-1]
+    assert done["combined"] and done["done"] == 3 and done["box"] == [0, 0, 100, 72], done
+    assert r["images"] == 1, r  # the copies made for Unoptimize are gone
+    for kid, src in zip(r["children"], r["sources"], strict=True):
+        assert kid["name"].startswith(src["name"]), (kid, src)
+        assert kid["offsets"] == src["offsets"] and kid["size"] == src["size"], (kid, src)
+        k, s = rgba(runner, kid["pixels"]), rgba(runner, src["pixels"])
+        assert np.array_equal(k[..., 3], s[..., 3])
+        assert np.abs(k[..., :3].astype(int) - s[..., :3].astype(int)).mean() > 1
+
+
 def test_animation_stop_keeps_the_frames_done(gimp) -> None:
     runner, _, _ = gimp
     r = batch(runner, "animation_stop")["animation_stop"]

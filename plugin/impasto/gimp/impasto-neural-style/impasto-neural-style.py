@@ -974,6 +974,40 @@ def frames_box(frames):
     return x1, y1, x2 - x1, y2 - y1
 
 
+def shown_frames(image, frames):
+    """What each frame shows when played: for an optimised GIF, whose frames after the
+    first are tagged "(combine)" and hold only what changed (drawn over the frames
+    before), GIMP's Filters > Animation > Unoptimize makes every frame whole. Run on a
+    copy of the image that holds the frames only; returns (that image, its layers in the
+    frames' order) to read the frames from, or None when no frame combines (each frame
+    is then sent as it is)."""
+    if not any("(combine)" in f.get_name().lower() for f in frames):
+        return None
+    proc = Gimp.get_pdb().lookup_procedure("plug-in-animationunoptimize")
+    if proc is None:
+        return None
+    copy = image.duplicate()
+    try:
+        keep = {image.get_item_position(f) for f in frames}
+        for i, layer in reversed(list(enumerate(copy.get_layers()))):
+            if i not in keep:
+                copy.remove_layer(layer)
+        cfg = proc.create_config()
+        cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+        cfg.set_property("image", copy)
+        result = proc.run(cfg)
+        if result.index(0) != Gimp.PDBStatusType.SUCCESS:
+            return None
+        whole = result.index(1)
+    finally:
+        copy.delete()
+    layers = list(whole.get_layers())
+    if len(layers) != len(frames):
+        whole.delete()
+        return None
+    return whole, layers
+
+
 def crop_rgb(rgb, width, box):
     """Float RGB bytes of the area `box` (x, y, w, h) of an image `width` pixels wide."""
     x, y, w, h = box
@@ -1030,18 +1064,27 @@ def stylize_animation(image, config, rows, note, interactive):
     made = []
     try:
         Gimp.progress_init(f"Neural style{label}: reading the frames")
+        # Frames that only add to the ones before ("(combine)") are sent as they show,
+        # whole; each result is then cut back to its frame's own pixels, so the group
+        # plays as the frames did.
+        shown = shown_frames(image, frames)
         with tempfile.TemporaryDirectory(prefix=f"{TMP_PREFIX}{os.getpid()}-") as tmp:
             # One brightness scale for all frames (HDR, as for a still): a scale of each
             # frame's own would make the clip flicker.
             paths, peak = [], 1.0
-            for i, frame in enumerate(frames):
-                _, ox, oy = frame.get_offsets()
-                rgb = read_rgb_float(frame, (ux - ox, uy - oy, uw, uh))
-                peak = max(peak, peak_of(rgb))
-                paths.append(os.path.join(tmp, f"frame-{i + 1:04d}.rgbf"))
-                with open(paths[-1], "wb") as f:
-                    f.write(rgb)
-                del rgb
+            try:
+                for i, frame in enumerate(frames):
+                    source = frame if shown is None else shown[1][i]
+                    _, ox, oy = source.get_offsets()
+                    rgb = read_rgb_float(source, (ux - ox, uy - oy, uw, uh))
+                    peak = max(peak, peak_of(rgb))
+                    paths.append(os.path.join(tmp, f"frame-{i + 1:04d}.rgbf"))
+                    with open(paths[-1], "wb") as f:
+                        f.write(rgb)
+                    del rgb
+            finally:
+                if shown is not None:
+                    shown[0].delete()
             if peak > 1.0:
                 for path in paths:
                     with open(path, "rb") as f:
@@ -1132,6 +1175,7 @@ def stylize_animation(image, config, rows, note, interactive):
             finally:
                 image.undo_group_end()
         trace(event="animation", frames=n, done=len(got), box=[ux, uy, uw, uh],
+              combined=shown is not None,
               size=options["size"], stopped=bool(done.stopped), previews=preview.count,
               name=group.get_name(), peak=peak)
     finally:
