@@ -93,6 +93,21 @@ def test_chunks_continue_each_other_exactly(daemon: DaemonProcess) -> None:
         assert np.array_equal(pixels(a.image), pixels(b.image)), a.index
 
 
+def test_chunks_continue_exactly_at_the_frames_own_size(daemon: DaemonProcess) -> None:
+    """With match_content_size (the GIMP plug-in's and the watch folder's clips) frames
+    come back at the frames' size and each holds to the one before at that size: a
+    continuation's previous_result is taken at that size too, not the working size (it
+    was, and a chunked clip then drifted from the whole one from its second request)."""
+    frames, _ = clip(96, 3)
+    opts = {**FAST, "match_content_size": True}
+    whole, _ = run_clip(daemon.address, frames, chunk=3, options=opts)
+    chunked, many = run_clip(daemon.address, frames, chunk=2, options=dict(opts))
+    assert len(many.jobs) == 2
+    for a, b in zip(whole, chunked, strict=True):
+        assert a.image.size == frames[0].size
+        assert np.array_equal(pixels(a.image), pixels(b.image)), a.index
+
+
 def test_one_seed_for_the_whole_clip_when_none_is_given(daemon: DaemonProcess) -> None:
     frames, _ = clip(64, 3)
     got, outcome = run_clip(daemon.address, frames, chunk=1,

@@ -612,7 +612,10 @@ def decode_clip(msg: Stylize, opts: EngineOptions) -> tuple[list[Image.Image], t
     if rw < 16 or rh < 16 or abs(rw * size[1] - rh * size[0]) > max(size):
         raise ImpastoError(BAD_OPTIONS, f"previous_result is {rw}x{rh}; it must have the shape "
                            f"of the frames ({size[0]}x{size[1]}) and be at least 16 px a side")
-    out = imagecodec.long_side_size(size[0], size[1], opts.resolved_size())
+    # The size this request's frames come out at, which is the size the frame before
+    # held to within one request: the frames' own with match_content_size.
+    out = size if opts.match_content_size else imagecodec.long_side_size(
+        size[0], size[1], opts.resolved_size())
     pil = (result.to_pil() if isinstance(result, imagecodec.FloatImage) else result).convert("RGB")
     if pil.size != out:
         pil = pil.resize(out, Image.Resampling.LANCZOS)
