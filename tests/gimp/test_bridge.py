@@ -410,7 +410,10 @@ def clip_job(tmp: Path, address: str, frames: int = 3, chunk: int = 2) -> dict:
     import numpy as np
 
     paths = []
-    base = np.asarray(gradient_image(40, 32), np.float32)[..., :3] / 255.0
+    # 64x48 at working size 64: the frames come back at the size they are painted, so a
+    # continuation is exact (a frame resized to its layer's size comes back as float
+    # resized in float, while the daemon holds to its 8-bit resize: within a few levels).
+    base = np.asarray(gradient_image(64, 48), np.float32)[..., :3] / 255.0
     for i in range(frames):
         p = tmp / f"f{i}.rgbf"
         p.write_bytes(np.ascontiguousarray(np.roll(base, 6 * i, axis=1), "<f4").tobytes())
@@ -418,7 +421,7 @@ def clip_job(tmp: Path, address: str, frames: int = 3, chunk: int = 2) -> dict:
     style = tmp / "s.png"
     stripes_image(32, 32).save(style)
     return {"address": address, "timeout": 2, "autostart": None,
-            "clip": {"frames": paths, "width": 40, "height": 32, "format": "rgb32f",
+            "clip": {"frames": paths, "width": 64, "height": 48, "format": "rgb32f",
                      "output_dir": str(tmp / "frames"), "chunk": chunk},
             "styles": [{"path": str(style)}],
             "options": {"size": 64, "scales": 1, "iterations": 3, "match_content_size": True}}
@@ -437,15 +440,24 @@ def test_bridge_sends_an_animation_as_a_clip(tmp_path: Path, env: dict[str, str]
         assert [f["frame"] for f in frames] == [0, 1, 2] and {f["frames"] for f in frames} == {3}
         data = []
         for f in frames:
-            assert (f["width"], f["height"]) == (40, 32)
+            assert (f["width"], f["height"]) == (64, 48)
             data.append(Path(f["path"]).read_bytes())
-            assert len(data[-1]) == 40 * 32 * 12
+            assert len(data[-1]) == 64 * 48 * 12
         assert len(set(data)) == 3  # each frame its own picture
         progress = [e for e in evs if e["event"] == "progress"]
         assert {p["frame"] for p in progress} == {0, 1, 2} and {p["frames"] for p in progress} == {3}
         done = evs[-1]
         assert done["event"] == "done" and done["frames"] == 3 and not done["stopped"], done
-        assert done["format"] == "rgb32f" and (done["width"], done["height"]) == (40, 32)
+        assert done["format"] == "rgb32f" and (done["width"], done["height"]) == (64, 48)
+        # The same clip in one request, with the seed the first run drew: the same frames
+        # (the second request held to the first's last frame as one request does).
+        whole = clip_job(tmp_path, d.address, chunk=32)
+        whole["clip"]["output_dir"] = str(tmp_path / "whole")
+        whole["options"]["seed"] = done["seed"]
+        rc, evs = bridge(whole, tmp_path, env)
+        assert rc == 0, evs
+        again = [Path(e["path"]).read_bytes() for e in evs if e["event"] == "frame"]
+        assert again == data
     finally:
         d.stop()
 

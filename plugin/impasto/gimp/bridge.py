@@ -284,7 +284,10 @@ def run_clip(request: dict[str, Any]) -> int:
     output = OutputFormat.RGB32F if fmt == "rgb32f" else OutputFormat.RGBA8
     styles = [style_ref(s) for s in request["styles"]]
     options = dict(request.get("options", {}))
-    per_request = clip_chunk(w, h, fmt, styles, int(clip.get("chunk", 32)))
+    # As many frames a request as the budgets allow: a continuation holds to the float
+    # frame sent back, which after a resize to the frames' size is within a few levels of
+    # the 8-bit one the daemon holds to within a request (exact when no resize).
+    per_request = clip_chunk(w, h, fmt, styles, int(clip.get("chunk", MAX_CLIP_FRAMES)))
     preview = request.get("preview")
     preview_path = Path(preview["path"]) if preview else None
     n = len(paths)
