@@ -354,3 +354,30 @@ def test_a_full_disk_mid_clip_holds_the_clip_until_space_returns(tmp_path: Path)
             d.stop()
     finally:
         subprocess.run(["umount", "-l", str(box)], check=False)
+
+
+def test_a_lost_kept_frame_is_stylized_again(tmp_path: Path, folder: Path) -> None:
+    """A kept frame gone from the journal folder between two runs (by hand, a damaged
+    disk): the clip is stylized again from that frame, not retried for ever."""
+    n = 6
+    make_video(tmp_path / "l.mp4", n)
+    env = {**make_env(tmp_path), "IMPASTO_WATCH_HOLD_FRAME": "1.0"}
+    d = watched(tmp_path, folder, env=env)
+    port = d.port
+    (folder / "in" / "stripes").mkdir()
+    try:
+        shutil.copy(tmp_path / "l.mp4", folder / "in" / "stripes" / "l.mp4")
+        wait_until(lambda: frames_done(folder) >= 3, timeout=300, what="three frames kept")
+    finally:
+        d.stop(signal.SIGKILL)
+    (next((folder / ".impasto").glob("*.frames")) / "000001.png").unlink()
+    d2 = watched(tmp_path, folder, port=port)
+    try:
+        wait_until(lambda: files(folder / "done") == ["stripes/l.mp4"], timeout=300,
+                   what="the clip after the restart")
+        assert "kept frame 2 is missing; stylizing again from it" in d2.output()
+        assert kept(d2.output(), "l") == list(range(2, n + 1))
+        assert len(decoded(folder / "out" / "stripes" / "l.mp4")[0]) == n
+        journal_clean(folder)
+    finally:
+        d2.stop()

@@ -505,6 +505,15 @@ class FolderWatcher:
         """Stylize a video's frames not done yet, each kept (journal.write_frame) and
         counted in the entry as it comes back, then write the video from the kept frames
         at the source's timestamps, with its audio."""
+        # Every frame counted must be on disk (the journal folder is private, but a
+        # person or a damaged disk may still lose one): from the first one missing, the
+        # clip is stylized again rather than retried for ever at the write.
+        lost = next((i for i in range(e.frames_done) if not self.journal.has_frame(e, i)), None)
+        if lost is not None:
+            log.warning("%s: kept frame %d is missing; stylizing again from it", e.rel, lost + 1)
+            self._frames_held.pop(e.id, None)
+            e.state, e.output, e.frames_done = State.CLAIMED, None, lost
+            self.journal.save(e)
         if e.state != State.WRITING:
             if not self._video_frames(client, e, style, settings):
                 return
