@@ -850,6 +850,24 @@ def working_side(config, layer, spec):
     return min(side, asked if asked > 0 else cap)
 
 
+def request_options(preset, strength, side, extent, colors, seed):
+    """The engine options of a still or an animation: strength in percent, side the
+    working long side, extent the largest side of what is stylized."""
+    # Never upscale a small layer just to shrink the result again; the network's
+    # smallest working size is 64.
+    options = {"preset": preset, "strength": strength / 100.0, "match_content_size": True,
+               "size": max(64, side)}
+    if extent < 64:
+        # A tiny layer is worked at 64 px (the network's least) and shrunk back: a few
+        # evaluations give it all the style it can hold, in about a second.
+        options["iterations"] = max(3, min(20, extent // 3))
+    if colors != "none":
+        options["preserve_colors"] = colors
+    if seed >= 0:
+        options["seed"] = seed
+    return options
+
+
 def stylize_layer(image, layer, config, cfg, spec, label, controls, rows, note):
     long_side = working_side(config, layer, spec)
     box, box_side, selected = work_box(image, layer, long_side, any(
@@ -879,18 +897,7 @@ def stylize_layer(image, layer, config, cfg, spec, label, controls, rows, note):
             labels.append(style_label)
         style_label = " + ".join(labels)
         chosen = rows[0][0]
-        options = {"preset": preset, "strength": strength / 100.0, "match_content_size": True,
-                   # never upscale a small layer just to shrink the result again; the
-                   # network's smallest working size is 64
-                   "size": max(64, box_side)}
-        if max(bw, bh) < 64:
-            # A tiny layer is worked at 64 px (the network's least) and shrunk back: a few
-            # evaluations give it all the style it can hold, in about a second.
-            options["iterations"] = max(3, min(20, max(bw, bh) // 3))
-        if colors != "none":
-            options["preserve_colors"] = colors
-        if seed >= 0:
-            options["seed"] = seed
+        options = request_options(preset, strength, box_side, max(bw, bh), colors, seed)
         preview_cfg = {**PREVIEW, **(cfg.get("preview") or {})}
         want_preview = bool(preview_cfg.get("enabled", True))
         request = {"address": cfg.get("address"), "timeout": cfg.get("timeout", 5.0),
@@ -1103,14 +1110,8 @@ def stylize_animation(image, config, rows, note, interactive):
                 styles.append(style)
                 labels.append(style_label)
             style_label = " + ".join(labels)
-            options = {"preset": preset, "strength": float(config.get_property("strength")) / 100.0,
-                       "match_content_size": True, "size": max(64, long_side)}
-            if max(uw, uh) < 64:
-                options["iterations"] = max(3, min(20, max(uw, uh) // 3))
-            if colors != "none":
-                options["preserve_colors"] = colors
-            if seed >= 0:
-                options["seed"] = seed
+            options = request_options(preset, float(config.get_property("strength")), long_side,
+                                      max(uw, uh), colors, seed)
             preview_cfg = {**PREVIEW, **(cfg.get("preview") or {})}
             want_preview = bool(preview_cfg.get("enabled", True))
             request = {"address": cfg.get("address"), "timeout": cfg.get("timeout", 5.0),
