@@ -100,9 +100,24 @@ def read_frames(path: Source) -> Iterator[tuple[Image.Image, int | None, Fractio
             for n, frame in enumerate(c.decode(v)):
                 if n >= MAX_FRAMES:
                     raise ImpastoError(BAD_OPTIONS, f"{_label(path)} has more than {MAX_FRAMES} frames")
-                yield frame.to_image().convert("RGB"), frame.pts, frame.time_base
+                yield upright(frame.to_image(), frame.rotation).convert("RGB"), frame.pts, frame.time_base
         except av.error.FFmpegError as e:
             raise ImpastoError(BAD_IMAGE, f"{_label(path)} cannot be decoded: {e}") from None
+
+
+# A phone holds a portrait clip as landscape frames and a display matrix that turns them
+# (frame.rotation: degrees counterclockwise). Frames are stylized as they are seen, and
+# written upright with no matrix, so every player shows them the same way.
+_TURNS = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180,
+          -180: Image.Transpose.ROTATE_180, -90: Image.Transpose.ROTATE_270,
+          270: Image.Transpose.ROTATE_270}
+
+
+def upright(img: Image.Image, rotation: float) -> Image.Image:
+    """The frame as a player shows it (rotation: the display matrix's, counterclockwise;
+    other than a quarter turn, which no camera writes, it is left as it is)."""
+    turn = _TURNS.get(round(rotation))
+    return img.transpose(turn) if turn is not None else img
 
 
 class VideoWriter:

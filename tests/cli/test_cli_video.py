@@ -15,12 +15,16 @@ from tests.helpers import gradient_image, run_cli
 SMALL = ["--weights", "random", "--size", "64", "--preset", "draft", "--seed", "1"]
 
 
-def make_clip(path: Path, frames: int = 5, rate: int = 12, audio_s: float = 0.5) -> None:
+def make_clip(path: Path, frames: int = 5, rate: int = 12, audio_s: float = 0.5,
+              rotation: int = 0) -> None:
+    """rotation: a display matrix, as a phone writes for a clip shot in portrait."""
     import av
 
     with av.open(str(path), "w") as out:
         v = out.add_stream("libx264", rate=rate)
         v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        if rotation:
+            v.set_display_rotation(rotation)
         a = out.add_stream("aac", rate=44100)
         for i in range(frames):
             arr = np.asarray(gradient_image(64 + 3 * frames, 48))[:, 3 * i:3 * i + 64].copy()
@@ -68,6 +72,51 @@ def test_video_in_video_out_keeps_frames_rate_and_audio(tmp_path: Path, style_pn
     assert got["rate"] == src["rate"] and got["size"] == (64, 48)
     assert got["audio_samples"] == src["audio_samples"] > 0  # copied, not re-encoded
     assert abs(got["duration"] - src["duration"]) <= 0.05 * src["duration"]
+
+
+@pytest.mark.parametrize(("rotation", "corner"), [
+    (-90, (0, -1)), (90, (-1, 0)), (180, (-1, -1)),  # (row, column) the marker ends up at
+])
+def test_frames_are_read_as_a_player_shows_them(tmp_path: Path, rotation: int,
+                                                corner: tuple[int, int]) -> None:
+    """A display matrix (a phone's portrait clip) turns the frames as players do: a
+    marker stored at the top-left corner is where a viewer sees it."""
+    import av
+
+    from impasto import videoio
+
+    clip = tmp_path / "turned.mp4"
+    with av.open(str(clip), "w") as out:
+        v = out.add_stream("libx264", rate=12)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.set_display_rotation(rotation)
+        arr = np.zeros((48, 64, 3), np.uint8)
+        arr[:12, :12] = 255
+        f = av.VideoFrame.from_ndarray(arr, format="rgb24")
+        f.pts = 0
+        for pk in [*v.encode(f), *v.encode()]:
+            out.mux(pk)
+    (img, _, _), = list(videoio.read_frames(clip))
+    a = np.asarray(img.convert("L"), dtype=np.int16)
+    assert a.shape == ((48, 64) if rotation == 180 else (64, 48))
+    at = {(0, 0): a[2, 2], (0, -1): a[2, -3], (-1, 0): a[-3, 2], (-1, -1): a[-3, -3]}
+    assert {k for k, v in at.items() if v > 200} == {corner}, at
+    assert all(v < 60 for k, v in at.items() if k != corner), at
+
+
+def test_a_portrait_phone_clip_comes_out_upright(tmp_path: Path, style_png: Path,
+                                                 env: dict[str, str]) -> None:
+    """Stored landscape with a quarter-turn display matrix: the result is the portrait
+    clip a viewer saw, written upright (no matrix left to turn it a second time)."""
+    import av
+
+    clip, out = tmp_path / "phone.mp4", tmp_path / "out.mp4"
+    make_clip(clip, frames=3, audio_s=0.2, rotation=-90)
+    r = run_cli(["stylize", str(clip), "--style", str(style_png), "-o", str(out), *SMALL], env)
+    assert r.returncode == 0, r.stderr
+    assert clip_facts(out)["size"] == (48, 64)
+    with av.open(str(out)) as c:
+        assert [f.rotation for f in c.decode(c.streams.video[0])] == [0, 0, 0]
 
 
 def test_frames_folder_and_glob_in_folder_out(tmp_path: Path, style_png: Path,

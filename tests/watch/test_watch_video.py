@@ -356,9 +356,13 @@ def test_a_full_disk_mid_clip_holds_the_clip_until_space_returns(tmp_path: Path)
         subprocess.run(["umount", "-l", str(box)], check=False)
 
 
-def test_a_lost_kept_frame_is_stylized_again(tmp_path: Path, folder: Path) -> None:
-    """A kept frame gone from the journal folder between two runs (by hand, a damaged
-    disk): the clip is stylized again from that frame, not retried for ever."""
+@pytest.mark.parametrize("damage", ["missing", "garbage", "truncated-last"])
+def test_a_lost_or_damaged_kept_frame_is_stylized_again(tmp_path: Path, folder: Path,
+                                                         damage: str) -> None:
+    """A kept frame gone from the journal folder between two runs, or damaged (by hand, a
+    damaged disk): the clip is stylized again from that frame, not retried for ever.
+    Damage is found where the frame is read: as the resumed clip's previous frame
+    (truncated-last) or when the video is written (garbage)."""
     n = 6
     make_video(tmp_path / "l.mp4", n)
     env = {**make_env(tmp_path), "IMPASTO_WATCH_HOLD_FRAME": "1.0"}
@@ -370,13 +374,24 @@ def test_a_lost_kept_frame_is_stylized_again(tmp_path: Path, folder: Path) -> No
         wait_until(lambda: frames_done(folder) >= 3, timeout=300, what="three frames kept")
     finally:
         d.stop(signal.SIGKILL)
-    (next((folder / ".impasto").glob("*.frames")) / "000001.png").unlink()
+    frames = next((folder / ".impasto").glob("*.frames"))
+    victim = 1 if damage != "truncated-last" else frames_done(folder) - 1
+    png = frames / f"{victim:06d}.png"
+    if damage == "missing":
+        png.unlink()
+    elif damage == "garbage":
+        png.write_bytes(b"not a png at all" * 8)
+    else:
+        png.write_bytes(png.read_bytes()[: png.stat().st_size // 2])
     d2 = watched(tmp_path, folder, port=port)
     try:
         wait_until(lambda: files(folder / "done") == ["stripes/l.mp4"], timeout=300,
-                   what="the clip after the restart")
-        assert "kept frame 2 is missing; stylizing again from it" in d2.output()
-        assert kept(d2.output(), "l") == list(range(2, n + 1))
+                   what="the clip after the restart: " + d2.output()[-3000:])
+        why = "is missing" if damage == "missing" else "cannot be read"
+        assert f"kept frame {victim + 1} {why}; stylizing again from it" in d2.output()
+        redone = kept(d2.output(), "l")
+        assert redone[-(n - victim):] == list(range(victim + 1, n + 1)), redone
+        assert files(folder / "failed") == []
         assert len(decoded(folder / "out" / "stripes" / "l.mp4")[0]) == n
         journal_clean(folder)
     finally:

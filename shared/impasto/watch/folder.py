@@ -81,6 +81,14 @@ MAX_SENDERS = 32
 FRAME_BYTES_PER_PIXEL = 3
 
 
+class _FrameLost(Exception):
+    """A kept video frame gone or unreadable: the clip is stylized again from it."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(index)
+        self.index = index
+
+
 def frame_pixels(width: int, height: int, settings: dict[str, Any]) -> int:
     """Pixels of one stylized frame of a video of this size under these settings."""
     opts = EngineOptions.from_dict(settings)
@@ -510,10 +518,40 @@ class FolderWatcher:
         # clip is stylized again rather than retried for ever at the write.
         lost = next((i for i in range(e.frames_done) if not self.journal.has_frame(e, i)), None)
         if lost is not None:
-            log.warning("%s: kept frame %d is missing; stylizing again from it", e.rel, lost + 1)
-            self._frames_held.pop(e.id, None)
-            e.state, e.output, e.frames_done = State.CLAIMED, None, lost
-            self.journal.save(e)
+            self._redo_from(e, lost, "is missing")
+        try:
+            self._video_to_output(client, e, style, settings)
+        except _FrameLost as ex:
+            # Damaged rather than missing (found only when read, so that a long clip's
+            # frames are not all decoded on every start): the same remedy. Each time the
+            # count drops, so this ends.
+            self._redo_from(e, ex.index, "cannot be read")
+            self._process_video(client, e, style, settings)
+
+    def _redo_from(self, e: Entry, index: int, why: str) -> None:
+        log.warning("%s: kept frame %d %s; stylizing again from it", e.rel, index + 1, why)
+        self._frames_held.pop(e.id, None)
+        # Frames first: a crash between the two leaves a count past a missing frame,
+        # which the next start redoes from; the other order would let the frames after
+        # the damaged one be taken as done.
+        self.journal.remove_frames_from(e, index)
+        e.state, e.output, e.frames_done = State.CLAIMED, None, index
+        self.journal.save(e)
+
+    def _kept(self, e: Entry, index: int) -> Image.Image:
+        """A kept frame, decoded; _FrameLost if it is gone or damaged."""
+        try:
+            data = self.journal.read_frame(e, index)
+        except FileNotFoundError:
+            raise _FrameLost(index) from None
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                return img.convert("RGB")
+        except Exception:  # noqa: BLE001 - bytes already read: any failure is the file's
+            raise _FrameLost(index) from None
+
+    def _video_to_output(self, client: Client, e: Entry, style: str,
+                         settings: dict[str, Any]) -> None:
         if e.state != State.WRITING:
             if not self._video_frames(client, e, style, settings):
                 return
@@ -597,8 +635,7 @@ class FolderWatcher:
                     before = next(frames, None)
                     if before is None:
                         return True  # every frame was done (the count was high)
-                    done = Image.open(io.BytesIO(self.journal.read_frame(e, start - 1)))
-                    previous = (before, done.convert("RGB"))
+                    previous = (before, self._kept(e, start - 1))
                 outcome = send_clip(client, self._capped(frames, start), [StyleRef(name=style)],
                                     options, keep, start=start, previous=previous,
                                     priority=Priority.BATCH,
@@ -689,7 +726,7 @@ class FolderWatcher:
                 for i, (_, pts, _) in enumerate(decoded):
                     if i >= e.frames_done:
                         break
-                    img = Image.open(io.BytesIO(self.journal.read_frame(e, i))).convert("RGB")
+                    img = self._kept(e, i)
                     if writer is None:
                         writer = videoio.VideoWriter(PurePosixPath(out[-1]), audio, img.width,
                                                      img.height, file=f)

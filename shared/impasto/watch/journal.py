@@ -201,6 +201,17 @@ class Journal:
     def read_frame(self, e: Entry, index: int) -> bytes:
         return self._tree.read(self.frame_parts(e, index), FRAME_LIMIT)
 
+    def remove_frames_from(self, e: Entry, index: int) -> None:
+        """Delete e's kept frames from `index` on (each continues the one before it, so
+        none after a lost frame can stay)."""
+        with (contextlib.suppress(FileNotFoundError, NotADirectoryError),
+              self._tree.folder(JOURNAL + (f"{e.id}.frames",)) as d):
+            for f in os.listdir(d):
+                stem, _, suffix = f.partition(".")
+                if suffix == "png" and stem.isdigit() and int(stem) >= index:
+                    os.unlink(f, dir_fd=d)
+            os.fsync(d)
+
     def remove_frames(self, e: Entry | str) -> None:
         """Delete a video's kept frames (by entry, or by the id of one gone)."""
         name = f"{e.id if isinstance(e, Entry) else e}.frames"
