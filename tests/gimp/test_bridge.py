@@ -487,3 +487,80 @@ def test_bridge_stop_keeps_the_animation_frames_done(tmp_path: Path, env: dict[s
         assert any(isinstance(e, events.Status) and "first frame" in e.text for e in evs)
     finally:
         d.stop()
+
+
+def _malformed(case: str, tmp: Path, address: str) -> dict | list:
+    req = job(tmp, address, None)
+    frame = tmp / "f.rgbf"
+    frame.write_bytes(b"\0" * 8 * 6 * 12)
+    (tmp / "short.rgbf").write_bytes(b"\0" * 7)
+    clip = {"frames": [str(frame)] * 2 + [str(tmp / "short.rgbf")], "width": 8, "height": 6,
+            "format": "rgb32f", "output_dir": str(tmp / "frames")}
+    if case == "not_an_object":
+        return [req]
+    if case == "negative_width":
+        req["content"]["width"] = -50
+    elif case == "fractional_width":
+        req["content"]["width"] = 50.5
+    elif case == "content_string":
+        req["content"] = "c.rgba"
+    elif case == "styles_string":
+        req["styles"] = "s.png"
+    elif case == "weight_object":
+        req["styles"][0]["weight"] = {"a": 1}
+    elif case == "empty_clip":
+        req["clip"] = {}
+    elif case == "bad_last_frame":
+        req["clip"] = clip
+    return req
+
+
+@pytest.mark.parametrize(("case", "why"), [
+    ("not_an_object", "the request must be a JSON object"),
+    ("negative_width", "the content's width must be a positive whole number, not -50"),
+    ("fractional_width", "the content's width must be a positive whole number, not 50.5"),
+    ("content_string", "the request's 'content' must be an object"),
+    ("styles_string", "the request's 'styles' must be a list of objects"),
+    ("weight_object", "the request is malformed (TypeError"),
+    ("empty_clip", "an animation needs a list of at least one frame file"),
+    ("bad_last_frame", "frame 3 (short.rgbf) holds 7 bytes for 8x6 rgb32f"),
+])
+def test_a_malformed_request_is_one_clear_error_before_anything_is_sent(
+        case: str, why: str, tmp_path: Path, env: dict[str, str]) -> None:
+    """The plug-in's request file is checked whole before the daemon is reached (the
+    address here answers nothing): each mistake is one error event, no traceback, and an
+    empty clip is an error rather than a still."""
+    req = tmp_path / "req.json"
+    req.write_text(json.dumps(_malformed(case, tmp_path, f"tcp://127.0.0.1:{free_port()}")))
+    r = subprocess.run(BRIDGE + ["run", str(req)], env=env, capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL, timeout=120)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    evs = [events.parse(x) for x in r.stdout.splitlines()]
+    assert len(evs) == 1 and isinstance(evs[0], events.Error), evs
+    assert why in evs[0].message, evs[0]
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "frames").exists() or not any((tmp_path / "frames").iterdir())
+
+
+def test_an_animation_s_done_event_gives_the_results_size(tmp_path: Path,
+                                                           env: dict[str, str]) -> None:
+    """Frames of 96x72 painted at 64 px and not matched back to the frames' size: the
+    frames and the done event both say 64x48 (the plug-in places the layers by it)."""
+    import numpy as np
+
+    from tests.helpers import DaemonProcess
+
+    d = DaemonProcess(tmp_path).wait_ready()
+    try:
+        req = clip_job(tmp_path, d.address, frames=2, chunk=32)
+        big = np.asarray(gradient_image(96, 72), np.float32)[..., :3] / 255.0
+        for f in req["clip"]["frames"]:
+            Path(f).write_bytes(np.ascontiguousarray(big, "<f4").tobytes())
+        req["clip"].update(width=96, height=72)
+        req["options"].update(match_content_size=False, iterations=1)
+        rc, evs = bridge(req, tmp_path, env)
+        assert rc == 0, evs
+        assert {(e["width"], e["height"]) for e in evs if e["event"] == "frame"} == {(64, 48)}
+        assert evs[-1]["event"] == "done" and (evs[-1]["width"], evs[-1]["height"]) == (64, 48)
+    finally:
+        d.stop()

@@ -154,13 +154,28 @@ def _tail(path: Path, lines: int = 12) -> str:
         return ""
 
 
+def whole(v: Any, what: str) -> int:
+    """A positive whole number from the request (JSON also gives floats, strings, null)."""
+    if (isinstance(v, bool) or not isinstance(v, (int, float))
+            or (isinstance(v, float) and not v.is_integer()) or v < 1):
+        raise ImpastoError(BAD_OPTIONS, f"{what} must be a positive whole number, not {v!r}")
+    return int(v)
+
+
+def section(request: dict[str, Any], key: str) -> dict[str, Any]:
+    v = request.get(key)
+    if not isinstance(v, dict):
+        raise ImpastoError(BAD_OPTIONS, f"the request's {key!r} must be an object, not {v!r}"[:300])
+    return v
+
+
 def mask_ref(spec: dict[str, Any] | None) -> ImageRef | None:
     """A style's area from the plug-in: raw 8-bit grey (GIMP's channel, selection or layer
     mask over the content box), sent as rgba8 with the grey in R, G and B: the protocol's
     raw images are RGB(A), and the bridge has no image library to encode a PNG."""
     if not spec:
         return None
-    w, h = int(spec["width"]), int(spec["height"])
+    w, h = whole(spec.get("width"), "the area's width"), whole(spec.get("height"), "the area's height")
     data = Path(spec["raw"]).read_bytes()
     if len(data) != w * h:
         raise ImpastoError(BAD_OPTIONS, f"the area file holds {len(data)} bytes for {w}x{h}")
@@ -176,7 +191,8 @@ def style_ref(spec: dict[str, Any]) -> StyleRef:
     mask = mask_ref(spec.get("mask"))
     if spec.get("raw"):
         data = Path(spec["raw"]).read_bytes()
-        return StyleRef(image=ImageRef(data, "rgba8", int(spec["width"]), int(spec["height"])),
+        return StyleRef(image=ImageRef(data, "rgba8", whole(spec.get("width"), "the style's width"),
+                                       whole(spec.get("height"), "the style's height")),
                         weight=weight, mask=mask)
     if spec.get("path"):
         p = Path(spec["path"]).expanduser()
@@ -189,19 +205,29 @@ def style_ref(spec: dict[str, Any]) -> StyleRef:
     raise ImpastoError(BAD_OPTIONS, "no style given: a library name, an image file or a layer")
 
 
+def styles_of(request: dict[str, Any]) -> list[StyleRef]:
+    specs = request.get("styles")
+    if not isinstance(specs, list) or not all(isinstance(x, dict) for x in specs):
+        raise ImpastoError(BAD_OPTIONS, "the request's 'styles' must be a list of objects")
+    return [style_ref(x) for x in specs]
+
+
 def run(request: dict[str, Any]) -> int:
-    if request.get("clip"):
+    if not isinstance(request, dict):
+        raise ImpastoError(BAD_OPTIONS, "the request must be a JSON object")
+    if request.get("clip") is not None:  # an empty clip is a mistake, not a still
         return run_clip(request)
-    content = request["content"]
+    content = section(request, "content")
     data = Path(content["path"]).read_bytes()
     # rgb32f: float RGB in the image's own colour space, no alpha (the plug-in keeps the
     # layer's alpha and writes it back unchanged); rgba8 for older plug-ins.
     fmt = str(content.get("format", "rgba8"))
-    ref = ImageRef(data, fmt, int(content["width"]), int(content["height"]))
+    ref = ImageRef(data, fmt, whole(content.get("width"), "the content's width"),
+                   whole(content.get("height"), "the content's height"))
     output = OutputFormat.RGB32F if fmt == "rgb32f" else OutputFormat.RGBA8
     preview = request.get("preview")
     preview_path = Path(preview["path"]) if preview else None
-    job = Stylize(content=ref, styles=[style_ref(s) for s in request["styles"]],
+    job = Stylize(content=ref, styles=styles_of(request),
                   options=request.get("options", {}), priority=Priority.INTERACTIVE, output=output,
                   client=request.get("client", "gimp"),
                   preview={"max_side": int(preview.get("max_side", 256)),
@@ -271,29 +297,39 @@ def run_clip(request: dict[str, Any]) -> int:
     seed; each stylized frame is written to output_dir as it comes (frame-0001.rgbf, ...)
     and announced by a `frame` event. Stop and keep ends the clip with the frames done;
     done's `frames` says how many."""
-    clip = request["clip"]
-    w, h = int(clip["width"]), int(clip["height"])
+    clip = section(request, "clip")
+    frames = clip.get("frames")
+    if not isinstance(frames, list) or not frames:
+        raise ImpastoError(BAD_OPTIONS, "an animation needs a list of at least one frame file")
+    w, h = whole(clip.get("width"), "the frames' width"), whole(clip.get("height"), "the frames' height")
     fmt = str(clip.get("format", "rgb32f"))
     if fmt not in RAW_BYTES:
         raise ImpastoError(BAD_OPTIONS, f"frames in {fmt!r}; the bridge takes rgb32f or rgba8")
-    paths = [Path(p) for p in clip.get("frames") or []]
-    if not paths:
-        raise ImpastoError(BAD_OPTIONS, "an animation needs at least one frame")
+    paths = [Path(str(p)) for p in frames]
+    # Every frame checked before the first is sent: a bad last frame found only after
+    # the others were stylized would cost all of that work.
+    for i, p in enumerate(paths, 1):
+        size = p.stat().st_size
+        if size != w * h * RAW_BYTES[fmt]:
+            raise ImpastoError(BAD_OPTIONS, f"frame {i} ({p.name}) holds {size} bytes for "
+                               f"{w}x{h} {fmt}")
     out_dir = Path(clip["output_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
     output = OutputFormat.RGB32F if fmt == "rgb32f" else OutputFormat.RGBA8
-    styles = [style_ref(s) for s in request["styles"]]
+    styles = styles_of(request)
     options = dict(request.get("options", {}))
     # As many frames a request as the budgets allow: a continuation holds to the float
     # frame sent back, which after a resize to the frames' size is within a few levels of
     # the 8-bit one the daemon holds to within a request (exact when no resize).
-    per_request = clip_chunk(w, h, fmt, styles, int(clip.get("chunk", MAX_CLIP_FRAMES)))
+    per_request = clip_chunk(w, h, fmt, styles, whole(clip.get("chunk", MAX_CLIP_FRAMES),
+                                                      "the clip's chunk"))
     preview = request.get("preview")
     preview_path = Path(preview["path"]) if preview else None
     n = len(paths)
     commands = Commands(unit="frame")
     done, seed, weights, stopped = 0, int(options.get("seed") or 0), "", False
     previous: tuple[ImageRef, ImageRef] | None = None
+    size = [w, h]  # the results' (the daemon may give another size than the frames')
 
     def frame_ref(path: Path) -> ImageRef:
         data = path.read_bytes()
@@ -328,6 +364,7 @@ def run_clip(request: dict[str, Any]) -> int:
                 write_atomic(path, ev.image.data, sync=False)
                 commands.stepped = True
                 last[0] = (refs[ev.index], ev.image)
+                size[:] = [ev.image.width, ev.image.height]
                 emit(events.FrameDone(frame=i, frames=n, elapsed_s=ev.elapsed_s, path=str(path),
                                       width=ev.image.width, height=ev.image.height))
 
@@ -357,7 +394,7 @@ def run_clip(request: dict[str, Any]) -> int:
                      + (" (A stop waits for the first frame: before it there is nothing to "
                         "keep.)" if commands.stop_early else ""))
     notes += weights_note(weights)
-    emit(events.Done(output=str(out_dir), format=output.value, width=w, height=h, seed=seed,
+    emit(events.Done(output=str(out_dir), format=output.value, width=size[0], height=size[1], seed=seed,
                      weights=weights, stopped=stopped, frames=done,
                      message=" ".join(notes) or None))
     return 0
@@ -387,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
         emit(events.Error(e.code, e.message))
     except (OSError, ValueError, KeyError) as e:
         emit(events.Error("bridge", f"{type(e).__name__}: {e}"))
+    except (TypeError, AttributeError) as e:  # a field of the wrong type: one line, no trace
+        emit(events.Error("bridge", f"the request is malformed ({type(e).__name__}: {e})"))
     return 1
 
 
