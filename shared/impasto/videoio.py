@@ -96,11 +96,21 @@ def read_frames(path: Source) -> Iterator[tuple[Image.Image, int | None, Fractio
 
     with _open(path) as c:
         v = c.streams.video[0]
+        size: tuple[int, int] | None = None
         try:
             for n, frame in enumerate(c.decode(v)):
                 if n >= MAX_FRAMES:
                     raise ImpastoError(BAD_OPTIONS, f"{_label(path)} has more than {MAX_FRAMES} frames")
-                yield upright(frame.to_image(), frame.rotation).convert("RGB"), frame.pts, frame.time_base
+                img = upright(frame.to_image(), frame.rotation).convert("RGB")
+                # A stream may change resolution midway (a spliced or streamed
+                # recording); a clip is one size to the engine (flow, the temporal term)
+                # and to the writer, so later frames are scaled to the first's, as
+                # FFmpeg's own transcoding does.
+                if size is None:
+                    size = img.size
+                elif img.size != size:
+                    img = img.resize(size, Image.Resampling.LANCZOS)
+                yield img, frame.pts, frame.time_base
         except av.error.FFmpegError as e:
             raise ImpastoError(BAD_IMAGE, f"{_label(path)} cannot be decoded: {e}") from None
 

@@ -104,6 +104,35 @@ def test_frames_are_read_as_a_player_shows_them(tmp_path: Path, rotation: int,
     assert all(v < 60 for k, v in at.items() if k != corner), at
 
 
+def test_a_stream_that_changes_size_midway_is_read_at_its_first_size(tmp_path: Path) -> None:
+    """Two recordings spliced into one stream (MPEG-TS joins by concatenation): the
+    frames after the change are scaled to the first frames' size, not refused."""
+    import av
+
+    from impasto import videoio
+
+    def part(w: int, h: int, level: int) -> bytes:
+        path = tmp_path / f"{w}.ts"
+        with av.open(str(path), "w", format="mpegts") as out:
+            s = out.add_stream("libx264", rate=12)
+            s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+            for i in range(3):
+                f = av.VideoFrame.from_ndarray(np.full((h, w, 3), level, np.uint8), format="rgb24")
+                f.pts = i
+                for pk in s.encode(f):
+                    out.mux(pk)
+            for pk in s.encode():
+                out.mux(pk)
+        return path.read_bytes()
+
+    clip = tmp_path / "spliced.ts"
+    clip.write_bytes(part(48, 32, 60) + part(64, 48, 200))
+    frames = [img for img, _, _ in videoio.read_frames(clip)]
+    assert [f.size for f in frames] == [(48, 32)] * 6
+    levels = [int(np.asarray(f.convert("L")).mean()) for f in frames]
+    assert all(abs(v - 60) < 8 for v in levels[:3]) and all(abs(v - 200) < 8 for v in levels[3:])
+
+
 def test_a_portrait_phone_clip_comes_out_upright(tmp_path: Path, style_png: Path,
                                                  env: dict[str, str]) -> None:
     """Stored landscape with a quarter-turn display matrix: the result is the portrait
