@@ -49,13 +49,19 @@ def _label(path: Source) -> str:
     return str(path) if isinstance(path, Path) else "the file"
 
 
+def _why(e: Exception) -> str:
+    """FFmpeg's reason without the name it was given (for an open file, a descriptor
+    number that means nothing to a person; the caller names the file)."""
+    return getattr(e, "strerror", None) or str(e)
+
+
 def _open(path: Source):  # noqa: ANN202 - av.container.InputContainer
     import av
 
     try:
         return av.open(str(path) if isinstance(path, Path) else path)
     except (av.error.FFmpegError, OSError) as e:
-        raise ImpastoError(BAD_IMAGE, f"{_label(path)} is not a video impasto can read: {e}") from None
+        raise ImpastoError(BAD_IMAGE, f"{_label(path)} is not a video impasto can read: {_why(e)}") from None
 
 
 def probe(path: Source) -> ClipInfo:
@@ -86,7 +92,7 @@ def count_frames(path: Source, limit: int = MAX_FRAMES) -> int:
                     if n > limit:
                         break
         except av.error.FFmpegError as e:
-            raise ImpastoError(BAD_IMAGE, f"{_label(path)} cannot be read: {e}") from None
+            raise ImpastoError(BAD_IMAGE, f"{_label(path)} cannot be read: {_why(e)}") from None
         return n
 
 
@@ -112,7 +118,7 @@ def read_frames(path: Source) -> Iterator[tuple[Image.Image, int | None, Fractio
                     img = img.resize(size, Image.Resampling.LANCZOS)
                 yield img, frame.pts, frame.time_base
         except av.error.FFmpegError as e:
-            raise ImpastoError(BAD_IMAGE, f"{_label(path)} cannot be decoded: {e}") from None
+            raise ImpastoError(BAD_IMAGE, f"{_label(path)} cannot be decoded: {_why(e)}") from None
 
 
 # A phone holds a portrait clip as landscape frames and a display matrix that turns them
@@ -200,7 +206,7 @@ class VideoWriter:
 
 
 def _unwritable(path: Path, e: Exception) -> ImpastoError:
-    return ImpastoError(STORAGE, f"cannot write the video {path}: {e}")
+    return ImpastoError(STORAGE, f"cannot write the video {path}: {_why(e)}")
 
 
 _NUM = re.compile(r"(\d+)")
