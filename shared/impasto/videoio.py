@@ -107,7 +107,7 @@ def read_frames(path: Source) -> Iterator[tuple[Image.Image, int | None, Fractio
             for n, frame in enumerate(c.decode(v)):
                 if n >= MAX_FRAMES:
                     raise ImpastoError(BAD_OPTIONS, f"{_label(path)} has more than {MAX_FRAMES} frames")
-                img = upright(frame.to_image(), frame.rotation).convert("RGB")
+                img = upright(frame.to_image(), frame.rotation, display_matrix(frame)).convert("RGB")
                 # A stream may change resolution midway (a spliced or streamed
                 # recording); a clip is one size to the engine (flow, the temporal term)
                 # and to the writer, so later frames are scaled to the first's, as
@@ -121,19 +121,47 @@ def read_frames(path: Source) -> Iterator[tuple[Image.Image, int | None, Fractio
             raise ImpastoError(BAD_IMAGE, f"{_label(path)} cannot be decoded: {_why(e)}") from None
 
 
-# A phone holds a portrait clip as landscape frames and a display matrix that turns them
-# (frame.rotation: degrees counterclockwise). Frames are stylized as they are seen, and
-# written upright with no matrix, so every player shows them the same way.
-_TURNS = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180,
-          -180: Image.Transpose.ROTATE_180, -90: Image.Transpose.ROTATE_270,
-          270: Image.Transpose.ROTATE_270}
+# A phone holds a portrait clip as landscape frames and a display matrix that turns (and
+# may mirror) them. Frames are stylized as they are seen, and written upright with no
+# matrix, so every player shows them the same way. The rule is FFmpeg's own autorotate
+# (fftools: the angle, then the matrix's signs for the flips), so impasto turns a clip
+# as `ffmpeg` and ffplay do; an angle other than a quarter turn, which no camera writes,
+# is left as it is.
+_T = Image.Transpose
+_CLOCK, _CCLOCK, _HFLIP, _VFLIP = _T.ROTATE_270, _T.ROTATE_90, _T.FLIP_LEFT_RIGHT, _T.FLIP_TOP_BOTTOM
 
 
-def upright(img: Image.Image, rotation: float) -> Image.Image:
-    """The frame as a player shows it (rotation: the display matrix's, counterclockwise;
-    other than a quarter turn, which no camera writes, it is left as it is)."""
-    turn = _TURNS.get(round(rotation))
-    return img.transpose(turn) if turn is not None else img
+def turns(rotation: float, matrix: tuple[int, ...] | None) -> list[Image.Transpose]:
+    """What shows the frame as a player does: rotation is the display matrix's angle
+    (counterclockwise, as PyAV's frame.rotation), matrix its nine 16.16 numbers."""
+    m = matrix if matrix is not None and len(matrix) == 9 else (1, 0, 0, 0, 1, 0, 0, 0, 1)
+    theta = (-round(rotation)) % 360
+    if theta == 90:
+        return [_CLOCK] if m[3] <= 0 else [_T.TRANSPOSE]  # FFmpeg's clock / cclock_flip
+    if theta == 270:
+        return [_CCLOCK] if m[3] >= 0 else [_T.TRANSVERSE]  # cclock / clock_flip
+    if theta == 180:
+        return [op for op, flip in ((_HFLIP, m[0] < 0), (_VFLIP, m[4] < 0)) if flip]
+    if theta == 0 and m[4] < 0:
+        return [_VFLIP]
+    return []
+
+
+def display_matrix(frame) -> tuple[int, ...] | None:  # noqa: ANN001 - av.VideoFrame
+    import struct
+
+    for sd in frame.side_data:
+        if getattr(sd.type, "name", str(sd.type)).endswith("DISPLAYMATRIX"):
+            data = bytes(sd)
+            return struct.unpack("=9i", data[:36]) if len(data) >= 36 else None
+    return None
+
+
+def upright(img: Image.Image, rotation: float, matrix: tuple[int, ...] | None = None) -> Image.Image:
+    """The frame as a player shows it."""
+    for op in turns(rotation, matrix):
+        img = img.transpose(op)
+    return img
 
 
 class VideoWriter:

@@ -74,13 +74,17 @@ def test_video_in_video_out_keeps_frames_rate_and_audio(tmp_path: Path, style_pn
     assert abs(got["duration"] - src["duration"]) <= 0.05 * src["duration"]
 
 
-@pytest.mark.parametrize(("rotation", "corner"), [
-    (-90, (0, -1)), (90, (-1, 0)), (180, (-1, -1)),  # (row, column) the marker ends up at
+@pytest.mark.parametrize(("rotation", "flip", "corner"), [
+    # (row, column) the marker ends up at: turned counterclockwise, then mirrored
+    # (PyAV's set_display_rotation: "hflip / vflip mirror after it")
+    (-90, "", (0, -1)), (90, "", (-1, 0)), (180, "", (-1, -1)),
+    (0, "h", (0, -1)), (0, "v", (-1, 0)), (90, "h", (-1, -1)), (-90, "h", (0, 0)),
+    (90, "v", (0, 0)), (180, "h", (-1, 0)),
 ])
-def test_frames_are_read_as_a_player_shows_them(tmp_path: Path, rotation: int,
+def test_frames_are_read_as_a_player_shows_them(tmp_path: Path, rotation: int, flip: str,
                                                 corner: tuple[int, int]) -> None:
-    """A display matrix (a phone's portrait clip) turns the frames as players do: a
-    marker stored at the top-left corner is where a viewer sees it."""
+    """A display matrix (a phone's portrait clip, a mirrored selfie) turns the frames as
+    players do: a marker stored at the top-left corner is where a viewer sees it."""
     import av
 
     from impasto import videoio
@@ -89,7 +93,7 @@ def test_frames_are_read_as_a_player_shows_them(tmp_path: Path, rotation: int,
     with av.open(str(clip), "w") as out:
         v = out.add_stream("libx264", rate=12)
         v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
-        v.set_display_rotation(rotation)
+        v.set_display_rotation(rotation, hflip=flip == "h", vflip=flip == "v")
         arr = np.zeros((48, 64, 3), np.uint8)
         arr[:12, :12] = 255
         f = av.VideoFrame.from_ndarray(arr, format="rgb24")
@@ -98,7 +102,7 @@ def test_frames_are_read_as_a_player_shows_them(tmp_path: Path, rotation: int,
             out.mux(pk)
     (img, _, _), = list(videoio.read_frames(clip))
     a = np.asarray(img.convert("L"), dtype=np.int16)
-    assert a.shape == ((48, 64) if rotation == 180 else (64, 48))
+    assert a.shape == ((48, 64) if rotation in (0, 180) else (64, 48))
     at = {(0, 0): a[2, 2], (0, -1): a[2, -3], (-1, 0): a[-3, 2], (-1, -1): a[-3, -3]}
     assert {k for k, v in at.items() if v > 200} == {corner}, at
     assert all(v < 60 for k, v in at.items() if k != corner), at

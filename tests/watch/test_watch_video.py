@@ -244,6 +244,7 @@ def test_kill_9_mid_clip_resumes_and_stylizes_every_frame_once(tmp_path: Path,
     {"frames_done": -1}, {"frames_done": "3"}, {"frames_done": True}, {"frames_done": 10**9},
     {"frames_done": 2, "clip_frames": None}, {"clip_frames": -4}, {"clip_frames": 2.5},
     {"clip_seed": -5}, {"clip_seed": "7"}, {"clip_seed": 2**70},
+    {"clip_size": [0, 5]}, {"clip_size": "64x48"}, {"clip_size": [64]}, {"clip_size": [64.0, 48]},
     {"output": "out/stripes/a.sh", "state": "writing"},
     {"rel": "stripes/a.png", "frames_done": 2},
 ])
@@ -256,7 +257,7 @@ def test_planted_video_fields_are_set_aside(tmp_path: Path, fields: dict) -> Non
     root = tmp_path / "box"
     (root / ".impasto").mkdir(parents=True)
     good = {"id": "0123456789ab", "rel": "stripes/a.mp4", "state": "claimed", "style": "stripes",
-            "clip_frames": 8, "frames_done": 3, "clip_seed": 5}
+            "clip_frames": 8, "frames_done": 3, "clip_seed": 5, "clip_size": [64, 48]}
     (root / ".impasto" / "0123456789ab.json").write_text(json.dumps(good))
     (root / ".impasto" / "0123456789ac.json").write_text(json.dumps(
         {**good, "id": "0123456789ac", **fields}))
@@ -357,7 +358,8 @@ def test_a_full_disk_mid_clip_holds_the_clip_until_space_returns(tmp_path: Path)
         subprocess.run(["umount", "-l", str(box)], check=False)
 
 
-@pytest.mark.parametrize("damage", ["missing", "garbage", "truncated-last"])
+@pytest.mark.parametrize("damage", ["missing", "garbage", "truncated-last", "folder",
+                                    "wrong-size-first", "wrong-size-last"])
 def test_a_lost_or_damaged_kept_frame_is_stylized_again(tmp_path: Path, folder: Path,
                                                          damage: str) -> None:
     """A kept frame gone from the journal folder between two runs, or damaged (by hand, a
@@ -376,12 +378,19 @@ def test_a_lost_or_damaged_kept_frame_is_stylized_again(tmp_path: Path, folder: 
     finally:
         d.stop(signal.SIGKILL)
     frames = next((folder / ".impasto").glob("*.frames"))
-    victim = 1 if damage != "truncated-last" else frames_done(folder) - 1
+    victim = {"wrong-size-first": 0, "truncated-last": frames_done(folder) - 1,
+              "wrong-size-last": frames_done(folder) - 1}.get(damage, 1)
     png = frames / f"{victim:06d}.png"
     if damage == "missing":
         png.unlink()
     elif damage == "garbage":
         png.write_bytes(b"not a png at all" * 8)
+    elif damage == "folder":  # a folder, with something in it, where the frame was
+        png.unlink()
+        (png / "inner").mkdir(parents=True)
+        (png / "inner" / "x.png").write_bytes(b"x")
+    elif damage.startswith("wrong-size"):  # a good PNG, of another size
+        Image.new("RGB", (8, 8), (255, 0, 0)).save(png)
     else:
         png.write_bytes(png.read_bytes()[: png.stat().st_size // 2])
     d2 = watched(tmp_path, folder, port=port)
@@ -393,7 +402,9 @@ def test_a_lost_or_damaged_kept_frame_is_stylized_again(tmp_path: Path, folder: 
         redone = kept(d2.output(), "l")
         assert redone[-(n - victim):] == list(range(victim + 1, n + 1)), redone
         assert files(folder / "failed") == []
-        assert len(decoded(folder / "out" / "stripes" / "l.mp4")[0]) == n
+        out_frames = decoded(folder / "out" / "stripes" / "l.mp4")[0]
+        assert len(out_frames) == n
+        assert {f.shape for f in out_frames} == {(44, 64, 3)}  # the clip's size, not 8x8
         journal_clean(folder)
     finally:
         d2.stop()

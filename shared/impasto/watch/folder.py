@@ -81,6 +81,9 @@ MAX_SENDERS = 32
 FRAME_BYTES_PER_PIXEL = 3
 
 
+MAX_REDOS = 3  # times one pass may stylize a clip again from a damaged kept frame
+
+
 class _FrameLost(Exception):
     """A kept video frame gone or unreadable: the clip is stylized again from it."""
 
@@ -519,14 +522,17 @@ class FolderWatcher:
         lost = next((i for i in range(e.frames_done) if not self.journal.has_frame(e, i)), None)
         if lost is not None:
             self._redo_from(e, lost, "is missing")
-        try:
-            self._video_to_output(client, e, style, settings)
-        except _FrameLost as ex:
-            # Damaged rather than missing (found only when read, so that a long clip's
-            # frames are not all decoded on every start): the same remedy. Each time the
-            # count drops, so this ends.
-            self._redo_from(e, ex.index, "cannot be read")
-            self._process_video(client, e, style, settings)
+        # Damaged rather than missing (found only when read, so that a long clip's frames
+        # are not all decoded on every start): the same remedy, a few times; frames
+        # damaged again each time they are written mean a failing disk, not a bad file.
+        for _ in range(MAX_REDOS):
+            try:
+                self._video_to_output(client, e, style, settings)
+                return
+            except _FrameLost as ex:
+                self._redo_from(e, ex.index, "cannot be read")
+        self._retry(e, f"its kept frames were damaged {MAX_REDOS} times over (the disk of "
+                    f"{self.layout.root / '.impasto'}?)")
 
     def _redo_from(self, e: Entry, index: int, why: str) -> None:
         log.warning("%s: kept frame %d %s; stylizing again from it", e.rel, index + 1, why)
@@ -536,19 +542,29 @@ class FolderWatcher:
         # the damaged one be taken as done.
         self.journal.remove_frames_from(e, index)
         e.state, e.output, e.frames_done = State.CLAIMED, None, index
+        if index == 0:
+            e.clip_size = None
         self.journal.save(e)
 
     def _kept(self, e: Entry, index: int) -> Image.Image:
-        """A kept frame, decoded; _FrameLost if it is gone or damaged."""
+        """A kept frame, decoded; _FrameLost if it is gone or damaged (not a file, not
+        a PNG, or not the clip's size)."""
         try:
             data = self.journal.read_frame(e, index)
-        except FileNotFoundError:
+        except (FileNotFoundError, ValueError):  # ValueError: not a file, or too large
             raise _FrameLost(index) from None
+        except OSError as ex:
+            if ex.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
+                raise _FrameLost(index) from None
+            raise  # the disk's fault: retried
         try:
             with Image.open(io.BytesIO(data)) as img:
-                return img.convert("RGB")
+                img = img.convert("RGB")
         except Exception:  # noqa: BLE001 - bytes already read: any failure is the file's
             raise _FrameLost(index) from None
+        if e.clip_size is not None and list(img.size) != e.clip_size:
+            raise _FrameLost(index)
+        return img
 
     def _video_to_output(self, client: Client, e: Entry, style: str,
                          settings: dict[str, Any]) -> None:
@@ -681,6 +697,9 @@ class FolderWatcher:
         """A video frame on disk, then counted in the journal."""
         self.journal.write_frame(e, index, png)
         e.frames_done = index + 1
+        if index == 0:
+            with Image.open(io.BytesIO(png)) as img:  # the header only
+                e.clip_size = list(img.size)
         if e.clip_seed is None:
             e.clip_seed = seed
         self.journal.save(e)

@@ -66,10 +66,12 @@ class Entry:
     reason: str | None = None  # for failures
     extra: dict[str, Any] = field(default_factory=dict)
     # Videos: frames the source has (counted at the claim; exact once all are done),
-    # frames done and kept in <id>.frames/, and the clip's seed (from its first frame).
+    # frames done and kept in <id>.frames/, the clip's seed and its results' size (both
+    # from its first frame: a kept frame of another size is damaged).
     clip_frames: int | None = None
     frames_done: int = 0
     clip_seed: int | None = None
+    clip_size: list[int] | None = None
 
     @property
     def rel_parts(self) -> Parts:
@@ -150,6 +152,28 @@ def check(e: Entry) -> None:
         raise ValueError("frames_done without a video")
     if e.clip_seed is not None and not _count(e.clip_seed, 0, 2**63 - 1):
         raise ValueError("bad clip_seed")
+    if e.clip_size is not None and not (
+            isinstance(e.clip_size, list) and len(e.clip_size) == 2
+            and all(_count(v, 1, 1 << 16) for v in e.clip_size)):
+        raise ValueError("bad clip_size")
+
+
+def _remove_any(d: int, name: str, depth: int = 0) -> None:
+    """Delete `name` in the folder open as d: a file or link, or a folder with all it
+    holds (no link followed; a person may have put one where a kept frame was)."""
+    try:
+        os.unlink(name, dir_fd=d)
+        return
+    except IsADirectoryError:
+        if depth > 32:
+            raise
+    sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=d)
+    try:
+        for f in os.listdir(sub):
+            _remove_any(sub, f, depth + 1)
+    finally:
+        os.close(sub)
+    os.rmdir(name, dir_fd=d)
 
 
 class Journal:
@@ -203,13 +227,13 @@ class Journal:
 
     def remove_frames_from(self, e: Entry, index: int) -> None:
         """Delete e's kept frames from `index` on (each continues the one before it, so
-        none after a lost frame can stay)."""
+        none after a lost frame can stay), whatever stands in their place."""
         with (contextlib.suppress(FileNotFoundError, NotADirectoryError),
               self._tree.folder(JOURNAL + (f"{e.id}.frames",)) as d):
             for f in os.listdir(d):
                 stem, _, suffix = f.partition(".")
                 if suffix == "png" and stem.isdigit() and int(stem) >= index:
-                    os.unlink(f, dir_fd=d)
+                    _remove_any(d, f)
             os.fsync(d)
 
     def remove_frames(self, e: Entry | str) -> None:
@@ -219,7 +243,7 @@ class Journal:
             with self._tree.folder(JOURNAL + (name,)) as d:
                 for f in os.listdir(d):
                     with contextlib.suppress(OSError):
-                        os.unlink(f, dir_fd=d)
+                        _remove_any(d, f)
             with self._tree.folder(JOURNAL) as j:
                 os.rmdir(name, dir_fd=j)
                 os.fsync(j)
