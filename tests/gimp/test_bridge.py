@@ -498,6 +498,8 @@ def _malformed(case: str, tmp: Path, address: str) -> dict | list:
             "format": "rgb32f", "output_dir": str(tmp / "frames")}
     if case == "not_an_object":
         return [req]
+    if case == "nested":
+        return "deep"  # written as 100000 nested lists below
     if case == "negative_width":
         req["content"]["width"] = -50
     elif case == "fractional_width":
@@ -512,6 +514,25 @@ def _malformed(case: str, tmp: Path, address: str) -> dict | list:
         req["clip"] = {}
     elif case == "bad_last_frame":
         req["clip"] = clip
+    elif case == "infinite_timeout":
+        req["timeout"] = float("inf")
+    elif case == "negative_timeout":
+        req["timeout"] = -1
+    elif case == "preview_infinite":
+        req["preview"] = {"path": str(tmp / "p.rgba"), "max_side": float("inf")}
+    elif case == "clip_seed_infinite":
+        clip["frames"] = clip["frames"][:2]
+        req["clip"], req["options"]["seed"] = clip, float("inf")
+    elif case == "no_output":
+        del req["output"]
+    elif case == "no_styles":
+        req["styles"] = []
+    elif case == "content_size_lies":
+        req["content"]["width"] = 10**9
+    elif case == "autostart_string":
+        req["autostart"] = "yes"  # an object in the plug-in's config
+    elif case == "options_string":
+        req["options"] = "fast"
     return req
 
 
@@ -521,9 +542,19 @@ def _malformed(case: str, tmp: Path, address: str) -> dict | list:
     ("fractional_width", "the content's width must be a positive whole number, not 50.5"),
     ("content_string", "the request's 'content' must be an object"),
     ("styles_string", "the request's 'styles' must be a list of objects"),
-    ("weight_object", "the request is malformed (TypeError"),
+    ("weight_object", "a style's weight must be a number from 0 to 1e+06, not {'a': 1}"),
+    ("autostart_string", "the request's 'autostart' must be an object"),
     ("empty_clip", "an animation needs a list of at least one frame file"),
     ("bad_last_frame", "frame 3 (short.rgbf) holds 7 bytes for 8x6 rgb32f"),
+    ("infinite_timeout", "the request's timeout must be a number from 0.1 to 3600, not inf"),
+    ("negative_timeout", "the request's timeout must be a number from 0.1 to 3600, not -1"),
+    ("preview_infinite", "the preview's max_side must be a positive whole number, not inf"),
+    ("clip_seed_infinite", "the seed must be a whole number from 0, not inf"),
+    ("no_output", "the request's 'output' must be a file path"),
+    ("no_styles", "no style given"),
+    ("content_size_lies", "the content file holds 8000 bytes for 1000000000x40 rgba8"),
+    ("options_string", "the request's 'options' must be an object"),
+    ("nested", "internal error: RecursionError"),
 ])
 def test_a_malformed_request_is_one_clear_error_before_anything_is_sent(
         case: str, why: str, tmp_path: Path, env: dict[str, str]) -> None:
@@ -531,7 +562,8 @@ def test_a_malformed_request_is_one_clear_error_before_anything_is_sent(
     address here answers nothing): each mistake is one error event, no traceback, and an
     empty clip is an error rather than a still."""
     req = tmp_path / "req.json"
-    req.write_text(json.dumps(_malformed(case, tmp_path, f"tcp://127.0.0.1:{free_port()}")))
+    body = _malformed(case, tmp_path, f"tcp://127.0.0.1:{free_port()}")
+    req.write_text("[" * 100_000 + "]" * 100_000 if body == "deep" else json.dumps(body))
     r = subprocess.run(BRIDGE + ["run", str(req)], env=env, capture_output=True, text=True,
                        stdin=subprocess.DEVNULL, timeout=120)
     assert r.returncode == 1, (r.stdout, r.stderr)

@@ -25,6 +25,7 @@ import select
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +163,14 @@ def whole(v: Any, what: str) -> int:
     return int(v)
 
 
+def number(v: Any, what: str, low: float, high: float) -> float:
+    """A finite number in [low, high] from the request."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not low <= v <= high:
+        raise ImpastoError(BAD_OPTIONS, f"{what} must be a number from {low:g} to {high:g}, "
+                           f"not {v!r}"[:300])
+    return float(v)
+
+
 def section(request: dict[str, Any], key: str) -> dict[str, Any]:
     v = request.get(key)
     if not isinstance(v, dict):
@@ -187,7 +196,7 @@ def mask_ref(spec: dict[str, Any] | None) -> ImageRef | None:
 
 
 def style_ref(spec: dict[str, Any]) -> StyleRef:
-    weight = float(spec.get("weight", 1.0))
+    weight = number(spec.get("weight", 1.0), "a style's weight", 0.0, 1e6)
     mask = mask_ref(spec.get("mask"))
     if spec.get("raw"):
         data = Path(spec["raw"]).read_bytes()
@@ -209,7 +218,46 @@ def styles_of(request: dict[str, Any]) -> list[StyleRef]:
     specs = request.get("styles")
     if not isinstance(specs, list) or not all(isinstance(x, dict) for x in specs):
         raise ImpastoError(BAD_OPTIONS, "the request's 'styles' must be a list of objects")
+    if not specs:
+        raise ImpastoError(BAD_OPTIONS, "no style given: a library name, an image file or a layer")
     return [style_ref(x) for x in specs]
+
+
+@dataclass
+class Common:
+    """What a still and an animation request share, checked before anything is sent."""
+
+    address: str | None
+    timeout: float
+    options: dict[str, Any]
+    preview: dict[str, Any] | None  # the daemon's preview request
+    preview_path: Path | None
+
+
+def common(request: dict[str, Any]) -> Common:
+    address = request.get("address")
+    if address is not None and not isinstance(address, str):
+        raise ImpastoError(BAD_OPTIONS, "the request's 'address' must be a string")
+    if request.get("autostart") is not None and not isinstance(request["autostart"], dict):
+        raise ImpastoError(BAD_OPTIONS, "the request's 'autostart' must be an object")
+    timeout = number(request.get("timeout", 5.0), "the request's timeout", 0.1, 3600.0)
+    options = request.get("options", {})
+    if not isinstance(options, dict):
+        raise ImpastoError(BAD_OPTIONS, "the request's 'options' must be an object")
+    seed = options.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
+                             or not 0 <= seed < 2**63):
+        raise ImpastoError(BAD_OPTIONS, f"the seed must be a whole number from 0, not {seed!r}"[:300])
+    spec = request.get("preview")
+    if spec is None:
+        return Common(address, timeout, dict(options), None, None)
+    if not isinstance(spec, dict) or not isinstance(spec.get("path"), str) or not spec["path"]:
+        raise ImpastoError(BAD_OPTIONS, "the request's 'preview' must be an object with a path")
+    preview = {"max_side": whole(spec.get("max_side", 256), "the preview's max_side"),
+               "interval_s": number(spec.get("interval_s", 1.0), "the preview's interval_s",
+                                    0.0, 3600.0),
+               "format": "rgba8"}
+    return Common(address, timeout, dict(options), preview, Path(spec["path"]))
 
 
 def run(request: dict[str, Any]) -> int:
@@ -218,23 +266,28 @@ def run(request: dict[str, Any]) -> int:
     if request.get("clip") is not None:  # an empty clip is a mistake, not a still
         return run_clip(request)
     content = section(request, "content")
-    data = Path(content["path"]).read_bytes()
+    c = common(request)
+    if not isinstance(request.get("output"), str) or not request["output"]:
+        raise ImpastoError(BAD_OPTIONS, "the request's 'output' must be a file path")
+    out = Path(request["output"])
     # rgb32f: float RGB in the image's own colour space, no alpha (the plug-in keeps the
     # layer's alpha and writes it back unchanged); rgba8 for older plug-ins.
     fmt = str(content.get("format", "rgba8"))
-    ref = ImageRef(data, fmt, whole(content.get("width"), "the content's width"),
-                   whole(content.get("height"), "the content's height"))
+    if fmt not in RAW_BYTES:
+        raise ImpastoError(BAD_OPTIONS, f"content in {fmt!r}; the bridge takes rgb32f or rgba8")
+    w = whole(content.get("width"), "the content's width")
+    h = whole(content.get("height"), "the content's height")
+    data = Path(str(content.get("path"))).read_bytes()
+    if len(data) != w * h * RAW_BYTES[fmt]:
+        raise ImpastoError(BAD_OPTIONS, f"the content file holds {len(data)} bytes for {w}x{h} {fmt}")
+    ref = ImageRef(data, fmt, w, h)
     output = OutputFormat.RGB32F if fmt == "rgb32f" else OutputFormat.RGBA8
-    preview = request.get("preview")
-    preview_path = Path(preview["path"]) if preview else None
+    preview_path = c.preview_path
     job = Stylize(content=ref, styles=styles_of(request),
-                  options=request.get("options", {}), priority=Priority.INTERACTIVE, output=output,
-                  client=request.get("client", "gimp"),
-                  preview={"max_side": int(preview.get("max_side", 256)),
-                           "interval_s": float(preview.get("interval_s", 1.0)),
-                           "format": "rgba8"} if preview else None)
+                  options=c.options, priority=Priority.INTERACTIVE, output=output,
+                  client=str(request.get("client", "gimp")), preview=c.preview)
     commands = Commands()
-    with Client(request.get("address"), timeout=float(request.get("timeout", 5.0))) as client:
+    with Client(c.address, timeout=c.timeout) as client:
         ensure_daemon(client, request.get("autostart"))
 
         def progress(p: Progress) -> None:
@@ -253,7 +306,6 @@ def run(request: dict[str, Any]) -> int:
             on_progress=progress, should_cancel=commands.should_cancel,
             should_finish=commands.should_finish)
     assert result.image is not None
-    out = Path(request["output"])
     write_atomic(out, result.image.data, sync=False)
     notes = []
     if commands.stop and commands.stop_early:
@@ -317,14 +369,14 @@ def run_clip(request: dict[str, Any]) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     output = OutputFormat.RGB32F if fmt == "rgb32f" else OutputFormat.RGBA8
     styles = styles_of(request)
-    options = dict(request.get("options", {}))
+    c = common(request)
+    options = c.options
     # As many frames a request as the budgets allow: a continuation holds to the float
     # frame sent back, which after a resize to the frames' size is within a few levels of
     # the 8-bit one the daemon holds to within a request (exact when no resize).
     per_request = clip_chunk(w, h, fmt, styles, whole(clip.get("chunk", MAX_CLIP_FRAMES),
                                                       "the clip's chunk"))
-    preview = request.get("preview")
-    preview_path = Path(preview["path"]) if preview else None
+    preview_path = c.preview_path
     n = len(paths)
     commands = Commands(unit="frame")
     done, seed, weights, stopped = 0, int(options.get("seed") or 0), "", False
@@ -338,7 +390,7 @@ def run_clip(request: dict[str, Any]) -> int:
                                f"for {w}x{h} {fmt}")
         return ImageRef(data, fmt, w, h)
 
-    with Client(request.get("address"), timeout=float(request.get("timeout", 5.0))) as client:
+    with Client(c.address, timeout=c.timeout) as client:
         ensure_daemon(client, request.get("autostart"))
         while done < n:
             base = done
@@ -370,10 +422,7 @@ def run_clip(request: dict[str, Any]) -> int:
 
             job = Stylize(frames=refs, styles=styles, options=options,
                           priority=Priority.INTERACTIVE, output=output,
-                          client=request.get("client", "gimp"),
-                          preview={"max_side": int(preview.get("max_side", 256)),
-                                   "interval_s": float(preview.get("interval_s", 1.0)),
-                                   "format": "rgba8"} if preview else None,
+                          client=str(request.get("client", "gimp")), preview=c.preview,
                           previous_frame=previous[0] if previous else None,
                           previous_result=previous[1] if previous else None)
             result = client.stylize(
@@ -426,6 +475,8 @@ def main(argv: list[str] | None = None) -> int:
         emit(events.Error("bridge", f"{type(e).__name__}: {e}"))
     except (TypeError, AttributeError) as e:  # a field of the wrong type: one line, no trace
         emit(events.Error("bridge", f"the request is malformed ({type(e).__name__}: {e})"))
+    except Exception as e:  # noqa: BLE001 - the plug-in reads one error line, whatever it is
+        emit(events.Error("bridge", f"internal error: {type(e).__name__}: {e}"[:2000]))
     return 1
 
 
