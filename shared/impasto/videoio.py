@@ -8,6 +8,7 @@ Frames are decoded one at a time, so a long clip never sits in memory whole.
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -148,8 +149,6 @@ def turns(rotation: float, matrix: tuple[int, ...] | None) -> list[Image.Transpo
 
 
 def display_matrix(frame) -> tuple[int, ...] | None:  # noqa: ANN001 - av.VideoFrame
-    import struct
-
     for sd in frame.side_data:
         if getattr(sd.type, "name", str(sd.type)).endswith("DISPLAYMATRIX"):
             data = bytes(sd)

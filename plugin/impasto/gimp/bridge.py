@@ -195,6 +195,9 @@ def mask_ref(spec: dict[str, Any] | None) -> ImageRef | None:
     return ImageRef(bytes(rgba), "rgba8", w, h)
 
 
+NO_STYLE = "no style given: a library name, an image file or a layer"
+
+
 def style_ref(spec: dict[str, Any]) -> StyleRef:
     weight = number(spec.get("weight", 1.0), "a style's weight", 0.0, 1e6)
     mask = mask_ref(spec.get("mask"))
@@ -211,7 +214,7 @@ def style_ref(spec: dict[str, Any]) -> StyleRef:
             raise ImpastoError(BAD_OPTIONS, f"cannot read style image {p}: {e.strerror}") from None
     if spec.get("name"):
         return StyleRef(name=str(spec["name"]), weight=weight, mask=mask)
-    raise ImpastoError(BAD_OPTIONS, "no style given: a library name, an image file or a layer")
+    raise ImpastoError(BAD_OPTIONS, NO_STYLE)
 
 
 def styles_of(request: dict[str, Any]) -> list[StyleRef]:
@@ -219,7 +222,7 @@ def styles_of(request: dict[str, Any]) -> list[StyleRef]:
     if not isinstance(specs, list) or not all(isinstance(x, dict) for x in specs):
         raise ImpastoError(BAD_OPTIONS, "the request's 'styles' must be a list of objects")
     if not specs:
-        raise ImpastoError(BAD_OPTIONS, "no style given: a library name, an image file or a layer")
+        raise ImpastoError(BAD_OPTIONS, NO_STYLE)
     return [style_ref(x) for x in specs]
 
 
