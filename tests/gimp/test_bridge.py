@@ -529,6 +529,12 @@ def _malformed(case: str, tmp: Path, address: str) -> dict | list:
         req["styles"] = []
     elif case == "content_size_lies":
         req["content"]["width"] = 10**9
+    elif case == "address_number":
+        req["address"] = 5767
+    elif case == "preview_no_path":
+        req["preview"] = {"max_side": 128}
+    elif case == "seed_negative":
+        req["options"]["seed"] = -3
     elif case == "autostart_string":
         req["autostart"] = "yes"  # an object in the plug-in's config
     elif case == "options_string":
@@ -544,6 +550,9 @@ def _malformed(case: str, tmp: Path, address: str) -> dict | list:
     ("styles_string", "the request's 'styles' must be a list of objects"),
     ("weight_object", "a style's weight must be a number from 0 to 1e+06, not {'a': 1}"),
     ("autostart_string", "the request's 'autostart' must be an object"),
+    ("address_number", "the request's 'address' must be a string"),
+    ("preview_no_path", "the request's 'preview' must be an object with a path"),
+    ("seed_negative", "the seed must be a whole number from 0, not -3"),
     ("empty_clip", "an animation needs a list of at least one frame file"),
     ("bad_last_frame", "frame 3 (short.rgbf) holds 7 bytes for 8x6 rgb32f"),
     ("infinite_timeout", "the request's timeout must be a number from 0.1 to 3600, not inf"),
