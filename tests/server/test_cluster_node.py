@@ -142,7 +142,8 @@ class _Cluster:  # what Follower needs of test_cluster.Cluster
         return Client(self.daemon.address, timeout=timeout, keys_dir=self.keys)
 
 
-def start_ray(args: list[str], env: dict[str, str], netns: str | None = None) -> subprocess.Popen:
+def start_ray(args: list[str], env: dict[str, str], netns: str | None = None,
+              log: Path | None = None) -> subprocess.Popen:
     """`ray start ... --block`: it stays our child and, stopped, stops what it started;
     its own session, so whatever is left is ended by its process group, never by name."""
     prefix = ["ip", "netns", "exec", netns] if netns else []
@@ -153,9 +154,14 @@ def start_ray(args: list[str], env: dict[str, str], netns: str | None = None) ->
         args = [*args, *(f"--{name}={free_port()}" for name in (
             "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
             "runtime-env-agent-port", "node-manager-port", "object-manager-port"))]
-    return subprocess.Popen([*prefix, str(RAY), "start", "--block", "--disable-usage-stats",
-                             *args], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    out = open(log, "wb") if log is not None else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        return subprocess.Popen([*prefix, str(RAY), "start", "--block", "--disable-usage-stats",
+                                 *args], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    finally:
+        if log is not None:
+            out.close()
 
 
 def stop_ray(proc: subprocess.Popen) -> None:
@@ -168,15 +174,22 @@ def stop_ray(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def wait_head(address: str, env: dict[str, str], timeout: float = 180.0) -> None:
+def wait_head(address: str, env: dict[str, str], timeout: float = 180.0,
+              head: subprocess.Popen | None = None, log: Path | None = None) -> None:
+    """Until `ray status` answers; at once if the head's own process has ended (with its
+    output, where it went to `log`)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         r = subprocess.run([str(RAY), "status", f"--address={address}"], env=env,
                            capture_output=True, timeout=60)
         if r.returncode == 0:
             return
+        if head is not None and head.poll() is not None:
+            break
         time.sleep(1)
-    raise AssertionError(f"Ray head at {address} not up")
+    ended = "" if head is None or head.poll() is None else f" (it exited: {head.returncode})"
+    said = log.read_text(errors="replace")[-2000:] if log is not None and log.exists() else ""
+    raise AssertionError(f"Ray head at {address} not up{ended}\n{said}")
 
 
 def wait_listening(port: int, timeout: float = 180.0) -> None:
