@@ -62,7 +62,7 @@ def test_fake_cpu_flags_without_bf16_keep_auto_fp32(monkeypatch: pytest.MonkeyPa
 def test_fake_cpu_with_bf16_units_picks_bf16(flags: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(FAKE_CPU_FLAGS_ENV, flags)
     d = Device.select("cpu")
-    assert d.precision == "bf16" and d.channels_last and d.autocast is torch.bfloat16
+    assert d.precision == "bf16" and d.channels_last and d.conv_dtype is torch.bfloat16
     assert "native bf16" in d.reason
     with pytest.raises(ImpastoError, match="tf32 is not available on cpu"):
         Device.select("cpu", "tf32")

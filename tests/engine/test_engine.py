@@ -8,6 +8,7 @@ import torch
 from impasto.engine import color
 from impasto.engine.tensors import to_tensor
 from impasto.engine.transfer import Engine, StyleInput
+from impasto.engine.vgg import VGGFeatures
 from impasto.engine.weights import random_weights
 from impasto.errors import ImpastoError, JobCancelled
 from impasto.options import EngineOptions
@@ -216,7 +217,7 @@ def test_bf16_precision_runs_and_lands_near_fp32() -> None:
     fp32 = Engine(weights, test_device(), precision="fp32")
     a = fp32.run(CONTENT, [StyleInput(STYLE)], small(iterations=4, style_weight=1e5))
     bf16 = Engine(random_weights(0), test_device(), precision="bf16")
-    assert bf16._network(small()).autocast == torch.bfloat16
+    assert bf16._network(small()).conv_dtype == torch.bfloat16
     b = bf16.run(CONTENT, [StyleInput(STYLE)], small(iterations=4, style_weight=1e5))
     opts = small(style_weight=1e5)
     score_a = fp32.evaluate(a.image, CONTENT, [StyleInput(STYLE)], opts)["total"]
@@ -224,6 +225,48 @@ def test_bf16_precision_runs_and_lands_near_fp32() -> None:
     start = fp32.evaluate(CONTENT, CONTENT, [StyleInput(STYLE)], opts)["total"]
     assert score_b < 0.9 * start  # it optimised
     assert score_b == pytest.approx(score_a, rel=0.2)
+
+
+def test_bf16_layers_compute_bit_for_bit_what_autocast_computes() -> None:
+    """The bf16 path holds the layers in bf16, converted once, where bf16 autocast would
+    cast every weight at every evaluation (it caches no cast of a tensor that needs no
+    gradient). Its features and the image's gradient are autocast's to the bit; the
+    weights as loaded stay float32, for the engines and baselines that share them."""
+    weights = random_weights(0)
+    eng = Engine(weights, "cpu", precision="bf16")
+    opts = small()
+    net = eng._network(opts)
+    assert {m.weight.dtype for m in net.layers if isinstance(m, torch.nn.Conv2d)} == {
+        torch.bfloat16}
+    assert weights.features[0].weight.dtype == eng.features[0].weight.dtype == torch.float32
+    ref = VGGFeatures(eng.features, weights.flavour, list(net.indices), opts.pooling,
+                      None, eng.channels_last)
+    assert ref.layers[0].weight.dtype == torch.float32
+
+    x = torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(5))
+    mix = {k: torch.randn(v.shape, generator=torch.Generator().manual_seed(i))
+           for i, (k, v) in enumerate(net(x).items())}
+
+    def features_and_grad(run) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        xg = x.clone().requires_grad_(True)
+        feats = run(xg)
+        (grad,) = torch.autograd.grad(sum((feats[k] * mix[k]).sum() for k in mix), xg)
+        return feats, grad
+
+    def autocast(xg: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = ref(xg)
+        return {k: v.float() for k, v in out.items()}
+
+    got, grad = features_and_grad(net)
+    want, want_grad = features_and_grad(autocast)
+    assert got.keys() == want.keys() and len(got) == 6  # relu4_2 and 5 style layers
+    for k in want:
+        assert got[k].dtype == torch.float32
+        assert torch.equal(got[k], want[k]), k
+    assert torch.equal(grad, want_grad)
+    # The conversion is real: float32 layers give other values.
+    assert not torch.equal(ref(x)["relu5_1"], got["relu5_1"])
 
 
 def test_unknown_precision_is_refused() -> None:

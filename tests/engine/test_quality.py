@@ -46,3 +46,19 @@ def test_the_measure_tells_stylized_from_not(files: dict) -> None:
     assert same.style_ratio == pytest.approx(1.0) and not same.stylized
     copy = judge(vgg, style, content, style)
     assert copy.style_ratio < 0.05 and not copy.stylized
+
+
+def test_time_to_quality_holds_impasto_to_each_of_the_peer_s_checkpoints() -> None:
+    """benchmarks/peers.py's two rules on a peer that ends on a poor iterate (as
+    neural-style-pt did at 512 px): reaching its last iterate is quick, being at least
+    as good as each of its checkpoints, on both distances at once, is not."""
+    from benchmarks.peers import time_to, time_to_every
+
+    # [seconds, evaluations, style, content]
+    curve = [[10.0, 10, 0.9, 0.70], [20.0, 20, 0.5, 0.60], [30.0, 30, 0.4, 0.55]]
+    peer = {"100": [400.0, 1.2, 0.56], "900": [3000.0, 1.0, 1.2], "1000": [3500.0, 4.4, 2.8]}
+    assert time_to(curve, 4.4, 2.8) == 10.0
+    assert time_to(curve, 0.45, 0.58) == 30.0  # style alone reached at 20 s is not enough
+    assert time_to(curve, 0.3, 0.9) is None
+    assert time_to_every(curve, peer) == 30.0  # content 0.56 first met at 30 s
+    assert time_to_every(curve, {**peer, "50": [200.0, 0.3, 0.9]}) is None

@@ -35,7 +35,7 @@ from tests.watch.common import (
 av = pytest.importorskip("av")
 
 RATE = Fraction(12)
-# fp32: bf16 autocast on a CPU is not bit-for-bit equal between two processes (the same
+# fp32: bf16 on a CPU is not bit-for-bit equal between two processes (the same
 # request came out 0.16 levels a pixel apart on an AMD EPYC), and the clip continued
 # after the kill runs in a second process.
 EXACT = ("--precision", "fp32")

@@ -266,8 +266,9 @@ class Device:
         return requested, why
 
     @property
-    def autocast(self) -> torch.dtype | None:
-        """The dtype the convolutions run in under autocast; None: the storage dtype."""
+    def conv_dtype(self) -> torch.dtype | None:
+        """The dtype the convolutions run in (as bf16 autocast would run them); None: the
+        image's dtype."""
         return torch.bfloat16 if self.precision == "bf16" else None
 
     # layout, graphs, switches -------------------------------------------------------------
@@ -380,7 +381,7 @@ class Device:
     # naming -------------------------------------------------------------------------------
     def describe(self) -> str:
         """One line: the device, what runs on it, and why, e.g. "cpu (Intel Xeon,
-        avx512_bf16, amx_bf16): bf16 autocast, channels-last; auto chose bf16 because
+        avx512_bf16, amx_bf16): bf16 convolutions, channels-last; auto chose bf16 because
         the CPU has native bf16 (amx_bf16)"."""
         c = self.caps
         what = [c.name] if c.name else []
@@ -392,7 +393,7 @@ class Device:
         if c.override:
             what.append("capability override")
         arith = {"fp32": "fp32", "tf32": "tf32 tensor cores",
-                 "bf16": "bf16 autocast (Grams, losses, optimiser fp32)"}[self.precision]
+                 "bf16": "bf16 convolutions (Grams, losses, optimiser fp32)"}[self.precision]
         parts = [arith] + (["channels-last"] if self.channels_last else []) + (
             ["CUDA graphs"] if self.cuda_graphs else [])
         return f"{self.torch} ({', '.join(what)}): {', '.join(parts)}; {self.reason}"

@@ -6,6 +6,7 @@ evaluations happen at small sizes, where they are cheap.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import math
@@ -129,7 +130,7 @@ class Engine:
     device: a name ("auto", "cpu", "cuda:1", "xpu", "mps") or a Device (device.py,
     which owns every per-device choice below).
     precision: fp32; tf32 (fp32 storage, TF32 matrix units on Ampere and later GPUs);
-    bf16 (convolutions under bf16 autocast, Grams and losses in fp32). "auto" is
+    bf16 (convolutions in bf16 as autocast runs them, Grams and losses in fp32). "auto" is
     device.py's rule: tf32 on CUDA, bf16 on CPUs with bf16 units, else fp32.
     cuda_graphs: replay each scale's evaluation as one CUDA graph.
     clamp: keep pixels in [0, 1] before each evaluation (projected L-BFGS, as the
@@ -172,6 +173,12 @@ class Engine:
         self.dtype = dtype
         self.features = weights.features.to(self.device, dtype, memory_format=fmt).eval()
         self.features.requires_grad_(False)
+        # bf16: the layers the objective runs, converted once here rather than by
+        # autocast at every evaluation (vgg.py says why). A copy: `features` stays the
+        # weights as loaded, for the float32 baselines the benchmarks run beside it.
+        conv = self.dev.conv_dtype
+        self.conv_features = (copy.deepcopy(self.features).to(conv) if conv is not None
+                              else self.features)
         self.dev.configure()
 
     def device_info(self) -> dict[str, Any]:
@@ -347,9 +354,12 @@ class Engine:
 
     def _network(self, opts: EngineOptions) -> VGGFeatures:
         layers = list(dict.fromkeys(opts.content_layers + opts.style_layers))
-        return VGGFeatures(self.features, self.weights.flavour, layers, opts.pooling,
-                           self.dev.autocast,
-                           self.channels_last).to(self.device, self.dtype)
+        net = VGGFeatures(self.conv_features, self.weights.flavour, layers, opts.pooling,
+                          self.dev.conv_dtype, self.channels_last)
+        # Only the preprocessing's constants follow the image's dtype: the layers are
+        # already where and as they run.
+        net.preprocess.to(self.device, self.dtype)
+        return net
 
     def _scale_objective(self, net: VGGFeatures, content_rgb: Image.Image,
                          styles: list[StyleInput], opts: EngineOptions, size: int,

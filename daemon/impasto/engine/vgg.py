@@ -56,12 +56,16 @@ class VGGFeatures(nn.Module):
     """Runs VGG19 up to the deepest requested layer and returns those activations."""
 
     def __init__(self, features: nn.Sequential, flavour: str, layers: list[str],
-                 pooling: str = "max", autocast: torch.dtype | None = None,
+                 pooling: str = "max", conv_dtype: torch.dtype | None = None,
                  channels_last: bool = False) -> None:
         super().__init__()
-        # autocast: run the convolutions in this dtype (bf16 on GPUs); the returned
-        # activations are float32 so that Grams and losses keep full precision.
-        self.autocast = autocast
+        # conv_dtype: the dtype the layers hold their weights in and run in (bf16), when
+        # it is not the image's; the returned activations are then float32, so that
+        # Grams and losses keep full precision. This is what bf16 autocast computes (the
+        # same kernels on the same rounded weights and inputs), without autocast's cast
+        # of every weight at every call: it caches no cast of a tensor that needs no
+        # gradient, and those casts were a fixed cost in each evaluation (docs/engine.md).
+        self.conv_dtype = conv_dtype
         self.channels_last = channels_last
         self.indices = {name: VGG19_LAYERS.index(name) for name in layers}
         last = max(self.indices.values())
@@ -85,12 +89,12 @@ class VGGFeatures(nn.Module):
         x = self.preprocess(x)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(x.device.type, dtype=self.autocast or torch.float32,
-                            enabled=self.autocast is not None):
-            for i, layer in enumerate(self.layers):
-                x = layer(x)
-                if i in self.wanted:
-                    out[self.wanted[i]] = x
-        if self.autocast is not None:
+        if self.conv_dtype is not None:
+            x = x.to(self.conv_dtype)
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i in self.wanted:
+                out[self.wanted[i]] = x
+        if self.conv_dtype is not None:
             out = {k: v.float() for k, v in out.items()}
         return out
