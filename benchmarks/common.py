@@ -36,13 +36,18 @@ def texture(w: int, h: int, seed: int = 1) -> Image.Image:
     return Image.fromarray((img * 255).astype(np.uint8))
 
 
-def median_time(fn: Callable[[], object], repeats: int = 3) -> float:
+def timings(fn: Callable[[], object], repeats: int = 3) -> list[float]:
+    """Seconds of each of `repeats` calls."""
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return times
+
+
+def median_time(fn: Callable[[], object], repeats: int = 3) -> float:
+    return statistics.median(timings(fn, repeats))
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:

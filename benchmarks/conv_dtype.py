@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.common import timings
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         (grad,) = torch.autograd.grad(sum(f.square().mean() for f in feats.values()), xg)
         return time.perf_counter() - t0, grad
 
-    cast = min(_time(cast_all) for _ in range(args.repeats))
+    cast = min(timings(cast_all, args.repeats))
     print(f"# {eng.dev.describe()}; {threads} threads; torch {torch.__version__}\n"
           f"casting the {len(convs)} convolutions' {params / 1e6:.1f} M parameters to bf16: "
           f"{cast * 1e3:.1f} ms", flush=True)
@@ -89,12 +91,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
     return 0
-
-
-def _time(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 if __name__ == "__main__":
