@@ -1,10 +1,29 @@
 from __future__ import annotations
 
+import os
+import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import DaemonProcess, gradient_image, make_env, stripes_image
+# The Windows-library mode (tests/winlib/impasto_winlib.py, docs/portability.md): its .pth
+# line goes into the test venv on every run, inert unless IMPASTO_WINDOWS_LIBRARY=1 is
+# set, so any child process a test starts with the variable runs in the mode; with the
+# variable set for pytest itself, this process is put in it before any impasto import.
+sys.path.insert(0, str(Path(__file__).parent / "winlib"))
+import impasto_winlib  # noqa: E402
+
+impasto_winlib.install_pth(Path(sysconfig.get_paths()["purelib"]))
+if os.environ.get(impasto_winlib.ENV) == "1":
+    impasto_winlib.apply()
+
+from tests.helpers import (  # noqa: E402 - after the mode, which must come first
+    DaemonProcess,
+    gradient_image,
+    make_env,
+    stripes_image,
+)
 
 
 @pytest.fixture(autouse=True)

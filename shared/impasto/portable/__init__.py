@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 
 FORCE_ENV = "IMPASTO_PORTABLE_FALLBACKS"
 
@@ -25,5 +26,11 @@ def fallbacks_forced() -> bool:
 
 
 def system() -> str:
-    """Linux, Darwin or Windows (platform.system()'s names)."""
+    """Linux, Darwin or Windows (platform.system()'s names), read from sys.platform like
+    every per-system choice in impasto, so the Windows-library mode of the tests
+    (tests/winlib: IMPASTO_WINDOWS_LIBRARY=1) steers it too."""
+    if sys.platform == "win32":
+        return "Windows"
+    if sys.platform == "darwin":
+        return "Darwin"
     return platform.system()
