@@ -302,7 +302,7 @@ def _check_value(f: dataclasses.Field, kind: Any, v: Any, name: str) -> None:
     if (lo is not None and v < lo) or (hi is not None and v > hi):
         if kind is int:
             raise _bad(f"{name} must be between {int(lo)} and {int(hi)}, got {v}")
-        raise _bad(f"{name} must be between {lo:g} and {hi:g}, got {v:g}")
+        raise _bad(f"{name} must be between {lo:g} and {hi:g}, got {v!r}")  # every digit
 
 
 # --- documentation ---------------------------------------------------------------------

@@ -168,9 +168,11 @@ MAX_REGION_WEIGHT = 100.0
 
 def check_region_weights(weights: list[float], masked: list[bool]) -> None:
     for i, (w, m) in enumerate(zip(weights, masked)):
+        # The refused value as sent (repr: every digit that tells it from the limit;
+        # `:g` printed 100.0001 as "100").
         if m and w > MAX_REGION_WEIGHT:
             raise ImpastoError(BAD_OPTIONS, f"style {i + 1} has a mask, so its weight scales its "
-                               f"region's strength: at most {MAX_REGION_WEIGHT:g}, not {w:g}")
+                               f"region's strength: at most {MAX_REGION_WEIGHT:g}, not {w!r}")
 
 
 def check_preview(spec: object) -> dict[str, Any]:
@@ -249,6 +251,7 @@ class Status(Message):
     uptime_s: float = 0.0
     jobs_done: int = 0
     jobs_failed: int = 0
+    jobs_cancelled: int = 0
     cache_hits: int = 0
     cache_misses: int = 0
     running: dict[str, Any] | None = None

@@ -58,6 +58,10 @@ class EmbeddedBackend:
     def failed(self) -> int:
         return self.worker.failed if self.worker else 0
 
+    @property
+    def cancelled(self) -> int:
+        return self.worker.cancelled if self.worker else 0
+
     def start(self) -> None:
         def load_then_work() -> None:
             try:

@@ -129,6 +129,10 @@ class RayBackend:
     def failed(self) -> int:
         return self._ender.failed
 
+    @property
+    def cancelled(self) -> int:
+        return self._ender.cancelled
+
     # --- life cycle --------------------------------------------------------------------------
     def start(self) -> None:
         self._manager = threading.Thread(target=self._manage, name="impasto-cluster", daemon=True)

@@ -162,7 +162,9 @@ def spec_of(job: Job) -> JobSpec:
 class JobEnder:
     """Ends jobs for a back end (the embedded worker and every cluster runner alike):
     turns a cancel caused by the daemon stopping into `shutdown`, books the job as
-    done or failed, tells the queue, then sends the job's one terminal event."""
+    done, cancelled (by its owner, its client's disconnect, a watch folder's storage
+    fault, the daemon stopping: nothing failed) or failed, tells the queue, then sends
+    the job's one terminal event."""
 
     def __init__(self, queue: JobQueue, ctx: zmq.Context, stopping: threading.Event) -> None:
         self.queue = queue
@@ -170,6 +172,7 @@ class JobEnder:
         self.stopping = stopping
         self.done = 0
         self.failed = 0
+        self.cancelled = 0
         self._lock = threading.Lock()
 
     def end(self, job: Job, final: Message, sock: zmq.Socket | None = None) -> Message:
@@ -180,6 +183,8 @@ class JobEnder:
         with self._lock:
             if isinstance(final, Result):
                 self.done += 1
+            elif isinstance(final, Error) and final.code in (CANCELLED, SHUTDOWN):
+                self.cancelled += 1
             else:
                 self.failed += 1
         self.queue.finished(job)

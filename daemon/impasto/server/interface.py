@@ -6,17 +6,19 @@ helpers both back ends share. No torch and no engine here, so that importing the
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any, Protocol
 
+from impasto.portable import memory
 from impasto.server.jobqueue import Job
 
 
 class Backend(Protocol):
     load_error: BaseException | None
+    # Jobs ended by the back end: with a result, with an error, or cancelled (shutdown
+    # included) while running.
     done: int
     failed: int
+    cancelled: int
 
     def start(self) -> None:
         """Load the model(s) and start taking jobs off the queue; returns at once."""
@@ -50,14 +52,9 @@ class Backend(Protocol):
 
 
 def process_memory_bytes() -> int:
-    """This process's resident memory (status's memory_bytes where no GPU is used)."""
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """This process's resident memory (status's memory_bytes where no GPU is used); 0
+    where the system will not say. One reader for every system: portable.memory."""
+    return memory.resident_bytes() or 0
 
 
 def job_label(job: Job | None, viewer: str) -> str:

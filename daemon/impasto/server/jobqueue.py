@@ -75,9 +75,10 @@ class JobQueue:
     waited, the oldest batch job goes next, so a busy editor cannot starve a folder."""
 
     def __init__(self, batch_every: int = 3, max_jobs: int = 1000, per_owner: int = 64,
-                 max_pixels: int = 16 * 4096 * 4096) -> None:
+                 max_pixels: int = 16 * 4096 * 4096, owner_pixels: int | None = None) -> None:
         self._lanes: dict[Priority, deque[Job]] = {p: deque() for p in Priority}
         self._owned: Counter[str] = Counter()  # queued jobs per submitter key
+        self._owned_pixels: Counter[str] = Counter()  # their decoded images, in pixels
         self._cond = threading.Condition()
         self._skipped = 0  # interactive picks in a row while batch waited
         self.batch_every = batch_every
@@ -88,6 +89,12 @@ class JobQueue:
         # Decoded images waiting in the queue, in pixels (about 3 bytes each): a budget,
         # so a burst of large requests is refused instead of filling the memory.
         self.max_pixels = max_pixels
+        # One key's share of that budget: a quarter, so that one key (a few requests that
+        # declare the largest images) leaves three quarters to the others. A key with
+        # nothing queued may always queue one job that fits the whole budget, so the
+        # largest request (a clip's 33.5 MP and its two continuation images, 67 MP)
+        # is never refused for its size alone.
+        self.owner_pixels = max_pixels // 4 if owner_pixels is None else owner_pixels
         self.pixels = 0
         self._closed = False
         # Taken and not yet finished: one job with the embedded worker, one per busy
@@ -114,6 +121,11 @@ class JobQueue:
             if self.pixels + job.pixels > self.max_pixels:
                 raise ImpastoError(QUEUE_FULL, f"the queue holds {self.pixels / 1e6:.0f} MP of "
                                    "images, all it may; try again when some jobs have run")
+            mine = self._owned_pixels[job.owner]
+            if self._owned[job.owner] and mine + job.pixels > self.owner_pixels:
+                raise ImpastoError(QUEUE_FULL, f"your queued jobs hold {mine:,} pixels of images "
+                                   f"and this one {job.pixels:,}; one client may have at most "
+                                   f"{self.owner_pixels:,} queued: send it as these finish")
             inter, batch = self._lanes[Priority.INTERACTIVE], self._lanes[Priority.BATCH]
             e, s = self.batch_every, self._skipped
             if job.priority == Priority.INTERACTIVE:
@@ -124,6 +136,7 @@ class JobQueue:
                 position = j + min(len(inter), max(0, (j + 1) * e - s))
             self._lanes[job.priority].append(job)
             self._owned[job.owner] += 1
+            self._owned_pixels[job.owner] += job.pixels
             self.pixels += job.pixels
             self._cond.notify()
             return position + len(self.running)
@@ -153,8 +166,7 @@ class JobQueue:
                 if batch:
                     self._skipped += 1
                 job = inter.popleft()
-            self._owned[job.owner] -= 1
-            self.pixels -= job.pixels
+            self._forget(job)
             self.running.add(job.id)
             return job
 
@@ -165,10 +177,18 @@ class JobQueue:
                 for job in q:
                     if job.id == job_id and owner in (None, job.owner):
                         q.remove(job)
-                        self._owned[job.owner] -= 1
-                        self.pixels -= job.pixels
+                        self._forget(job)
                         return job
         return None
+
+    def _forget(self, job: Job) -> None:
+        """A job leaves the queue (taken or removed): its owner's counts go down."""
+        self._owned[job.owner] -= 1
+        self._owned_pixels[job.owner] -= job.pixels
+        if not self._owned[job.owner]:  # no empty keys left behind, one per client ever
+            del self._owned[job.owner]
+            del self._owned_pixels[job.owner]
+        self.pixels -= job.pixels
 
     def snapshot(self) -> list[Job]:
         with self._cond:
@@ -182,6 +202,7 @@ class JobQueue:
             for q in self._lanes.values():
                 q.clear()
             self._owned.clear()
+            self._owned_pixels.clear()
             self.pixels = 0
             self._cond.notify_all()
             return jobs

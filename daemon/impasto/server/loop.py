@@ -18,17 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import zmq
 import zmq.auth
-from PIL import Image
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils.monitor import recv_monitor_message
 
 from impasto import imagecodec
 from impasto.errors import (
     BAD_MESSAGE,
-    BAD_OPTIONS,
     CANCELLED,
     IMAGE_TOO_LARGE,
     INTERNAL,
@@ -40,7 +37,13 @@ from impasto.errors import (
     ImpastoError,
     ServeError,
 )
-from impasto.keys import AuthorizedKeys, check_private, ensure_local_keys
+from impasto.keys import (
+    LOCAL_KEY_FILE,
+    AuthorizedKeys,
+    check_private,
+    ensure_local_keys,
+    other_clients,
+)
 from impasto.netaddr import is_local_address
 from impasto.options import EngineOptions
 from impasto.portable.process import stop_signals
@@ -58,7 +61,6 @@ from impasto.protocol import (
     DaemonState,
     Done,
     Error,
-    ImageRef,
     Message,
     Ping,
     Pong,
@@ -72,13 +74,19 @@ from impasto.protocol import (
     decode,
     encode,
 )
+from impasto.server.connections import Connections
 from impasto.server.events import EVENTS_ENDPOINT, WAKE_ENDPOINT
+from impasto.server.intake import check_work, decode_clip, region_mask
 from impasto.server.interface import Backend
 from impasto.server.jobqueue import Job, JobQueue
 from impasto.server.stylelib import StyleLibrary
 from impasto.version import __version__
 
 log = logging.getLogger(__name__)
+
+# How often open connections are checked against authorized/ (a stat of each file), so
+# that a deleted key's connection is closed within about this long.
+KEY_CHECK_S = 1.0
 
 
 @dataclass
@@ -131,32 +139,39 @@ class Server:
         self.events: zmq.Socket | None = None
         self.wake: zmq.Socket | None = None
         self.monitor: zmq.Socket | None = None
-        # Which TCP connection (file descriptor) each client's routing id came in on, so
-        # that a connection's end (the monitor's EVENT_DISCONNECTED names the fd) cancels
-        # the jobs it submitted: their events could reach no one.
-        self._peer_fd: dict[bytes, int] = {}
-        self._fd_peers: dict[int, set[bytes]] = {}
-        self.local_user = ""
+        # A connection's end (the monitor's EVENT_DISCONNECTED names the fd) cancels the
+        # jobs it submitted, and the requests it has in the intake: their events could
+        # reach no one.
+        self.conns = Connections()
+        self.authorized: AuthorizedKeys | None = None
         # One intake thread: images are decoded one request at a time, so a burst of
         # large requests costs one request's memory at a time, not all of theirs.
         self.intake = ThreadPoolExecutor(1, thread_name_prefix="impasto-intake")
-        self._done: queue.SimpleQueue[tuple[bytes, str | None, Callable[[], Message], bool]] = (
+        self._done: queue.SimpleQueue[
+            tuple[bytes, str | None, Callable[[], Message], threading.Event | None]] = (
             queue.SimpleQueue())
         self.rejected = 0  # stylize requests refused at acceptance
+        # Jobs that ended before they ran: cancelled while queued (by their owner, their
+        # client's disconnect or a shutdown) or while their images were decoded. Those
+        # cancelled while running are the back end's.
+        self.cancelled = 0
 
     # --- life cycle --------------------------------------------------------------------
     def bind(self) -> None:
         cfg = self.config
         # CurveZMQ on every address, loopback too: on loopback any local user can connect
         # to a TCP port, and only keys tell this user's clients from theirs. The local
-        # keyring is made on first start; keys for a public address are made on purpose.
+        # keyring is made on first start (by any impasto program); a public address
+        # also needs a key made on purpose for another machine, since this machine's
+        # own key alone would let no other machine in: such a bind is a mistake.
         if is_local_address(cfg.bind):
             ensure_local_keys(cfg.keys_dir)
-        elif not (cfg.keys_dir / "server.key_secret").exists():
+        elif not (cfg.keys_dir / "server.key_secret").exists() or not other_clients(cfg.keys_dir):
             raise ServeError(
-                f"refusing to listen on {cfg.bind} without keys: it is reachable from other "
-                "machines. Create CurveZMQ keys with `impasto keys init` (and authorise each "
-                "client with `impasto keys add-client NAME`), or bind to 127.0.0.1.")
+                f"refusing to listen on {cfg.bind}: it is reachable from other machines, and "
+                f"no other machine's key is authorised in {cfg.keys_dir / 'authorized'}. "
+                "Authorise each client machine with `impasto keys add-client NAME` (or "
+                "`impasto keys authorize FILE.key`), or bind to 127.0.0.1.")
         check_private(cfg.keys_dir)
         public, secret = _server_keys(cfg.keys_dir)
         authorized = cfg.keys_dir / "authorized"
@@ -166,9 +181,8 @@ class Server:
         self.auth.start()
         # The folder as it is at each handshake, not as it was at start: keys added or
         # removed (`impasto keys add-client`) count without a restart.
-        self.auth.configure_curve_callback(
-            domain="*", credentials_provider=AuthorizedKeys(authorized, auth_log))
-        self.local_user = self._local_user()  # read once: status asks on every call
+        self.authorized = AuthorizedKeys(authorized, auth_log)
+        self.auth.configure_curve_callback(domain="*", credentials_provider=self.authorized)
         self.library.make_private()
         router = self.ctx.socket(zmq.ROUTER)
         router.setsockopt(zmq.LINGER, 1000)
@@ -191,7 +205,7 @@ class Server:
         self.router = router
         # libzmq's ROUTER_NOTIFY is a draft API, absent from released builds: the socket
         # monitor's disconnect events (by fd) stand in for it.
-        self.monitor = router.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self.monitor = router.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_ACCEPTED)
         self.events = self.ctx.socket(zmq.PULL)
         self.events.bind(EVENTS_ENDPOINT)
         self.wake = self.ctx.socket(zmq.PULL)
@@ -214,7 +228,7 @@ class Server:
         poller.register(self.events, zmq.POLLIN)
         poller.register(self.wake, zmq.POLLIN)
         poller.register(self.monitor, zmq.POLLIN)
-        last_active = time.monotonic()
+        last_active = last_keys = time.monotonic()
         try:
             while not self.stopping.is_set():
                 ready = dict(poller.poll(100))
@@ -231,6 +245,9 @@ class Server:
                     self._forward_events()
                 if self.monitor in ready:
                     self._disconnects()
+                if now - last_keys >= KEY_CHECK_S:
+                    last_keys = now
+                    self._cut_revoked()
                 if self.router in ready:
                     for _ in range(100):  # bounded, so events are forwarded in between
                         try:
@@ -240,7 +257,6 @@ class Server:
                         # A closed connection's fd may be reused by the next one: its
                         # disconnect is read before any message that may come on the reuse.
                         self._disconnects()
-                        self._note_peer(frames[0])
                         self._handle(frames)
                 if self.load_error is not None:
                     break
@@ -268,6 +284,7 @@ class Server:
         queued = self.queue.close()
         reason = str(self.load_error) if self.load_error else "the daemon is shutting down"
         for job in queued:
+            self.cancelled += 1
             self._send(job.peer, Error(SHUTDOWN, f"{reason}; job {job.id} was not run", job.id), job.req)
         self.backend.stop()
         deadline = time.monotonic() + 30
@@ -290,12 +307,14 @@ class Server:
     # --- plumbing ----------------------------------------------------------------------
     # --- work off the socket loop ---------------------------------------------------------
     def _offload(self, peer: bytes, req: str | None,
-                 work: Callable[[], Callable[[], Message]], stylize: bool = False) -> None:
+                 work: Callable[[], Callable[[], Message]],
+                 gone: threading.Event | None = None) -> None:
         """Run `work` (decoding images, writing files: seconds for large images) on the
         intake thread, so that this loop keeps answering everyone else within
         milliseconds. `work` returns a function that the loop then runs to finish the
         request (queueing a job must happen here, so that `accepted` goes out before the
-        job's first progress event); an ImpastoError from either is the reply."""
+        job's first progress event); an ImpastoError from either is the reply.
+        gone: a stylize request's mark, set when its client disconnects meanwhile."""
 
         def run() -> None:
             try:
@@ -305,7 +324,7 @@ class Server:
             except Exception as e:  # noqa: BLE001 - reported to the client as internal
                 log.exception("request failed")
                 finish = _raiser(ImpastoError(INTERNAL, f"internal error ({type(e).__name__}); the daemon's log has the details"))
-            self._done.put((peer, req, finish, stylize))
+            self._done.put((peer, req, finish, gone))
             sock = self.ctx.socket(zmq.PUSH)
             sock.connect(WAKE_ENDPOINT)
             sock.send(b"", copy=False)
@@ -322,26 +341,27 @@ class Server:
                 break
         while True:
             try:
-                peer, req, finish, stylize = self._done.get_nowait()
+                peer, req, finish, gone = self._done.get_nowait()
             except queue.Empty:
                 return
+            if gone is not None:
+                self.conns.intake_done(peer, gone)
+                if gone.is_set():
+                    # Its client left while its images were decoded: no job is queued,
+                    # as one queued then would be cancelled by the same disconnect.
+                    self.cancelled += 1
+                    log.info("request %s dropped: its client disconnected while its images "
+                             "were decoded", req or "?")
+                    continue
             try:
                 reply = finish()
             except ImpastoError as e:
                 reply = Error(e.code, e.message)
-                if stylize:
+                if gone is not None:
                     self._count_rejected(e)
             self._send(peer, reply, req)
 
     # --- connections that end -----------------------------------------------------------
-    def _note_peer(self, frame: zmq.Frame) -> None:
-        peer = frame.bytes
-        if peer in self._peer_fd:
-            return
-        fd = int(frame.get(zmq.SRCFD))
-        self._peer_fd[peer] = fd
-        self._fd_peers.setdefault(fd, set()).add(peer)
-
     def _disconnects(self) -> None:
         assert self.monitor is not None
         while True:
@@ -349,11 +369,23 @@ class Server:
                 event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
             except zmq.Again:
                 return
+            if event["event"] == zmq.EVENT_ACCEPTED:
+                self.conns.accepted(int(event["value"]))
+                continue
             if event["event"] != zmq.EVENT_DISCONNECTED:
                 continue
-            for peer in self._fd_peers.pop(int(event["value"]), set()):
-                self._peer_fd.pop(peer, None)
+            for peer in self.conns.closed(int(event["value"])):
                 self._cancel_peer(peer)
+
+    def _cut_revoked(self) -> None:
+        """Close the connections of keys deleted from authorized/ since they connected,
+        so that revoking a key takes effect on connections already open too."""
+        if self.authorized is None:
+            return
+        self._disconnects()  # a closed connection's fd is forgotten before any is cut
+        for key in self.conns.cut_keys_not_in(self.authorized.keys()):
+            log.warning("closed a connection of client key %s...: it is no longer authorised",
+                        key[:8])
 
     def _cancel_peer(self, peer: bytes) -> None:
         """The connection that submitted these jobs is gone (client killed, closed, or
@@ -361,6 +393,7 @@ class Server:
         and make way for the jobs behind them."""
         for job in self.queue.snapshot():
             if job.peer == peer and self.queue.remove(job.id) is not None:
+                self.cancelled += 1
                 log.info("job %s cancelled: its client disconnected while it waited", job.id)
         for job in self.backend.running():
             if job.peer == peer and self.backend.cancel_running(job.id) is not None:
@@ -384,6 +417,7 @@ class Server:
         # Who sent it: the client's CurveZMQ public key, as the authenticator vouched.
         # Jobs belong to it; only it may cancel them or see what they are.
         user = frames[-1].get("User-Id") or "" if len(frames) > 1 else ""
+        self.conns.note(frames[0], user)
         size = sum(len(f) for f in body)
         if size > MAX_MESSAGE_BYTES or (body and len(body[0]) > MAX_HEADER_BYTES):
             # Not parsed, not even for its req id, and nothing of it echoed: a 200 MiB
@@ -457,6 +491,7 @@ class Server:
             raise ImpastoError(BAD_MESSAGE, "stylize needs a content image, or a clip of 1 to "
                                f"{MAX_CLIP_FRAMES} frames{empty}")
         opts = EngineOptions.from_dict(msg.options)
+        check_work(opts, len(msg.frames) or 1)
         # A budget checked from the images' headers, before any pixel is decoded.
         # A clip's continuation (previous_frame, previous_result: two images of at most
         # a frame's size, each within the per-image limit) is outside the total, so that
@@ -470,15 +505,25 @@ class Server:
             raise ImpastoError(IMAGE_TOO_LARGE, f"the request's images hold {total:,} pixels; "
                                f"at most {MAX_REQUEST_PIXELS:,} in one request")
 
+        gone = self.conns.intake(peer)
+
+        def check() -> None:
+            # Decoding stops at the next image once the client has gone: the intake is
+            # one thread, and the requests behind this one wait for it.
+            if gone.is_set():
+                raise ImpastoError(CANCELLED, "the client disconnected")
+
         def decode() -> Callable[[], Message]:
             content, frames, previous = None, [], None
+            check()
             if msg.content is not None:
                 content = imagecodec.decode(msg.content, "the content image")
             else:
-                frames, previous = decode_clip(msg, opts)
+                frames, previous = decode_clip(msg, opts, check)
             size = content.size if content is not None else frames[0].size
             styles = []
             for i, ref in enumerate(msg.styles):
+                check()
                 if ref.name is not None:
                     styles.append((self.library.load(ref.name), ref.weight, ref.name))
                 else:
@@ -493,7 +538,7 @@ class Server:
                       frames=frames, previous=previous)
             return lambda: self._accept(job)
 
-        self._offload(peer, req, decode, stylize=True)
+        self._offload(peer, req, decode, gone)
         return None
 
     def _count_rejected(self, e: ImpastoError) -> None:
@@ -515,19 +560,18 @@ class Server:
         # Another client's job is answered as if it did not exist: ids are guessable.
         job = self.queue.remove(job_id, owner=user)
         if job is not None:
+            self.cancelled += 1
             self._send(job.peer, Error(CANCELLED, f"job {job.id} was cancelled", job.id), job.req)
             return Cancelled(job=job_id, was=CancelledFrom.QUEUED)
         if self.backend.cancel_running(job_id, owner=user, keep=keep) is not None:
             return Cancelled(job=job_id, was=CancelledFrom.RUNNING)
         raise ImpastoError(UNKNOWN_JOB, f"no queued or running job {job_id!r}")
 
-    def _local_user(self) -> str:
-        """This machine's own client (the local keyring's key): it may see server paths."""
-        try:
-            public, _ = zmq.auth.load_certificate(self.config.keys_dir / "authorized" / "client.key")
-        except (OSError, ValueError):
-            return ""
-        return public.decode()
+    @property
+    def local_user(self) -> str:
+        """This machine's own client (the local keyring's key, authorized/client.key): it
+        may see server paths. As the file is now: a replaced key counts at once."""
+        return self.authorized.named(LOCAL_KEY_FILE) if self.authorized is not None else ""
 
     def _status(self, user: str) -> Status:
         local = bool(user) and user == self.local_user
@@ -548,6 +592,7 @@ class Server:
             uptime_s=round(time.time() - self.started, 3),
             jobs_done=backend.done,
             jobs_failed=backend.failed + self.rejected,
+            jobs_cancelled=backend.cancelled + self.cancelled,
             cache_hits=info["cache_hits"],
             cache_misses=info["cache_misses"],
             running=running[0].summary(user) if running else None,
@@ -584,40 +629,3 @@ def _best_effort_req(body: list[bytes]) -> str | None:
         return req if isinstance(req, str) else None
     except Exception:
         return None
-
-
-def region_mask(ref: ImageRef, size: tuple[int, int], i: int) -> Image.Image:
-    return imagecodec.as_mask(imagecodec.decode_mask(ref, f"the mask of style {i + 1}"), size, i)
-
-
-def decode_clip(msg: Stylize, opts: EngineOptions) -> tuple[list[Image.Image], tuple[Image.Image, np.ndarray] | None]:
-    """A clip's frames, all of one size, and the frame and result it continues from. The
-    previous result may come at any size of the frames' shape (a client may have scaled
-    it); it is brought to the size this request's frames come out at."""
-    frames = [imagecodec.decode_pil(ref, f"frame {i + 1}") for i, ref in enumerate(msg.frames)]
-    size = frames[0].size
-    for i, f in enumerate(frames):
-        if f.size != size:
-            raise ImpastoError(BAD_OPTIONS, f"frame {i + 1} is {f.width}x{f.height}; a clip's "
-                               f"frames are all one size (frame 1 is {size[0]}x{size[1]})")
-    if msg.previous_frame is None or msg.previous_result is None:
-        return frames, None
-    before = imagecodec.decode_pil(msg.previous_frame, "previous_frame")
-    if before.size != size:
-        raise ImpastoError(BAD_OPTIONS, f"previous_frame is {before.width}x{before.height}; "
-                           f"the clip's frames are {size[0]}x{size[1]}")
-    result = imagecodec.decode(msg.previous_result, "previous_result")
-    rw, rh = result.size if isinstance(result, Image.Image) else (result.width, result.height)
-    # Its shape must be the frames' (within a pixel of rounding at its size).
-    if rw < 16 or rh < 16 or abs(rw * size[1] - rh * size[0]) > max(size):
-        raise ImpastoError(BAD_OPTIONS, f"previous_result is {rw}x{rh}; it must have the shape "
-                           f"of the frames ({size[0]}x{size[1]}) and be at least 16 px a side")
-    # The size this request's frames come out at, which is the size the frame before
-    # held to within one request: the frames' own with match_content_size.
-    out = size if opts.match_content_size else imagecodec.long_side_size(
-        size[0], size[1], opts.resolved_size())
-    pil = (result.to_pil() if isinstance(result, imagecodec.FloatImage) else result).convert("RGB")
-    if pil.size != out:
-        pil = pil.resize(out, Image.Resampling.LANCZOS)
-    pixels = np.asarray(pil, dtype=np.float32) / 255.0
-    return frames, (before, np.ascontiguousarray(pixels, dtype=np.float32))

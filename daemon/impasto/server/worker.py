@@ -41,6 +41,10 @@ class Worker(threading.Thread):
     def failed(self) -> int:
         return self.ender.failed
 
+    @property
+    def cancelled(self) -> int:
+        return self.ender.cancelled
+
     def run(self) -> None:
         sock = self.ctx.socket(zmq.PUSH)
         sock.connect(EVENTS_ENDPOINT)

@@ -7,13 +7,19 @@ import re
 import shutil
 from pathlib import Path
 
-import zmq.auth
-
 from impasto import paths
 from impasto.errors import BAD_OPTIONS, ImpastoError
-from impasto.keys import create_pair, ensure_local_keys
+from impasto.keys import create_pair, ensure_local_keys, parse_key_bytes, read_key_bytes
 
 _CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def _held(path: Path) -> bytes | None:
+    """What an authorised key file holds now (None: not a key file one can read)."""
+    try:
+        return read_key_bytes(path)
+    except (OSError, ValueError):
+        return None
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -35,19 +41,23 @@ def cmd_keys(args: argparse.Namespace) -> int:
               "public key)")
     else:
         src: Path = args.public_key
+        # Read once, within a key file's size, from a regular file only (a FIFO would
+        # block, /dev/zero would never end); what was checked is what is written.
         try:
-            _, secret = zmq.auth.load_certificate(src)
+            data = read_key_bytes(src)
+            _, secret = parse_key_bytes(data)
         except (OSError, ValueError) as e:
-            raise ImpastoError(BAD_OPTIONS, f"{src} is not a CurveZMQ public key file: {e}") from None
+            why = e.strerror if isinstance(e, OSError) and e.strerror else e
+            raise ImpastoError(BAD_OPTIONS, f"{src} is not a CurveZMQ public key file: {why}") from None
         if secret is not None:
             raise ImpastoError(BAD_OPTIONS, "refusing: that file holds a secret key; authorise "
                                "the public .key file")
         dest = authorized / src.name
-        if dest.exists() and dest.read_bytes() != src.read_bytes():
+        if dest.exists() and _held(dest) != data:
             # Keys count at once: replacing one (client.key is this user's own) would
             # lock its holder out without a word.
             raise ImpastoError(BAD_OPTIONS, f"refusing: another key is already authorised as "
                                f"{src.name}; rename the file (the name is only a label)")
-        shutil.copyfile(src, dest)
+        dest.write_bytes(data)
         print(f"authorised {src.name}")
     return 0

@@ -123,7 +123,8 @@ def cmd_status(args: argparse.Namespace) -> int:
           f"memory {st.memory_bytes / 2**20:.0f} MiB, up {st.uptime_s:.0f} s")
     if st.device_detail:
         print(printable(f"  {st.device_detail}"))
-    print(f"  jobs done {st.jobs_done}, failed {st.jobs_failed}; style cache hits "
+    print(f"  jobs done {st.jobs_done}, failed {st.jobs_failed}, cancelled "
+          f"{st.jobs_cancelled}; style cache hits "
           f"{st.cache_hits}, misses {st.cache_misses}")
     if st.running:
         r = st.running
