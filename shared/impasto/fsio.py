@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -51,6 +52,9 @@ def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], object], mode: i
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if sys.platform == "win32":
+        _write_atomic_by_path(path, data, mode, sync)
+        return path
     d = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         write_atomic_at(d, path.name, data, mode, sync)
@@ -59,24 +63,52 @@ def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], object], mode: i
     return path
 
 
+def _write(fd: int, data: bytes | Callable[[BinaryIO], object], sync: bool) -> None:
+    with os.fdopen(fd, "wb") as f:
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            f.write(data)
+        else:
+            data(f)
+        f.flush()
+        if sync:
+            os.fsync(f.fileno())
+
+
+def _write_atomic_by_path(path: Path, data: bytes | Callable[[BinaryIO], object],
+                          mode: int | None, sync: bool) -> None:
+    """Windows: its Python opens no folder handles (no O_DIRECTORY, no dir_fd), so the
+    temporary file is named by path. O_EXCL creates it new (a name already there, a
+    link included, is an error, never followed); O_BINARY, or the C runtime would write
+    b"\r\n" for every b"\n". os.replace is MoveFileEx(MOVEFILE_REPLACE_EXISTING); NTFS
+    journals the rename itself, and there is no folder to fsync."""
+    if sys.platform != "win32":
+        raise NotImplementedError("the path-based write is Windows' (write_atomic)")
+    tmp = temp_name(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_BINARY | os.O_NOINHERIT
+    fd = os.open(tmp, flags, 0o666 if mode is None else mode)
+    try:
+        _write(fd, data, sync)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def write_atomic_at(dir_fd: int, name: str, data: bytes | Callable[[BinaryIO], object],
                     mode: int | None = None, sync: bool = True,
                     before_rename: Callable[[], None] | None = None) -> None:
     """write_atomic for `name` in the folder open as `dir_fd` (confined callers, which
     must not resolve paths: see impasto.watch.confine). Nothing is followed: the
-    temporary file is created with O_EXCL|O_NOFOLLOW."""
+    temporary file is created with O_EXCL|O_NOFOLLOW. POSIX only: Windows' Python has
+    no folder handles, and the watch folder, the only caller, refuses to start there."""
+    if sys.platform == "win32":
+        raise NotImplementedError("file calls relative to a folder handle: not on Windows")
     tmp = temp_name(Path(name)).name
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(tmp, flags, 0o666 if mode is None else mode, dir_fd=dir_fd)  # umask applies
     try:
-        with os.fdopen(fd, "wb") as f:
-            if isinstance(data, (bytes, bytearray, memoryview)):
-                f.write(data)
-            else:
-                data(f)
-            f.flush()
-            if sync:
-                os.fsync(f.fileno())
+        _write(fd, data, sync)
         if before_rename is not None:
             before_rename()
         os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
@@ -90,7 +122,10 @@ def write_atomic_at(dir_fd: int, name: str, data: bytes | Callable[[BinaryIO], o
 
 
 def fsync_dir(path: Path) -> None:
-    # A rename is durable only once its folder is synced.
+    # A rename is durable only once its folder is synced (POSIX). Windows opens no
+    # folder with os.open and needs none: NTFS journals the rename.
+    if sys.platform == "win32":
+        return
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
         try:

@@ -14,7 +14,6 @@ what /proc/cpuinfo says). Either way the description says "(capability override)
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import re
@@ -27,6 +26,7 @@ from typing import Any
 import torch
 
 from impasto.errors import BAD_OPTIONS, ImpastoError
+from impasto.portable import memory as portable_memory
 
 KINDS = ("cpu", "cuda", "xpu", "mps")
 FAKE_CPU_FLAGS_ENV = "IMPASTO_FAKE_CPU_FLAGS"  # tests only: see the module docstring
@@ -146,11 +146,8 @@ def detect_cpu() -> DeviceCaps:
     units = set(cpu_units(flags, machine))
     if "bf16" in flags and machine in ("arm64", "aarch64"):  # Armv8.6 BF16 (Apple M2+, Graviton 3)
         units.add("neon_bf16")
-    memory = None
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return DeviceCaps("cpu", None, name or platform.processor() or machine, "cpu",
-                      frozenset(units), None, memory,
+                      frozenset(units), None, portable_memory.physical_bytes(),
                       max(1, cores or (os.cpu_count() or 1)), override)
 
 
@@ -411,11 +408,4 @@ class Device:
 
 
 def _rss_bytes() -> int:
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        import resource
-
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return rss if sys.platform == "darwin" else rss * 1024
+    return portable_memory.resident_bytes() or 0

@@ -14,7 +14,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -449,7 +449,8 @@ class Engine:
                 lg = None if guide is None else layer_guide(guide, sizes[n], like)
                 if guide is not None and lg is None:
                     continue  # the region holds no pixels at this layer
-                g = sum(share * t[n] for share, t in mix)
+                # A blend of tensors (sum() of tensors is typed int | Tensor).
+                g = cast(torch.Tensor, sum(share * t[n] for share, t in mix))
                 if opts.style_loss == "wasserstein":
                     mean = sum(share * t[mean_key(n)] for share, t in mix)
                     terms.append(MeanCovLoss(mean, g * g.shape[-1], weights[n] * strength, n, lg))
@@ -560,7 +561,7 @@ class Engine:
         # "style": the blended mean colour of the styles, lightly noised so that
         # neighbouring pixels get different gradients.
         total = math.fsum(blend)
-        mean = sum((b / total) * s.mean((1, 2)) for b, s in zip(blend, styles))
+        mean = cast(torch.Tensor, sum((b / total) * s.mean((1, 2)) for b, s in zip(blend, styles)))
         noise = (torch.rand(content.shape, generator=gen) - 0.5) * 0.1
         return (mean.view(1, 3, 1, 1) + noise.to(mean.dtype)).clamp(0, 1).to(self.device, self.dtype)
 

@@ -8,6 +8,7 @@ import logging
 import os
 import secrets
 import signal
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,9 +182,17 @@ def run_serve(args: argparse.Namespace) -> int:
     from impasto.server.loop import Server, ServerConfig
 
     s = settings_from(args)
-    # `kill -USR1 PID` prints every thread's stack to the log: where a stuck daemon waits
-    # (on a cluster, which Ray call).
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    if s.watch:
+        from impasto.watch.confine import unsupported
+
+        why = unsupported()
+        if why:  # before the model loads: Windows has no watch folders yet
+            raise ImpastoError(BAD_OPTIONS, why)
+    if sys.platform != "win32":
+        # `kill -USR1 PID` prints every thread's stack to the log: where a stuck daemon
+        # waits (on a cluster, which Ray call). Windows has neither SIGUSR1 nor
+        # faulthandler.register.
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     watchers = []
     config = ServerConfig(bind=s.bind, styles_dir=s.styles, keys_dir=s.keys, curve=s.curve,
                           idle_exit_s=s.idle_exit)
@@ -207,7 +216,11 @@ def run_serve(args: argparse.Namespace) -> int:
                                   settle=s.settle,
                                   in_flight=(lambda: in_flight() + 1) if in_flight else None)
         config.watch_status = lambda: [w.counts() for w in watchers]
-        config.on_stopping = lambda: [w.request_stop() for w in watchers]
+        def request_stops() -> None:
+            for w in watchers:
+                w.request_stop()
+
+        config.on_stopping = request_stops
     log.info("impasto daemon on %s; stop with Ctrl-C", s.bind)
     try:
         server.serve_forever()

@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import stat
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,19 @@ EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}")
 # A CurveZMQ public key as ZeroMQ's ZAP User-Id gives it: 40 characters of Z85.
 _KEY = re.compile(r"[0-9A-Za-z.:+=^!/*?&<>()\[\]{}@%$#-]{40}")
+
+
+def _open_record(path: Path) -> int:
+    """An owner record, opened for reading. POSIX: no link followed (ELOOP) and no wait
+    on a FIFO. Windows has neither flag (nor FIFOs in a folder): a binary open, and
+    anything but a regular file (a link's target included) is refused on the handle."""
+    if sys.platform == "win32":
+        fd = os.open(path, os.O_RDONLY | os.O_BINARY)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(f"{path} is not a regular file")
+        return fd
+    return os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
 
 
 class StyleLibrary:
@@ -80,7 +94,7 @@ class StyleLibrary:
         wait (a FIFO there reads as empty), at most 256 bytes."""
         path = self._owner_file(name)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            fd = _open_record(path)
             try:
                 raw = os.read(fd, 256)
             finally:

@@ -15,6 +15,7 @@ this catches the rest (writers that opened before the watcher started, polling m
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from impasto.portable import fallbacks_forced
@@ -25,6 +26,8 @@ PROC = Path("/proc")
 def written_files() -> set[tuple[int, int]] | None:
     """(st_dev, st_ino) of every file open for writing in a process we can inspect; None
     where this system has no way to tell."""
+    if sys.platform != "linux":
+        return None  # macOS and Windows: no table of other processes' open files
     if fallbacks_forced() or not (PROC / "self" / "fdinfo").is_dir():
         return None
     out: set[tuple[int, int]] = set()

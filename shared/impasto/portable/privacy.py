@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +23,9 @@ from impasto.portable import fallbacks_forced
 
 def posix_modes() -> bool:
     """Whether owner-only modes are made and checked here."""
-    return os.name == "posix" and not fallbacks_forced()
+    if sys.platform == "win32":
+        return False
+    return not fallbacks_forced()
 
 
 def private_dir(path: Path) -> None:
@@ -53,6 +56,8 @@ def make_private(path: Path) -> None:
 def problem(path: Path) -> str | None:
     """Why `path` is not private to this user (a sentence with the fix), or None. A path
     that does not exist has no problem."""
+    if sys.platform == "win32":
+        return None  # the profile folder's access lists; no owner ids to compare
     if not posix_modes():
         return None
     try:

@@ -8,9 +8,10 @@ import signal
 import threading
 
 from impasto.client import Client, DaemonUnavailable
-from impasto.errors import ImpastoError
+from impasto.errors import BAD_OPTIONS, ImpastoError
 from impasto.keys import ClientKeys
 from impasto.portable.process import stop_signals
+from impasto.watch.confine import unsupported
 from impasto.watch.folder import start_watchers, wait_forever
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,9 @@ def stop_on_signals() -> threading.Event:
 
 
 def run_watch(args: argparse.Namespace) -> int:
+    why = unsupported()
+    if why:  # Windows: say so before anything else, the daemon's absence included
+        raise ImpastoError(BAD_OPTIONS, why)
     with Client(args.address, timeout=args.timeout) as c:
         c.ping()  # fail now, with the usual message, if no daemon answers
         address = c.address

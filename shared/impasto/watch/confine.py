@@ -13,29 +13,45 @@ import contextlib
 import errno
 import os
 import stat
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import BinaryIO, NoReturn
 
 from impasto.fsio import fit_name, is_temp_name, write_atomic_at
 
 Parts = tuple[str, ...]
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
 # The calls every operation here makes relative to a folder handle. Windows' Python has
-# none of them (docs/portability.md): there the watch folder refuses to start.
+# none of them (docs/portability.md): there the watch folder refuses to start, and this
+# module must still import (the refusal is its message), so no flag is read at import.
 _NEEDS_DIR_FD = (os.open, os.stat, os.rename, os.unlink, os.mkdir)
+
+UNSUPPORTED = ("watch folders are not supported here: they need file calls relative to "
+               "folder handles (openat and friends), which this system's Python lacks "
+               "(Windows); the daemon, CLI and GIMP plug-in work without them "
+               "(docs/portability.md)")
 
 
 def unsupported() -> str | None:
     """Why watch folders cannot run on this system, or None."""
-    if all(f in os.supports_dir_fd for f in _NEEDS_DIR_FD) and hasattr(os, "O_NOFOLLOW"):
+    if sys.platform == "win32":
+        return UNSUPPORTED
+    if all(f in os.supports_dir_fd for f in _NEEDS_DIR_FD):
         return None
-    return ("watch folders need file calls relative to folder handles (openat and friends), "
-            "which this system's Python lacks (Windows); the daemon, CLI and GIMP plug-in "
-            "work without them (docs/portability.md)")
+    return UNSUPPORTED
+
+
+def refuse_on_windows() -> NoReturn:
+    """What every folder-handle operation does on Windows (callers check unsupported()
+    first; this keeps the POSIX-only calls below it out of Windows' reach)."""
+    raise OSError(errno.ENOTSUP, UNSUPPORTED)
+
+
+def _dir_flags() -> int:
+    if sys.platform == "win32":
+        refuse_on_windows()
+    return os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def check_name(name: str) -> str:
@@ -62,6 +78,8 @@ class Tree:
     """A handle on a folder; every path below it is given as a tuple of names."""
 
     def __init__(self, root: Path) -> None:
+        if sys.platform == "win32":
+            refuse_on_windows()
         self.root = root
         self.fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
@@ -80,13 +98,13 @@ class Tree:
             for name in parts:
                 check_name(name)
                 try:
-                    nfd = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                    nfd = os.open(name, _dir_flags(), dir_fd=fd)
                 except FileNotFoundError:
                     if not create:
                         raise
                     with contextlib.suppress(FileExistsError):
                         os.mkdir(name, mode, dir_fd=fd)
-                    nfd = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                    nfd = os.open(name, _dir_flags(), dir_fd=fd)
                 os.close(fd)
                 fd = nfd
             yield fd
@@ -118,6 +136,8 @@ class Tree:
     def _open_file(self, parts: Parts) -> tuple[int, os.stat_result]:
         """A regular file, opened for reading without following links, and its stat.
         Raises OSError, or ValueError (with a reason for people) for a non-file."""
+        if sys.platform == "win32":
+            refuse_on_windows()
         with self.folder(parts[:-1]) as d:
             try:
                 fd = os.open(check_name(parts[-1]),
@@ -178,6 +198,8 @@ class Tree:
     def files(self, parts: Parts) -> Iterator[tuple[Parts, os.stat_result]]:
         """Every entry that is not a folder below `parts` (symlinks included, never
         followed), with its lstat."""
+        if sys.platform == "win32":
+            refuse_on_windows()
         try:
             with self.folder(parts) as d:
                 for dirpath, dirnames, filenames, dfd in os.fwalk(dir_fd=d, follow_symlinks=False):

@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import re
+import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -30,7 +31,7 @@ from pathlib import PurePosixPath
 from typing import Any, BinaryIO
 
 from impasto.fsio import fit_name
-from impasto.watch.confine import Parts, Tree, parts_of
+from impasto.watch.confine import Parts, Tree, parts_of, refuse_on_windows
 from impasto.watch.layout import DONE, FAILED, IN, JOURNAL, MAX_DEPTH, OUT
 
 ENTRY_LIMIT = 64 * 1024
@@ -161,6 +162,8 @@ def check(e: Entry) -> None:
 def _remove_any(d: int, name: str, depth: int = 0) -> None:
     """Delete `name` in the folder open as d: a file or link, or a folder with all it
     holds (no link followed; a person may have put one where a kept frame was)."""
+    if sys.platform == "win32":
+        refuse_on_windows()
     try:
         os.unlink(name, dir_fd=d)
         return
@@ -250,6 +253,8 @@ class Journal:
 
     def free_bytes(self) -> int:
         """Space left where the frames are kept (the journal's file system)."""
+        if sys.platform == "win32":
+            refuse_on_windows()
         with self._tree.folder(JOURNAL) as d:
             st = os.fstatvfs(d)
         return st.f_bavail * st.f_frsize

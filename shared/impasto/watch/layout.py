@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import stat
+import sys
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from typing import Any
 
 from impasto.errors import BAD_OPTIONS, ImpastoError
 from impasto.portable import locks, privacy
-from impasto.watch.confine import Parts, Tree, unsupported
+from impasto.watch.confine import Parts, Tree, refuse_on_windows, unsupported
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,8 @@ class Layout:
     def _private_journal(self, tree: Tree) -> None:
         """The journal says where files go: only the daemon's user may write it. One
         that someone else made (or a symlink) is set aside, never read."""
+        if sys.platform == "win32":
+            refuse_on_windows()
         st = tree.lstat(JOURNAL)
         # Owners exist where POSIX modes do (privacy.posix_modes); elsewhere a folder
         # that is not a folder is still set aside.
@@ -100,6 +103,8 @@ class Layout:
                 os.fchmod(d, 0o700)
 
     def _lock(self, tree: Tree) -> None:
+        if sys.platform == "win32":
+            refuse_on_windows()
         with tree.folder(JOURNAL) as d:
             fd = os.open("lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                          dir_fd=d)
