@@ -48,10 +48,14 @@ def read_key_bytes(path: Path) -> bytes:
     else:
         # Non-blocking: opening a FIFO with no writer would otherwise wait for one.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
+    try:
+        st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise ValueError(f"not a regular file ({_kind(st.st_mode)})")
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as f:
         data = f.read(KEY_FILE_MAX + 1)
     if len(data) > KEY_FILE_MAX:
         raise ValueError(f"over {KEY_FILE_MAX // 1024} KiB; a key file is a few hundred bytes")

@@ -260,7 +260,7 @@ def test_refuses_public_address_without_keys(tmp_path: Path, env: dict[str, str]
     r = run_cli(["serve", "--weights", "random", "--bind", f"tcp://0.0.0.0:{free_port()}"], env,
                 timeout=EXIT_S)
     assert r.returncode == 1
-    assert "refusing to listen" in r.stderr and "impasto keys init" in r.stderr
+    assert "refusing to listen" in r.stderr and "impasto keys add-client" in r.stderr
     assert "Traceback" not in r.stderr
 
 

@@ -110,3 +110,156 @@ def test_authorize_never_replaces_an_authorised_key(tmp_path: Path) -> None:
     assert (keys / "authorized" / "client.key").read_bytes() == own
     again = run_cli(["keys", "authorize", str(keys / "client.key")], env)  # the same key: fine
     assert again.returncode == 0, again.stderr
+
+
+def test_a_replaced_local_key_is_the_local_key_at_once(tmp_path: Path) -> None:
+    """The local keyring's client pair made anew (its files deleted, then any impasto
+    program): the new key is authorised in place of the old one, and the daemon treats
+    it as this machine's own from its next request, with no restart (it read the local
+    key once, at start, and took the new one for a foreign key)."""
+    from impasto.keys import ensure_local_keys
+
+    d = DaemonProcess(tmp_path).wait_ready()
+    try:
+        keys = tmp_path / "config" / "keys"
+        old = load_client_keys(keys)
+        assert old is not None and "pid" in status_as(d.address, old).workers[0]
+        (keys / "client.key_secret").unlink()
+        (keys / "client.key").unlink()
+        new = ensure_local_keys(keys)
+        assert new is not None and new.public != old.public
+        eventually(lambda: admitted(d.address, new))
+        st = status_as(d.address, new)
+        assert "pid" in st.workers[0], st.workers  # what only the local client sees
+        assert not admitted(d.address, old)  # the old pair's authorisation went with it
+    finally:
+        d.stop()
+
+
+def status_as(address: str, keys: ClientKeys) -> Status:
+    from impasto.client import Client
+
+    with Client(address, timeout=EXIT_S, keys=keys) as c:
+        return c.status()
+
+
+def test_odd_files_in_authorized_are_skipped_and_logged(tmp_path: Path) -> None:
+    """A folder, a FIFO and a 200 MiB file named like keys: each skipped with a log line
+    that says why, the 200 MiB one unread (a key file is a few hundred bytes), and the
+    keys beside them still work."""
+    import os
+
+    d = DaemonProcess(tmp_path).wait_ready()
+    try:
+        keys = tmp_path / "config" / "keys"
+        authorized = keys / "authorized"
+        local = load_client_keys(keys)
+        assert local is not None
+        (authorized / "dir.key").mkdir()
+        os.mkfifo(authorized / "fifo.key")
+        with open(authorized / "huge.key", "wb") as f:
+            f.truncate(200 * 2**20)  # sparse: 200 MiB to read, nothing on the disk
+        (authorized / "notes.txt").write_text("not a key")
+        public, secret = create_pair(tmp_path / "laptop", "laptop")
+        (authorized / "laptop.key").write_bytes(public.read_bytes())
+        eventually(lambda: admitted(d.address, pair(secret, local.server_public)))
+        assert admitted(d.address, local)
+        out = d.output()
+        assert f"ignoring {authorized / 'dir.key'}: not a regular file (a folder)" in out
+        assert f"ignoring {authorized / 'fifo.key'}: not a regular file (a FIFO)" in out
+        assert f"ignoring {authorized / 'huge.key'}: 209,715,200 bytes; a key file" in out
+        assert f"ignoring {authorized / 'notes.txt'}: not named NAME.key" in out
+        assert d.proc.poll() is None
+    finally:
+        d.stop()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder", "large"])
+def test_authorize_refuses_what_is_no_key_file_at_once(tmp_path: Path, kind: str) -> None:
+    """`keys authorize` of a FIFO used to hang, of /dev/zero to say "out of memory";
+    each is refused at once with what it is."""
+    import os
+
+    from tests.helpers import make_env
+
+    env = make_env(tmp_path)
+    path = {"fifo": tmp_path / "pipe.key", "device": Path("/dev/zero"),
+            "folder": tmp_path / "dir.key", "large": tmp_path / "large.key"}[kind]
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "large":
+        path.write_bytes(b"#" * (65 * 1024) + b"\npublic-key = \"x\"\n")
+    elif not path.exists():
+        pytest.skip("no /dev/zero here")
+    r = run_cli(["keys", "authorize", str(path)], env, timeout=EXIT_S)
+    why = {"fifo": "not a regular file (a FIFO)", "device": "not a regular file (a character "
+           "device)", "folder": "not a regular file (a folder)", "large": "over 64 KiB"}[kind]
+    assert r.returncode == 2 and why in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    assert sorted(p.name for p in (tmp_path / "config" / "keys" / "authorized").iterdir()) == [
+        "client.key"]
+
+
+def test_a_network_bind_needs_another_machine_s_key(tmp_path: Path) -> None:
+    """The keyring any local command makes is this machine's own: with it alone a
+    public address is refused (no other machine could get in); once a key is made for
+    another machine (`keys add-client`), it counts as made on purpose."""
+    from impasto.keys import other_clients
+    from tests.helpers import free_port, make_env
+
+    env = make_env(tmp_path)
+    keys = Path(env["IMPASTO_CONFIG_DIR"]) / "keys"
+    assert run_cli(["keys", "init"], env).returncode == 0  # as any local command would
+    r = run_cli(["serve", "--weights", "random", "--bind", f"tcp://0.0.0.0:{free_port()}"], env,
+                timeout=EXIT_S)
+    assert r.returncode == 1 and "refusing to listen" in r.stderr, r.stderr
+    assert "impasto keys add-client NAME" in r.stderr and "Traceback" not in r.stderr
+    # The local key under another name is still this machine's own.
+    (keys / "authorized" / "me-again.key").write_bytes((keys / "client.key").read_bytes())
+    assert other_clients(keys) == []
+    assert run_cli(["keys", "add-client", "laptop"], env).returncode == 0
+    assert other_clients(keys) == ["laptop.key"]
+
+
+def test_a_revoked_key_loses_its_open_connection(tmp_path: Path) -> None:
+    """Deleting a key from authorized/ closes the connections it has open (within about
+    a second) and cancels their jobs; the client's automatic reconnect is refused at the
+    handshake. Other keys' connections stay."""
+    from impasto import imagecodec
+    from impasto.client import Client
+    from impasto.protocol import StyleRef, Stylize
+    from tests.helpers import gradient_image, stripes_image
+
+    d = DaemonProcess(tmp_path).wait_ready()
+    try:
+        keys = tmp_path / "config" / "keys"
+        local = load_client_keys(keys)
+        assert local is not None
+        public, secret = create_pair(tmp_path / "laptop", "laptop")
+        (keys / "authorized" / "laptop.key").write_bytes(public.read_bytes())
+        laptop = pair(secret, local.server_public)
+        eventually(lambda: admitted(d.address, laptop))
+        with (Client(d.address, timeout=EXIT_S, keys=laptop) as c,
+              Client(d.address, timeout=EXIT_S, keys=local) as own):
+            s = c.sock
+            monitor = s.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+            c.send(Stylize(content=imagecodec.to_ref(gradient_image(48, 32)),
+                           styles=[StyleRef(image=imagecodec.to_ref(stripes_image(32, 32)))],
+                           options={"size": 64, "scales": 1, "iterations": 100000,
+                                    "tolerance": 0.0}))
+            eventually(lambda: own.status().running is not None, timeout=EXIT_S)
+            (keys / "authorized" / "laptop.key").unlink()
+            assert monitor.poll(EXIT_S * 1000), "the revoked key's connection stayed open"
+            assert recv_monitor_message(monitor)["event"] == zmq.EVENT_DISCONNECTED
+            s.disable_monitor()
+            monitor.close(0)
+            eventually(lambda: own.status().running is None, timeout=EXIT_S)
+            st = own.status()
+            assert st.jobs_cancelled == 1 and not st.queue, st
+            assert own.ping().protocol == 1  # the local key's connection stays
+        assert not admitted(d.address, laptop)
+        assert "closed a connection of client key" in d.output()
+    finally:
+        d.stop()
