@@ -150,3 +150,17 @@ def test_cli_never_imports_torch() -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=EXIT_S)
     assert r.returncode == 0, r.stderr
     assert "no impasto daemon answered at tcp://127.0.0.1:9" in r.stderr
+
+
+def test_a_refused_number_is_printed_with_every_digit() -> None:
+    """100.0001 was refused as "at most 100, not 100": `:g` kept six digits."""
+    from impasto.protocol import check_region_weights
+
+    with pytest.raises(ImpastoError) as e:
+        check_region_weights([1.0, 100.0001], [False, True])
+    assert e.value.code == errors.BAD_OPTIONS
+    assert e.value.message.endswith("at most 100, not 100.0001"), e.value.message
+    check_region_weights([100.0], [True])  # the limit itself is allowed
+    with pytest.raises(ImpastoError) as e:
+        EngineOptions(strength=100.0000001)
+    assert e.value.message == "strength must be between 0 and 100, got 100.0000001"

@@ -106,3 +106,87 @@ def test_an_oversized_header_is_dropped_unread(tmp_path: Path) -> None:
             assert c.ping().protocol == 1
     finally:
         d.stop()
+
+
+def test_the_largest_job_a_request_may_ask_for() -> None:
+    """The work cap, counted as documented (long side squared times evaluations, over
+    scales and frames): 100,000 evaluations at 1024 px fit, the `best` preset at the
+    largest size fits, 800,000 evaluations at 8192 px (eight scales of 100,000) do not,
+    and neither does a clip of 1000 frames of 100,000 evaluations each at 512 px."""
+    from impasto.options import MAX_SIZE, EngineOptions
+    from impasto.server.intake import MAX_JOB_WORK, check_work, job_work
+
+    one = EngineOptions(size=1024, scales=1, iterations=100000)
+    assert job_work(one) == 1024 * 1024 * 100000 <= MAX_JOB_WORK
+    check_work(one)
+    check_work(EngineOptions(preset="best", size=MAX_SIZE, style_scale=0.5))
+    check_work(EngineOptions(preset="normal"), frames=1000)  # a long clip at 512 px
+    huge = EngineOptions(size=MAX_SIZE, evaluations=[100000] * 8, style_scale=0.5)
+    with pytest.raises(ImpastoError) as e:
+        check_work(huge)
+    assert e.value.code == errors.BAD_OPTIONS
+    assert f"{job_work(huge):,} pixel-evaluations" in e.value.message
+    assert f"at most {MAX_JOB_WORK:,}" in e.value.message
+    clip = EngineOptions(size=512, scales=1, iterations=100000)
+    check_work(clip, frames=1)
+    with pytest.raises(ImpastoError):
+        check_work(clip, frames=1000)
+
+
+def test_one_key_holds_at_most_a_quarter_of_the_queue_images(tmp_path: Path,
+                                                              maximal_png: bytes) -> None:
+    """Clips of two maximal frames (each request 33.5 MP, a few KiB to send) from one
+    key: while the worker is busy, two wait in the queue (67 MP, a quarter of its
+    268 MP: the key's share) and the third is refused queue_full; another key's request
+    still goes in.
+    One key could fill the whole budget with seven of them; a refused request is
+    counted as no job. A job over 800k evaluations at 8192 px is refused too."""
+    from impasto.keys import ClientKeys, create_pair, load_client_keys
+    from impasto.protocol import Accepted, Error, StylesAdd
+
+    d = DaemonProcess(tmp_path).wait_ready()
+    keys = Path(d.env["IMPASTO_CONFIG_DIR"]) / "keys"
+    own = load_client_keys(keys)
+    assert own is not None
+    public, secret = create_pair(tmp_path / "other", "other")
+    (keys / "authorized" / "other.key").write_bytes(public.read_bytes())
+    import zmq.auth
+
+    pub, sec = zmq.auth.load_certificate(secret)
+    assert sec is not None
+    other_keys = ClientKeys(pub, sec, own.server_public)
+    style = [StyleRef(name="s")]  # from the library: the frames alone fill the request
+    endless = {"size": 64, "scales": 1, "iterations": 100000, "tolerance": 0.0}
+    clip = Stylize(frames=[ImageRef(maximal_png, "png")] * 2, styles=style, options=endless)
+
+    def outcome(c: Client, req: str) -> Accepted | Error:
+        while (got := c.receive(EXIT_S)) is not None:
+            if got[1] == req and isinstance(got[0], (Accepted, Error)):
+                return got[0]
+        raise AssertionError("no answer")
+
+    try:
+        with Client(d.address, timeout=EXIT_S) as c:
+            c.call(StylesAdd(name="s", image=imagecodec.to_ref(gradient_image(16, 16))))
+            busy = c.send(Stylize(content=imagecodec.to_ref(gradient_image(16, 16)),
+                                  styles=style, options=endless))
+            assert isinstance(outcome(c, busy), Accepted)
+            while c.status().running is None:  # the worker holds it: the rest queue
+                time.sleep(0.1)
+            answers = [outcome(c, c.send(clip)) for _ in range(3)]
+            assert [type(a).__name__ for a in answers] == ["Accepted", "Accepted", "Error"], answers
+            refused = answers[2]
+            assert isinstance(refused, Error) and refused.code == errors.QUEUE_FULL
+            assert f"share of the queue ({16 * MAX_PIXELS // 4:,})" in refused.message, refused
+            huge = c.send(Stylize(content=imagecodec.to_ref(gradient_image(16, 16)),
+                                  styles=style,
+                                  options={"size": 8192, "evaluations": [100000] * 8,
+                                           "style_scale": 0.5}))
+            bad = outcome(c, huge)
+            assert isinstance(bad, Error) and bad.code == errors.BAD_OPTIONS
+            assert "pixel-evaluations" in bad.message
+            with Client(d.address, timeout=EXIT_S, keys=other_keys) as o:
+                assert isinstance(outcome(o, o.send(clip)), Accepted)
+                assert len(o.status().queue) == 3
+    finally:
+        d.stop()

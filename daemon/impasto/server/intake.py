@@ -17,10 +17,12 @@ from impasto.protocol import ImageRef, Stylize
 # The most work one request may ask for, in pixel-evaluations: each scale's long side
 # squared times its evaluations, summed over the scales and a clip's frames. A running
 # job holds its worker until it ends, so one request may not hold it for days: 2**37
-# (1.4e11) is 100,000 evaluations at 1024 px, about a quarter hour of an H100 (at some
-# 1e8 pixel-evaluations a second, docs/performance.md) and ten times over what the
-# `best` preset costs at the largest size (8192 px: 1.0e10). Larger work goes as
-# several requests (a clip in shorter ones), or in-process (`impasto stylize --local`).
+# (1.4e11) is 100,000 evaluations at 1024 px, about 40 minutes of an H100 (4.7 ms an
+# evaluation at 512 px, docs/performance.md: 5.6e7 pixel-evaluations a second) and
+# ten times over what the `best` preset costs at the largest size (8192 px: 1.0e10).
+# On a CPU it is weeks either way; the cap bounds the request, not the machine. Larger
+# work goes as several requests (a clip in shorter ones), or in-process
+# (`impasto stylize --local`).
 MAX_JOB_WORK = 2**37
 
 

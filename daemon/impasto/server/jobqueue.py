@@ -89,11 +89,11 @@ class JobQueue:
         # Decoded images waiting in the queue, in pixels (about 3 bytes each): a budget,
         # so a burst of large requests is refused instead of filling the memory.
         self.max_pixels = max_pixels
-        # One key's share of that budget: a quarter, so that one key (a few requests that
-        # declare the largest images) leaves three quarters to the others. A key with
-        # nothing queued may always queue one job that fits the whole budget, so the
-        # largest request (a clip's 33.5 MP and its two continuation images, 67 MP)
-        # is never refused for its size alone.
+        # One key's share of that budget: once its queued jobs hold a quarter of it, the
+        # key queues no more until some have run. A threshold, not a cap on the sum, so
+        # that a key's next job is never refused for its own size (the largest request,
+        # a clip's 33.5 MP with its continuation, would not fit beside another): one key
+        # holds at most a quarter plus one job, and the others keep at least half.
         self.owner_pixels = max_pixels // 4 if owner_pixels is None else owner_pixels
         self.pixels = 0
         self._closed = False
@@ -122,10 +122,10 @@ class JobQueue:
                 raise ImpastoError(QUEUE_FULL, f"the queue holds {self.pixels / 1e6:.0f} MP of "
                                    "images, all it may; try again when some jobs have run")
             mine = self._owned_pixels[job.owner]
-            if self._owned[job.owner] and mine + job.pixels > self.owner_pixels:
-                raise ImpastoError(QUEUE_FULL, f"your queued jobs hold {mine:,} pixels of images "
-                                   f"and this one {job.pixels:,}; one client may have at most "
-                                   f"{self.owner_pixels:,} queued: send it as these finish")
+            if mine >= self.owner_pixels:
+                raise ImpastoError(QUEUE_FULL, f"your queued jobs hold {mine:,} pixels of images, "
+                                   f"one client's share of the queue ({self.owner_pixels:,}); "
+                                   "send more as these run")
             inter, batch = self._lanes[Priority.INTERACTIVE], self._lanes[Priority.BATCH]
             e, s = self.batch_every, self._skipped
             if job.priority == Priority.INTERACTIVE:
