@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from impasto.gimp import companion_files
 from impasto.gimp import serversetup as ss
 from tests.helpers import IMPASTO, REPO
 
@@ -167,13 +168,51 @@ def test_run_refuses_to_empty_a_folder_it_did_not_make(tmp_path: Path) -> None:
 
 
 def test_setup_module_is_stand_alone() -> None:
-    """The plug-in runs it before impasto exists: standard library only, at any depth."""
-    tree = ast.parse((REPO / "plugin/impasto/gimp/serversetup.py").read_text())
+    """The plug-in runs it before impasto exists: standard library only, at any depth,
+    besides its companions (impasto.gimp.COMPANIONS), which it imports from the package
+    inside impasto and by their copies' names beside the plug-in."""
+    from impasto.gimp import COMPANIONS
+
+    copies = {name.removesuffix(".py") for name in COMPANIONS}
+    for path in companion_files().values():
+        tree = ast.parse(path.read_text())
+        names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
+                 for a in n.names}
+        names |= {n.module.split(".")[0] for n in ast.walk(tree)
+                  if isinstance(n, ast.ImportFrom) and n.module and n.level == 0}
+        assert names <= set(sys.stdlib_module_names) | {"__future__", "impasto"} | copies, \
+            (path, names)
+
+
+def test_companions_run_beside_the_plugin_with_the_standard_library_only(
+        tmp_path: Path) -> None:
+    """What `impasto gimp install` (and the archive) put beside the plug-in runs on a
+    Python that has nothing but its standard library (-S: no site-packages, so no
+    impasto): every companion imports, and the set-up program answers."""
+    from impasto.gimp import COMPANIONS, PLUGIN_FILE
+
+    box = tmp_path / "impasto-neural-style"
+    r = subprocess.run(IMPASTO + ["gimp", "install", "--plugin-dir", str(box),
+                                  "--no-autostart"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    for name, source in companion_files().items():
+        assert (box / name).read_bytes() == source.read_bytes(), name
+    stems = [n.removesuffix(".py") for n in COMPANIONS]
+    code = (f"import sys; sys.path.insert(0, {str(box)!r}); "
+            f"import {', '.join(stems)}; "
+            "assert not [m for m in sys.modules if m.split('.')[0] == 'impasto'], sys.modules; "
+            "sys.exit(impasto_serversetup.main(['detect', '--json']))")
+    r = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True,
+                       timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.splitlines()[-1])["event"] == "detect"
+    # The plug-in file itself imports the standard library, gi and these copies only.
+    tree = ast.parse(PLUGIN_FILE.read_text())
     names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
              for a in n.names}
     names |= {n.module.split(".")[0] for n in ast.walk(tree)
               if isinstance(n, ast.ImportFrom) and n.module and n.level == 0}
-    assert names <= set(sys.stdlib_module_names) | {"__future__"}, names
+    assert names <= set(sys.stdlib_module_names) | {"gi", "__future__"} | set(stems), names
 
 
 @pytest.mark.slow
@@ -189,9 +228,12 @@ def test_archive_has_one_top_folder_with_plugin_setup_and_wheel(tmp_path: Path) 
         plugin = z.getinfo("impasto-neural-style/impasto-neural-style.py")
         assert (plugin.external_attr >> 16) & 0o111
         (wheel,) = [n for n in names if n.endswith(".whl")]
-        assert "impasto-neural-style/impasto_serversetup.py" in names
-        # The plug-in reads the bridge's events with this copy once a server is set up.
-        assert "impasto-neural-style/impasto_events.py" in names
+        # The set-up program and every module it and the plug-in import beside it.
+        from impasto.gimp import COMPANIONS
+
+        for name, source in companion_files().items():
+            assert z.read(f"impasto-neural-style/{name}") == source.read_bytes(), name
+        assert {"impasto_serversetup.py", "impasto_events.py", "impasto_pipes.py"} <= set(COMPANIONS)
         readme = z.getinfo("impasto-neural-style/README.txt")
         assert (readme.external_attr >> 16) & 0o444 == 0o444  # readable by all
         z.extract(wheel, tmp_path / "x")

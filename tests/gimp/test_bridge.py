@@ -10,6 +10,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -232,6 +233,69 @@ def test_bridge_stop_keeps_the_image(tmp_path: Path, env: dict[str, str]) -> Non
         assert (tmp_path / "out.rgba").stat().st_size == 50 * 40 * 4
         p.stdin.close()
         assert p.wait(EXIT_S) == 0
+    finally:
+        d.stop()
+
+
+# The bridge as Windows' Python runs it: select refuses anything but a socket (WinError
+# 10038 on a pipe), which is what the bridge's stdin is.
+WINDOWS_SELECT_BRIDGE = [sys.executable, "-I", "-c", """
+import runpy, select, socket, sys
+real = select.select
+def refuse_pipes(r, w, x, *timeout):
+    for f in [*r, *w, *x]:
+        if not isinstance(f, socket.socket):
+            raise OSError(10038, "An operation was attempted on something that is not a socket")
+    return real(r, w, x, *timeout)
+select.select = refuse_pipes
+sys.argv = ["impasto.gimp.bridge", *sys.argv[1:]]
+runpy.run_module("impasto.gimp.bridge", run_name="__main__")
+"""]
+
+
+def test_bridge_hears_stop_and_its_stdin_closing_where_select_refuses_pipes(
+        tmp_path: Path, env: dict[str, str]) -> None:
+    """Stop and the plug-in going away reach the bridge through its stdin, a pipe, which
+    Windows' select refuses: the bridge reads it on a thread. With select the stop was
+    never seen (the job ran its 100000 steps) and a closed stdin cancelled nothing."""
+    from impasto.client import Client
+    from tests.helpers import DaemonProcess
+
+    d = DaemonProcess(tmp_path).wait_ready()
+    try:
+        req = job(tmp_path, d.address, None)
+        req["options"].update(iterations=100000, tolerance=0.0)
+        (tmp_path / "r.json").write_text(json.dumps(req))
+        for action in ("stop", "close"):
+            p = subprocess.Popen(WINDOWS_SELECT_BRIDGE + ["run", str(tmp_path / "r.json")],
+                                 env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 text=True)
+            assert p.stdout is not None and p.stdin is not None
+            for line in p.stdout:
+                if isinstance(events.parse(line), events.Progress):
+                    break
+            if action == "stop":
+                p.stdin.write("stop\n")
+                p.stdin.flush()
+            else:
+                p.stdin.close()
+            # A bridge that never hears it runs on for 100000 steps: ended after 120 s
+            # (generous: the machine may be busy), it then fails the checks below.
+            watchdog = threading.Timer(120, p.kill)
+            watchdog.start()
+            try:
+                evs = [events.parse(x) for x in p.stdout]
+            finally:
+                watchdog.cancel()
+            rc = p.wait(EXIT_S)
+            if action == "stop":
+                p.stdin.close()
+                assert rc == 0 and isinstance(evs[-1], events.Done) and evs[-1].stopped, evs
+            else:
+                assert rc == 1 and isinstance(evs[-1], events.Error), evs
+                assert evs[-1].code == "cancelled", evs
+            with Client(d.address) as c:
+                assert c.status().running is None
     finally:
         d.stop()
 

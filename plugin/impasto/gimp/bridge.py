@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import subprocess
 import sys
 import time
@@ -33,7 +32,8 @@ from impasto import events
 from impasto.client import Client
 from impasto.errors import BAD_OPTIONS, UNAVAILABLE, DaemonUnavailable, ImpastoError
 from impasto.fsio import write_atomic
-from impasto.portable.process import detached
+from impasto.portable.pipes import PipeReader
+from impasto.portable.process import detached, windowless
 from impasto.protocol import (
     MAX_CLIP_FRAMES,
     MAX_MESSAGE_BYTES,
@@ -66,7 +66,8 @@ class Commands:
     unchanged start image or nothing (a silent cancel). So "Stop and keep" always keeps
     a picture with one step of style, and the done event says so."""
 
-    def __init__(self, unit: str = "step") -> None:
+    def __init__(self, unit: str = "step", stdin: PipeReader | None = None) -> None:
+        self.stdin = stdin if stdin is not None else _stdin()
         self.stop = False
         self.cancel = False
         self.stepped = False  # the daemon has reported an optimisation step (a frame)
@@ -76,18 +77,15 @@ class Commands:
         self.unit = unit
 
     def poll(self) -> None:
-        try:
-            while not self.cancel:
-                ready, _, _ = select.select([sys.stdin], [], [], 0)
-                if not ready:
-                    return
-                data = sys.stdin.buffer.read1(256)
-                if not data or b"cancel" in data:
-                    self.cancel = True
-                elif b"stop" in data:
-                    self.stop = True
-        except (OSError, ValueError):
-            return
+        # A thread reads stdin (impasto.portable.pipes): Windows' select refuses pipes.
+        while not self.cancel and self.stdin is not None:
+            data = self.stdin.read()
+            if data is None:
+                return
+            if not data or b"cancel" in data:
+                self.cancel = True
+            elif b"stop" in data:
+                self.stop = True
 
     def should_cancel(self) -> bool:
         self.poll()
@@ -102,6 +100,21 @@ class Commands:
         return self.stop and self.stepped
 
 
+_STDIN: list[PipeReader | None] = []
+
+
+def _stdin() -> PipeReader | None:
+    """The one reader of this process's stdin (None without one: pythonw, a closed fd)."""
+    if not _STDIN:
+        try:
+            fd = sys.stdin.fileno() if sys.stdin is not None else -1
+        except (OSError, ValueError):
+            fd = -1
+        _STDIN.append(PipeReader(fd, chunk=256, name="impasto-bridge-stdin") if fd >= 0
+                      else None)
+    return _STDIN[0]
+
+
 def ensure_daemon(client: Client, autostart: dict[str, Any] | None) -> None:
     """Ping; if nobody answers and autostart is configured, start a daemon and wait."""
     emit(events.Status(f"connecting to {client.address}"))
@@ -112,6 +125,8 @@ def ensure_daemon(client: Client, autostart: dict[str, Any] | None) -> None:
         if not autostart or not autostart.get("command"):
             raise
     command = [str(c) for c in autostart["command"]]
+    # No console window for it, none to close under it (Windows: pythonw.exe).
+    command[0] = windowless(command[0])
     idle = autostart.get("idle_exit_s")
     if idle and "--idle-exit" not in command:  # configs written before the flag existed
         command += ["--idle-exit", f"{float(idle):g}"]

@@ -15,8 +15,16 @@ from typing import Any
 
 from impasto import events, paths
 from impasto.fsio import write_atomic
-from impasto.gimp import CONFIG_NAME, EVENTS_NAME, PLUGIN_FILE, PLUGIN_NAME
+from impasto.gimp import (
+    COMPANIONS,
+    CONFIG_NAME,
+    EVENTS_NAME,
+    PLUGIN_FILE,
+    PLUGIN_NAME,
+    companion_files,
+)
 from impasto.options import FIELDS, PRESETS
+from impasto.portable.spawn import windowless
 
 
 def profile_candidates(platform: str | None = None, environ: dict[str, str] | None = None,
@@ -75,14 +83,14 @@ def target_dir(args: argparse.Namespace) -> Path:
 
 # What install puts into the plug-in's folder, and the archive's files beside them: all
 # that uninstall removes (the folder itself only if nothing else is left in it).
-OWN_FILES = (f"{PLUGIN_NAME}.py", EVENTS_NAME, CONFIG_NAME, "impasto_serversetup.py",
-             "README.txt")
+OWN_FILES = (f"{PLUGIN_NAME}.py", *COMPANIONS, CONFIG_NAME, "README.txt")
 
 
 def bridge_command(explicit: str | None) -> list[str]:
     if explicit:
         return shlex.split(explicit)
-    return [sys.executable, "-I", "-m", "impasto.gimp.bridge"]
+    # Windows: pythonw.exe, so that no console window opens for it (spawn.windowless).
+    return [windowless(sys.executable), "-I", "-m", "impasto.gimp.bridge"]
 
 
 # EngineOptions fields the GIMP dialog offers; their ranges, defaults and help come from
@@ -115,8 +123,10 @@ def install(args: argparse.Namespace) -> int:
         # copyfile, not copy2: a fresh mtime makes GIMP re-read the plug-in (pluginrc cache).
         shutil.copyfile(PLUGIN_FILE, dest)
         dest.chmod(0o755)
-    # The plug-in reads the bridge's events with this copy (GIMP's Python has no impasto).
-    shutil.copyfile(events_file(), target / EVENTS_NAME)
+    # The plug-in reads the bridge's events, reads pipes and starts children with these
+    # copies, and its set-up menu runs the set-up program (GIMP's Python has no impasto).
+    for name, source in companion_files().items():
+        shutil.copyfile(source, target / name)
     address = args.address or paths.default_address()
     autostart = None
     weights = getattr(args, "weights", None)
@@ -128,7 +138,9 @@ def install(args: argparse.Namespace) -> int:
         idle = float(getattr(args, "idle_exit", None) or 1800.0)
         # A daemon GIMP starts runs detached from it (it must survive one plug-in run)
         # and stops by itself once idle for `idle_exit_s`, so it does not outlive GIMP.
-        autostart = {"command": [sys.executable, "-I", "-m", "impasto.cli.main", "serve",
+        # Windows: pythonw.exe: the venv's python.exe launcher would give the daemon a
+        # console of its own, and closing that window would kill it.
+        autostart = {"command": [windowless(sys.executable), "-I", "-m", "impasto.cli.main", "serve",
                                  "--bind", address, "--idle-exit", f"{idle:g}"]
                                 + (["--weights", weights] if weights else []),
                      "weights": weights or "auto",
@@ -202,10 +214,12 @@ def doctor(args: argparse.Namespace) -> int:
         same = hashlib.sha256(dest.read_bytes()).digest() == hashlib.sha256(
             PLUGIN_FILE.read_bytes()).digest()
         report(same, "plug-in matches this impasto version", "run `impasto gimp install` again")
-        copy = target / EVENTS_NAME
-        same = copy.is_file() and copy.read_bytes() == events_file().read_bytes()
-        report(same, f"plug-in's copy of impasto's event module: {copy}",
-               "run `impasto gimp install` again (it copies the module beside the plug-in)")
+        for name, source in companion_files().items():
+            copy = target / name
+            same = copy.is_file() and copy.read_bytes() == source.read_bytes()
+            what = "event module" if name == EVENTS_NAME else "module"
+            report(same, f"plug-in's copy of impasto's {what}: {copy}",
+                   "run `impasto gimp install` again (it copies the module beside the plug-in)")
     cfg_path = target / CONFIG_NAME
     try:
         cfg = json.loads(cfg_path.read_text())

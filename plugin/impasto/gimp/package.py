@@ -6,8 +6,8 @@
   install`, or a server's venv);
 - dist/impasto-gimp-VERSION.zip: one top folder, `impasto-neural-style/`, that unzips
   into any GIMP 3 plug-ins folder and holds everything the plug-in needs to set up its
-  server: the plug-in file, the stand-alone set-up module, impasto's event module and
-  the wheel.
+  server: the plug-in file, the stand-alone set-up module and the standard-library
+  modules it and the plug-in use (impasto.gimp.COMPANIONS), and the wheel.
 """
 
 from __future__ import annotations
@@ -18,13 +18,9 @@ import sys
 import zipfile
 from pathlib import Path
 
-from impasto import events
-from impasto.gimp import EVENTS_NAME, PLUGIN_FILE, PLUGIN_NAME
+from impasto.gimp import PLUGIN_FILE, PLUGIN_NAME, companion_files
 from impasto.version import __version__
 
-SETUP_MODULE = Path(__file__).resolve().parent / "serversetup.py"
-# The name the plug-in imports it by from its own folder (GIMP's Python has no impasto).
-SETUP_COPY = "impasto_serversetup.py"
 REPO = Path(__file__).resolve().parents[3]
 
 
@@ -51,9 +47,10 @@ def build_archive(wheel: Path, out: Path) -> Path:
         info = zipfile.ZipInfo.from_file(PLUGIN_FILE, f"{top}/{PLUGIN_FILE.name}")
         info.external_attr = (0o100755 << 16)
         z.writestr(info, PLUGIN_FILE.read_bytes(), zipfile.ZIP_DEFLATED)
-        z.write(SETUP_MODULE, f"{top}/{SETUP_COPY}")
-        # The bridge's typed event stream, which the plug-in reads once a server is set up.
-        z.write(Path(events.__file__).resolve(), f"{top}/{EVENTS_NAME}")
+        # The stand-alone set-up program and every module it and the plug-in import, by
+        # the names they import them by from the plug-in's folder (impasto.gimp.COMPANIONS).
+        for name, source in companion_files().items():
+            z.write(source, f"{top}/{name}")
         z.write(wheel, f"{top}/{wheel.name}")
         readme = zipfile.ZipInfo(f"{top}/README.txt")
         readme.external_attr = 0o100644 << 16  # writestr's default is 0600

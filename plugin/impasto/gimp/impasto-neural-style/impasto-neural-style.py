@@ -21,7 +21,6 @@ import contextlib
 import json
 import math
 import os
-import select
 import shutil
 import subprocess
 import sys
@@ -41,10 +40,13 @@ from gi.repository import Babl, Gegl, Gimp, GLib, GObject  # noqa: E402
 # install`: GIMP's Python cannot import impasto, and the bridge's lines are that typed
 # stream. Imported from this folder only, under a name nothing else uses.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# With it: pipes read on threads (Windows' select refuses pipes); children without consoles.
 try:
     import impasto_events as events  # noqa: E402
+    import impasto_pipes as pipes  # noqa: E402
+    import impasto_spawn as spawn  # noqa: E402
 except ImportError:
-    events = None  # reported when the plug-in runs: `impasto gimp install` again
+    events = pipes = spawn = None  # reported when the plug-in runs: install again
 
 PROC = "plug-in-impasto-neural-style"
 SETUP_PROC = "plug-in-impasto-setup"
@@ -198,19 +200,10 @@ def clean_stale_temp():
             pid = int(name[len(TMP_PREFIX):].split("-", 1)[0])
         except ValueError:
             continue
-        if pid == os.getpid() or _alive(pid):
+        # Never kill(pid, 0) as a probe: on Windows signal 0 is CTRL_C_EVENT.
+        if pid == os.getpid() or spawn is None or spawn.pid_alive(pid):
             continue
         shutil.rmtree(os.path.join(base, name), ignore_errors=True)
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists, owned by someone else
-    return True
 
 
 # --- pixels ---------------------------------------------------------------------------
@@ -592,12 +585,14 @@ def run_bridge(cfg, request, tmpdir, label, preview=None, controls=None, stop_af
     try:
         with open(err_path, "wb") as err_file:
             proc = subprocess.Popen(command + ["run", req_path], stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=err_file, env=env)
+                                    stdout=subprocess.PIPE, stderr=err_file, env=env,
+                                    **spawn.hidden())
     except OSError as e:
         raise PluginError(f"Cannot run impasto's bridge {command[0]}: {e.strerror}. Is impasto still "
                           "installed there? Run `impasto gimp install` again.") from None
     final = None
-    pending = b""
+    # A thread reads the bridge's stdout: Windows' select refuses pipes (WinError 10038).
+    reader = pipes.LineReader(proc.stdout.fileno(), name="impasto-bridge-stdout")
     started = time.monotonic()
     said = None
     try:
@@ -613,14 +608,9 @@ def run_bridge(cfg, request, tmpdir, label, preview=None, controls=None, stop_af
             if stop_after > 0 and said is None and time.monotonic() - started > stop_after:
                 said = "stop"
                 _tell(proc, b"stop\n")
-            ready, _, _ = select.select([proc.stdout], [], [], 0.1)
-            if not ready:
-                continue
-            chunk = os.read(proc.stdout.fileno(), 65536)
-            if not chunk:
+            lines = reader.lines(timeout=0.1)
+            if not lines and reader.eof:
                 break
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
             latest_preview = None
             for line in lines:
                 if not line.strip():
@@ -1040,8 +1030,9 @@ def stylize_animation(image, config, rows, note, interactive):
         raise PluginError("Indexed images cannot hold the stylized colours. Convert the image "
                           "first: Image > Mode > RGB.")
     if events is None:
-        raise PluginError("impasto's event module (impasto_events.py) is missing beside the "
-                          "plug-in. Run `impasto gimp install` again.")
+        raise PluginError("impasto's modules (impasto_events.py, impasto_pipes.py, "
+                          "impasto_spawn.py) are missing beside the plug-in. Run `impasto "
+                          "gimp install` again, or unzip the archive again.")
     frames, skipped = animation_frames(image, rows)
     if len(frames) < 2:
         raise PluginError("Stylize as animation paints the frames of an animation: the image's "
@@ -1209,8 +1200,9 @@ def stylize(procedure, image, drawables, config, interactive=False):
         return stylize_animation(image, config, rows, note, interactive)
     layers = check_sources(image, drawables)
     if events is None:
-        raise PluginError("impasto's event module (impasto_events.py) is missing beside the "
-                          "plug-in. Run `impasto gimp install` again.")
+        raise PluginError("impasto's modules (impasto_events.py, impasto_pipes.py, "
+                          "impasto_spawn.py) are missing beside the plug-in. Run `impasto "
+                          "gimp install` again, or unzip the archive again.")
     cfg = load_config()
     spec = dialog_spec()
     clean_stale_temp()
@@ -1285,7 +1277,7 @@ def library_names():
         command = list(cfg.get("bridge") or [])
         env = {**os.environ, **(cfg.get("env") or {})}
         r = subprocess.run(command + ["styles", cfg.get("address") or ""], capture_output=True,
-                           timeout=10, env=env)
+                           timeout=10, env=env, **spawn.hidden())
         for line in r.stdout.decode(errors="replace").splitlines():
             ev = events.parse(line)
             if isinstance(ev, events.StyleNames):
