@@ -29,6 +29,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 import zipfile
 from collections.abc import Mapping
@@ -268,7 +269,8 @@ def fetch_uv(root: Path, index_json: str = PYPI_JSON, timeout: float = 60.0) -> 
     root.mkdir(parents=True, exist_ok=True)
     part = root / (str(wheel["filename"]) + ".part")
     digest = hashlib.sha256()
-    with urllib.request.urlopen(str(wheel["url"]), timeout=timeout) as r, open(part, "wb") as f:
+    url = urllib.parse.urljoin(index_json, str(wheel["url"]))  # a mirror's may be relative
+    with urllib.request.urlopen(url, timeout=timeout) as r, open(part, "wb") as f:
         while chunk := r.read(1 << 20):
             digest.update(chunk)
             f.write(chunk)
@@ -293,8 +295,8 @@ def uv_steps(uv: Path, venv: Path, pythons: Path) -> list[list[str]]:
     """uv installs a standalone Python into `pythons` and makes the environment with it
     (with pip in it: the later steps are pip's, as with a found Python)."""
     return [[str(uv), "python", "install", UV_PYTHON, "--install-dir", str(pythons)],
-            [str(uv), "venv", "--clear", "--seed", "--python", UV_PYTHON,
-             "--python-preference", "only-managed", str(venv)]]
+            [str(uv), "venv", "--clear", "--seed", "--managed-python", "--python", UV_PYTHON,
+             str(venv)]]
 
 
 def uv_env(env: Mapping[str, str], pythons: Path, cache: Path) -> dict[str, str]:

@@ -395,12 +395,13 @@ STEP_NAMES = ("making the Python environment", "installing torch (the large part
               "installing impasto")
 
 
-def check_plan(plan: Plan, long_paths: bool | None = None) -> None:
-    """SetupError for what would make the run fail, before anything is downloaded."""
+def check_plan(plan: Plan, long_paths: bool | None = None, system: str | None = None) -> None:
+    """SetupError for what would make the run fail, before anything is downloaded
+    (`long_paths` and `system` default to this machine's; given, for tests)."""
     check_target(plan.venv)
     if plan.wheels is not None and not plan.wheels.is_dir():
         raise SetupError(f"the offline package folder {plan.wheels} does not exist")
-    problem = path_problem(plan.venv, platform.system(),
+    problem = path_problem(plan.venv, system or platform.system(),
                            long_paths_enabled() if long_paths is None else long_paths)
     if problem:
         raise SetupError(problem)
