@@ -77,6 +77,15 @@ def probe(path: Source) -> ClipInfo:
         return ClipInfo(w, h, v.frames or None, v.average_rate, bool(c.streams.audio))
 
 
+def check_whole(path: Source, info: ClipInfo, packets: int) -> None:
+    """Refuse a video cut short (a partial download or copy): its container declares
+    more frames than the file holds packets for. Containers that declare no count
+    (Matroska, WebM, GIF) cannot be told from a shorter video this way."""
+    if info.frames is not None and packets < info.frames:
+        raise ImpastoError(BAD_IMAGE, f"{_label(path)} is cut short or damaged: its header "
+                           f"declares {info.frames} frames and the file holds {packets}")
+
+
 def count_frames(path: Source, limit: int = MAX_FRAMES) -> int:
     """The video's frames as its packets count them (no decoding: quick, and what the
     decoder gives may differ by a frame or so); stops counting past `limit`."""

@@ -177,6 +177,7 @@ def test_frames_folder_and_glob_in_folder_out(tmp_path: Path, style_png: Path,
     ("preview", "--preview is for stills"),
     ("corrupt", "is not a video impasto can read"),
     ("empty_folder", "no frames in"),
+    ("cut_short", "is cut short or damaged: its header declares 12 frames"),
 ])
 def test_clip_mistakes_one_clear_line(case: str, why: str, tmp_path: Path, style_png: Path,
                                       env: dict[str, str]) -> None:
@@ -186,7 +187,10 @@ def test_clip_mistakes_one_clear_line(case: str, why: str, tmp_path: Path, style
             "masks": [str(clip), "-o", str(tmp_path / "o.mp4"), "--style-masks", str(style_png)],
             "preview": [str(clip), "-o", str(tmp_path / "o.mp4"), "--preview", str(tmp_path / "p.png")],
             "corrupt": [str(tmp_path / "bad.mp4"), "-o", str(tmp_path / "o.mp4")],
-            "empty_folder": [str(tmp_path / "none"), "-o", str(tmp_path / "o")]}[case]
+            "empty_folder": [str(tmp_path / "none"), "-o", str(tmp_path / "o")],
+            "cut_short": [str(tmp_path / "cut.avi"), "-o", str(tmp_path / "o.avi")]}[case]
+    if case == "cut_short":
+        cut_short_avi(tmp_path / "cut.avi")
     (tmp_path / "bad.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"junk" * 100)
     (tmp_path / "none").mkdir()
     r = run_cli(["stylize", *args, "--style", str(style_png), *SMALL], env)
@@ -249,3 +253,24 @@ def test_a_clip_on_the_daemon_keeps_frames_rate_and_audio(tmp_path: Path, style_
     assert r.returncode == 2 and "1 to 64 parts" in r.stderr
     status = run_cli(["status", "--json", "--address", daemon.address], daemon.env)
     assert json.loads(status.stdout.splitlines()[-1])["jobs_done"] >= 4
+
+
+def cut_short_avi(path: Path, frames: int = 12) -> None:
+    """An AVI of `frames` frames cut off before its end, as a partial download is: its
+    header still declares them all, the file holds only the first few."""
+    import av
+
+    whole = path.with_name("whole.avi")
+    with av.open(str(whole), "w") as out:
+        v = out.add_stream("mpeg4", rate=12)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        for i in range(frames):
+            f = av.VideoFrame.from_ndarray(np.asarray(gradient_image(64, 48)), format="rgb24")
+            f.pts = i
+            for p in v.encode(f):
+                out.mux(p)
+        for p in v.encode():
+            out.mux(p)
+    data = whole.read_bytes()
+    path.write_bytes(data[: len(data) * 9 // 10])
+

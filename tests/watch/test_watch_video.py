@@ -408,3 +408,61 @@ def test_a_lost_or_damaged_kept_frame_is_stylized_again(tmp_path: Path, folder: 
         journal_clean(folder)
     finally:
         d2.stop()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a small file system")
+def test_a_full_out_folder_retries_only_the_write(tmp_path: Path) -> None:
+    """Every frame is kept, then the video's write fails (out/ is full): each retry
+    writes again from the kept frames, decoding and sending no frame (it used to decode
+    the whole source again: "resuming at frame 5 of 4")."""
+    n = 4
+    box = tmp_path / "box"
+    (box / "in" / "stripes").mkdir(parents=True)
+    (box / "in" / "impasto.toml").write_text(SETTINGS)
+    (box / "out").mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(box / "out")],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        filler = fill(box / "out")
+        make_video(tmp_path / "f.mp4", n)
+        d = watched(tmp_path, box)
+        try:
+            shutil.copy(tmp_path / "f.mp4", box / "in" / "stripes" / "f.mp4")
+            wait_until(lambda: frames_done(box) == n and "No space left" in (
+                watch_status(d).get("problem") or ""), timeout=300, what="the write to fail")
+            wait_until(lambda: d.output().count("No space left") >= 3, timeout=120,
+                       what="two retries of the write")
+            assert d.output().count("resuming at frame") == 0
+            filler.unlink()
+            wait_until(lambda: files(box / "done") == ["stripes/f.mp4"], timeout=300,
+                       what="the video once out/ has room")
+            assert kept(d.output(), "f") == list(range(1, n + 1))  # each frame once
+            assert d.output().count("resuming at frame") == 0
+            assert len(decoded(box / "out" / "stripes" / "f.mp4")[0]) == n
+            journal_clean(box)
+        finally:
+            d.stop()
+    finally:
+        subprocess.run(["umount", "-l", str(box / "out")], check=False)
+
+
+def test_a_video_cut_short_is_refused_before_any_frame(tmp_path: Path, folder: Path) -> None:
+    """An AVI whose header declares 12 frames, cut off after the first few (a partial
+    download): failed at once with both numbers, not stylized into a short clip with no
+    word of it."""
+    from tests.cli.test_cli_video import cut_short_avi
+
+    cut_short_avi(tmp_path / "cut.avi")
+    d = watched(tmp_path, folder)
+    try:
+        (folder / "in" / "stripes").mkdir()
+        os.rename(tmp_path / "cut.avi", folder / "in" / "stripes" / "cut.avi")
+        wait_until(lambda: settled(folder, 1), timeout=300, what="the cut video")
+        assert files(folder / "failed") == ["stripes/cut.avi", "stripes/cut.avi.error.txt"]
+        reason = (folder / "failed" / "stripes" / "cut.avi.error.txt").read_text()
+        assert "cut short or damaged: its header declares 12 frames" in reason, reason
+        assert "cut.avi: frame" not in d.output() and files(folder / "out") == []
+    finally:
+        d.stop()

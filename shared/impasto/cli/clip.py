@@ -66,7 +66,11 @@ class ClipSource:
         if self.video:
             if not self.path.is_file():
                 raise ImpastoError(BAD_OPTIONS, f"video {self.path} does not exist")
-            self.count = videoio.probe(self.path).frames
+            info = videoio.probe(self.path)
+            # A video cut short is refused before any frame is stylized, as a watch
+            # folder refuses it: its output would be short with no word of it.
+            videoio.check_whole(self.path, info, videoio.count_frames(self.path))
+            self.count = info.frames
         else:
             self.files = videoio.frame_files(str(self.path))
             self.count = len(self.files)

@@ -481,6 +481,8 @@ class FolderWatcher:
                     info = videoio.probe(f)
                 with self.journal.open_data(e) as f:
                     n = videoio.count_frames(f, MAX_VIDEO_FRAMES)
+                if n <= MAX_VIDEO_FRAMES:
+                    videoio.check_whole(f, info, n)  # refused before any frame is stylized
                 px = frame_pixels(info.width, info.height, settings)
             except FileNotFoundError:
                 if self.journal.has_data(e):
@@ -542,6 +544,7 @@ class FolderWatcher:
         # the damaged one be taken as done.
         self.journal.remove_frames_from(e, index)
         e.state, e.output, e.frames_done = State.CLAIMED, None, index
+        e.frames_complete = False
         if index == 0:
             e.clip_size = None
         self.journal.save(e)
@@ -568,10 +571,14 @@ class FolderWatcher:
 
     def _video_to_output(self, client: Client, e: Entry, style: str,
                          settings: dict[str, Any]) -> None:
-        if e.state != State.WRITING:
+        if e.state != State.WRITING and not e.frames_complete:
             if not self._video_frames(client, e, style, settings):
                 return
+            if e.clip_frames is not None and e.frames_done < e.clip_frames:
+                log.warning("%s: %d of its %d frames decoded (damaged packets); the video "
+                            "has %d", e.rel, e.frames_done, e.clip_frames, e.frames_done)
             e.clip_frames = e.frames_done  # exact now: what the decoder gave
+            e.frames_complete = True
             self.journal.save(e)
         try:
             out = video_output_for(e.rel_parts, style)

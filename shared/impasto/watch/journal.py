@@ -68,11 +68,14 @@ class Entry:
     extra: dict[str, Any] = field(default_factory=dict)
     # Videos: frames the source has (counted at the claim; exact once all are done),
     # frames done and kept in <id>.frames/, the clip's seed and its results' size (both
-    # from its first frame: a kept frame of another size is damaged).
+    # from its first frame: a kept frame of another size is damaged), and whether every
+    # frame is kept (the decoder ran out): then only the video's write is left, and a
+    # retry of it decodes no frame to look for more.
     clip_frames: int | None = None
     frames_done: int = 0
     clip_seed: int | None = None
     clip_size: list[int] | None = None
+    frames_complete: bool = False
 
     @property
     def rel_parts(self) -> Parts:
@@ -151,6 +154,9 @@ def check(e: Entry) -> None:
         raise ValueError("bad frames_done")
     if e.frames_done and (e.clip_frames is None or not is_video_name(e.rel)):
         raise ValueError("frames_done without a video")
+    if e.frames_complete is not False and not (
+            e.frames_complete is True and e.clip_frames == e.frames_done > 0):
+        raise ValueError("bad frames_complete")
     if e.clip_seed is not None and not _count(e.clip_seed, 0, 2**63 - 1):
         raise ValueError("bad clip_seed")
     if e.clip_size is not None and not (
