@@ -36,6 +36,11 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     from impasto.cli.clip import is_clip, print_clip_summary, send_clip, stylize_clip
 
     clip = is_clip(args.content)
+    if clip:  # before any work: a video file is decoded here, with PyAV
+        from impasto import extras, videoio
+
+        if videoio.is_video(args.content):
+            extras.require("video", f"stylizing the video {args.content.name}", ("av",))
     explicit_local = (args.local or args.weights is not None or args.device is not None
                       or args.precision is not None)
     if not explicit_local:
@@ -52,6 +57,10 @@ def cmd_stylize(args: argparse.Namespace) -> int:
                 return 0
             return cmd_send(args)
     if clip:
+        from impasto import extras
+
+        # In this process each frame holds to the one before through OpenCV's flow.
+        extras.require("video", f"stylizing the clip {args.content.name}", ("cv2",))
         print_clip_summary(stylize_clip(args, engine_options(args)), args.json)
         return 0
     print_summary(stylize_local(args, engine_options(args)), args.json)
