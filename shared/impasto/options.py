@@ -195,6 +195,14 @@ class EngineOptions:
         while len(sizes) < n and sizes[0] // 2 >= MIN_SCALE_SIZE:
             sizes.insert(0, sizes[0] // 2)
         iters = list(preset.iterations[-len(sizes):])
+        if self.scales is None and len(preset.iterations) > 1 and len(sizes) == 1:
+            # Too small for any coarse scale (under 128 px): the one scale runs what the
+            # preset's second-finest scale does. Its finest count alone only refines a
+            # style laid down before it: a 112 px draft ran 8 evaluations and came out
+            # barely stylized on real ImageNet features (style ratio 0.43-0.82, where 1 is
+            # the photo); with 20, 0.21-0.26, keeping more of the photo's structure than
+            # 50 (docs/engine.md, "Quality on real features").
+            iters[0] = max(iters[0], preset.iterations[-2])
         if len(iters) < len(sizes):  # more scales than the preset names: repeat its first
             iters = [preset.iterations[0]] * (len(sizes) - len(iters)) + iters
         if self.iterations is not None:

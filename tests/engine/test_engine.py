@@ -96,6 +96,19 @@ def test_explicit_evaluations_per_scale() -> None:
         EngineOptions.from_dict({"evaluations": [1, 0]})
 
 
+def test_an_image_too_small_for_coarse_scales_still_gets_its_style_laid_down() -> None:
+    """Under 128 px no coarse scale fits; the one scale runs the preset's second-finest
+    count, not only its finest (8 for draft left real photos barely stylized:
+    tests/engine/test_real_art.py measures it). Sizes that fit two scales keep theirs."""
+    assert EngineOptions(preset="draft", size=112).schedule() == [(112, 20)]
+    assert EngineOptions(preset="normal", size=100).schedule() == [(100, 100)]
+    assert EngineOptions(preset="draft", size=128).schedule() == [(64, 20), (128, 8)]
+    # What was asked explicitly is run as asked.
+    assert EngineOptions(preset="draft", size=112, iterations=5).schedule() == [(112, 5)]
+    assert EngineOptions(preset="draft", size=112, scales=1).schedule() == [(112, 8)]
+    assert EngineOptions(preset="draft", size=112, evaluations=[3]).schedule() == [(112, 3)]
+
+
 def test_schedule_spends_most_evaluations_on_small_scales() -> None:
     sched = EngineOptions(preset="draft").schedule()
     assert [s for s, _ in sched] == [128, 256, 512]
