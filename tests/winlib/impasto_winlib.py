@@ -84,9 +84,10 @@ SIG_UNBLOCK SIG_SETMASK ITIMER_REAL ITIMER_VIRTUAL ITIMER_PROF
 NO_SUCH_MODULES = frozenset(("fcntl", "resource", "pwd", "grp", "termios", "tty", "pty",
                              "syslog", "posix", "crypt", "spwd"))
 
-# Windows' own os.open flags (fcntl.h of the C runtime).
-O_BINARY = 0x8000
-O_NOINHERIT = 0x0080
+# Windows' own os.open flags. Not their Windows values (0x8000, 0x80): 0x80 is O_EXCL to
+# Linux, and the mode takes these bits off before Linux's open sees the flags.
+O_BINARY = 1 << 28
+O_NOINHERIT = 1 << 29
 _WINDOWS_ONLY_FLAGS = O_BINARY | O_NOINHERIT
 
 _applied = False

@@ -16,23 +16,28 @@ import contextlib
 import errno
 import os
 import stat
+import sys
 import time
 from dataclasses import dataclass
 
 from impasto.portable import fallbacks_forced
+from impasto.portable.process import pid_alive
 
-try:
+if sys.platform == "win32":
+    import msvcrt
+
+    # A file that must not exist yet (owner and breaker): O_EXCL fails on any name there,
+    # a link included, so nothing is followed. Binary: no newline translation.
+    _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_BINARY
+    # An owner file, read: Windows has no FIFOs in a folder to block on.
+    _READ_OWNER = os.O_RDONLY | os.O_BINARY
+else:
     import fcntl
-except ImportError:  # Windows
-    fcntl = None  # type: ignore[assignment]
-try:
-    import msvcrt  # type: ignore[import-not-found]
-except ImportError:  # POSIX
-    msvcrt = None  # type: ignore[assignment]
 
-
-# A file that must not exist yet, never reached through a symlink (owner and breaker).
-_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    # A file that must not exist yet, never reached through a symlink (owner and breaker).
+    _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    # An owner file, read: no link followed, no wait on a FIFO put in its place.
+    _READ_OWNER = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
 
 
 class Busy(OSError):
@@ -50,19 +55,27 @@ class Held:
             with contextlib.suppress(OSError):
                 os.unlink(self.owner, dir_fd=self.dir_fd)
             self.owner = None
-        elif msvcrt is not None and fcntl is None:
+        elif sys.platform == "win32":
+            # flock's lock goes with the file's close; LockFile's is undone here.
             with contextlib.suppress(OSError):
                 os.lseek(self.fd, 0, os.SEEK_SET)
                 msvcrt.locking(self.fd, msvcrt.LK_UNLCK, 1)
 
 
 def kind() -> str:
-    if not fallbacks_forced():
-        if fcntl is not None:
-            return "flock"
-        if msvcrt is not None:
-            return "msvcrt"
-    return "owner-file"
+    if fallbacks_forced():
+        return "owner-file"
+    return "msvcrt" if sys.platform == "win32" else "flock"
+
+
+def _native(fd: int, wait: bool) -> None:
+    """This system's own lock on `fd`: raises BlockingIOError or PermissionError (msvcrt:
+    EACCES) while another process holds it."""
+    if sys.platform == "win32":
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # waiting is lock()'s loop
+    else:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
 
 
 def lock(fd: int, name: str, dir_fd: int | None = None, wait: bool = True,
@@ -72,12 +85,8 @@ def lock(fd: int, name: str, dir_fd: int | None = None, wait: bool = True,
     how = kind()
     while True:
         try:
-            if how == "flock":
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-                return Held(fd)
-            if how == "msvcrt":
-                os.lseek(fd, 0, os.SEEK_SET)
-                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            if how != "owner-file":
+                _native(fd, wait)
                 return Held(fd)
             return _owner_file(fd, name + ".owner", dir_fd)
         except (BlockingIOError, PermissionError, Busy) as e:
@@ -154,9 +163,8 @@ BREAKER_S = 30.0
 def _owner_alive(owner: str, dir_fd: int | None) -> bool:
     """Whether the owner file names a live process. Anything else there (a symlink, a
     FIFO, a folder, garbage) is stale: taken over, never followed or waited on."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        fd = os.open(owner, flags, dir_fd=dir_fd)
+        fd = os.open(owner, _READ_OWNER, dir_fd=dir_fd)
     except FileNotFoundError:
         return False
     except OSError as e:
@@ -176,23 +184,3 @@ def _owner_alive(owner: str, dir_fd: int | None) -> bool:
     except ValueError:
         return False  # not ours: no process id
     return 0 < pid < 2**31 and pid_alive(pid)  # beyond that no system has processes
-
-
-def pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    if os.name == "nt":
-        import ctypes
-
-        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)  # QUERY_LIMITED_INFO
-        if not handle:
-            return False
-        ctypes.windll.kernel32.CloseHandle(handle)
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
