@@ -63,7 +63,11 @@ def case_registered():
     proc = Gimp.get_pdb().lookup_procedure(PROC)
     return {"found": proc is not None,
             "menu": list(proc.get_menu_paths()) if proc else [],
-            "label": proc.get_menu_label() if proc else ""}
+            "label": proc.get_menu_label() if proc else "",
+            # The menu works with one layer selected and with several (each stylized).
+            "sensitivity": int(proc.get_sensitivity_mask()) if proc else 0,
+            "drawable_bits": [int(Gimp.ProcedureSensitivityMask.DRAWABLE),
+                              int(Gimp.ProcedureSensitivityMask.DRAWABLES)]}
 
 
 def case_new_layer():

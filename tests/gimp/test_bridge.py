@@ -669,3 +669,49 @@ def test_an_animation_s_done_event_gives_the_results_size(tmp_path: Path,
         assert evs[-1]["event"] == "done" and (evs[-1]["width"], evs[-1]["height"]) == (64, 48)
     finally:
         d.stop()
+
+
+# A daemon whose first start downloads something large: its log shows a progress bar
+# redrawn with carriage returns (as torch.hub's download does) for longer than the
+# bridge's wait_s, then it serves.
+SLOW_FIRST_START = """
+import os, sys, time
+for i in range(0, 101, 4):
+    sys.stderr.write(f"\\\\r{i}%|###| {i * 548 // 100}M/548M")
+    sys.stderr.flush()
+    time.sleep(0.25)
+sys.stderr.write("\\\\n")
+sys.stderr.flush()
+os.execv(sys.executable, [sys.executable, "-m", "impasto.cli.main", "serve", "--weights",
+                          "random", "--bind", sys.argv[1]])
+"""
+
+
+def test_the_first_start_waits_for_a_download_while_it_progresses_and_shows_it(
+        tmp_path: Path, env: dict[str, str]) -> None:
+    """The 548 MB weights download of a first start used to run against the bridge's
+    fixed wait (300 s): a slow line failed the first painting. The wait now follows the
+    daemon's progress; wait_s bounds a stall, and the bar's state reaches GIMP."""
+    addr = f"tcp://127.0.0.1:{free_port()}"
+    (tmp_path / "slow.py").write_text(SLOW_FIRST_START)
+    auto = {"command": [sys.executable, str(tmp_path / "slow.py"), addr], "wait_s": 4,
+            "log": str(tmp_path / "daemon.log")}
+    try:
+        rc, evs = bridge(job(tmp_path, addr, auto), tmp_path, {**env, "PYTHONPATH": str(REPO)})
+        assert rc == 0, evs
+        texts = [e["text"] for e in evs if e["event"] == "status"]
+        assert any(re.search(r"loading model: \d+%.*M/548M", t) for t in texts), texts
+        assert "model loaded" in texts and evs[-1]["event"] == "done"
+    finally:
+        _kill_daemon_at(addr)
+    # A daemon that shows no progress at all is given up on after wait_s.
+    (tmp_path / "stuck.py").write_text("import time\ntime.sleep(600)\n")
+    auto = {"command": [sys.executable, str(tmp_path / "stuck.py")], "wait_s": 3,
+            "log": str(tmp_path / "stuck.log")}
+    rc, evs = bridge(job(tmp_path, f"tcp://127.0.0.1:{free_port()}", auto), tmp_path, env)
+    assert rc == 1 and "no progress for 3 s" in evs[-1]["message"], evs
+    for proc in Path("/proc").iterdir():  # the stuck stand-in, by its pid
+        with contextlib.suppress(OSError):
+            if proc.name.isdigit() and str(tmp_path / "stuck.py").encode() in (
+                    proc / "cmdline").read_bytes().split(b"\0"):
+                os.kill(int(proc.name), signal.SIGTERM)

@@ -89,11 +89,16 @@ def test_install_files(gimp) -> None:
                 if line.strip().startswith(("import ", "from "))}
 
     stdlib = set(sys.stdlib_module_names) | {"__future__"}
-    # Beside the plug-in: impasto's event module and its set-up, both standard library only
-    # (tests/test_serversetup.py checks the set-up's imports at any depth).
-    assert imports(plugin) <= stdlib | {"gi", "impasto_events", "impasto_serversetup"}, imports(plugin)
-    assert "impasto_events" in imports(plugin)
+    # Beside the plug-in: impasto's modules it and its set-up import (impasto.gimp.COMPANIONS),
+    # standard library only (tests/test_serversetup.py checks them at any depth).
+    from impasto.gimp import COMPANIONS, companion_files
+
+    beside = {n.removesuffix(".py") for n in COMPANIONS}
+    assert imports(plugin) <= stdlib | {"gi"} | beside, imports(plugin)
+    assert {"impasto_events", "impasto_pipes", "impasto_spawn"} <= imports(plugin)
     assert imports(copied) <= stdlib, imports(copied)
+    for name, source in companion_files().items():
+        assert (plugin.parent / name).read_bytes() == source.read_bytes(), name
 
 
 def test_new_layer_above_source(gimp) -> None:
@@ -104,6 +109,8 @@ def test_new_layer_above_source(gimp) -> None:
     assert "error" not in f and f["name"].startswith("style (impasto"), f
     reg = rep["registered"]
     assert reg["found"] and "<Image>/Filters/Artistic" in reg["menu"]
+    one, several = reg["drawable_bits"]
+    assert reg["sensitivity"] & one and reg["sensitivity"] & several, reg
     r = rep["new_layer"]
     assert "error" not in r, r
     layers = r["layers"]

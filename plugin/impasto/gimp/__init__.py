@@ -18,6 +18,7 @@ COMPANIONS = {
     EVENTS_NAME: "impasto.events",
     "impasto_pipes.py": "impasto.portable.pipes",  # pipes read by threads (Windows)
     "impasto_spawn.py": "impasto.portable.spawn",  # no consoles; detached; pid_alive
+    "impasto_pixels.py": "impasto.gimp.pixels",  # HDR scaling, cropping of float RGB
     "impasto_serversetup.py": "impasto.gimp.serversetup",
     "impasto_pythons.py": "impasto.gimp.pythons",  # a Python the set-up can trust; uv
     "impasto_gpus.py": "impasto.gimp.gpus",  # the torch build that fits the card

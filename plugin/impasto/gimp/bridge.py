@@ -135,6 +135,7 @@ def ensure_daemon(client: Client, autostart: dict[str, Any] | None) -> None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
     emit(events.Status("starting the impasto daemon (loading model)"
          + (f"; it stops by itself after {float(idle):g} s without work" if idle else "")))
+    start = max(0, _size(log_path))  # earlier runs' lines are no news of this one
     with open(log_path, "ab") as log:
         try:
             proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -142,8 +143,13 @@ def ensure_daemon(client: Client, autostart: dict[str, Any] | None) -> None:
         except OSError as e:
             raise ImpastoError(UNAVAILABLE, f"could not start the daemon with {' '.join(command)}:"
                                f" {e.strerror or e}") from None
-    deadline = time.monotonic() + float(autostart.get("wait_s", 300))
-    while time.monotonic() < deadline:
+    # The first start may download VGG19's weights (548 MB) or a torch kernel cache:
+    # minutes on a slow line. So the wait follows the daemon's progress (its log grows
+    # as the download's progress bar moves; the bar's latest state is shown) and gives up
+    # only after `wait_s` seconds with no progress at all, not after a fixed total.
+    stall_s = float(autostart.get("wait_s", 300))
+    last_size, last_change, said = -1, time.monotonic(), ""
+    while True:
         if proc.poll() is not None:
             tail = _tail(log_path)
             raise ImpastoError(UNAVAILABLE, f"the daemon started with {' '.join(command)} exited "
@@ -153,12 +159,40 @@ def ensure_daemon(client: Client, autostart: dict[str, Any] | None) -> None:
             if st.state == DaemonState.READY:
                 emit(events.Status("model loaded"))
                 return
-            emit(events.Status("loading model"))
         except DaemonUnavailable:
             pass
+        size = _size(log_path)
+        if size != last_size:
+            last_size, last_change = size, time.monotonic()
+        note = _loading_note(log_path, start)
+        text = "loading model" + (f": {note}" if note else "")
+        if text != said:
+            emit(events.Status(text))
+            said = text
+        if time.monotonic() - last_change > stall_s:
+            raise ImpastoError(UNAVAILABLE, f"the daemon showed no progress for {stall_s:g} s "
+                               f"while loading the model; see {log_path}")
         time.sleep(0.5)
-    raise ImpastoError(UNAVAILABLE, f"the daemon did not get ready within {autostart.get('wait_s', 300)} s;"
-                       f" see {log_path}")
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
+
+
+def _loading_note(path: Path, start: int = 0) -> str:
+    """The newest line of the daemon's log while it loads: a download's progress bar
+    redraws itself with carriage returns, so its latest state is the last piece."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(start, f.seek(0, os.SEEK_END) - 4096))
+            tail = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    pieces = [p.strip() for p in tail.replace("\r", "\n").split("\n") if p.strip()]
+    return pieces[-1][-160:] if pieces else ""
 
 
 def _tail(path: Path, lines: int = 12) -> str:

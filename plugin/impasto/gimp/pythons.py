@@ -29,10 +29,11 @@ import shutil
 import stat
 import subprocess
 import sys
+import threading
 import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 
@@ -327,6 +328,47 @@ def base_missing(venv: Path, recorded: Mapping[str, object] | None) -> str | Non
         if what and not Path(what).exists():
             return what
     return None
+
+
+class Survey:
+    """The set-up dialog's questions about this machine (its graphics, its Pythons), each
+    asked once and answered on a thread of its own, never on GTK's main loop: a probe
+    may take a minute. `on_answer` is called from that thread when an answer arrives (the
+    plug-in hands it to GLib.idle_add, so the dialog redraws in GTK's own thread)."""
+
+    def __init__(self, on_answer: Callable[[], object] | None = None) -> None:
+        self._on_answer = on_answer
+        self._lock = threading.Lock()
+        self._answers: dict[object, tuple[bool, object]] = {}  # key -> (ok, value or error)
+        self._asked: dict[object, threading.Event] = {}
+
+    def ask(self, key: object, question: Callable[[], object],
+            wait: bool = False) -> tuple[bool, object] | None:
+        """(True, value) or (False, the exception) once answered; None while the answer
+        is being worked out (`wait`: block until it is)."""
+        with self._lock:
+            if key in self._answers:
+                return self._answers[key]
+            done = self._asked.get(key)
+            if done is None:
+                done = self._asked[key] = threading.Event()
+                threading.Thread(target=self._work, args=(key, question, done), daemon=True,
+                                 name="impasto-survey").start()
+        if wait:
+            done.wait()
+            return self._answers[key]
+        return None
+
+    def _work(self, key: object, question: Callable[[], object], done: threading.Event) -> None:
+        try:
+            answer: tuple[bool, object] = (True, question())
+        except Exception as e:  # noqa: BLE001 - handed to the asker, who words it
+            answer = (False, e)
+        with self._lock:
+            self._answers[key] = answer
+        done.set()
+        if self._on_answer is not None:
+            self._on_answer()
 
 
 if __name__ == "__main__":  # a quick look: which Python this machine would give

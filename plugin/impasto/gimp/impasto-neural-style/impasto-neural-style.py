@@ -16,7 +16,6 @@ the result is a layer group on top with one stylized layer per frame, in the fra
 order, each named as its frame and at its frame's size and offsets.
 """
 
-import array
 import contextlib
 import json
 import math
@@ -44,9 +43,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 try:
     import impasto_events as events  # noqa: E402
     import impasto_pipes as pipes  # noqa: E402
+    import impasto_pixels as pixels  # noqa: E402
     import impasto_spawn as spawn  # noqa: E402
 except ImportError:
-    events = pipes = spawn = None  # reported when the plug-in runs: install again
+    events = pipes = pixels = spawn = None  # reported when the plug-in runs: install again
 
 PROC = "plug-in-impasto-neural-style"
 SETUP_PROC = "plug-in-impasto-setup"
@@ -261,24 +261,6 @@ def write_result(layer, new, box, rgb):
     new.update(x, y, w, h)
 
 
-def to_unit_range(rgb):
-    """(pixels, peak): float RGB bytes divided by their brightest value when that is above
-    1 (HDR), else as they are with peak 1.0."""
-    values = array.array("f", rgb)
-    peak = max(values, default=0.0)
-    if not peak > 1.0:  # also for NaN: GEGL gives none, and the daemon refuses them
-        return rgb, 1.0
-    k = 1.0 / peak
-    return array.array("f", [v * k for v in values]).tobytes(), float(peak)
-
-
-def from_unit_range(rgb, peak):
-    if peak == 1.0:
-        return rgb
-    values = array.array("f", rgb)
-    return array.array("f", [v * peak for v in values]).tobytes()
-
-
 # --- what to stylize ------------------------------------------------------------------
 def check_sources(image, drawables):
     if not drawables:
@@ -411,6 +393,11 @@ class StopControls:
                           "Stop and keep: keep the image as it is now.\nCancel: keep nothing.")
         d.get_content_area().pack_start(label, True, True, 8)
         d.connect("response", self._response)
+        with contextlib.suppress(ImportError, ValueError, AttributeError):
+            gi.require_version("GimpUi", "3.0")
+            from gi.repository import GimpUi
+
+            GimpUi.window_set_transient(d)  # above GIMP's window, never behind it
         d.show_all()
         self.dialog = d
 
@@ -465,36 +452,47 @@ def setup_module():
     return ss
 
 
-def setup_plan(config):
-    """What the set-up would do with these settings: (module, plan or None, words)."""
+def setup_plan(config, survey=None, wait=True):
+    """What the set-up would do with these settings: (module, plan or None, words). The
+    slow questions (graphics card, Pythons: probes of up to a minute) go to `survey`,
+    asked once each on a thread; without `wait`, words say it is still looking."""
     ss = setup_module()
-    venv = Path(config.get_property("folder") or ss.data_home() / "server")
+    survey = survey or ss.pythons.Survey()
+    venv = Path(config.get_property("folder") or ss.default_venv())
     if config.get_property("action") == "uninstall":
         return ss, None, f"Removes the server in {venv}."
-    backend = config.get_property("backend")
-    why = ""
-    if backend == "auto":
-        backend, why = ss.detect_backend()
-        why = f" ({why})"
     python = config.get_property("python") or None
     wheels = config.get_property("wheels") or None
+    facts = survey.ask("facts", ss.gather_facts, wait)
+    found = survey.ask(("python", python, bool(wheels)),
+                       lambda: ss.choose_python(python, bool(wheels)), wait)
+    if facts is None or found is None:
+        return ss, None, "Looking at this computer: its graphics card and its Python..."
+    for ok, answer in (facts, found):
+        if not ok:
+            raise PluginError(str(answer))
+    backend, why = config.get_property("backend"), ""
+    if backend == "auto":
+        backend, why = ss.choose_backend(facts[1])
+        why = f" ({why})"
     try:
-        ss.check_target(venv)
-        plan = ss.make_plan(venv, backend, ss.default_package(Path(ss.__file__)),
-                            ss.find_python(python), Path(wheels) if wheels else None)
+        plan = ss.make_plan(venv, backend, ss.default_package(Path(ss.__file__)), found[1],
+                            Path(wheels) if wheels else None, cuda=ss.cuda_for(facts[1]))
+        ss.check_plan(plan)
     except ss.SetupError as e:
         raise PluginError(str(e)) from None
     size = (f"downloads about {plan.download_mb} MB" if plan.download_mb
             else f"installs from {wheels} only")
-    return ss, plan, (f"{backend.upper()}{why}: {size} into {venv}. "
+    base = " with its own Python (none here can be trusted)" if plan.uv else ""
+    return ss, plan, (f"{backend.upper()}{why}: {size} into {venv}{base}. "
                       f"The log is {venv.parent / 'setup.log'}.")
 
 
-def server_setup(config):
+def server_setup(config, survey=None):
     """Runs the set-up (or removal) the settings say, with GIMP's progress bar."""
-    ss, plan, words = setup_plan(config)
+    ss, plan, words = setup_plan(config, survey)
     if plan is None:
-        venv = Path(config.get_property("folder") or ss.data_home() / "server")
+        venv = Path(config.get_property("folder") or ss.default_venv())
         gone = ss.uninstall(venv)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(CONFIG)  # without it, the plug-in offers the set-up again
@@ -538,10 +536,18 @@ def run_setup(procedure, run_mode, image, drawables, config, data):
 
         def explain(*_args):
             try:
-                note.set_text(setup_plan(config)[2])
+                note.set_text(setup_plan(config, survey, wait=False)[2])
             except PluginError as e:
                 note.set_text(str(e))
+            return False  # as an idle callback: once
 
+        # The Python search and GPU detection run once each, on a thread; the answer
+        # comes back to GTK's loop through GLib.idle_add.
+        try:
+            survey = setup_module().pythons.Survey(lambda: GLib.idle_add(explain))
+        except PluginError as e:
+            return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR,
+                                               GLib.Error(f"impasto: {e}"))
         config.connect("notify", explain)
         explain()
         note.show()
@@ -549,8 +555,10 @@ def run_setup(procedure, run_mode, image, drawables, config, data):
         dialog.destroy()
         if not ok:
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+    else:
+        survey = None
     try:
-        server_setup(config)
+        server_setup(config, survey)
     except PluginError as e:
         return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR,
                                            GLib.Error(f"impasto: {e}"))
@@ -623,8 +631,9 @@ def run_bridge(cfg, request, tmpdir, label, preview=None, controls=None, stop_af
                     raise PluginError(f"impasto's bridge said something this plug-in does not "
                                       f"understand ({e}). Run `impasto gimp install` again so "
                                       "that plug-in and bridge match.") from None
-                if isinstance(ev, events.Status):
+                if isinstance(ev, events.Status):  # loading: the bar moves with it
                     Gimp.progress_set_text(f"Neural style{label}: {ev.text}")
+                    Gimp.progress_pulse()
                 elif isinstance(ev, events.Accepted) and ev.position:
                     Gimp.progress_set_text(f"Neural style{label}: waiting, {ev.position} job(s) ahead")
                 elif isinstance(ev, events.Progress) and ev.frames:
@@ -872,7 +881,7 @@ def stylize_layer(image, layer, config, cfg, spec, label, controls, rows, note):
     # HDR: the engine paints in [0, 1] and clips above. A float layer brighter than 1 is
     # sent divided by its brightest value and the result multiplied back, so the whole
     # picture is stylized and keeps its range (values up to 4.0 come back up to about 4.0).
-    rgb, peak = to_unit_range(rgb)
+    rgb, peak = pixels.to_unit_range(rgb)
     with tempfile.TemporaryDirectory(prefix=f"{TMP_PREFIX}{os.getpid()}-") as tmp:
         content_path = os.path.join(tmp, "content.rgbf")
         with open(content_path, "wb") as f:
@@ -912,7 +921,7 @@ def stylize_layer(image, layer, config, cfg, spec, label, controls, rows, note):
             out = f.read()
         if len(out) != bw * bh * 12:
             raise PluginError("the result file is incomplete; try again")
-        out = from_unit_range(out, peak)
+        out = pixels.from_unit_range(out, peak)
     if done.message:
         tell(f"Neural style{label}: {done.message}")
     if note:
@@ -1005,22 +1014,6 @@ def shown_frames(image, frames):
     return whole, layers
 
 
-def crop_rgb(rgb, width, box):
-    """Float RGB bytes of the area `box` (x, y, w, h) of an image `width` pixels wide."""
-    x, y, w, h = box
-    row, start = width * 12, x * 12
-    return b"".join(rgb[(y + r) * row + start:(y + r) * row + start + w * 12] for r in range(h))
-
-
-def peak_of(rgb):
-    values = array.array("f", rgb)
-    return max(values, default=0.0)
-
-
-def scale_rgb(rgb, k):
-    return array.array("f", [v * k for v in array.array("f", rgb)]).tobytes()
-
-
 def stylize_animation(image, config, rows, note, interactive):
     """Every frame of the image, as one clip: a new layer group on top with one stylized
     layer per frame, in the frames' order, each named as its frame (its "(100ms)" timing
@@ -1075,7 +1068,7 @@ def stylize_animation(image, config, rows, note, interactive):
                     source = frame if shown is None else shown[1][i]
                     _, ox, oy = source.get_offsets()
                     rgb = read_rgb_float(source, (ux - ox, uy - oy, uw, uh))
-                    peak = max(peak, peak_of(rgb))
+                    peak = max(peak, pixels.peak_of(rgb))
                     paths.append(os.path.join(tmp, f"frame-{i + 1:04d}.rgbf"))
                     with open(paths[-1], "wb") as f:
                         f.write(rgb)
@@ -1086,7 +1079,7 @@ def stylize_animation(image, config, rows, note, interactive):
             if peak > 1.0:
                 for path in paths:
                     with open(path, "rb") as f:
-                        rgb = scale_rgb(f.read(), 1.0 / peak)
+                        rgb = pixels.scale_rgb(f.read(), 1.0 / peak)
                     with open(path, "wb") as f:
                         f.write(rgb)
             first = frames[0]
@@ -1153,7 +1146,7 @@ def stylize_animation(image, config, rows, note, interactive):
                     w, h = frame.get_width(), frame.get_height()
                     with open(ev.path, "rb") as f:
                         out = f.read()
-                    rgb = from_unit_range(crop_rgb(out, uw, (ox - ux, oy - uy, w, h)), peak)
+                    rgb = pixels.from_unit_range(pixels.crop_rgb(out, uw, (ox - ux, oy - uy, w, h)), peak)
                     del out
                     new = frame.copy()
                     image.insert_layer(new, group, i)
@@ -1398,7 +1391,9 @@ class NeuralStyle(Gimp.PlugIn):
             return self.create_setup(name)
         p = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run, None)
         p.set_image_types("RGB*, GRAY*")
-        p.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
+        # DRAWABLES too: with several layers selected the menu stays (each is stylized).
+        p.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE
+                               | Gimp.ProcedureSensitivityMask.DRAWABLES)
         p.set_menu_label("_Neural Style...")
         p.add_menu_path("<Image>/Filters/Artistic")
         p.set_documentation(
