@@ -16,6 +16,9 @@ from tests.helpers import run_cli, stripes_image
 
 CASES = [(extra, module, dist) for extra, pkgs in extras.EXTRAS.items() for module, dist in pkgs]
 
+# Also run with impasto's modules held to Windows' standard library (scripts/test).
+pytestmark = pytest.mark.windows_library
+
 
 @pytest.mark.parametrize(("extra", "module", "dist"), CASES, ids=[c[1] for c in CASES])
 def test_a_missing_package_of_an_extra_is_named_before_any_work(

@@ -153,6 +153,7 @@ def test_install_uninstall_and_doctor(tmp_path: Path, env: dict[str, str]) -> No
     assert r.returncode == 0 and not target.exists()
 
 
+@pytest.mark.windows_library
 @pytest.mark.parametrize("signal_name", ["SIGTERM"])
 def test_bridge_cancels_job_when_gimp_goes_away(tmp_path: Path, env: dict[str, str],
                                                 signal_name: str) -> None:
@@ -205,6 +206,7 @@ def test_autostarted_daemon_stops_when_idle(tmp_path: Path, env: dict[str, str])
         subprocess.run(["pkill", "-TERM", "-f", "--", f"--bind {addr}"], check=False)
 
 
+@pytest.mark.windows_library
 def test_bridge_stop_keeps_the_image(tmp_path: Path, env: dict[str, str]) -> None:
     from tests.helpers import DaemonProcess
 
@@ -253,6 +255,7 @@ runpy.run_module("impasto.gimp.bridge", run_name="__main__")
 """]
 
 
+@pytest.mark.windows_library
 def test_bridge_hears_stop_and_its_stdin_closing_where_select_refuses_pipes(
         tmp_path: Path, env: dict[str, str]) -> None:
     """Stop and the plug-in going away reach the bridge through its stdin, a pipe, which
@@ -300,6 +303,7 @@ def test_bridge_hears_stop_and_its_stdin_closing_where_select_refuses_pipes(
         d.stop()
 
 
+@pytest.mark.windows_library
 def test_bridge_lists_the_style_library(tmp_path: Path, env: dict[str, str]) -> None:
     from tests.helpers import DaemonProcess
 
@@ -409,6 +413,7 @@ def endless_bridge_job(tmp_path: Path, address: str, env: dict[str, str]) -> sub
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
+@pytest.mark.windows_library
 def test_bridge_stop_before_the_first_step_keeps_a_picture(tmp_path: Path,
                                                            env: dict[str, str]) -> None:
     """"Stop and keep" said at once, before any step: the bridge holds the stop until the
@@ -687,6 +692,7 @@ os.execv(sys.executable, [sys.executable, "-m", "impasto.cli.main", "serve", "--
 """
 
 
+@pytest.mark.windows_library
 def test_the_first_start_waits_for_a_download_while_it_progresses_and_shows_it(
         tmp_path: Path, env: dict[str, str]) -> None:
     """The 548 MB weights download of a first start used to run against the bridge's

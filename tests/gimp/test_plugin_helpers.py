@@ -10,8 +10,13 @@ import ast
 import threading
 import time
 
+import pytest
+
 from impasto.gimp import PLUGIN_FILE, pixels
 from impasto.gimp.pythons import Survey
+
+# Also run with impasto's modules held to Windows' standard library (scripts/test).
+pytestmark = pytest.mark.windows_library
 
 
 def test_survey_asks_each_question_once_off_the_calling_thread() -> None:

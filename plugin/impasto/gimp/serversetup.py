@@ -222,15 +222,15 @@ def long_paths_enabled() -> bool:
     """Whether Windows lets programs use paths over 260 characters (the registry's
     LongPathsEnabled); True elsewhere."""
     if sys.platform == "win32":
-        import winreg
-
         try:
+            import winreg
+
             with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE,
                                 r"SYSTEM\CurrentControlSet\Control\FileSystem") as key:
                 value, _ = winreg.QueryValueEx(key, "LongPathsEnabled")
             return int(value) == 1
-        except (OSError, ValueError, TypeError):
-            return False
+        except (ImportError, OSError, ValueError, TypeError):
+            return False  # unreadable: the path check applies, which errs on the safe side
     return True
 
 

@@ -25,6 +25,7 @@ each system sees which names it uses):
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -94,7 +95,7 @@ def windowless(program: str | os.PathLike[str], on: str | None = None) -> str:
 
 def pid_alive(pid: int) -> bool:
     """Whether process `pid` exists (another user's counts as alive)."""
-    if pid <= 0:
+    if not 0 < pid < 2**31:  # beyond any system's process ids (a DWORD on Windows)
         return False
     if pid == os.getpid():
         return True
@@ -125,3 +126,22 @@ def pid_alive(pid: int) -> bool:
     except OverflowError:
         return False  # beyond what the system's process ids can be
     return True
+
+
+def remove_stale(base: str | os.PathLike[str], prefix: str) -> None:
+    """Remove the folders in `base` named PREFIX + PID + "-..." whose process is gone
+    (the GIMP plug-in's temporary folders: GIMP kills a plug-in on cancel, or it
+    crashed). Liveness by pid_alive: never kill(pid, 0), CTRL_C_EVENT on Windows."""
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        try:
+            pid = int(name[len(prefix):].split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not pid_alive(pid):
+            shutil.rmtree(os.path.join(base, name), ignore_errors=True)

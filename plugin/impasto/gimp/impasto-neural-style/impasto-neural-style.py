@@ -20,7 +20,6 @@ import contextlib
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -182,28 +181,6 @@ def dialog_spec():
         given = spec.get(name) or {}
         out[name] = {**fallback, **given} if isinstance(given, dict) else fallback
     return out
-
-
-# --- temporary files ------------------------------------------------------------------
-def clean_stale_temp():
-    """Remove the temporary folders of runs whose plug-in process is gone (GIMP killed it
-    on cancel, or it crashed): each folder carries its process id in its name."""
-    base = tempfile.gettempdir()
-    try:
-        names = os.listdir(base)
-    except OSError:
-        return
-    for name in names:
-        if not name.startswith(TMP_PREFIX):
-            continue
-        try:
-            pid = int(name[len(TMP_PREFIX):].split("-", 1)[0])
-        except ValueError:
-            continue
-        # Never kill(pid, 0) as a probe: on Windows signal 0 is CTRL_C_EVENT.
-        if pid == os.getpid() or spawn is None or spawn.pid_alive(pid):
-            continue
-        shutil.rmtree(os.path.join(base, name), ignore_errors=True)
 
 
 # --- pixels ---------------------------------------------------------------------------
@@ -563,6 +540,14 @@ def run_setup(procedure, run_mode, image, drawables, config, data):
         return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR,
                                            GLib.Error(f"impasto: {e}"))
     return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, None)
+
+
+def server_problem():
+    """Why the configured server cannot start (its base Python is gone), or None."""
+    try:
+        return setup_module().server_problem(str((load_config().get("bridge") or [""])[0]))
+    except (PluginError, OSError, TypeError, AttributeError):
+        return None
 
 
 def offer_setup(image):
@@ -1038,7 +1023,7 @@ def stylize_animation(image, config, rows, note, interactive):
                           "channel (Select > Save to Channel) instead.")
     cfg = load_config()
     spec = dialog_spec()
-    clean_stale_temp()
+    spawn.remove_stale(tempfile.gettempdir(), TMP_PREFIX)
     if not Gimp.Selection.is_empty(image):
         tell("Neural style: the selection does not limit an animation; every frame is "
              "painted whole.")
@@ -1198,7 +1183,7 @@ def stylize(procedure, image, drawables, config, interactive=False):
                           "gimp install` again, or unzip the archive again.")
     cfg = load_config()
     spec = dialog_spec()
-    clean_stale_temp()
+    spawn.remove_stale(tempfile.gettempdir(), TMP_PREFIX)
     controls = StopControls(interactive, "Neural Style")
     made = []
     try:
@@ -1219,9 +1204,16 @@ def stylize(procedure, image, drawables, config, interactive=False):
 
 def run(procedure, run_mode, image, drawables, config, data):
     interactive = run_mode == Gimp.RunMode.INTERACTIVE
-    if interactive and not os.path.exists(CONFIG):
-        Gimp.message("impasto has no server on this computer yet. The set-up installs one "
-                     "(a private Python with PyTorch); it runs once and takes a few minutes.")
+    # A server whose base Python is gone (updated, removed) cannot start: said, and
+    # interactively the set-up is offered to repair it.
+    broken = os.path.exists(CONFIG) and server_problem()
+    if broken and not interactive:
+        return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR,
+                                           GLib.Error(f"impasto: {broken}"))
+    if interactive and (broken or not os.path.exists(CONFIG)):
+        Gimp.message(f"impasto: {broken}." if broken else "impasto has no server on this "
+                     "computer yet. The set-up installs one (a private Python with PyTorch); "
+                     "it runs once and takes a few minutes.")
         if not offer_setup(image):
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     if interactive:
