@@ -124,7 +124,7 @@ def temporal_error(frames: list[Image.Image], dx: int) -> float:
 def test_video_frames_hold_still_where_the_scene_does(engine: Engine, judge: Judge) -> None:
     from impasto.engine.video import stylize_frames
 
-    dx, size = 3, 112
+    dx, size = 3, 144
     frames = pan(photo("rocket", 400), 4, dx, size)
     style = brushwork(256, seed=0)
     opts = EngineOptions(preset="draft", size=size, seed=0)

@@ -41,7 +41,9 @@ def test_flow_finds_the_pan_and_the_mask_marks_what_cannot_be_trusted() -> None:
 def test_temporal_consistency_on_a_short_clip(tmp_path: Path) -> None:
     row = measure(96, 5, tmp_path)
     assert row["error_ratio"] <= 0.3, row
-    assert abs(row["style_ratio"] - 1) <= 0.1, row
+    # Holding still costs no style: the temporal frames' style distance is at most 10% over
+    # the independent frames' (below 1 they are the more stylized).
+    assert row["style_ratio"] <= 1.1, row
     # (time per frame is the benchmark's to report, not a test's to guess)
     # a static clip: far stiller than independent frames of a moving one
     assert row["temporal"]["static_error"] < 0.3 * row["independent"]["temporal_error"], row
