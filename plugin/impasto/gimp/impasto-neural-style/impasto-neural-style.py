@@ -918,11 +918,10 @@ def stylize_layer(image, layer, config, cfg, spec, label, controls, rows, note):
         # mask, alpha and precision; outside the box its pixels stay the source's.
         new = layer.copy()
         # The name says what a person must know of this layer at a glance: the style,
-        # where it came from when two were given, random weights, the seed.
+        # where it came from when two were given, the model (random weights said so), the seed.
         source = {"layer": "style layer", "path": "style picture", "name": "library style"}
         parts = ["impasto"] + ([f"from the {source[chosen[0]]}"] if note else [])
-        if done.random_weights:
-            parts.append("RANDOM weights: a test pattern")
+        parts.append(done.model)
         new.set_name(f"{style_label} ({', '.join(parts)}, seed {done.seed})")
         image.insert_layer(new, layer.get_parent(), image.get_item_position(layer))
         write_result(layer, new, box, out)
@@ -1115,9 +1114,7 @@ def stylize_animation(image, config, rows, note, interactive):
             if skipped:
                 tell(f"Neural style{label}: not frames, so left out: "
                      + ", ".join(repr(name) for name in skipped) + ".")
-            parts = ["impasto animation"]
-            if done.random_weights:
-                parts.append("RANDOM weights: a test pattern")
+            parts = ["impasto animation", done.model]
             if len(got) < n:
                 parts.append(f"{len(got)} of {n} frames")
             image.undo_group_start()
