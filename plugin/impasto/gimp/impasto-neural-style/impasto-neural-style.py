@@ -411,8 +411,9 @@ SETUP_TEXT = {
                "automatically"),
     "wheels": ("Offline packages", "For computers without internet: a folder holding every "
                "package file the server needs; empty = download them"),
-    "weights": ("Model", "auto: fetch the painting model (548 MB) when first used; or the "
-                "path of a VGG19 weights file you have; random makes test patterns, not art"),
+    "weights": ("Model", "auto: ImageNet VGG19, from the package the set-up installs (no "
+                "download); or the path of a VGG19 weights file you have; random makes test "
+                "patterns, not art"),
 }
 SETUP_ACTIONS = (("install", "Set up or repair"), ("uninstall", "Remove"))
 BACKENDS = (("auto", "Automatic"), ("cuda", "NVIDIA graphics (CUDA)"),
