@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import tomllib
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import pytest
 
@@ -48,6 +48,11 @@ def test_windows_gets_a_short_root_and_a_long_path_check_before_any_download(
     with pytest.raises(ss.SetupError, match="260"):
         ss.check_plan(plan, long_paths=False, system="Windows")
     ss.check_plan(plan, long_paths=True, system="Windows")
+    # The shorter folder it suggests is one the set-up takes (C:\\impasto, two parts, was
+    # refused as "not a place for the server's environment") and fits the limit.
+    suggested = problem.rsplit("e.g. ", 1)[1].rstrip(")")
+    assert len(PureWindowsPath(suggested).parts) >= ss.MIN_PARTS, suggested
+    assert ss.path_problem(Path(suggested), "Windows", long_paths=False) is None
 
 
 # --- item: a Python the set-up can trust ---------------------------------------------------
@@ -82,6 +87,23 @@ def test_pythons_that_cannot_be_trusted_are_passed_over_with_the_reason(
         candidate: pythons.Candidate, facts: pythons.Facts, reason: str) -> None:
     problem = pythons.judge(candidate, facts)
     assert problem is not None and reason in problem, problem
+
+
+def test_the_store_s_real_python_behind_the_py_launcher_is_passed_over() -> None:
+    """`py -3.12` finds the Store's Python too (it registers itself); its writes to
+    %LOCALAPPDATA% land in its package's private copy, so the environment it makes in
+    impasto\\s is not there for GIMP or for the set-up's next step."""
+    store = pythons.Candidate(("py", "-3.12"), r"C:\Windows\py.exe", info(
+        (3, 12, 10), base=r"C:\Program Files\WindowsApps\PythonSoftwareFoundation.Python."
+        r"3.12_3.12.2800.0_x64__qbz5n2kfra8p0",
+        executable=r"C:\Users\a\AppData\Local\Microsoft\WindowsApps\PythonSoftwareFoundation."
+        r"Python.3.12_qbz5n2kfra8p0\python.exe"))
+    problem = pythons.judge(store, pythons.Facts("Windows"))
+    assert problem is not None and "Microsoft Store" in problem, problem
+    org = pythons.Candidate(("py", "-3.12"), r"C:\Windows\py.exe", info(
+        (3, 12, 10), base=r"C:\Users\a\AppData\Local\Programs\Python\Python312",
+        executable=r"C:\Users\a\AppData\Local\Programs\Python\Python312\python.exe"))
+    assert pythons.judge(org, pythons.Facts("Windows")) is None
 
 
 def test_the_first_trusted_python_is_chosen_and_none_means_uv() -> None:
@@ -185,6 +207,65 @@ def test_a_server_whose_base_python_is_gone_says_so_and_offers_repair(tmp_path: 
     assert ss.server_problem(sys.executable) is None  # not the set-up's: nothing to check
 
 
+@pytest.mark.parametrize("answer", ["a list", "files not objects", "digests not an object",
+                                    "hash right, not a wheel", "tampered", "a local file"])
+def test_a_broken_or_hostile_index_answer_is_refused_with_a_reason(
+        answer: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """fetch_uv raises OSError or ValueError, which the set-up words for the artist; a
+    JSON list, a non-zip with its own hash (AttributeError, BadZipFile) escaped as a
+    traceback. Nothing is left behind, and the index's file name is not a path."""
+    import hashlib
+    import http.server
+    import io
+    import threading
+    import zipfile
+
+    for k in ("https_proxy", "http_proxy", "HTTPS_PROXY", "HTTP_PROXY"):
+        monkeypatch.delenv(k, raising=False)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("uv-9.data/scripts/uv", b"#!/bin/sh\n")
+    wheel = buf.getvalue()
+    # One wheel whose tags fit whichever machine runs this.
+    tag = ("manylinux_2_17_x86_64.manylinux_2_17_aarch64.musllinux_1_1_x86_64.win_amd64."
+           "win_arm64.macosx_11_0_arm64.macosx_10_12_x86_64")
+    body = b"not a zip" if answer == "hash right, not a wheel" else wheel
+    entry: dict = {"filename": f"../../uv-9-py3-none-{tag}.whl", "packagetype": "bdist_wheel",
+                   "url": "/w", "digests": {"sha256": hashlib.sha256(body).hexdigest()}}
+    meta: object = {"urls": [entry]}
+    if answer == "a list":
+        meta = [entry]
+    elif answer == "files not objects":
+        meta = {"urls": ["uv.whl"]}
+    elif answer == "digests not an object":
+        entry["digests"] = [entry["digests"]["sha256"]]
+    elif answer == "tampered":
+        body = wheel + b"x"
+    elif answer == "a local file":
+        entry["url"] = "file:///etc/hostname"
+    served = {"/json": json.dumps(meta).encode(), "/w": body}
+
+    class Index(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200 if self.path in served else 404)
+            self.end_headers()
+            self.wfile.write(served.get(self.path, b""))
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Index)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises((OSError, ValueError)):
+            pythons.fetch_uv(tmp_path / "t" / "uv", f"http://127.0.0.1:{server.server_port}/json",
+                             timeout=10)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == []
+
+
 @pytest.mark.slow
 def test_uv_is_fetched_from_the_package_index_and_runs(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
@@ -221,6 +302,10 @@ CARDS = [
     ("H100 on a 570 driver", "9.0, 570.133.20\n", "Linux", "cu126"),
     ("H100", "9.0, 580.82.07\n", "Linux", "cu130"),
     ("two cards, the first decides", "8.9, 580.95.05\n6.1, 580.95.05\n", "Linux", "cu130"),
+    # CUDA's device 0 is the fastest card, not nvidia-smi's first (bus order): cu126
+    # would have no kernels for the RTX 5090 that torch computes on.
+    ("GTX 1080 first, RTX 5090 beside it", "6.1, 580.95.05\n12.0, 580.95.05\n", "Linux",
+     "cu130"),
     ("Kepler K80", "3.7, 470.256.02\n", "Linux", "cu118"),
     ("Kepler GTX 780", "3.5, 470.256.02\n", "Linux", None),
     ("RTX 5090 on a 570 driver", "12.0, 572.83\n", "Windows", None),
@@ -232,7 +317,7 @@ CARDS = [
 def test_cuda_build_by_compute_capability_and_driver(card: str, smi: str, system: str,
                                                      tag: str | None) -> None:
     cards = gpus.parse_nvidia_smi(smi)
-    build, why = gpus.cuda_build(cards[0], system)
+    build, why = gpus.cuda_build(gpus.primary(cards), system)
     assert (build.tag if build else None) == tag, why
     facts = ss.Facts(system, "AMD64" if system == "Windows" else "x86_64",
                      frozenset({"nvidia-smi"}), tuple(cards))
@@ -246,6 +331,36 @@ def test_cuda_build_by_compute_capability_and_driver(card: str, smi: str, system
     assert src.requirements == (f"torch=={build.torch}", f"torchvision=={build.torchvision}")
     if card.startswith("RTX 2080, driver 550"):
         assert "580" in why  # a newer driver would allow cu130: said
+
+
+def test_a_driver_too_old_for_the_compute_cap_field_still_decides(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Drivers before R510 (a Windows 47x driver) refuse nvidia-smi's compute_cap field
+    with exit 2; Windows has no /proc to read the driver from. The driver is asked for
+    alone then, and a GTX 1080 on 472.12 gets cu118, not cu130 (driver 580, no Pascal)."""
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text('#!/bin/sh\ncase "$1" in\n*compute_cap*) echo \'Field "compute_cap" is '
+                   'not a valid field to query.\'; exit 2;;\n*) echo 472.12;;\nesac\n')
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    cards = gpus.query_nvidia()
+    assert cards == [gpus.NvidiaCard(None, (472, 12))]
+    facts = ss.Facts("Windows", "AMD64", frozenset({"nvidia-smi"}), tuple(cards))
+    assert ss.choose_backend(facts)[0] == "cuda"
+    build = ss.cuda_for(facts)
+    assert build is not None and build.tag == "cu118", build
+    assert gpus.parse_nvidia_drivers('Field "compute_cap" is not a valid field to query.\n') == []
+    assert gpus.parse_nvidia_smi("nan, 580.95.05\n") == [gpus.NvidiaCard(None, (580, 95, 5))]
+
+
+def test_an_arm_machine_with_an_nvidia_card_is_offered_what_the_set_up_installs() -> None:
+    """PyTorch's ARM builds here are CPU ones (torch_source): detection must not offer
+    CUDA, which the plan then refuses (a Jetson, a DGX Spark)."""
+    card = gpus.parse_nvidia_smi("8.7, 580.95.05\n")
+    facts = ss.Facts("Linux", "aarch64", frozenset({"nvidia-smi"}), tuple(card))
+    backend, why = ss.choose_backend(facts)
+    assert backend == "cpu" and "ARM" in why
+    ss.torch_source(facts.system, facts.machine, backend, ss.cuda_for(facts))
 
 
 def test_every_cuda_pin_is_one_impasto_accepts() -> None:

@@ -70,14 +70,28 @@ def parse_nvidia_smi(text: str) -> list[NvidiaCard]:
         parts = [p.strip() for p in line.split(",")]
         if len(parts) != 2:
             continue
-        try:
-            cc = float(parts[0])
-        except ValueError:
-            cc = None  # "[N/A]" from drivers older than the compute_cap field
+        # "[N/A]" (a card that does not say), or garbage ("nan" included): unknown.
+        cc = float(parts[0]) if re.fullmatch(r"\d+(\.\d+)?", parts[0]) else None
         driver = parse_version(parts[1])
         if driver:
             cards.append(NvidiaCard(cc, driver))
     return cards
+
+
+def parse_nvidia_drivers(text: str) -> list[NvidiaCard]:
+    """`nvidia-smi --query-gpu=driver_version --format=csv,noheader`, asked when the
+    compute_cap query fails: drivers before R510 (470 and older, still common on Windows)
+    refuse that field ('Field "compute_cap" is not a valid field to query.', exit 2).
+    One card a line, its capability unknown. Pure."""
+    return [NvidiaCard(None, parse_version(line)) for line in text.splitlines()
+            if re.fullmatch(r"\s*\d+(\.\d+)*\s*", line)]
+
+
+def primary(cards: list[NvidiaCard] | tuple[NvidiaCard, ...]) -> NvidiaCard:
+    """The card torch computes on: CUDA numbers devices fastest first (CUDA_DEVICE_ORDER's
+    default), not in nvidia-smi's bus order, so device 0 is the card of the highest compute
+    capability (the first of those; unknown ones last). Pure."""
+    return max(cards, key=lambda c: -1.0 if c.compute_cap is None else c.compute_cap)
 
 
 def cuda_build(card: NvidiaCard, system: str) -> tuple[CudaBuild | None, str]:
@@ -172,16 +186,21 @@ def query_nvidia() -> list[NvidiaCard]:
     """This machine's NVIDIA cards: nvidia-smi, else (a Flatpak) the kernel module's
     version with the capability unknown."""
     smi = shutil.which("nvidia-smi")
-    if smi:
+    # An old driver refuses the compute_cap field: then its version alone, so that the
+    # choice still knows the driver (Windows has no /proc to read it from).
+    for query, parse in (("compute_cap,driver_version", parse_nvidia_smi),
+                         ("driver_version", parse_nvidia_drivers)):
+        if not smi:
+            break
         try:
-            r = subprocess.run([smi, "--query-gpu=compute_cap,driver_version",
-                                "--format=csv,noheader"], capture_output=True, text=True,
-                               timeout=30, stdin=subprocess.DEVNULL, **spawn.hidden())
-            cards = parse_nvidia_smi(r.stdout) if r.returncode == 0 else []
+            r = subprocess.run([smi, f"--query-gpu={query}", "--format=csv,noheader"],
+                               capture_output=True, text=True, timeout=30,
+                               stdin=subprocess.DEVNULL, **spawn.hidden())
+            cards = parse(r.stdout) if r.returncode == 0 else []
             if cards:
                 return cards
         except (OSError, subprocess.TimeoutExpired):
-            pass
+            break
     driver = nvidia_driver_from_proc()
     return [NvidiaCard(None, driver)] if driver else []
 

@@ -120,6 +120,12 @@ def judge(c: Candidate, facts: Facts) -> str | None:
     base = str(c.info.get("base_prefix", ""))
     if in_bundle(base) or in_bundle(str(c.info.get("executable", ""))):
         return "inside an application bundle (an application's own Python, e.g. GIMP.app's)"
+    if store_stub(base) or store_stub(str(c.info.get("executable", ""))):
+        # Reached through the `py` launcher: the Store's real Python. Its writes to
+        # %LOCALAPPDATA% go to a private copy in its package folder, so the environment
+        # it would make there is invisible to GIMP and to the set-up's later steps.
+        return ("the Microsoft Store's Python (WindowsApps): its files in AppData are "
+                "redirected into its own package folder")
     version = tuple(c.info.get("version") or ())  # type: ignore[arg-type]
     if version < MIN_VERSION:
         return f"Python {'.'.join(map(str, version)) or '?'} is older than 3.11"
@@ -242,6 +248,8 @@ def pick_uv_wheel(files: list[Mapping[str, object]], system: str, machine: str,
     patterns = platform_tags(system, machine, libc)
     for pattern in patterns:
         for f in files:
+            if not isinstance(f, Mapping):  # a broken or hostile index answer
+                continue
             name = str(f.get("filename", ""))
             if f.get("packagetype") != "bdist_wheel" or not name.endswith(".whl"):
                 continue
@@ -263,30 +271,40 @@ def fetch_uv(root: Path, index_json: str = PYPI_JSON, timeout: float = 60.0) -> 
         return exe
     with urllib.request.urlopen(index_json, timeout=timeout) as r:
         meta = json.load(r)
+    files = meta.get("urls") if isinstance(meta, dict) else None
+    if not isinstance(files, list):
+        raise ValueError(f"the package index's answer for uv ({index_json}) lists no files")
     libc = platform.libc_ver()[0] or ("glibc" if platform.system() != "Linux" else "musl")
-    wheel = pick_uv_wheel(meta.get("urls") or [], platform.system(), platform.machine(), libc)
+    wheel = pick_uv_wheel(files, platform.system(), platform.machine(), libc)
     if wheel is None:
         raise ValueError(f"uv publishes no wheel for {platform.system()} {platform.machine()}")
+    digests = wheel.get("digests")
+    want = str(digests.get("sha256") or "") if isinstance(digests, dict) else ""
+    url = urllib.parse.urljoin(index_json, str(wheel.get("url") or ""))  # a mirror's may be relative
+    if not want or urllib.parse.urlsplit(url).scheme not in ("https", "http"):
+        raise ValueError(f"the package index gives no sha256 or no web address for uv's "
+                         f"wheel {wheel.get('filename')}")
     root.mkdir(parents=True, exist_ok=True)
-    part = root / (str(wheel["filename"]) + ".part")
+    part = root / "uv.whl.part"  # not the index's file name: it could hold ../
     digest = hashlib.sha256()
-    url = urllib.parse.urljoin(index_json, str(wheel["url"]))  # a mirror's may be relative
-    with urllib.request.urlopen(url, timeout=timeout) as r, open(part, "wb") as f:
-        while chunk := r.read(1 << 20):
-            digest.update(chunk)
-            f.write(chunk)
-    want = str((wheel.get("digests") or {}).get("sha256", ""))  # type: ignore[union-attr]
-    if not want or digest.hexdigest() != want:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r, open(part, "wb") as f:
+            while chunk := r.read(1 << 20):
+                digest.update(chunk)
+                f.write(chunk)
+        if digest.hexdigest() != want:
+            raise ValueError(f"uv's wheel {wheel['filename']} does not match the index's hash")
+        with zipfile.ZipFile(part) as z:
+            member = next((n for n in z.namelist()
+                           if n.endswith(("/scripts/uv", "/scripts/uv.exe"))), None)
+            if member is None:
+                raise ValueError(f"no uv program in {wheel['filename']}")
+            tmp = exe.with_name(exe.name + ".new")
+            tmp.write_bytes(z.read(member))
+    except zipfile.BadZipFile as e:
+        raise ValueError(f"uv's wheel {wheel['filename']} is not a wheel: {e}") from None
+    finally:
         part.unlink(missing_ok=True)
-        raise ValueError(f"uv's wheel {wheel['filename']} does not match the index's hash")
-    with zipfile.ZipFile(part) as z:
-        member = next((n for n in z.namelist()
-                       if n.endswith(("/scripts/uv", "/scripts/uv.exe"))), None)
-        if member is None:
-            raise ValueError(f"no uv program in {wheel['filename']}")
-        tmp = exe.with_name(exe.name + ".new")
-        tmp.write_bytes(z.read(member))
-    part.unlink(missing_ok=True)
     tmp.chmod(tmp.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     os.replace(tmp, exe)
     return exe

@@ -133,8 +133,11 @@ def choose_backend(f: Facts) -> tuple[str, str]:
         if f.machine.lower() in ("arm64", "aarch64"):
             return "mps", "Apple Silicon: the Apple GPU through MPS"
         return "cpu", "Intel Mac: no supported GPU back end"
+    if f.machine.lower() in ("arm64", "aarch64"):
+        # torch_source has only CPU builds there: offering the card would be refused.
+        return "cpu", f"{f.system} on ARM: the set-up installs PyTorch's CPU build there"
     if f.nvidia:
-        build, why = gpus.cuda_build(f.nvidia[0], f.system)
+        build, why = gpus.cuda_build(gpus.primary(f.nvidia), f.system)
         return ("cuda" if build else "cpu"), why
     if "nvidia-smi" in f.programs or "nvidia" in f.devices:
         return "cuda", "an NVIDIA driver is installed (nvidia-smi)"
@@ -163,8 +166,9 @@ def gather_facts() -> Facts:
 
 
 def cuda_for(facts: Facts) -> gpus.CudaBuild | None:
-    """The CUDA build for this machine's first card (None: unknown, the newest)."""
-    return gpus.cuda_build(facts.nvidia[0], facts.system)[0] if facts.nvidia else None
+    """The CUDA build for the card torch computes on (gpus.primary; None: unknown, the
+    newest)."""
+    return gpus.cuda_build(gpus.primary(facts.nvidia), facts.system)[0] if facts.nvidia else None
 
 
 def detect_backend() -> tuple[str, str]:
@@ -199,6 +203,12 @@ def default_venv(system: str | None = None, env: dict[str, str] | None = None) -
 # #4288 met WinError 206 there), with room for a longer version tag.
 TORCH_DEEPEST = 190
 WINDOWS_MAX_PATH = 260
+# A folder needs this many parts to be given (/ and C:\ count as one): never a drive's or
+# the file system's root, nor a folder right below it (C:\Users, /home).
+MIN_PARTS = 3
+# The short folder path_problem suggests where long paths are off: deep enough for
+# check_target, short enough for torch's files.
+SHORT_WINDOWS_VENV = r"C:\impasto\s"
 
 
 def path_problem(venv: Path, system: str, long_paths: bool) -> str | None:
@@ -215,7 +225,8 @@ def path_problem(venv: Path, system: str, long_paths: bool) -> str | None:
             "reg add HKLM\\SYSTEM\\CurrentControlSet\\Control\\FileSystem /v LongPathsEnabled "
             "/t REG_DWORD /d 1 /f, or Group Policy 'Enable Win32 long paths') and run the "
             f"set-up again, or install into a shorter folder (about "
-            f"{WINDOWS_MAX_PATH - TORCH_DEEPEST - 20} characters at most, e.g. C:\\impasto)")
+            f"{WINDOWS_MAX_PATH - TORCH_DEEPEST - 20} characters at most, e.g. "
+            f"{SHORT_WINDOWS_VENV})")
 
 
 def long_paths_enabled() -> bool:
@@ -290,10 +301,10 @@ def check_target(venv: Path) -> None:
     where = venv.expanduser().absolute()
     resolved = where.resolve()
     special = {Path.home().resolve(), Path.cwd().resolve()}
-    if len(resolved.parts) < 3 or resolved in special or str(venv).strip() in ("", "."):
+    if len(resolved.parts) < MIN_PARTS or resolved in special or str(venv).strip() in ("", "."):
         raise SetupError(f"{where} is not a place for the server's environment (the set-up "
                          "empties the folder it is given): name a new folder, e.g. "
-                         f"{data_home() / 'server'}")
+                         f"{default_venv()}")
     if where.is_symlink():
         raise SetupError(f"{where} is a symbolic link; name the folder itself")
     if not where.exists():
