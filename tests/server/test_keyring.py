@@ -263,3 +263,52 @@ def test_a_revoked_key_loses_its_open_connection(tmp_path: Path) -> None:
         assert "closed a connection of client key" in d.output()
     finally:
         d.stop()
+
+
+def test_a_revoked_key_s_silent_connection_gets_nothing_done(tmp_path: Path) -> None:
+    """A connection made while its key was authorised and silent since (the handshake
+    only): after the key is deleted its first request is not served (here a styles.add,
+    which would persist) and the connection is closed."""
+    from impasto import imagecodec
+    from impasto.client import Client
+    from impasto.protocol import StylesAdd, StylesList
+    from tests.helpers import gradient_image
+
+    d = DaemonProcess(tmp_path).wait_ready()
+    try:
+        keys = tmp_path / "config" / "keys"
+        local = load_client_keys(keys)
+        assert local is not None
+        public, secret = create_pair(tmp_path / "laptop", "laptop")
+        (keys / "authorized" / "laptop.key").write_bytes(public.read_bytes())
+        laptop = pair(secret, local.server_public)
+        eventually(lambda: admitted(d.address, laptop))
+        s = zmq.Context.instance().socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.curve_publickey, s.curve_secretkey, s.curve_serverkey = (
+            laptop.public, laptop.secret, laptop.server_public)
+        monitor = s.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
+        try:
+            s.connect(d.address)
+            assert monitor.poll(EXIT_S * 1000), "no handshake"
+            assert recv_monitor_message(monitor)["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED
+            (keys / "authorized" / "laptop.key").unlink()
+            eventually(lambda: not admitted(d.address, laptop))  # the daemon has seen it
+            image = imagecodec.to_ref(gradient_image(32, 32))
+            s.send_multipart(encode(StylesAdd(name="late", image=image), "x"))
+            assert monitor.poll(EXIT_S * 1000), "the revoked key's connection stayed open"
+            assert recv_monitor_message(monitor)["event"] == zmq.EVENT_DISCONNECTED
+            assert not s.poll(0), "the revoked key's request was answered"
+        finally:
+            s.disable_monitor()
+            monitor.close(0)
+            s.close(0)
+        with Client(d.address, timeout=EXIT_S, keys=local) as own:
+            # Style adds go through the one intake thread in order: once this one is
+            # answered, any earlier one is done.
+            own.call(StylesAdd(name="mine", image=image))
+            names = [st["name"] for st in own.call(StylesList()).styles]
+        assert names == ["mine"], names
+        assert "dropped a request of client key" in d.output()
+    finally:
+        d.stop()

@@ -418,6 +418,16 @@ class Server:
         # Jobs belong to it; only it may cancel them or see what they are.
         user = frames[-1].get("User-Id") or "" if len(frames) > 1 else ""
         self.conns.note(frames[0], user)
+        current = self.authorized.keys() if self.authorized is not None else None
+        if current is not None and user.encode() not in current:
+            # The handshake vouched for the key when the connection was made; a key
+            # revoked since (a connection that stayed silent is not known to the
+            # once-a-second check until it speaks) gets nothing done: no answer, as at a
+            # refused handshake, and its connection is closed now.
+            log.warning("dropped a request of client key %s...: it is no longer authorised",
+                        user[:8])
+            self._cut_revoked()
+            return
         size = sum(len(f) for f in body)
         if size > MAX_MESSAGE_BYTES or (body and len(body[0]) > MAX_HEADER_BYTES):
             # Not parsed, not even for its req id, and nothing of it echoed: a 200 MiB
