@@ -207,6 +207,25 @@ def test_a_server_whose_base_python_is_gone_says_so_and_offers_repair(tmp_path: 
     assert ss.server_problem(sys.executable) is None  # not the set-up's: nothing to check
 
 
+def test_a_base_python_in_a_folder_with_accents_is_not_taken_for_gone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pyvenv.cfg is UTF-8 (venv and uv write it so). Read in the encoding Python picks
+    when none is named, the locale's (cp1252 on Windows, stood in for here), the home of
+    C:\\Users\\Zoë's Python read as ZoÃ«: missing, and the plug-in offered on every start a
+    repair that could never help."""
+    import io
+
+    monkeypatch.setattr(io, "text_encoding",
+                        lambda encoding, stacklevel=2: encoding or "cp1252")
+    home = tmp_path / "Zoë" / "bin"
+    home.mkdir(parents=True)
+    venv = tmp_path / "server"
+    venv.mkdir()
+    (venv / "pyvenv.cfg").write_bytes(f"home = {home}\nversion = 3.12.4\n".encode())
+    assert pythons.base_of(venv) == str(home)
+    assert pythons.base_missing(venv, {}) is None
+
+
 @pytest.mark.parametrize("answer", ["a list", "files not objects", "digests not an object",
                                     "hash right, not a wheel", "tampered", "a local file"])
 def test_a_broken_or_hostile_index_answer_is_refused_with_a_reason(

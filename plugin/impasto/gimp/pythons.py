@@ -328,7 +328,9 @@ def uv_env(env: Mapping[str, str], pythons: Path, cache: Path) -> dict[str, str]
 def base_of(venv: Path) -> str:
     """The base Python a venv was made from (pyvenv.cfg's `home`, plus its program)."""
     try:
-        text = (venv / "pyvenv.cfg").read_text(errors="replace")
+        # UTF-8, as venv and uv write it: not the locale's code page (cp1252 on Windows
+        # read C:\Users\Zoë's home as ZoÃ«, a Python "gone" on every start).
+        text = (venv / "pyvenv.cfg").read_text(encoding="utf-8", errors="replace")
     except OSError:
         return ""
     for line in text.splitlines():
