@@ -177,3 +177,23 @@ def test_every_job_ends_in_one_count(tmp_path: Path) -> None:
         assert (st.jobs_done, st.jobs_failed, st.jobs_cancelled) == (1, 1, 2), st
     finally:
         assert d.stop() == 0
+
+
+def test_a_request_refused_as_a_message_is_not_counted(tmp_path: Path) -> None:
+    """docs/protocol.md: a stylize refused bad_message never became a job, so it counts
+    in none of done, failed and cancelled; a bad option value does count as failed."""
+    d = DaemonProcess(tmp_path).wait_ready()
+    keys = Path(d.env["IMPASTO_CONFIG_DIR"]) / "keys"
+    styles = [StyleRef(image=imagecodec.to_ref(stripes_image(32, 32)))]
+    try:
+        with Client(d.address, timeout=EXIT_S, keys_dir=keys) as c:
+            for msg, code in ((Stylize(content=None, styles=styles), "bad_message"),
+                              (Stylize(content=imagecodec.to_ref(gradient_image(48, 32)),
+                                       styles=styles, options={"size": 3}), "bad_options")):
+                c.send(msg)
+                got = c.receive(EXIT_S)
+                assert got is not None and got[0].TYPE == "error" and got[0].code == code, got
+            st = c.status()
+        assert (st.jobs_done, st.jobs_failed, st.jobs_cancelled) == (0, 1, 0), st
+    finally:
+        assert d.stop() == 0

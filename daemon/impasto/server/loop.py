@@ -554,8 +554,9 @@ class Server:
     def _count_rejected(self, e: ImpastoError) -> None:
         # A job refused at the door (undecodable image, unknown style, bad options) is a
         # failed job like one that fails while running; a full queue or a shutdown is
-        # the daemon's state, which the client retries, not a failure of the job.
-        if e.code not in (QUEUE_FULL, SHUTDOWN):
+        # the daemon's state, which the client retries, not a failure of the job; a
+        # malformed message (a stylize with neither content nor frames) never was one.
+        if e.code not in (QUEUE_FULL, SHUTDOWN, BAD_MESSAGE):
             self.rejected += 1
 
     def _accept(self, job: Job) -> Message:
