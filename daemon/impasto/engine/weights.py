@@ -236,7 +236,8 @@ def _save_compact(w: Weights, path: Path) -> None:
         write_atomic(path, lambda f: torch.save(
             {"format": COMPACT_FORMAT, "flavour": w.flavour, "source": w.source,
              "state_dict": w.features.state_dict()}, f))
-    except OSError as e:  # a read-only or full cache only costs start-up time
+    except (OSError, RuntimeError) as e:  # a read-only or full cache only costs start-up
+        # time; torch.save reports a failed write (a full disk) as a RuntimeError
         log.warning("could not write weights cache %s: %s", path, e)
 
 
