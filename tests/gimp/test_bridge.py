@@ -357,7 +357,9 @@ def test_doctor_advice_names_real_flags_whole_sentences_and_the_bridge_address(
     env = {**env, "GIMP3_DIRECTORY": str(profile)}
     addr = f"tcp://127.0.0.1:{free_port()}"  # not serve's default
     advice = ""
-    for extra in (["--no-autostart"], []):
+    # Weights the autostarted daemon could not load, for the doctor to explain.
+    missing = ["--weights", str(tmp_path / "missing-vgg19.pth")]
+    for extra in (["--no-autostart"], missing):
         assert run_cli(["gimp", "install", "--address", addr, *extra], env).returncode == 0
         r = run_cli(["gimp", "doctor"], env)
         assert r.returncode == 1
@@ -374,7 +376,7 @@ def test_doctor_advice_names_real_flags_whole_sentences_and_the_bridge_address(
         helptext = run_cli([*words, "--help"], env).stdout
         for flag in (w for w in argv if w.startswith("--")):
             assert flag in helptext, f"`impasto {' '.join(argv)}` names {flag}, which it lacks"
-    # No weights here: the checker's answer comes through whole, first line to last, and
+    # No weights there: the checker's answer comes through whole, first line to last, and
     # the fix is a whole sentence.
     assert "No VGG19 weights are available" in advice and "results are not art" in advice, advice
     fixes = [x.split("fix:", 1)[1].strip() for x in advice.splitlines() if "fix:" in x]

@@ -338,7 +338,8 @@ def test_client_commands_without_daemon(env: dict[str, str], content_png: Path, 
 
 def test_serve_without_weights_explains(tmp_path: Path, env: dict[str, str]) -> None:
     p = subprocess.run(
-        [sys.executable, "-m", "impasto.cli.main", "serve", "--bind", f"tcp://127.0.0.1:{free_port()}"],
+        [sys.executable, "-m", "impasto.cli.main", "serve", "--bind", f"tcp://127.0.0.1:{free_port()}",
+         "--weights", str(tmp_path / "missing-vgg19.pth")],
         env=env, capture_output=True, text=True, timeout=EXIT_S, cwd=REPO)
     assert p.returncode == 1
     assert "No VGG19 weights are available" in p.stderr and "Traceback" not in p.stderr
