@@ -490,6 +490,8 @@ def server_setup(config, survey=None):
         ss.connect_plugin(exe, Path(HERE), config.get_property("weights") or "auto", log)
     except ss.SetupError as e:
         raise PluginError(str(e)) from None
+    except OSError as e:  # a folder it cannot make, a full disk: the reason, not a traceback
+        raise PluginError(f"the set-up stopped: {e}. Log: {log}") from None
     finally:
         Gimp.progress_end()
     tell(f"impasto is set up ({plan.source.backend}): Filters > Artistic > Neural Style... "
