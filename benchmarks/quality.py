@@ -57,15 +57,20 @@ class IndependentVGG:
         return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None]
 
     def activations(self, img: Image.Image) -> dict[str, np.ndarray]:
-        out: dict[str, np.ndarray] = {}
-        x = self._input(img)
-        wanted = {i: n for n, i in LAYERS.items()}
-        with torch.no_grad():
-            for i, layer in enumerate(self.features):
-                x = layer(x)
-                if i in wanted:
-                    out[wanted[i]] = x[0].reshape(x.shape[1], -1).numpy()
-        return out
+        return collect(self.features, self._input(img), LAYERS)
+
+
+def collect(features: torch.nn.Sequential, x: torch.Tensor,
+            layers: dict[str, int]) -> dict[str, np.ndarray]:
+    """The named layers' activations (channels x pixels) of one image through `features`."""
+    out: dict[str, np.ndarray] = {}
+    wanted = {i: n for n, i in layers.items()}
+    with torch.no_grad():
+        for i, layer in enumerate(features):
+            x = layer(x)
+            if i in wanted:
+                out[wanted[i]] = x[0].reshape(x.shape[1], -1).numpy()
+    return out
 
 
 def gram(f: np.ndarray) -> np.ndarray:

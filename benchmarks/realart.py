@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
+from benchmarks.quality import collect
+
 # torchvision `features` indices of the judge's layers: none is a layer the engine's
 # default losses read (relu1_1, relu2_1, relu3_1, relu4_1, relu4_2, relu5_1).
 JUDGE_LAYERS = {"relu1_2": 3, "relu2_2": 8, "relu3_4": 17, "relu4_4": 26}
@@ -119,14 +121,7 @@ class Judge:
         a = np.asarray(img.convert("RGB"), dtype=np.float64)[..., ::-1]
         a = a - np.array([103.939, 116.779, 123.68])
         x = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None]
-        wanted = {i: n for n, i in JUDGE_LAYERS.items()}
-        out: dict[str, np.ndarray] = {}
-        with torch.no_grad():
-            for i, layer in enumerate(self.features):
-                x = layer(x)
-                if i in wanted:
-                    out[wanted[i]] = x[0].reshape(x.shape[1], -1).numpy()
-        return out
+        return collect(self.features, x, JUDGE_LAYERS)
 
     def style_distance(self, a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
         return float(np.mean([sliced_w1(a[n].T @ self.projections[n], b[n].T @ self.projections[n])

@@ -1,6 +1,6 @@
 """The defaults re-checked on real features: strength, TV weight, style layer weights.
 
-    python -m benchmarks.sweep [--size 160] [--json]
+    python -m benchmarks.sweep [--size 128] [--json]
 
 Each setting runs the `normal` preset on real photos x style images with the packaged
 ImageNet VGG19, and is judged by benchmarks/realart.py's independent measure: style
@@ -37,7 +37,7 @@ SETTINGS: dict[str, dict] = {
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--size", type=int, default=160)
+    ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 

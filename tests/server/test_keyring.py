@@ -59,6 +59,19 @@ def pair(secret_file: Path, server_public: bytes) -> ClientKeys:
     return ClientKeys(public, secret, server_public)
 
 
+def laptop_admitted(d: DaemonProcess, tmp_path: Path) -> tuple[Path, ClientKeys, ClientKeys]:
+    """The daemon's keys folder, its local key, and a second machine's key authorised in
+    it by a file dropped into authorized/ (in use once the daemon admits it)."""
+    keys = tmp_path / "config" / "keys"
+    local = load_client_keys(keys)
+    assert local is not None
+    public, secret = create_pair(tmp_path / "laptop", "laptop")
+    (keys / "authorized" / "laptop.key").write_bytes(public.read_bytes())
+    laptop = pair(secret, local.server_public)
+    eventually(lambda: admitted(d.address, laptop))
+    return keys, local, laptop
+
+
 def test_keys_added_and_removed_count_without_restart(tmp_path: Path) -> None:
     d = DaemonProcess(tmp_path).wait_ready()
     try:
@@ -234,13 +247,7 @@ def test_a_revoked_key_loses_its_open_connection(tmp_path: Path) -> None:
 
     d = DaemonProcess(tmp_path).wait_ready()
     try:
-        keys = tmp_path / "config" / "keys"
-        local = load_client_keys(keys)
-        assert local is not None
-        public, secret = create_pair(tmp_path / "laptop", "laptop")
-        (keys / "authorized" / "laptop.key").write_bytes(public.read_bytes())
-        laptop = pair(secret, local.server_public)
-        eventually(lambda: admitted(d.address, laptop))
+        keys, local, laptop = laptop_admitted(d, tmp_path)
         with (Client(d.address, timeout=EXIT_S, keys=laptop) as c,
               Client(d.address, timeout=EXIT_S, keys=local) as own):
             s = c.sock
@@ -276,13 +283,7 @@ def test_a_revoked_key_s_silent_connection_gets_nothing_done(tmp_path: Path) -> 
 
     d = DaemonProcess(tmp_path).wait_ready()
     try:
-        keys = tmp_path / "config" / "keys"
-        local = load_client_keys(keys)
-        assert local is not None
-        public, secret = create_pair(tmp_path / "laptop", "laptop")
-        (keys / "authorized" / "laptop.key").write_bytes(public.read_bytes())
-        laptop = pair(secret, local.server_public)
-        eventually(lambda: admitted(d.address, laptop))
+        keys, local, laptop = laptop_admitted(d, tmp_path)
         s = zmq.Context.instance().socket(zmq.DEALER)
         s.setsockopt(zmq.LINGER, 0)
         s.curve_publickey, s.curve_secretkey, s.curve_serverkey = (
