@@ -50,7 +50,7 @@ def run(engine: Engine, content: Image.Image, styles: list[StyleInput], **opts) 
     return engine.run(content, styles, EngineOptions(size=SIZE, seed=0, **opts)).image
 
 
-@pytest.mark.parametrize("preset", ["draft", "normal"])
+@pytest.mark.parametrize("preset", ["draft", "normal", "best"])
 def test_each_preset_clearly_stylizes_a_real_photo(engine: Engine, judge: Judge,
                                                   astronaut: Image.Image, preset: str) -> None:
     style = brushwork(256, seed=0)
