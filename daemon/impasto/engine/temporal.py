@@ -38,7 +38,10 @@ from impasto.engine.losses import ImageTerm
 # panned 3 px a frame (tests/engine/test_real_art.py) gave 1.08x the independent
 # frames' error at 112 px. 4000 gave 0.19x there (style ratio 0.22-0.35) and 0.06x at
 # 192 px; 8000 and 16000 were no stiller at 192 px and unstable at 112 (0.53x, 1.21x,
-# the last frames' style lost). Ruder et al. used 1e3 against absolute losses.
+# the last frames' style lost). With `normal` (50 evaluations a later frame) 4000 leaves
+# speckle at 192 px where 1000 did not, while 1000 held nothing at 144 px `normal`: no one
+# weight fits every size and preset yet (docs/engine.md, "Quality on real features").
+# Ruder et al. used 1e3 against absolute losses.
 STABILITY = 4000.0
 
 
