@@ -197,3 +197,24 @@ def test_a_request_refused_as_a_message_is_not_counted(tmp_path: Path) -> None:
         assert (st.jobs_done, st.jobs_failed, st.jobs_cancelled) == (0, 1, 0), st
     finally:
         assert d.stop() == 0
+
+
+def test_a_descriptor_closed_before_its_message_is_read_does_not_stop_the_daemon(
+        tmp_path: Path) -> None:
+    """A client that sends and leaves at once: libzmq may close the connection's
+    descriptor before the loop reads the message that names it (SRCFD). Wrapping a
+    closed descriptor raised in the loop and stopped the daemon ('the daemon is shutting
+    down' to everyone; seen once in a clean-clone run). The far end of a closed
+    descriptor, or of one now held by a file, is simply unknown."""
+    import socket
+
+    from impasto.server.connections import _remote
+
+    a, b = socket.socketpair()
+    fd = a.fileno()
+    assert _remote(fd) is not None or a.family == socket.AF_UNIX  # a live one answers
+    a.close()
+    b.close()
+    assert _remote(fd) is None  # closed: EBADF when wrapped
+    with open(tmp_path / "f", "w") as f:
+        assert _remote(f.fileno()) is None  # not a socket

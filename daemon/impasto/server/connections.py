@@ -28,7 +28,14 @@ class _Conn:
 
 
 def _remote(fd: int) -> object:
-    s = socket.socket(fileno=fd)
+    """The far end of the connection on `fd`, or None when there is none any more: libzmq
+    may have closed the descriptor (a client that sent and left at once) or handed the
+    number to a file before its disconnect is read. Wrapping a closed descriptor raises
+    at once, so it is inside the try too: raised in the loop, it stopped the daemon."""
+    try:
+        s = socket.socket(fileno=fd)
+    except OSError:
+        return None
     try:
         return s.getpeername()
     except OSError:
@@ -106,7 +113,10 @@ class Connections:
             # was read belongs to someone else now: its far end differs.
             if conn.remote is None or _remote(conn.fd) != conn.remote:
                 continue
-            s = socket.socket(fileno=conn.fd)
+            try:
+                s = socket.socket(fileno=conn.fd)
+            except OSError:  # closed meanwhile: nothing left to cut
+                continue
             try:
                 s.shutdown(socket.SHUT_RDWR)
                 cut.append(conn.key)
