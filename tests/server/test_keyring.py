@@ -21,14 +21,20 @@ from tests.helpers import EXIT_S, DaemonProcess, run_cli
 pytestmark = pytest.mark.portable
 
 
-def admitted(address: str, keys: ClientKeys) -> bool:
-    """One fresh connection with `keys`: True when the daemon answers its status request,
-    False when it refuses the handshake. Decided by the handshake's own outcome (the
-    socket monitor's events), not by a reply that fails to come in time."""
+def curve_dealer(keys: ClientKeys) -> zmq.Socket:
+    """A raw DEALER that proves `keys` at the handshake (no client library in between)."""
     s = zmq.Context.instance().socket(zmq.DEALER)
     s.setsockopt(zmq.LINGER, 0)
     s.curve_publickey, s.curve_secretkey, s.curve_serverkey = (
         keys.public, keys.secret, keys.server_public)
+    return s
+
+
+def admitted(address: str, keys: ClientKeys) -> bool:
+    """One fresh connection with `keys`: True when the daemon answers its status request,
+    False when it refuses the handshake. Decided by the handshake's own outcome (the
+    socket monitor's events), not by a reply that fails to come in time."""
+    s = curve_dealer(keys)
     monitor = s.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
     try:
         s.connect(address)
@@ -284,10 +290,7 @@ def test_a_revoked_key_s_silent_connection_gets_nothing_done(tmp_path: Path) -> 
     d = DaemonProcess(tmp_path).wait_ready()
     try:
         keys, local, laptop = laptop_admitted(d, tmp_path)
-        s = zmq.Context.instance().socket(zmq.DEALER)
-        s.setsockopt(zmq.LINGER, 0)
-        s.curve_publickey, s.curve_secretkey, s.curve_serverkey = (
-            laptop.public, laptop.secret, laptop.server_public)
+        s = curve_dealer(laptop)
         monitor = s.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
         try:
             s.connect(d.address)
