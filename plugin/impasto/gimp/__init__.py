@@ -22,6 +22,7 @@ COMPANIONS = {
     "impasto_serversetup.py": "impasto.gimp.serversetup",
     "impasto_pythons.py": "impasto.gimp.pythons",  # a Python the set-up can trust; uv
     "impasto_gpus.py": "impasto.gimp.gpus",  # the torch build that fits the card
+    "impasto_dialogshot.py": "impasto.gimp.dialogshot",  # dialog size + screenshot (tests)
 }
 
 

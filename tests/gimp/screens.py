@@ -1,0 +1,273 @@
+"""The GIMP plug-in's two dialogs, Neural Style and Set Up Server, opened by the real
+plug-in in a real GIMP 3 on a virtual X screen of 1366x768 (Xvfb): each one's size and a
+screenshot.
+
+    python -m tests.gimp.screens --out docs/images
+
+writes docs/images/neural-style.png and setup.png (the part of each dialog on the
+screen), with neural-style.json and setup.json beside them (the window's size, the
+screen's, and whether anything in the dialog needs scrolling), and NAME-expanded.png for a
+dialog with expanders (all of them opened: its largest; "expanded" in the JSON). tests/gimp/test_dialog_size.py
+runs it and fails on a dialog that does not fit the screen.
+
+How: GIMP runs in batch mode (gimp-console-3.0, as the other GIMP tests run it) with
+DISPLAY naming the Xvfb server, and its batch code runs each procedure with run-mode
+INTERACTIVE. The plug-in is a process of its own: GimpUi.init connects it to that
+display, and it builds its real dialog. With IMPASTO_DIALOG_SHOT set, the plug-in hands
+the dialog to impasto.gimp.dialogshot.capture (its copy impasto_dialogshot.py beside it)
+before dialog.run(): shown, laid out, measured, saved, then treated as cancelled, so the
+batch goes on to the next dialog. The plug-in is installed with `impasto gimp install`
+from this checkout, as for tests/gimp/test_gimp.py (no daemon: the style list is empty).
+Xvfb and GIMP run where tests/gimp/setup_gimp.sh put them (the Debian 13 chroot, or the
+system on Debian 13); the chroot shares the host's abstract X sockets, so Xvfb picks a
+free display number itself (-displayfd).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from tests.gimp.runner import GimpRunner, gimp_root
+from tests.helpers import IMPASTO, REPO, free_port
+
+SCREEN = (1366, 768)
+# name -> the procedure whose interactive run opens that dialog; the name is the one the
+# plug-in passes to dialogshot.capture.
+DIALOGS = {"neural-style": "plug-in-impasto-neural-style", "setup": "plug-in-impasto-setup"}
+# Seconds a dialog may take to appear and be captured, from its procedure's start (the
+# Neural Style dialog first asks the daemon for its style list: 3 s without one; each
+# dialog took 5 s or less on a busy 2-core machine).
+DIALOG_TIMEOUT = 60.0
+
+# Run by GIMP's python-fu-eval in the batch process.
+BATCH = r'''
+import json
+import os
+import traceback
+
+from gi.repository import Gimp
+
+IO = os.environ["IMPASTO_IO"]
+report = {}
+image = Gimp.Image.new(320, 240, Gimp.ImageBaseType.RGB)
+layer = Gimp.Layer.new(image, "background", 320, 240, Gimp.ImageType.RGB_IMAGE, 100.0,
+                       Gimp.LayerMode.NORMAL)
+image.insert_layer(layer, None, 0)
+for pair in os.environ["IMPASTO_SCREENS"].split(","):
+    name, proc_name = pair.split("=")
+    with open(os.path.join(IO, name + ".started"), "w") as f:
+        f.write("")
+    try:
+        proc = Gimp.get_pdb().lookup_procedure(proc_name)
+        config = proc.create_config()
+        config.set_property("run-mode", Gimp.RunMode.INTERACTIVE)
+        config.set_property("image", image)
+        config.set_core_object_array("drawables", [layer])
+        result = proc.run(config)
+        report[name] = {"status": result.index(0).value_nick}
+    except Exception:
+        report[name] = {"exception": traceback.format_exc()}
+with open(os.path.join(IO, "screens-report.json"), "w") as f:
+    json.dump(report, f)
+print("IMPASTO-SCREENS-DONE")
+'''
+
+
+class ScreensRunner(GimpRunner):
+    """GimpRunner in a folder of its own (impasto-screens-PID in the chroot), so that it
+    neither removes nor is removed by a test_gimp run going on beside it."""
+
+    def __init__(self, root: str, work: Path) -> None:
+        self.chroot = None if root == "host" else Path(root)
+        if self.chroot is not None:
+            self.inner_base = Path(f"/impasto-screens-{os.getpid()}")
+            self.host_base = self.chroot / self.inner_base.relative_to("/")
+        else:
+            self.host_base = self.inner_base = work / "gimp"
+        if self.host_base.exists():
+            shutil.rmtree(self.host_base)
+        (self.host_base / "io").mkdir(parents=True)
+        (self.host_base / "home").mkdir(parents=True)
+
+
+def xvfb_command(root: str) -> list[str] | None:
+    """How to run Xvfb where GIMP runs, or None where setup_gimp.sh has not put one."""
+    if root == "host":
+        found = shutil.which("Xvfb")
+        return [found] if found else None
+    if not Path(root, "usr/bin/Xvfb").exists():
+        return None
+    return ["chroot", root, "/usr/bin/env", "-i", "PATH=/usr/bin:/bin", "/usr/bin/Xvfb"]
+
+
+@contextlib.contextmanager
+def virtual_screen(root: str, size: tuple[int, int] = SCREEN) -> Iterator[str]:
+    """An Xvfb screen of `size` (24-bit) for as long as the block runs: its DISPLAY."""
+    command = xvfb_command(root)
+    if command is None:
+        raise RuntimeError("no Xvfb: run tests/gimp/setup_gimp.sh (it installs xvfb)")
+    read, write = os.pipe()
+    proc = subprocess.Popen(command + ["-displayfd", str(write), "-screen", "0",
+                                       f"{size[0]}x{size[1]}x24", "-nolisten", "tcp",
+                                       "-noreset"],
+                            pass_fds=[write], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    os.close(write)
+    try:
+        number = b""
+        deadline = time.monotonic() + 30
+        with os.fdopen(read, "rb") as f:  # Xvfb writes "N\n" once it accepts clients
+            while not number.endswith(b"\n") and time.monotonic() < deadline:
+                chunk = f.read(1)
+                if not chunk:
+                    break
+                number += chunk
+        if not number.strip().isdigit():
+            proc.kill()
+            raise RuntimeError(f"Xvfb did not start: {proc.communicate()[1].decode()[-2000:]}")
+        yield f":{int(number)}"
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def install(runner: GimpRunner, work: Path, plugin_file: Path | None) -> None:
+    """`impasto gimp install` into the runner's GIMP profile, no daemon (a dead address:
+    the dialog's style list stays empty); `plugin_file` replaces the checkout's plug-in."""
+    env = {**os.environ, "IMPASTO_CACHE_DIR": str(work / "cache"),
+           "IMPASTO_DATA_DIR": str(work / "data"), "IMPASTO_CONFIG_DIR": str(work / "config"),
+           "PYTHONUNBUFFERED": "1"}
+    env.pop("IMPASTO_ADDRESS", None)
+    r = subprocess.run(IMPASTO + ["gimp", "install", "--gimp-dir", str(runner.profile),
+                                  "--address", f"tcp://127.0.0.1:{free_port()}", "--no-autostart",
+                                  "--bridge", runner.bridge_command(sys.executable)],
+                       env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        raise RuntimeError(f"impasto gimp install failed:\n{r.stdout}{r.stderr}")
+    if plugin_file is not None:
+        dest = runner.profile / "plug-ins" / "impasto-neural-style" / "impasto-neural-style.py"
+        shutil.copyfile(plugin_file, dest)  # a fresh mtime: GIMP queries it again
+        dest.chmod(0o755)
+
+
+def watch(runner: GimpRunner, names: list[str], shots: Path, done: threading.Event,
+          stuck: list[str]) -> None:
+    """Ends this run's GIMP (and its plug-ins) when a dialog's procedure has run for
+    DIALOG_TIMEOUT without a capture: a plug-in that does not call dialogshot.capture
+    waits in dialog.run() for a click that never comes."""
+    while not done.wait(1.0):
+        for name in names:
+            started = runner.io / f"{name}.started"
+            if (started.exists() and not (shots / f"{name}.json").exists()
+                    and time.time() - started.stat().st_mtime > DIALOG_TIMEOUT):
+                stuck.append(name)
+                runner.stop_processes(str(runner.inner_base))
+                return
+
+
+def shoot(out: Path, plugin_file: Path | None = None, root: str | None = None,
+          names: list[str] | None = None, timeout: float = 600) -> dict[str, dict]:
+    """Every dialog in `names` (default: all), measured, its PNG and JSON written to
+    `out`: name -> the JSON's content, or {"error": why} where none came."""
+    root = root or gimp_root()
+    if root is None:
+        raise RuntimeError("no GIMP 3: run tests/gimp/setup_gimp.sh")
+    names = names or list(DIALOGS)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="impasto-screens-") as tmp:
+        work = Path(tmp)
+        runner = ScreensRunner(root, work)
+        try:
+            install(runner, work, plugin_file)
+            shots = runner.host_base / "shots"
+            shots.mkdir()
+            batch = work / "screens_batch.py"
+            batch.write_text(BATCH)
+            done, stuck = threading.Event(), []
+            with virtual_screen(root) as display:
+                watcher = threading.Thread(target=watch, args=(runner, names, shots, done, stuck),
+                                           daemon=True)
+                watcher.start()
+                try:
+                    p = runner.run_batch(batch, {
+                        "DISPLAY": display, "NO_AT_BRIDGE": "1",
+                        "IMPASTO_DIALOG_SHOT": str(runner.inner(shots)),
+                        "IMPASTO_SCREENS": ",".join(f"{n}={DIALOGS[n]}" for n in names)},
+                        timeout=timeout)
+                    log = p.stdout[-1500:] + p.stderr[-1500:]
+                except subprocess.TimeoutExpired as e:
+                    log = f"GIMP ran past {timeout:g} s: {e}"
+                finally:
+                    done.set()
+                    watcher.join()
+                    # Plug-ins left behind by a GIMP that was ended (none normally).
+                    runner.stop_processes(str(runner.inner_base))
+            results: dict[str, dict] = {}
+            for name in names:
+                info_file = shots / f"{name}.json"
+                if not info_file.exists():
+                    why = ("its procedure ran for more than " f"{DIALOG_TIMEOUT:g} s"
+                           if name in stuck else "GIMP ended")
+                    results[name] = {"error": (
+                        f"no {name}.json: {why} without the dialog being captured. Does the "
+                        f"plug-in call dialogshot.capture(dialog, {name!r}) before "
+                        f"dialog.run()?\nGIMP's output, its end:\n{log}")}
+                    continue
+                info = json.loads(info_file.read_text())
+                for suffix in (".json", ".png", "-expanded.png"):
+                    if (shots / f"{name}{suffix}").exists():
+                        shutil.copyfile(shots / f"{name}{suffix}", out / f"{name}{suffix}")
+                results[name] = info
+            return results
+        finally:
+            shutil.rmtree(runner.host_base, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=REPO / "docs" / "images",
+                    help="folder for NAME.png and NAME.json (default docs/images)")
+    ap.add_argument("--plugin-file", type=Path,
+                    help="a plug-in file to use instead of the checkout's (experiments)")
+    ap.add_argument("--only", action="append", choices=list(DIALOGS),
+                    help="this dialog only (repeatable; default both)")
+    args = ap.parse_args(argv)
+    results = shoot(args.out, args.plugin_file, names=args.only)
+    bad = 0
+    for name, info in results.items():
+        if "error" in info:
+            bad += 1
+            print(f"{name}: {info['error']}", file=sys.stderr)
+            continue
+        for label, m in ((name, info), (f"{name}, every expander open", info["expanded"])):
+            if m is None:
+                continue
+            fits = m["width"] <= m["screen_width"] and m["height"] <= m["screen_height"]
+            bad += not fits or m["needs_scrolling"]
+            print(f"{label}: {m['width']}x{m['height']} on a {m['screen_width']}x"
+                  f"{m['screen_height']} screen ({'fits' if fits else 'DOES NOT FIT'}"
+                  f"{'; needs scrolling' if m['needs_scrolling'] else ''}); "
+                  f"natural {m['natural_width']}x{m['natural_height']}, "
+                  f"least {m['min_width']}x{m['min_height']} -> {args.out / str(m['png'])}")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
