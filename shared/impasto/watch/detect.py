@@ -32,7 +32,15 @@ from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 from impasto.portable.openwriters import written_files
+from impasto.watch.journal import is_video_name
 from impasto.watch.layout import IN, Layout
+
+
+def kind_of(rel: str) -> str:
+    """What a file dropped into in/ is, by its name: "video" (a container a watch folder
+    stylizes as a clip, GIFs included), else "image" (whether it really is one, the
+    daemon decides). folder.KINDS has a handler for each."""
+    return "video" if is_video_name(rel) else "image"
 
 
 @dataclass
