@@ -206,13 +206,18 @@ def test_companions_run_beside_the_plugin_with_the_standard_library_only(
                        timeout=120, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout.splitlines()[-1])["event"] == "detect"
-    # The plug-in file itself imports the standard library, gi and these copies only.
-    tree = ast.parse(PLUGIN_FILE.read_text())
-    names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
-             for a in n.names}
-    names |= {n.module.split(".")[0] for n in ast.walk(tree)
-              if isinstance(n, ast.ImportFrom) and n.module and n.level == 0}
-    assert names <= set(sys.stdlib_module_names) | {"gi", "__future__"} | set(stems), names
+    # The plug-in file and its parts import the standard library, gi, these copies and
+    # one another only.
+    from impasto.gimp import beside_names, part_files
+
+    for path in [PLUGIN_FILE, *part_files().values()]:
+        tree = ast.parse(path.read_text())
+        names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
+                 for a in n.names}
+        names |= {n.module.split(".")[0] for n in ast.walk(tree)
+                  if isinstance(n, ast.ImportFrom) and n.module and n.level == 0}
+        assert names <= set(sys.stdlib_module_names) | {"gi", "__future__"} | beside_names(), \
+            (path.name, names)
 
 
 @pytest.mark.slow

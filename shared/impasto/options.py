@@ -2,8 +2,8 @@
 
 Each field carries its help text, range and choices. From them come: validation (once,
 when an `EngineOptions` is made), the CLI's flags (impasto.cli.optionflags), the GIMP
-dialog's parameters (written into the bridge config by `impasto gimp install`), the
-watch folders' TOML keys (the field names) and docs/protocol.md's option table
+dialog's fields (those with `gimp=`: impasto.gimp.dialogfields writes them beside the
+plug-in when it is installed or packaged), the watch folders' TOML keys (the field names) and docs/protocol.md's option table
 (`python -m impasto.options`, checked by a test).
 """
 
@@ -58,16 +58,40 @@ MAX_SCALES = 8
 MAX_STYLE_SIDE = 4096  # the style image after style_scale: at most an input image's size
 
 
+@dataclass(frozen=True)
+class DialogField:
+    """How the GIMP dialog offers an option, in an artist's words. The field's range,
+    choices and default come from the option itself; `impasto gimp install` and the
+    plug-in archive turn these into the dialog's fields (impasto.gimp.dialogfields).
+
+    label/help: what the dialog shows (help is the tooltip; `{draft}`, `{normal}` and
+    `{best}` stand for those presets' sizes). scale: the dialog's value is the option's
+    times this (strength in percent). unset: the dialog's value that means "not given"
+    (the option's None). most: the dialog's own upper end where it is lower than the
+    option's. labels: the words for each choice, the unset one included. more: shown
+    under "More settings" rather than with the common case."""
+
+    label: str
+    help: str
+    scale: float = 1.0
+    unset: Any = None
+    most: float | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    more: bool = False
+
+
 def option(default: Any = None, help: str = "", *, lo: float | None = None,  # noqa: A002
            hi: float | None = None, choices: tuple[str, ...] | None = None,
-           max_len: int | None = None, expert: bool = False) -> Any:
+           max_len: int | None = None, expert: bool = False,
+           gimp: DialogField | None = None) -> Any:
     """A field with the metadata everything else is generated from.
 
     lo/hi: inclusive range (of each element, for lists); choices: allowed strings (of
-    each element, for lists); expert: kept out of the GIMP dialog and short help lists.
+    each element, for lists); expert: kept out of short help lists; gimp: how the GIMP
+    dialog offers it (absent: not in the dialog).
     """
     meta = {"help": help, "lo": lo, "hi": hi, "choices": choices, "max_len": max_len,
-            "expert": expert}
+            "expert": expert, "gimp": gimp}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -81,9 +105,20 @@ class EngineOptions:
     (seed: random; preserve_colors: off; style_layer_weights: equal).
     """
 
-    preset: str = option("normal", "size, scales and iterations in one word", choices=tuple(PRESETS))
+    preset: str = option("normal", "size, scales and iterations in one word", choices=tuple(PRESETS),
+                         gimp=DialogField(
+                             "Quality", "Draft is quick, for trying ideas; Best takes longest "
+                             "and paints the finest detail; Normal is in between",
+                             labels=(("draft", "Draft (fast)"), ("normal", "Normal"),
+                                     ("best", "Best (slow)"))))
     size: int | None = option(None, "long side of the output in pixels (default: the preset's)",
-                              lo=MIN_SCALE_SIZE, hi=MAX_SIZE)
+                              lo=MIN_SCALE_SIZE, hi=MAX_SIZE, gimp=DialogField(
+                                  "Working size (px, 0 = automatic)",
+                                  "How large the picture is painted, in pixels along its "
+                                  "longer side: larger shows finer brushwork but takes longer; "
+                                  "the result always has the layer's own size. 0 = the "
+                                  "layer's own size, but at most {normal} px for Draft and "
+                                  "Normal and {best} px for Best.", unset=0, more=True))
     iterations: int | None = option(None, "evaluations at the final scale (default: the preset's)",
                                     lo=1, hi=MAX_EVALUATIONS)
     scales: int | None = option(None, "coarse-to-fine scales, each half the size of the next "
@@ -92,7 +127,12 @@ class EngineOptions:
         None, "evaluations per scale, coarsest first (sets scales and iterations at once), "
         "e.g. 60,30,10", lo=1, hi=MAX_EVALUATIONS, max_len=MAX_SCALES, expert=True)
     strength: float = option(1.0, "how strongly the style shows: 1 is impasto's default, 2 twice "
-                             "that, 0.5 half; the same on every weights file", lo=0.0, hi=100.0)
+                             "that, 0.5 half; the same on every weights file", lo=0.0, hi=100.0,
+                             # The dialog stops at 1000%, far past where results saturate.
+                             gimp=DialogField("Style strength (%)",
+                                              "How strongly the style shows: 100% is the usual "
+                                              "amount, 50% half as much, 200% twice as much",
+                                              scale=100.0, most=1000.0))
     content_weight: float = option(1.0, "weight of the content loss (each loss is relative to "
                                    "its target, docs/engine.md)", lo=0.0, hi=1e12, expert=True)
     style_weight: float = option(1.0, "weight of each style layer's loss, before strength "
@@ -106,10 +146,24 @@ class EngineOptions:
     init: str = option("content", "starting image: the content, noise, or the style's colours",
                        choices=INITS, expert=True)
     seed: int | None = option(None, "random seed; the same seed gives the same result on a CPU "
-                              "(default: random, reported with the result)", lo=0, hi=2**63 - 1)
+                              "(default: random, reported with the result)", lo=0, hi=2**63 - 1,
+                              # GIMP's whole-number arguments are 32-bit.
+                              gimp=DialogField(
+                                  "Variation", "Each number gives a different variation of the "
+                                  "same look, and the same number the same picture again; -1 "
+                                  "picks one at random (the new layer's name says which)",
+                                  unset=-1, most=2**31 - 1, more=True))
     preserve_colors: str | None = option(None, "keep the content's colours: luminance-only "
                                          "transfer or histogram matching (Gatys et al. 2016)",
-                                         choices=COLOR_MODES)
+                                         choices=COLOR_MODES, gimp=DialogField(
+                                             "Colours", "Take the style's colours, or keep this "
+                                             "layer's own colours and take only the style's "
+                                             "brushwork and texture", unset="none",
+                                             labels=(("none", "Take the style's colours"),
+                                                     ("luminance", "Keep this layer's colours "
+                                                      "(style's light and shade)"),
+                                                     ("histogram", "Recolour the style with "
+                                                      "this layer's colours"))))
     style_scale: float = option(1.0, "style image size relative to the output", lo=0.05, hi=8.0)
     content_layers: list[str] = option(["relu4_2"], "VGG19 layers for the content loss",
                                        choices=VGG19_LAYERS, max_len=len(VGG19_LAYERS),

@@ -553,8 +553,9 @@ def case_setup():
     config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
     for key in ("action", "backend", "python", "wheels", "weights", "folder"):
         value = os.environ.get("IMPASTO_SETUP_" + key.upper())
-        if value is not None:
-            config.set_property(key, value)
+        if value is not None:  # folders and files are picked, as GFiles
+            config.set_property(key, Gio.File.new_for_path(value)
+                                if key in ("python", "wheels", "folder") else value)
     t0 = time.monotonic()
     result = proc.run(config)
     status = result.index(0)

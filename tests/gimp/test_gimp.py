@@ -91,14 +91,17 @@ def test_install_files(gimp) -> None:
     stdlib = set(sys.stdlib_module_names) | {"__future__"}
     # Beside the plug-in: impasto's modules it and its set-up import (impasto.gimp.COMPANIONS),
     # standard library only (tests/test_serversetup.py checks them at any depth).
-    from impasto.gimp import COMPANIONS, companion_files
+    # Its parts (impasto.gimp.PARTS) import the standard library, gi and one another.
+    from impasto.gimp import PARTS, beside_names, companion_texts
 
-    beside = {n.removesuffix(".py") for n in COMPANIONS}
+    beside = beside_names()
     assert imports(plugin) <= stdlib | {"gi"} | beside, imports(plugin)
-    assert {"impasto_events", "impasto_pipes", "impasto_spawn"} <= imports(plugin)
+    assert {"impasto_fields", "impasto_stylerows", "impasto_spawn"} <= imports(plugin)
+    for name in PARTS:
+        assert imports(plugin.parent / name) <= stdlib | {"gi"} | beside, name
     assert imports(copied) <= stdlib, imports(copied)
-    for name, source in companion_files().items():
-        assert (plugin.parent / name).read_bytes() == source.read_bytes(), name
+    for name, text in companion_texts().items():
+        assert (plugin.parent / name).read_bytes() == text, name
 
 
 def test_new_layer_above_source(gimp) -> None:

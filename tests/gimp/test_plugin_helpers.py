@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from impasto.gimp import PLUGIN_FILE, pixels
+from impasto.gimp import PLUGIN_FILE, part_files, pixels
 from impasto.gimp.pythons import Survey
 
 # Also run with impasto's modules held to Windows' standard library (scripts/test).
@@ -65,11 +65,15 @@ def calls_in(tree: ast.AST, name: str) -> list[ast.Call]:
             and (getattr(n.func, "attr", None) == name or getattr(n.func, "id", None) == name)]
 
 
+def part(name: str) -> ast.AST:
+    return ast.parse(part_files()[name].read_text())
+
+
 def test_plugin_menu_works_with_several_layers_and_the_stop_window_has_a_parent() -> None:
     tree = ast.parse(PLUGIN_FILE.read_text())
     masks = [ast.unparse(c) for c in calls_in(tree, "set_sensitivity_mask")]
     assert any("DRAWABLES" in m and ".DRAWABLE " in m + " " for m in masks), masks
-    stop = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)
+    stop = next(n for n in ast.walk(part("impasto_bridgecall.py")) if isinstance(n, ast.ClassDef)
                 and n.name == "StopControls")
     assert calls_in(stop, "window_set_transient")  # GimpUi: above GIMP's window
 
@@ -77,7 +81,7 @@ def test_plugin_menu_works_with_several_layers_and_the_stop_window_has_a_parent(
 def test_the_setup_dialog_never_probes_on_gtk_s_loop() -> None:
     """The dialog's `explain` runs on every field change in GTK's thread: it may only read
     the survey's answers (wait=False), never run the Python search or GPU detection."""
-    tree = ast.parse(PLUGIN_FILE.read_text())
+    tree = part("impasto_setupdialog.py")
     explain = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)
                    and n.name == "explain" and calls_in(n, "setup_plan"))
     (call,) = calls_in(explain, "setup_plan")

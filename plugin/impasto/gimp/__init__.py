@@ -1,6 +1,7 @@
 """The GIMP 3 plug-in. The plug-in file itself runs inside GIMP's Python and imports
 only the standard library and gi; `impasto gimp install` copies it into GIMP."""
 
+import importlib
 import importlib.util
 from pathlib import Path
 
@@ -26,10 +27,52 @@ COMPANIONS = {
 }
 
 
+# The plug-in's own parts (impasto.gimp.ingimp), beside the plug-in file under these
+# names: standard library and gi, run inside GIMP only.
+PARTS = {
+    "impasto_common.py": "impasto.gimp.ingimp.common",  # names, config, errors, messages
+    "impasto_dialog.py": "impasto.gimp.ingimp.dialog",  # the Neural Style dialog
+    "impasto_stylerows.py": "impasto.gimp.ingimp.stylerows",  # style rows and their areas
+    "impasto_still.py": "impasto.gimp.ingimp.still",  # one layer
+    "impasto_animation.py": "impasto.gimp.ingimp.animation",  # the layers as one clip
+    "impasto_layerio.py": "impasto.gimp.ingimp.layerio",  # pixels in and out of GIMP
+    "impasto_bridgecall.py": "impasto.gimp.ingimp.bridgecall",  # the bridge and its events
+    "impasto_setupdialog.py": "impasto.gimp.ingimp.setupdialog",  # Set Up Server
+}
+# Written beside the plug-in from impasto's own metadata rather than copied: the name
+# there -> the module whose render() makes its text (standard library only, like the rest).
+GENERATED = {
+    "impasto_fields.py": "impasto.gimp.dialogfields",  # the dialog's option fields
+}
+
+
+def companion_texts() -> dict[str, bytes]:
+    """Every file that goes beside the plug-in file, copied or generated: name -> bytes."""
+    out = {name: path.read_bytes() for name, path in companion_files().items()}
+    out |= {name: path.read_bytes() for name, path in part_files().items()}
+    for name, module in GENERATED.items():
+        out[name] = importlib.import_module(module).render().encode()
+    return out
+
+
+def part_files() -> dict[str, Path]:
+    """The name each part of the plug-in has beside it -> its file in this impasto."""
+    return _files(PARTS)
+
+
+def beside_names() -> set[str]:
+    """Every module name the plug-in folder holds (what its files may import)."""
+    return {n.removesuffix(".py") for n in (*COMPANIONS, *PARTS, *GENERATED)}
+
+
 def companion_files() -> dict[str, Path]:
     """The name each companion has beside the plug-in -> its file in this impasto."""
+    return _files(COMPANIONS)
+
+
+def _files(modules: dict[str, str]) -> dict[str, Path]:
     out = {}
-    for name, module in COMPANIONS.items():
+    for name, module in modules.items():
         spec = importlib.util.find_spec(module)
         assert spec is not None and spec.origin, module
         out[name] = Path(spec.origin).resolve()

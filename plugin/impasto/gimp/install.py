@@ -19,11 +19,12 @@ from impasto.gimp import (
     COMPANIONS,
     CONFIG_NAME,
     EVENTS_NAME,
+    GENERATED,
+    PARTS,
     PLUGIN_FILE,
     PLUGIN_NAME,
-    companion_files,
+    companion_texts,
 )
-from impasto.options import FIELDS, PRESETS
 from impasto.portable.spawn import windowless
 
 
@@ -83,7 +84,7 @@ def target_dir(args: argparse.Namespace) -> Path:
 
 # What install puts into the plug-in's folder, and the archive's files beside them: all
 # that uninstall removes (the folder itself only if nothing else is left in it).
-OWN_FILES = (f"{PLUGIN_NAME}.py", *COMPANIONS, CONFIG_NAME, "README.txt")
+OWN_FILES = (f"{PLUGIN_NAME}.py", *COMPANIONS, *PARTS, *GENERATED, CONFIG_NAME, "README.txt")
 
 
 def bridge_command(explicit: str | None) -> list[str]:
@@ -91,26 +92,6 @@ def bridge_command(explicit: str | None) -> list[str]:
         return shlex.split(explicit)
     # Windows: pythonw.exe, so that no console window opens for it (spawn.windowless).
     return [windowless(sys.executable), "-I", "-m", "impasto.gimp.bridge"]
-
-
-# EngineOptions fields the GIMP dialog offers; their ranges, defaults and help come from
-# the fields' metadata, so the dialog cannot drift from what the daemon accepts.
-DIALOG_FIELDS = ("preset", "strength", "size", "preserve_colors", "seed")
-
-
-def dialog_options() -> dict[str, dict[str, Any]]:
-    out = {}
-    for name in DIALOG_FIELDS:
-        f = FIELDS[name]
-        m = f.metadata
-        default = f.default
-        if name == "size":  # None means "the preset's": show the default preset's size
-            default = PRESETS[FIELDS["preset"].default].size
-        out[name] = {"help": m["help"], "min": m["lo"], "max": m["hi"], "default": default,
-                     "choices": list(m["choices"] or [])}
-    # The dialog's Working size 0 means "the layer's size, up to the preset's".
-    out["preset_sizes"] = {name: p.size for name, p in PRESETS.items()}
-    return out
 
 
 def install(args: argparse.Namespace) -> int:
@@ -125,8 +106,9 @@ def install(args: argparse.Namespace) -> int:
         dest.chmod(0o755)
     # The plug-in reads the bridge's events, reads pipes and starts children with these
     # copies, and its set-up menu runs the set-up program (GIMP's Python has no impasto).
-    for name, source in companion_files().items():
-        shutil.copyfile(source, target / name)
+    # Its parts, and its option fields generated from impasto.options.
+    for name, text in companion_texts().items():
+        (target / name).write_bytes(text)
     address = args.address or paths.default_address()
     autostart = None
     weights = getattr(args, "weights", None)
@@ -147,7 +129,7 @@ def install(args: argparse.Namespace) -> int:
                      "idle_exit_s": idle,
                      "wait_s": 300, "log": str(paths.cache_dir() / "daemon.log")}
     config = {"bridge": bridge_command(args.bridge), "address": address, "timeout": 5.0,
-              "autostart": autostart, "options": dialog_options(),
+              "autostart": autostart,
               # The bridge must find this user's keys wherever GIMP runs it: a Flatpak
               # GIMP sees another XDG_CONFIG_HOME, so the folder is named outright.
               "env": {"IMPASTO_CONFIG_DIR": str(paths.config_dir().resolve())}}
@@ -214,9 +196,9 @@ def doctor(args: argparse.Namespace) -> int:
         same = hashlib.sha256(dest.read_bytes()).digest() == hashlib.sha256(
             PLUGIN_FILE.read_bytes()).digest()
         report(same, "plug-in matches this impasto version", "run `impasto gimp install` again")
-        for name, source in companion_files().items():
+        for name, text in companion_texts().items():
             copy = target / name
-            same = copy.is_file() and copy.read_bytes() == source.read_bytes()
+            same = copy.is_file() and copy.read_bytes() == text
             what = "event module" if name == EVENTS_NAME else "module"
             report(same, f"plug-in's copy of impasto's {what}: {copy}",
                    "run `impasto gimp install` again (it copies the module beside the plug-in)")

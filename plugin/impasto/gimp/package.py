@@ -18,7 +18,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from impasto.gimp import PLUGIN_FILE, PLUGIN_NAME, companion_files
+from impasto.gimp import PLUGIN_FILE, PLUGIN_NAME, companion_texts
 from impasto.version import __version__
 
 REPO = Path(__file__).resolve().parents[3]
@@ -47,10 +47,13 @@ def build_archive(wheel: Path, out: Path) -> Path:
         info = zipfile.ZipInfo.from_file(PLUGIN_FILE, f"{top}/{PLUGIN_FILE.name}")
         info.external_attr = (0o100755 << 16)
         z.writestr(info, PLUGIN_FILE.read_bytes(), zipfile.ZIP_DEFLATED)
-        # The stand-alone set-up program and every module it and the plug-in import, by
-        # the names they import them by from the plug-in's folder (impasto.gimp.COMPANIONS).
-        for name, source in companion_files().items():
-            z.write(source, f"{top}/{name}")
+        # The stand-alone set-up program, the plug-in's parts and every module they
+        # import, by the names they import them by from the plug-in's folder
+        # (impasto.gimp.COMPANIONS, PARTS), and its generated option fields.
+        for name, text in companion_texts().items():
+            part = zipfile.ZipInfo(f"{top}/{name}")
+            part.external_attr = 0o100644 << 16  # writestr's default is 0600
+            z.writestr(part, text, zipfile.ZIP_DEFLATED)
         z.write(wheel, f"{top}/{wheel.name}")
         readme = zipfile.ZipInfo(f"{top}/README.txt")
         readme.external_attr = 0o100644 << 16  # writestr's default is 0600
