@@ -594,9 +594,9 @@ def in_clip(job: Job, msg: Message, offset: int) -> Message:
 
 def style_keys(job: Job) -> list[str]:
     """What identifies a job's styles, for sending it where their targets are cached."""
-    return [hashlib.blake2b(img.tobytes(), digest_size=8,
-                            person=f"{img.width}x{img.height}"[:16].encode()).hexdigest()
-            for img, _, _ in job.styles]
+    return [hashlib.blake2b(s.image.tobytes(), digest_size=8,
+                            person=f"{s.image.width}x{s.image.height}"[:16].encode()).hexdigest()
+            for s in job.styles]
 
 
 def _local_gpus() -> int:

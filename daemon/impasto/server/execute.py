@@ -40,11 +40,10 @@ class JobSpec:
 
     job: str
     content: Image.Image | None
-    styles: list[tuple[Image.Image, float]]
+    styles: list[StyleInput]  # each with its weight and region, as the engine takes them
     options: EngineOptions
     output: str = "png"
     preview: dict[str, Any] | None = None  # Stylize.preview, checked
-    masks: list[Image.Image | None] = dataclasses.field(default_factory=list)  # per style
     frames: list[Image.Image] = dataclasses.field(default_factory=list)  # a clip, for content
     previous: tuple[Image.Image, Any] | None = None  # the frame before, and its result
 
@@ -82,12 +81,10 @@ def run_job(engine: Engine, cache: GramCache, spec: JobSpec, send: Callable[[Mes
                       frame=None if at is None else at[0], frames=None if at is None else at[1]))
 
     try:
-        masks = spec.masks or [None] * len(spec.styles)
-        styles = [StyleInput(img, w, m) for (img, w), m in zip(spec.styles, masks)]
         if spec.frames:
-            return _run_clip(engine, cache, spec, styles, send, on_step, frame_of,
+            return _run_clip(engine, cache, spec, send, on_step, frame_of,
                              should_stop, should_finish)
-        outcome = engine.run(spec.content, styles,
+        outcome = engine.run(spec.content, spec.styles,
                              spec.options, on_step=on_step, should_stop=should_stop,
                              cache=cache, should_finish=should_finish)
         ref = _encode(outcome, spec.output)
@@ -113,7 +110,7 @@ def _encode(outcome: Outcome, output: str) -> ImageRef:
     return imagecodec.to_ref(outcome.image, output)
 
 
-def _run_clip(engine: Engine, cache: GramCache, spec: JobSpec, styles: list[StyleInput],
+def _run_clip(engine: Engine, cache: GramCache, spec: JobSpec,
               send: Callable[[Message], None], on_step: Callable[[Any], None],
               frame_of: list[tuple[int, int] | None], should_stop: Callable[[], bool],
               should_finish: Callable[[], bool]) -> Result:
@@ -131,7 +128,7 @@ def _run_clip(engine: Engine, cache: GramCache, spec: JobSpec, styles: list[Styl
 
     stop = lambda: should_stop() or should_finish()  # noqa: E731
     try:
-        for i, outcome in enumerate(stylize_frames(engine, spec.frames, styles, spec.options,
+        for i, outcome in enumerate(stylize_frames(engine, spec.frames, spec.styles, spec.options,
                                                    count=n, on_step=step, should_stop=stop,
                                                    cache=cache, start=spec.previous)):
             send(Frame(job=spec.job, index=i, frames=n, image=_encode(outcome, spec.output),
@@ -152,11 +149,12 @@ def _run_clip(engine: Engine, cache: GramCache, spec: JobSpec, styles: list[Styl
 
 
 def spec_of(job: Job) -> JobSpec:
-    """What a worker needs of a queued job."""
-    return JobSpec(job=job.id, content=job.content,
-                   styles=[(img, w) for img, w, _ in job.styles], options=job.options,
-                   output=job.output, preview=job.preview, masks=job.masks,
-                   frames=job.frames, previous=job.previous)
+    """What a worker needs of a queued job: each style as the engine takes it (its label,
+    like the client's routing id and key, stays with the job)."""
+    styles = [StyleInput(style.image, style.weight, style.mask) for style in job.styles]
+    return JobSpec(job=job.id, content=job.content, styles=styles, options=job.options,
+                   output=job.output, preview=job.preview, frames=job.frames,
+                   previous=job.previous)
 
 
 class JobEnder:

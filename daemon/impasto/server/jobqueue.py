@@ -19,9 +19,27 @@ _job_ids = itertools.count(1)
 
 
 @dataclass
+class JobStyle:
+    """One style of a job, decoded: its image (RGB), blend weight and label (the library
+    name, or imageN for an image sent with the request: what `status` shows), with its
+    region when it has one (a greyscale mask of the content's size; None: everywhere)."""
+
+    image: Image.Image
+    weight: float
+    label: str
+    mask: Image.Image | None = None
+
+    @property
+    def pixels(self) -> int:
+        """Its decoded images' pixels, mask included."""
+        mask = 0 if self.mask is None else self.mask.width * self.mask.height
+        return self.image.width * self.image.height + mask
+
+
+@dataclass
 class Job:
     content: Image.Image | None  # or an impasto.imagecodec.FloatImage (rgb32f); None: a clip
-    styles: list[tuple[Image.Image, float, str]]  # image, blend weight, label
+    styles: list[JobStyle]
     options: EngineOptions
     priority: Priority
     peer: bytes  # ZeroMQ routing id of the client
@@ -35,8 +53,6 @@ class Job:
     finish: threading.Event = field(default_factory=threading.Event)  # stop, keep the image
     started: float | None = None
     preview: dict[str, Any] | None = None  # Stylize.preview, checked
-    # One per style, or empty: each style's region (greyscale, the content's size).
-    masks: list[Image.Image | None] = field(default_factory=list)
     # A clip (in place of content): its frames, and the frame before them with its
     # stylized result (float RGB) when it continues an earlier request.
     frames: list[Image.Image] = field(default_factory=list)
@@ -53,8 +69,7 @@ class Job:
             [self.previous[0]] if self.previous is not None else [])
         extra = 0 if self.previous is None else int(self.previous[1].shape[0] * self.previous[1].shape[1])
         return extra + sum(img.width * img.height for img in own) + sum(
-            img.width * img.height for img, _, _ in self.styles) + sum(
-            m.width * m.height for m in self.masks if m is not None)
+            style.pixels for style in self.styles)
 
     def summary(self, viewer: str) -> dict[str, Any]:
         """For `status`: everything to the job's owner; to anyone else only that a job of
@@ -66,7 +81,7 @@ class Job:
         if viewer != self.owner:
             return {"job": "", "mine": False, **common}
         return {"job": self.id, "mine": True, "client": self.client,
-                "preset": self.options.preset, "styles": [label for _, _, label in self.styles],
+                "preset": self.options.preset, "styles": [style.label for style in self.styles],
                 **common}
 
 

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import signal
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,7 +25,6 @@ from impasto import imagecodec
 from impasto.errors import (
     BAD_MESSAGE,
     CANCELLED,
-    IMAGE_TOO_LARGE,
     INTERNAL,
     MESSAGE_TOO_LARGE,
     QUEUE_FULL,
@@ -45,14 +42,11 @@ from impasto.keys import (
     other_clients,
 )
 from impasto.netaddr import is_local_address
-from impasto.options import EngineOptions
 from impasto.portable.process import stop_signals
 from impasto.protocol import (
-    MAX_CLIP_FRAMES,
     MAX_FRAME_DROP_BYTES,
     MAX_HEADER_BYTES,
     MAX_MESSAGE_BYTES,
-    MAX_REQUEST_PIXELS,
     PROTOCOL_VERSION,
     Accepted,
     Cancel,
@@ -76,7 +70,7 @@ from impasto.protocol import (
 )
 from impasto.server.connections import Connections
 from impasto.server.events import EVENTS_ENDPOINT, WAKE_ENDPOINT
-from impasto.server.intake import check_work, decode_clip, region_mask
+from impasto.server.intake import IntakeThread, admit, decode_job
 from impasto.server.interface import Backend
 from impasto.server.jobqueue import Job, JobQueue
 from impasto.server.stylelib import StyleLibrary
@@ -144,12 +138,7 @@ class Server:
         # reach no one.
         self.conns = Connections()
         self.authorized: AuthorizedKeys | None = None
-        # One intake thread: images are decoded one request at a time, so a burst of
-        # large requests costs one request's memory at a time, not all of theirs.
-        self.intake = ThreadPoolExecutor(1, thread_name_prefix="impasto-intake")
-        self._done: queue.SimpleQueue[
-            tuple[bytes, str | None, Callable[[], Message], threading.Event | None]] = (
-            queue.SimpleQueue())
+        self.intake = IntakeThread(self.ctx)
         self.rejected = 0  # stylize requests refused at acceptance
         # Jobs that ended before they ran: cancelled while queued (by their owner, their
         # client's disconnect or a shutdown) or while their images were decoded. Those
@@ -269,7 +258,7 @@ class Server:
         """A job runs, waits, or is still being decoded (or the model still loads)."""
         if not self.backend.ready() or self.backend.running():
             return True
-        return len(self.queue) > 0 or not self._done.empty()
+        return len(self.queue) > 0 or self.intake.has_finished()
 
     def _shutdown(self) -> None:
         assert self.router is not None and self.events is not None
@@ -279,7 +268,7 @@ class Server:
                 self.config.on_stopping()
             except Exception:  # noqa: BLE001 - shutting down goes on regardless
                 log.exception("on_stopping failed")
-        self.intake.shutdown(wait=True, cancel_futures=True)
+        self.intake.shutdown()
         self._finish_offloaded()  # requests decoded meanwhile are answered "shutdown"
         queued = self.queue.close()
         reason = str(self.load_error) if self.load_error else "the daemon is shutting down"
@@ -304,34 +293,7 @@ class Server:
         self.ctx.term()
         log.info("stopped after %d jobs", self.backend.done)
 
-    # --- plumbing ----------------------------------------------------------------------
-    # --- work off the socket loop ---------------------------------------------------------
-    def _offload(self, peer: bytes, req: str | None,
-                 work: Callable[[], Callable[[], Message]],
-                 gone: threading.Event | None = None) -> None:
-        """Run `work` (decoding images, writing files: seconds for large images) on the
-        intake thread, so that this loop keeps answering everyone else within
-        milliseconds. `work` returns a function that the loop then runs to finish the
-        request (queueing a job must happen here, so that `accepted` goes out before the
-        job's first progress event); an ImpastoError from either is the reply.
-        gone: a stylize request's mark, set when its client disconnects meanwhile."""
-
-        def run() -> None:
-            try:
-                finish = work()
-            except ImpastoError as e:
-                finish = _raiser(e)
-            except Exception as e:  # noqa: BLE001 - reported to the client as internal
-                log.exception("request failed")
-                finish = _raiser(ImpastoError(INTERNAL, f"internal error ({type(e).__name__}); the daemon's log has the details"))
-            self._done.put((peer, req, finish, gone))
-            sock = self.ctx.socket(zmq.PUSH)
-            sock.connect(WAKE_ENDPOINT)
-            sock.send(b"", copy=False)
-            sock.close(linger=1000)
-
-        self.intake.submit(run)
-
+    # --- work off the socket loop: the intake thread's requests, finished here --------
     def _finish_offloaded(self) -> None:
         assert self.wake is not None
         while True:
@@ -339,11 +301,7 @@ class Server:
                 self.wake.recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
-        while True:
-            try:
-                peer, req, finish, gone = self._done.get_nowait()
-            except queue.Empty:
-                return
+        for peer, req, finish, gone in self.intake.finished():
             if gone is not None:
                 self.conns.intake_done(peer, gone)
                 if gone.is_set():
@@ -485,7 +443,7 @@ class Server:
                                     user, self.local_user)
             return lambda: Done(detail=json.dumps(info))
 
-        self._offload(peer, req, add)
+        self.intake.submit(peer, req, add)
         return None
 
     def _styles_remove(self, peer: bytes, user: str, msg: StylesRemove,
@@ -496,59 +454,14 @@ class Server:
     def _stylize(self, peer: bytes, user: str, msg: Stylize, req: str | None) -> None:
         if self.stopping.is_set():
             raise ImpastoError(SHUTDOWN, "the daemon is shutting down")
-        if msg.content is None and not msg.frames:
-            empty = " (frames is empty)" if msg.frames == [] else ""
-            raise ImpastoError(BAD_MESSAGE, "stylize needs a content image, or a clip of 1 to "
-                               f"{MAX_CLIP_FRAMES} frames{empty}")
-        opts = EngineOptions.from_dict(msg.options)
-        check_work(opts, len(msg.frames) or 1)
-        # A budget checked from the images' headers, before any pixel is decoded.
-        # A clip's continuation (previous_frame, previous_result: two images of at most
-        # a frame's size, each within the per-image limit) is outside the total, so that
-        # a clip of the largest frames still goes one frame a request.
-        own = [msg.content] if msg.content is not None else list(msg.frames)
-        images = own + [ref.image for ref in msg.styles if ref.image is not None] + [
-            ref.mask for ref in msg.styles if ref.mask is not None]
-        total = sum(imagecodec.pixels(ref) for ref in images)
-        if total > MAX_REQUEST_PIXELS:
-            # In pixels: rounded megapixels made a 33.55 MP request "over 34 MP".
-            raise ImpastoError(IMAGE_TOO_LARGE, f"the request's images hold {total:,} pixels; "
-                               f"at most {MAX_REQUEST_PIXELS:,} in one request")
-
+        opts = admit(msg)  # checks from the headers; the pixels are decoded off this loop
         gone = self.conns.intake(peer)
 
-        def check() -> None:
-            # Decoding stops at the next image once the client has gone: the intake is
-            # one thread, and the requests behind this one wait for it.
-            if gone.is_set():
-                raise ImpastoError(CANCELLED, "the client disconnected")
-
         def decode() -> Callable[[], Message]:
-            content, frames, previous = None, [], None
-            check()
-            if msg.content is not None:
-                content = imagecodec.decode(msg.content, "the content image")
-            else:
-                frames, previous = decode_clip(msg, opts, check)
-            size = content.size if content is not None else frames[0].size
-            styles = []
-            for i, ref in enumerate(msg.styles):
-                check()
-                if ref.name is not None:
-                    styles.append((self.library.load(ref.name), ref.weight, ref.name))
-                else:
-                    assert ref.image is not None
-                    styles.append((imagecodec.decode_pil(ref.image, f"style image {i + 1}")
-                                   .convert("RGB"), ref.weight, f"image{i}"))
-            masks = [None if ref.mask is None else region_mask(ref.mask, size, i)
-                     for i, ref in enumerate(msg.styles)]
-            job = Job(content=content, styles=styles, options=opts, priority=msg.priority,
-                      peer=peer, req=req, output=msg.output, client=msg.client, owner=user,
-                      preview=msg.preview, masks=masks if any(m is not None for m in masks) else [],
-                      frames=frames, previous=previous)
+            job = decode_job(msg, opts, self.library, peer=peer, req=req, owner=user, gone=gone)
             return lambda: self._accept(job)
 
-        self._offload(peer, req, decode, gone)
+        self.intake.submit(peer, req, decode, gone)
         return None
 
     def _count_rejected(self, e: ImpastoError) -> None:
@@ -625,13 +538,6 @@ Server._handlers: dict[type[Message], Handler] = {
     StylesAdd: Server._styles_add,
     StylesRemove: Server._styles_remove,
 }
-
-def _raiser(e: ImpastoError) -> Callable[[], Message]:
-    def fail() -> Message:
-        raise e
-
-    return fail
-
 
 def _best_effort_req(body: list[bytes]) -> str | None:
     """The req id of a message that may not decode, so its error still finds its caller."""
