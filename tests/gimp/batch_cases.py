@@ -433,6 +433,51 @@ def case_regions():
     return out
 
 
+def case_keeps_source():
+    """What the result keeps of its source: one style inside one channel and none
+    elsewhere (the result gets a mask of that area), a hidden source (a visible result),
+    only style 2 filled in (enough), a failed run (the image stays clean), and Filters >
+    Repeat with nothing to repeat (no display here: said in an artist's words)."""
+    out = {}
+    image = load("background.png")
+    src = image.get_layers()[0]
+    left = half_channel(image, "sky", True)
+    new, err = run_proc(image, [src], **dict(STYLE, size=96), region="channel",
+                        region_channel=left)
+    mask = new.get_mask() if new is not None else None
+    out["one_area"] = {"error": err} if err else {
+        "has_mask": mask is not None,
+        "mask": dump(mask, "keep-mask.grey", "Y u8") if mask is not None else None}
+    image = load("background.png")
+    src = image.get_layers()[0]
+    src.set_visible(False)
+    new, err = run_proc(image, [src], **STYLE)
+    out["hidden"] = {"error": err} if err else {"visible": new.get_visible(),
+                                                "source_visible": src.get_visible()}
+    image = load("background.png")
+    src = image.get_layers()[0]
+    dots = add_layer_from(image, "dots.png", 0, 0)
+    new, err = run_proc(image, [src], **dict(STYLE, style=""), style_2_layer=dots)
+    out["only_style_2"] = {"error": err} if err else {"name": new.get_name()}
+    image = load("background.png")
+    src = image.get_layers()[0]
+    image.clean_all()  # as a saved file opens
+    clean_before = not image.is_dirty()
+    _, err = run_proc(image, [src], **dict(STYLE, style="no-such-style"))
+    out["failed"] = {"error": err, "clean_before": clean_before,
+                     "clean_after": not image.is_dirty()}
+    image = load("background.png")
+    proc = Gimp.get_pdb().lookup_procedure(PROC)
+    config = proc.create_config()
+    config.set_property("run-mode", Gimp.RunMode.WITH_LAST_VALS)
+    config.set_property("image", image)
+    config.set_core_object_array("drawables", [image.get_layers()[0]])
+    result = proc.run(config)
+    out["repeat"] = {"status": result.index(0).value_nick,
+                     "error": result.index(1) if result.length() > 1 else ""}
+    return out
+
+
 def case_hdr():
     """A 32-bit float layer holding values up to 4.0 (linear light, as HDR work is)."""
     image = load("background.png")

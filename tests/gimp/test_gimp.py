@@ -441,6 +441,28 @@ def test_animation_stop_keeps_the_frames_done(gimp) -> None:
     assert any("of 3 frames are done and kept" in m for m in said), said
 
 
+def test_the_result_keeps_the_source_where_no_style_paints(gimp) -> None:
+    runner, _, _ = gimp
+    r = batch(runner, "keeps_source")["keeps_source"]
+    one = r["one_area"]
+    assert "error" not in one and one["has_mask"], r
+    mask = np.frombuffer((runner.io / one["mask"]["file"]).read_bytes(), np.uint8).reshape(
+        one["mask"]["height"], one["mask"]["width"])
+    w = mask.shape[1]
+    # Outside the area the mask is black, so the source below shows exactly as it was.
+    assert (mask[:, : w // 2] == 255).all() and (mask[:, w // 2:] == 0).all(), mask
+    assert r["hidden"] == {"visible": True, "source_visible": False}, r
+    assert "error" not in r["only_style_2"], r
+    failed = r["failed"]
+    assert "no-such-style" in failed["error"], failed
+    assert failed["clean_before"] and failed["clean_after"], failed
+    # Repeat with nothing saved and no display: not a script's words, what to do.
+    # (Scripts' runs save no values to repeat: only the dialog's OK does.)
+    repeat = r["repeat"]
+    assert "no earlier settings to repeat" in repeat["error"], repeat
+    assert "argument" not in repeat["error"], repeat
+
+
 # Last in this file: it stops the module's daemon, which every test above uses.
 def test_daemon_down_without_autostart(gimp) -> None:
     runner, daemon, env = gimp
