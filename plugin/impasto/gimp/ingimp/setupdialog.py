@@ -88,6 +88,19 @@ def path_of(config, key):
     return f.get_path() if isinstance(f, Gio.File) and f.get_path() else None
 
 
+def defaults_note(config):
+    """What the pickers left empty stand for, in words: a picker cannot show a folder
+    that does not exist yet, or a Python still being looked for."""
+    try:
+        ss = setup_module()
+        folder = path_of(config, "folder") or f"{ss.default_venv()} (the default)"
+    except PluginError:
+        return ""
+    python = path_of(config, "python") or "found automatically"
+    wheels = path_of(config, "wheels") or "none: downloads what it needs"
+    return f"Install into: {folder}\nPython: {python}\nOffline packages: {wheels}\n"
+
+
 def weights_of(config):
     """What `impasto gimp install --weights` takes: auto, random, or a file's path."""
     model = config.get_property("weights")
@@ -187,10 +200,6 @@ def run_setup(procedure, run_mode, image, drawables, config, data):
         GimpUi.init(SETUP_PROC)
         dialog = GimpUi.ProcedureDialog.new(procedure, config, "Set up impasto")
         dialog.fill(FIELDS)
-        for key in INSTALL_ONLY:  # greyed out for Remove
-            dialog.set_sensitive_if_in(key, None, "action",
-                                       Gimp.ValueArray.new_from_values([GObject.Value(
-                                           GObject.TYPE_STRING, "uninstall")]), False)
         gi.require_version("Gtk", "3.0")
         from gi.repository import Gtk
 
@@ -201,10 +210,23 @@ def run_setup(procedure, run_mode, image, drawables, config, data):
 
         def explain(*_args):
             try:
-                note.set_text(setup_plan(config, survey, wait=False)[2])
+                words = setup_plan(config, survey, wait=False)[2]
             except PluginError as e:
-                note.set_text(str(e))
+                words = str(e)
+            note.set_text(defaults_note(config) + words)
             return False  # as an idle callback: once
+
+        def greyed(*_args):
+            # Remove needs only the folder; the model file only when Model asks for one.
+            removing = config.get_property("action") == "uninstall"
+            for key in INSTALL_ONLY:
+                widget = dialog.get_widget(key, GObject.TYPE_NONE)
+                if widget is not None:
+                    widget.set_sensitive(not removing and (
+                        key != "weights-file" or config.get_property("weights") == "file"))
+
+        config.connect("notify", greyed)
+        greyed()
 
         # The Python search and GPU detection run once each, on a thread; the answer
         # comes back to GTK's loop through GLib.idle_add.
