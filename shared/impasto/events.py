@@ -180,7 +180,7 @@ class Done(_Event):
 
     @property
     def random_weights(self) -> bool:
-        return self.weights.startswith("random")
+        return random_weights(self.weights)
 
     @property
     def model(self) -> str:
@@ -193,6 +193,11 @@ class Done(_Event):
         if self.weights.startswith("torchvision"):
             return "torchvision VGG19"
         return "VGG19 from a file"
+
+
+def random_weights(label: str) -> bool:
+    """Weights that make a test pattern, not art (`--weights random`), by their label."""
+    return label.startswith("random")
 
 
 @dataclass(frozen=True)

@@ -733,3 +733,96 @@ def test_the_first_start_waits_for_a_download_while_it_progresses_and_shows_it(
             if proc.name.isdigit() and str(tmp_path / "stuck.py").encode() in (
                     proc / "cmdline").read_bytes().split(b"\0"):
                 os.kill(int(proc.name), signal.SIGTERM)
+
+
+# --- impasto.clipsend: the bridge's clip sender (the CLI's and the watch folders' too,
+# through clipjobs), on raw frames and without Pillow: checked here against a stand-in
+# client that stylizes each frame at once.
+class _FakeClient:
+    def __init__(self, stop_after: int | None = None) -> None:
+        self.requests: list = []
+        self.seeds: list = []  # each request's, as it was sent (its options are the sender's)
+        self.stop_after = stop_after  # frames a request does before a stop and keep
+
+    def stylize(self, request, on_accepted=None, on_progress=None, should_cancel=None,
+                should_finish=None, on_frame=None):
+        from impasto import protocol
+
+        self.requests.append(request)
+        self.seeds.append(request.options.get("seed"))
+        n = len(request.frames) if self.stop_after is None else min(self.stop_after,
+                                                                     len(request.frames))
+        for i, f in enumerate(request.frames[:n]):
+            on_progress(protocol.Progress(job="j", step=1, total=1, frame=i,
+                                          frames=len(request.frames)))
+            on_frame(protocol.Frame(job="j", index=i, frames=len(request.frames),
+                                    image=protocol.ImageRef(b"R" + f.data, "raw-result")))
+        return protocol.Result(job=f"j{len(self.requests)}", seed=request.options.get("seed") or 99,
+                               weights="w", frames=n, elapsed_s=1.0)
+
+
+def _raw_frames(n: int) -> list:
+    from impasto.protocol import ImageRef
+
+    return [ImageRef(bytes([i]) * 4 * 6, "rgba8", 3, 2) for i in range(n)]
+
+
+def test_clipsend_sends_a_clip_in_requests_that_continue_each_other() -> None:
+    from impasto import clipsend
+    from impasto.protocol import StyleRef
+
+    frames, got, progress = _raw_frames(5), [], []
+    client = _FakeClient()
+    outcome = clipsend.send_clip(client, iter(frames), [StyleRef(name="s")], {}, lambda i, ev:
+                                 got.append((i, ev.image.data)), chunk=2, start=10,
+                                 on_progress=lambda i, p: progress.append(i))
+    assert [len(r.frames) for r in client.requests] == [2, 2, 1]
+    assert [i for i, _ in got] == [10, 11, 12, 13, 14] and progress == [10, 11, 12, 13, 14]
+    assert [d for _, d in got] == [b"R" + f.data for f in frames]
+    # Each request after the first continues from the one before: its last source frame
+    # and that frame's result as the daemon sent it; one seed, the first request's.
+    assert client.requests[0].previous_frame is None
+    assert client.requests[1].previous_frame is frames[1]
+    assert client.requests[1].previous_result.data == b"R" + frames[1].data
+    assert client.requests[2].previous_frame is frames[3]
+    assert client.seeds == [None, 99, 99]
+    assert (outcome.frames, outcome.seed, outcome.stopped, outcome.jobs) == (5, 99, False,
+                                                                             ["j1", "j2", "j3"])
+
+
+def test_clipsend_stops_with_the_frames_done_within_a_request_or_between_two() -> None:
+    from impasto import clipsend
+    from impasto.protocol import StyleRef
+
+    within = _FakeClient(stop_after=1)
+    outcome = clipsend.send_clip(within, _raw_frames(5), [StyleRef(name="s")], {"seed": 3},
+                                 lambda i, ev: None, chunk=2)
+    assert (outcome.frames, outcome.stopped, len(within.requests)) == (1, True, 1)
+    between = _FakeClient()
+    asked: list[int] = []
+    outcome = clipsend.send_clip(between, _raw_frames(5), [StyleRef(name="s")], {"seed": 3},
+                                 lambda i, ev: asked.append(i), chunk=2,
+                                 should_finish=lambda: len(asked) >= 2)
+    assert (outcome.frames, outcome.stopped, len(between.requests), outcome.seed) == (2, True, 1, 3)
+
+
+def test_clipsend_budgets_raw_frames_and_styles_without_an_image_library() -> None:
+    """Raw frames and raw styles have known sizes; an encoded style's is unknown without
+    decoding it, so half the pixel budget is left to the styles. Bytes: a raw format's
+    own, PNG's worst case for encoded frames."""
+    from impasto import clipsend
+    from impasto.protocol import MAX_CLIP_FRAMES, MAX_REQUEST_PIXELS, ImageRef, StyleRef
+
+    named = [StyleRef(name="s")]
+    layer = [StyleRef(image=ImageRef(b"", "rgba8", 1000, 1000))]
+    picture = [StyleRef(image=ImageRef(b"png", "encoded"))]
+    assert clipsend.chunk_length(64 * 48, named, 32) == 32
+    assert clipsend.chunk_length(64 * 48, named, 10**6) == MAX_CLIP_FRAMES
+    px = 1024 * 1024
+    assert clipsend.chunk_length(px, named, 10**6, bytes_per_pixel=4) == MAX_REQUEST_PIXELS // px
+    assert clipsend.chunk_length(px, layer, 10**6, bytes_per_pixel=4) == (
+        MAX_REQUEST_PIXELS - 10**6) // px
+    assert clipsend.chunk_length(px, picture, 10**6, bytes_per_pixel=4) == (
+        MAX_REQUEST_PIXELS // 2) // px
+    assert clipsend.chunk_length(px, named, 10**6, bytes_per_pixel=12) == 10  # 128 MiB / 12 MiB
+    assert clipsend.chunk_length(4096 * 4096, picture, 32, bytes_per_pixel=12) == 1
