@@ -17,6 +17,7 @@ EVENTS_NAME = "impasto_events.py"
 # import it by this name when they are not inside the impasto package.
 COMPANIONS = {
     EVENTS_NAME: "impasto.events",
+    "impasto_request.py": "impasto.bridgerequest",  # the typed request the bridge reads
     "impasto_pipes.py": "impasto.portable.pipes",  # pipes read by threads (Windows)
     "impasto_spawn.py": "impasto.portable.spawn",  # no consoles; detached; pid_alive
     "impasto_pixels.py": "impasto.gimp.pixels",  # HDR scaling, cropping of float RGB

@@ -1,14 +1,18 @@
 """The batch bridge: GIMP's plug-in runs this program to reach the daemon.
 
 GIMP's Python has no pyzmq, so the plug-in hands the job to this program: pixels in a
-raw file (8-bit RGBA, or float32 RGB for full precision), the job in a JSON file; this
-program talks to the daemon (starting one if allowed) and reports on stdout, one event
-per line in the typed stream of `impasto.events` (status, accepted, progress, preview,
-done; error with exit status 1), which the plug-in reads with the same module.
+raw file (8-bit RGBA, or float32 RGB for full precision), the job in a JSON file (the
+typed request of `impasto.bridgerequest`, which the plug-in writes with its copy of that
+module); this program talks to the daemon (starting one if allowed) and reports on
+stdout, one event per line in the typed stream of `impasto.events` (status, accepted,
+progress, preview, done; error with exit status 1), which the plug-in reads with the
+same module. The daemon's messages become those lines in `impasto.eventmap`, as the
+CLI's do.
 
 An animation (the request's `clip`: its frames' raw files, all of one size) goes as a
-clip, in requests that each continue the one before (as `impasto.clipjobs.send_clip`
-sends them; that module needs Pillow, which the bridge must do without); each frame's
+clip, in requests that each continue the one before (`impasto.clipsend`, which the CLI
+and the watch folders use through `impasto.clipjobs`; the bridge sends its raw frames
+as they are, without Pillow or numpy, which would only slow its start); each frame's
 result is written to its own file as it is done and announced by a `frame` event.
 
 On stdin the plug-in may write `stop` (end the job and keep the image as it stands) or
@@ -19,16 +23,16 @@ environment can stand in for impasto's modules).
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from impasto import events
+from impasto import bridgerequest, clipsend, eventmap, events
+from impasto.bridgerequest import Area, ClipRequest, Request, RequestError, Style
 from impasto.client import Client
 from impasto.errors import BAD_OPTIONS, UNAVAILABLE, DaemonUnavailable, ImpastoError
 from impasto.fsio import write_atomic
@@ -36,8 +40,7 @@ from impasto.portable.pipes import PipeReader
 from impasto.portable.process import detached, windowless
 from impasto.protocol import (
     MAX_CLIP_FRAMES,
-    MAX_MESSAGE_BYTES,
-    MAX_REQUEST_PIXELS,
+    RAW_FORMATS,
     DaemonState,
     Frame,
     ImageRef,
@@ -204,37 +207,31 @@ def _tail(path: Path, lines: int = 12) -> str:
         return ""
 
 
-def whole(v: Any, what: str) -> int:
-    """A positive whole number from the request (JSON also gives floats, strings, null)."""
-    if (isinstance(v, bool) or not isinstance(v, (int, float))
-            or (isinstance(v, float) and not v.is_integer()) or v < 1):
-        raise ImpastoError(BAD_OPTIONS, f"{what} must be a positive whole number, not {v!r}")
-    return int(v)
+def read_request(path: Path) -> Request:
+    """The plug-in's request file, typed (impasto.bridgerequest: the plug-in writes it
+    with its copy of that module); a malformed one is one bad_options error."""
+    try:
+        return bridgerequest.parse(path.read_bytes())
+    except RequestError as e:
+        raise ImpastoError(BAD_OPTIONS, str(e)) from None
 
 
-def number(v: Any, what: str, low: float, high: float) -> float:
-    """A finite number in [low, high] from the request."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not low <= v <= high:
-        raise ImpastoError(BAD_OPTIONS, f"{what} must be a number from {low:g} to {high:g}, "
-                           f"not {v!r}"[:300])
-    return float(v)
+def raw_ref(path: str | Path, fmt: str, width: int, height: int, what: str) -> ImageRef:
+    """A raw image file, its size checked against what the request says it holds."""
+    data = Path(path).read_bytes()
+    if len(data) != width * height * RAW_FORMATS[fmt]:
+        raise ImpastoError(BAD_OPTIONS, f"{what} holds {len(data)} bytes for {width}x{height} {fmt}")
+    return ImageRef(data, fmt, width, height)
 
 
-def section(request: dict[str, Any], key: str) -> dict[str, Any]:
-    v = request.get(key)
-    if not isinstance(v, dict):
-        raise ImpastoError(BAD_OPTIONS, f"the request's {key!r} must be an object, not {v!r}"[:300])
-    return v
-
-
-def mask_ref(spec: dict[str, Any] | None) -> ImageRef | None:
+def mask_ref(area: Area | None) -> ImageRef | None:
     """A style's area from the plug-in: raw 8-bit grey (GIMP's channel, selection or layer
     mask over the content box), sent as rgba8 with the grey in R, G and B: the protocol's
     raw images are RGB(A), and the bridge has no image library to encode a PNG."""
-    if not spec:
+    if area is None:
         return None
-    w, h = whole(spec.get("width"), "the area's width"), whole(spec.get("height"), "the area's height")
-    data = Path(spec["raw"]).read_bytes()
+    w, h = area.width, area.height
+    data = Path(area.raw).read_bytes()
     if len(data) != w * h:
         raise ImpastoError(BAD_OPTIONS, f"the area file holds {len(data)} bytes for {w}x{h}")
     rgba = bytearray(4 * w * h)
@@ -244,118 +241,70 @@ def mask_ref(spec: dict[str, Any] | None) -> ImageRef | None:
     return ImageRef(bytes(rgba), "rgba8", w, h)
 
 
-NO_STYLE = "no style given: a library name, an image file or a layer"
-
-
-def style_ref(spec: dict[str, Any]) -> StyleRef:
-    weight = number(spec.get("weight", 1.0), "a style's weight", 0.0, 1e6)
-    mask = mask_ref(spec.get("mask"))
-    if spec.get("raw"):
-        data = Path(spec["raw"]).read_bytes()
-        return StyleRef(image=ImageRef(data, "rgba8", whole(spec.get("width"), "the style's width"),
-                                       whole(spec.get("height"), "the style's height")),
-                        weight=weight, mask=mask)
-    if spec.get("path"):
-        p = Path(spec["path"]).expanduser()
+def style_ref(style: Style) -> StyleRef:
+    mask = mask_ref(style.mask)
+    if style.raw is not None:
+        assert style.width is not None and style.height is not None
+        return StyleRef(image=ImageRef(Path(style.raw).read_bytes(), "rgba8", style.width,
+                                       style.height), weight=style.weight, mask=mask)
+    if style.path is not None:
+        p = Path(style.path).expanduser()
         try:
-            return StyleRef(image=ImageRef(p.read_bytes(), "encoded"), weight=weight, mask=mask)
+            return StyleRef(image=ImageRef(p.read_bytes(), "encoded"), weight=style.weight,
+                            mask=mask)
         except OSError as e:
             raise ImpastoError(BAD_OPTIONS, f"cannot read style image {p}: {e.strerror}") from None
-    if spec.get("name"):
-        return StyleRef(name=str(spec["name"]), weight=weight, mask=mask)
-    raise ImpastoError(BAD_OPTIONS, NO_STYLE)
+    return StyleRef(name=style.name, weight=style.weight, mask=mask)
 
 
-def styles_of(request: dict[str, Any]) -> list[StyleRef]:
-    specs = request.get("styles")
-    if not isinstance(specs, list) or not all(isinstance(x, dict) for x in specs):
-        raise ImpastoError(BAD_OPTIONS, "the request's 'styles' must be a list of objects")
-    if not specs:
-        raise ImpastoError(BAD_OPTIONS, NO_STYLE)
-    return [style_ref(x) for x in specs]
+def daemon_preview(request: Request) -> dict[str, Any] | None:
+    """The daemon's preview request: raw 8-bit RGBA, which the plug-in draws as it is."""
+    p = request.preview
+    return None if p is None else {"max_side": p.max_side, "interval_s": p.interval_s,
+                                   "format": "rgba8"}
 
 
-@dataclass
-class Common:
-    """What a still and an animation request share, checked before anything is sent."""
+def reporter(commands: Commands, preview_path: str | None, frames: int | None = None
+             ) -> Callable[[int | None, Progress], None]:
+    """What the bridge says of each progress message: `preparing style` while the
+    daemon prepares, then progress lines (in a clip of `frames`, the frame worked on
+    numbered in the whole clip) and each preview, written raw where the plug-in reads it."""
 
-    address: str | None
-    timeout: float
-    options: dict[str, Any]
-    preview: dict[str, Any] | None  # the daemon's preview request
-    preview_path: Path | None
+    def report(frame: int | None, p: Progress) -> None:
+        if p.stage == Stage.PREPARE:
+            emit(events.Status("preparing style"))
+            return
+        if commands.unit == "step":  # a clip's unit is a whole frame (frame_done)
+            commands.stepped = commands.stepped or p.step > 0
+        emit(eventmap.progress(p, frame=frame, frames=frames))
+        shown = eventmap.preview(p, preview_path)
+        if shown is not None:
+            assert p.preview is not None
+            write_atomic(Path(shown.path), p.preview.data, sync=False)
+            emit(shown)
 
-
-def common(request: dict[str, Any]) -> Common:
-    address = request.get("address")
-    if address is not None and not isinstance(address, str):
-        raise ImpastoError(BAD_OPTIONS, "the request's 'address' must be a string")
-    if request.get("autostart") is not None and not isinstance(request["autostart"], dict):
-        raise ImpastoError(BAD_OPTIONS, "the request's 'autostart' must be an object")
-    timeout = number(request.get("timeout", 5.0), "the request's timeout", 0.1, 3600.0)
-    options = request.get("options", {})
-    if not isinstance(options, dict):
-        raise ImpastoError(BAD_OPTIONS, "the request's 'options' must be an object")
-    seed = options.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
-                             or not 0 <= seed < 2**63):
-        raise ImpastoError(BAD_OPTIONS, f"the seed must be a whole number from 0, not {seed!r}"[:300])
-    spec = request.get("preview")
-    if spec is None:
-        return Common(address, timeout, dict(options), None, None)
-    if not isinstance(spec, dict) or not isinstance(spec.get("path"), str) or not spec["path"]:
-        raise ImpastoError(BAD_OPTIONS, "the request's 'preview' must be an object with a path")
-    preview = {"max_side": whole(spec.get("max_side", 256), "the preview's max_side"),
-               "interval_s": number(spec.get("interval_s", 1.0), "the preview's interval_s",
-                                    0.0, 3600.0),
-               "format": "rgba8"}
-    return Common(address, timeout, dict(options), preview, Path(spec["path"]))
+    return report
 
 
-def run(request: dict[str, Any]) -> int:
-    if not isinstance(request, dict):
-        raise ImpastoError(BAD_OPTIONS, "the request must be a JSON object")
-    if request.get("clip") is not None:  # an empty clip is a mistake, not a still
+def run(request: Request) -> int:
+    if isinstance(request, ClipRequest):
         return run_clip(request)
-    content = section(request, "content")
-    c = common(request)
-    if not isinstance(request.get("output"), str) or not request["output"]:
-        raise ImpastoError(BAD_OPTIONS, "the request's 'output' must be a file path")
-    out = Path(request["output"])
+    c = request.content
     # rgb32f: float RGB in the image's own colour space, no alpha (the plug-in keeps the
     # layer's alpha and writes it back unchanged); rgba8 for older plug-ins.
-    fmt = str(content.get("format", "rgba8"))
-    if fmt not in RAW_BYTES:
-        raise ImpastoError(BAD_OPTIONS, f"content in {fmt!r}; the bridge takes rgb32f or rgba8")
-    w = whole(content.get("width"), "the content's width")
-    h = whole(content.get("height"), "the content's height")
-    data = Path(str(content.get("path"))).read_bytes()
-    if len(data) != w * h * RAW_BYTES[fmt]:
-        raise ImpastoError(BAD_OPTIONS, f"the content file holds {len(data)} bytes for {w}x{h} {fmt}")
-    ref = ImageRef(data, fmt, w, h)
-    output = OutputFormat.RGB32F if fmt == "rgb32f" else OutputFormat.RGBA8
-    preview_path = c.preview_path
-    job = Stylize(content=ref, styles=styles_of(request),
-                  options=c.options, priority=Priority.INTERACTIVE, output=output,
-                  client=str(request.get("client", "gimp")), preview=c.preview)
+    ref = raw_ref(c.path, c.format, c.width, c.height, "the content file")
+    out = Path(request.output)
+    job = Stylize(content=ref, styles=[style_ref(s) for s in request.styles],
+                  options=dict(request.options), priority=Priority.INTERACTIVE,
+                  output=OutputFormat(c.format), client=request.client,
+                  preview=daemon_preview(request))
     commands = Commands()
-    with Client(c.address, timeout=c.timeout) as client:
-        ensure_daemon(client, request.get("autostart"))
-
-        def progress(p: Progress) -> None:
-            if p.stage == Stage.PREPARE:
-                emit(events.Status("preparing style"))
-                return
-            commands.stepped = commands.stepped or p.step > 0
-            emit(events.Progress(step=p.step, total=p.total, scale=p.scale, scales=p.scales))
-            if p.preview is not None and preview_path is not None:
-                write_atomic(preview_path, p.preview.data, sync=False)
-                emit(events.Preview(path=str(preview_path), width=p.preview.width,
-                                    height=p.preview.height, step=p.step))
-
+    report = reporter(commands, None if request.preview is None else request.preview.path)
+    with Client(request.address, timeout=request.timeout) as client:
+        ensure_daemon(client, request.autostart)
         result = client.stylize(
-            job, on_accepted=lambda a: emit(events.Accepted(job=a.job, position=a.position)),
-            on_progress=progress, should_cancel=commands.should_cancel,
+            job, on_accepted=lambda a: emit(eventmap.accepted(a)),
+            on_progress=lambda p: report(None, p), should_cancel=commands.should_cancel,
             should_finish=commands.should_finish)
     assert result.image is not None
     write_atomic(out, result.image.data, sync=False)
@@ -364,140 +313,72 @@ def run(request: dict[str, Any]) -> int:
         notes.append("Stopped after the first step, the earliest point with something to "
                      "keep: the picture has only a trace of the style.")
     notes += weights_note(result.weights)
-    emit(events.Done(output=str(out), format=result.image.format, width=result.image.width,
-                     height=result.image.height, seed=result.seed, weights=result.weights,
-                     stopped=commands.stop, message=" ".join(notes) or None))
+    emit(eventmap.done(result, output=out, raw=True, stopped=commands.stop,
+                       message=" ".join(notes) or None))
     return 0
 
 
 def weights_note(weights: str) -> list[str]:
-    if str(weights).startswith("random"):
+    if events.random_weights(weights):
         return ["The daemon runs RANDOM weights (--weights random): this is a test "
                 "pattern, not art. Give it real weights: `impasto weights fetch`, or "
                 "`impasto gimp install --weights FILE`."]
     return []
 
 
-RAW_BYTES = {"rgb32f": 12, "rgba8": 4}
-
-
-def clip_chunk(width: int, height: int, fmt: str, styles: list[StyleRef], limit: int) -> int:
-    """Frames one request carries, within the request's pixel and byte budgets. Raw
-    frames have a known size; a style picture's pixels are unknown without decoding it
-    (the bridge has no image library), so half the pixel budget is left to the styles."""
-    px = width * height
-    raw = sum(r.image.width * r.image.height for r in styles
-              if r.image is not None and r.image.width) + sum(
-        r.mask.width * r.mask.height for r in styles if r.mask is not None and r.mask.width)
-    room = max(px, MAX_REQUEST_PIXELS // 2 - raw)
-    by_bytes = (MAX_MESSAGE_BYTES // 2) // max(1, px * RAW_BYTES.get(fmt, 12))
-    return max(1, min(limit, MAX_CLIP_FRAMES, room // max(1, px), by_bytes))
-
-
-def run_clip(request: dict[str, Any]) -> int:
-    """An animation: `clip` {frames: [raw file, ...], width, height, format, output_dir,
-    chunk}. Frames go in order, in requests of `chunk` frames at most, each continuing
-    the one before (its last source frame and stylized frame) with the first request's
-    seed; each stylized frame is written to output_dir as it comes (frame-0001.rgbf, ...)
-    and announced by a `frame` event. Stop and keep ends the clip with the frames done;
-    done's `frames` says how many."""
-    clip = section(request, "clip")
-    frames = clip.get("frames")
-    if not isinstance(frames, list) or not frames:
-        raise ImpastoError(BAD_OPTIONS, "an animation needs a list of at least one frame file")
-    w, h = whole(clip.get("width"), "the frames' width"), whole(clip.get("height"), "the frames' height")
-    fmt = str(clip.get("format", "rgb32f"))
-    if fmt not in RAW_BYTES:
-        raise ImpastoError(BAD_OPTIONS, f"frames in {fmt!r}; the bridge takes rgb32f or rgba8")
-    paths = [Path(str(p)) for p in frames]
+def run_clip(request: ClipRequest) -> int:
+    """An animation: its frames go in order (clipsend), in requests of `chunk` frames at
+    most, each continuing the one before (its last source frame and stylized frame) with
+    the first request's seed; each stylized frame is written to output_dir as it comes
+    (frame-0001.rgbf, ...) and announced by a `frame` event. Stop and keep ends the clip
+    with the frames done; done's `frames` says how many."""
+    clip = request.clip
+    w, h, fmt = clip.width, clip.height, clip.format
+    paths = [Path(p) for p in clip.frames]
     # Every frame checked before the first is sent: a bad last frame found only after
     # the others were stylized would cost all of that work.
     for i, p in enumerate(paths, 1):
         size = p.stat().st_size
-        if size != w * h * RAW_BYTES[fmt]:
+        if size != w * h * RAW_FORMATS[fmt]:
             raise ImpastoError(BAD_OPTIONS, f"frame {i} ({p.name}) holds {size} bytes for "
                                f"{w}x{h} {fmt}")
-    out_dir = Path(clip["output_dir"])
+    out_dir = Path(clip.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    output = OutputFormat.RGB32F if fmt == "rgb32f" else OutputFormat.RGBA8
-    styles = styles_of(request)
-    c = common(request)
-    options = c.options
+    styles = [style_ref(s) for s in request.styles]
+    n = len(paths)
+    commands = Commands(unit="frame")
+    report = reporter(commands, None if request.preview is None else request.preview.path, n)
+    size = (w, h)  # the results' (the daemon may give another size than the frames')
+
+    def frame_done(i: int, ev: Frame) -> None:
+        nonlocal size
+        assert ev.image is not None
+        path = out_dir / f"frame-{i + 1:04d}.{'rgbf' if fmt == 'rgb32f' else 'rgba'}"
+        write_atomic(path, ev.image.data, sync=False)
+        commands.stepped = True
+        size = (ev.image.width or w, ev.image.height or h)
+        emit(eventmap.frame_done(ev, index=i, frames=n, path=path))
+
     # As many frames a request as the budgets allow: a continuation holds to the float
     # frame sent back, which after a resize to the frames' size is within a few levels of
     # the 8-bit one the daemon holds to within a request (exact when no resize).
-    per_request = clip_chunk(w, h, fmt, styles, whole(clip.get("chunk", MAX_CLIP_FRAMES),
-                                                      "the clip's chunk"))
-    preview_path = c.preview_path
-    n = len(paths)
-    commands = Commands(unit="frame")
-    done, seed, weights, stopped = 0, int(options.get("seed") or 0), "", False
-    previous: tuple[ImageRef, ImageRef] | None = None
-    size = [w, h]  # the results' (the daemon may give another size than the frames')
-
-    def frame_ref(path: Path) -> ImageRef:
-        data = path.read_bytes()
-        if len(data) != w * h * RAW_BYTES[fmt]:
-            raise ImpastoError(BAD_OPTIONS, f"frame file {path.name} holds {len(data)} bytes "
-                               f"for {w}x{h} {fmt}")
-        return ImageRef(data, fmt, w, h)
-
-    with Client(c.address, timeout=c.timeout) as client:
-        ensure_daemon(client, request.get("autostart"))
-        while done < n:
-            base = done
-            refs = [frame_ref(p) for p in paths[base:base + per_request]]
-            last: list[tuple[ImageRef, ImageRef] | None] = [None]
-
-            def progress(p: Progress, base: int = base) -> None:
-                if p.stage == Stage.PREPARE:
-                    emit(events.Status("preparing style"))
-                    return
-                emit(events.Progress(step=p.step, total=p.total, scale=p.scale, scales=p.scales,
-                                     frame=base + (p.frame or 0), frames=n))
-                if p.preview is not None and preview_path is not None:
-                    write_atomic(preview_path, p.preview.data, sync=False)
-                    emit(events.Preview(path=str(preview_path), width=p.preview.width,
-                                        height=p.preview.height, step=p.step))
-
-            def frame_done(ev: Frame, base: int = base, refs: list[ImageRef] = refs,
-                           last: list[tuple[ImageRef, ImageRef] | None] = last) -> None:
-                assert ev.image is not None
-                i = base + ev.index
-                path = out_dir / f"frame-{i + 1:04d}.{'rgbf' if fmt == 'rgb32f' else 'rgba'}"
-                write_atomic(path, ev.image.data, sync=False)
-                commands.stepped = True
-                last[0] = (refs[ev.index], ev.image)
-                size[:] = [ev.image.width, ev.image.height]
-                emit(events.FrameDone(frame=i, frames=n, elapsed_s=ev.elapsed_s, path=str(path),
-                                      width=ev.image.width, height=ev.image.height))
-
-            job = Stylize(frames=refs, styles=styles, options=options,
-                          priority=Priority.INTERACTIVE, output=output,
-                          client=str(request.get("client", "gimp")), preview=c.preview,
-                          previous_frame=previous[0] if previous else None,
-                          previous_result=previous[1] if previous else None)
-            result = client.stylize(
-                job, on_accepted=lambda a: emit(events.Accepted(job=a.job, position=a.position)),
-                on_progress=progress, should_cancel=commands.should_cancel,
-                should_finish=commands.should_finish, on_frame=frame_done)
-            got = result.frames or 0
-            done += got
-            seed, weights = result.seed, result.weights
-            options["seed"] = seed  # one seed from the first frame to the last
-            if got < len(refs) or (done < n and commands.should_finish()):
-                stopped = True
-                break
-            previous = last[0]
+    with Client(request.address, timeout=request.timeout) as client:
+        ensure_daemon(client, request.autostart)
+        outcome = clipsend.send_clip(
+            client, (raw_ref(p, fmt, w, h, f"frame file {p.name}") for p in paths), styles,
+            request.options, frame_done, chunk=clip.chunk or MAX_CLIP_FRAMES,
+            priority=Priority.INTERACTIVE, client_name=request.client, output=fmt,
+            preview=daemon_preview(request), on_accepted=lambda a: emit(eventmap.accepted(a)),
+            on_progress=report, should_cancel=commands.should_cancel,
+            should_finish=commands.should_finish)
     notes = []
-    if stopped:
-        notes.append(f"Stopped: {done} of {n} frames are done and kept."
+    if outcome.stopped:
+        notes.append(f"Stopped: {outcome.frames} of {n} frames are done and kept."
                      + (" (A stop waits for the first frame: before it there is nothing to "
                         "keep.)" if commands.stop_early else ""))
-    notes += weights_note(weights)
-    emit(events.Done(output=str(out_dir), format=output.value, width=size[0], height=size[1], seed=seed,
-                     weights=weights, stopped=stopped, frames=done,
-                     message=" ".join(notes) or None))
+    notes += weights_note(outcome.weights)
+    emit(eventmap.clip_done(outcome, output=out_dir, size=size, format=fmt,
+                            message=" ".join(notes) or None))
     return 0
 
 
@@ -505,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         if len(argv) == 2 and argv[0] == "run":
-            return run(json.loads(Path(argv[1]).read_text()))
+            return run(read_request(Path(argv[1])))
         if argv and argv[0] == "styles":  # the library's names, for the dialog's list
             with Client(argv[1] if len(argv) > 1 and argv[1] else None, timeout=3.0) as c:
                 reply = c.call(StylesList())
