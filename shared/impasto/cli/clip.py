@@ -11,14 +11,14 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from PIL import Image
 
-from impasto import events, imagecodec, paths, videoio
-from impasto.cli.output import FORMATS, save_image
+from impasto import eventmap, events, imagecodec, paths, videoio
+from impasto.cli.jobargs import blend_weights, client_for, style_refs, style_source
+from impasto.cli.output import FORMATS, random_weights_note, save_image
 from impasto.cli.progress import ProgressBar, emit_event
-from impasto.cli.remote import blend_weights, looks_like_path
+from impasto.clipsend import ClipOutcome
 from impasto.errors import BAD_OPTIONS, STORAGE, ImpastoError
 from impasto.options import EngineOptions
 from impasto.protocol import Progress
@@ -117,22 +117,21 @@ class ClipSink:
             self.writer.close()
 
 
-def _frame_line(i: int, count: int | None, t0: float) -> None:
-    emit_event(events.FrameDone(frame=i, frames=count,
-                                elapsed_s=round(time.perf_counter() - t0, 3)))
+def _elapsed(t0: float) -> float:
+    return round(time.perf_counter() - t0, 3)
 
 
-def _summary(sink: ClipSink, t0: float, weights: str, independent: bool,
-             stability: float, seed: int | None) -> dict[str, Any]:
+def _done(sink: ClipSink, t0: float, outcome: ClipOutcome, independent: bool,
+          stability: float) -> events.Done:
+    """The clip's done line; its times are this command's own clock."""
     elapsed = time.perf_counter() - t0
-    return {"output": str(sink.out), "frames": sink.done, "width": sink.size[0],
-            "height": sink.size[1], "seed": seed if seed is not None else 0,
-            "elapsed_s": round(elapsed, 3),
-            "seconds_per_frame": round(elapsed / max(1, sink.done), 3),
-            "weights": weights, "independent": independent, "stability": stability}
+    return eventmap.clip_done(outcome, output=sink.out, size=sink.size,
+                              elapsed_s=round(elapsed, 3),
+                              seconds_per_frame=round(elapsed / max(1, sink.done), 3),
+                              independent=independent, stability=stability)
 
 
-def stylize_clip(args: argparse.Namespace, opts: EngineOptions) -> dict[str, Any]:
+def stylize_clip(args: argparse.Namespace, opts: EngineOptions) -> events.Done:
     """A clip in-process."""
     from impasto.engine.runtime import load_engine
     from impasto.engine.transfer import StyleInput
@@ -143,13 +142,9 @@ def stylize_clip(args: argparse.Namespace, opts: EngineOptions) -> dict[str, Any
     library = StyleLibrary(paths.styles_dir())
     styles = []
     for s, w in zip(args.style, blend_weights(args.style, args.style_weights)):
-        p = Path(s).expanduser()
-        if p.is_file():
-            styles.append(StyleInput(imagecodec.read_file(p).convert("RGB"), w))
-        elif looks_like_path(s):
-            raise ImpastoError(BAD_OPTIONS, f"style image {s} does not exist")
-        else:
-            styles.append(StyleInput(library.load(s), w))
+        found = style_source(s)
+        styles.append(StyleInput(imagecodec.read_file(found).convert("RGB")
+                                 if isinstance(found, Path) else library.load(found), w))
     engine = load_engine(args.weights or "auto", args.device or "auto",
                          say=lambda m: print(m, file=sys.stderr),
                          precision=args.precision or "auto")
@@ -169,18 +164,18 @@ def stylize_clip(args: argparse.Namespace, opts: EngineOptions) -> dict[str, Any
                                                    count=source.count, on_step=on_step)):
             sink.write(i, outcome.image)
             if args.json:
-                _frame_line(i, source.count, t0)
+                emit_event(events.FrameDone(frame=i, frames=source.count, elapsed_s=_elapsed(t0)))
     finally:
         bar.close()
         sink.close()
-    return _summary(sink, t0, engine.weights.label, bool(args.independent), opts.stability,
-                    opts.seed)
+    ran = ClipOutcome(frames=sink.done, seed=opts.seed if opts.seed is not None else 0,
+                      weights=engine.weights.label, elapsed_s=time.perf_counter() - t0)
+    return _done(sink, t0, ran, bool(args.independent), opts.stability)
 
 
-def send_clip(args: argparse.Namespace, opts: EngineOptions) -> dict[str, Any]:
+def send_clip(args: argparse.Namespace, opts: EngineOptions) -> events.Done:
     """A clip on a running daemon: clipjobs sends it in requests that continue each
     other; frames are written as they come back. Ctrl-C cancels the running request."""
-    from impasto.cli.remote import client_for, style_refs
     from impasto.clipjobs import ClipFrame, send_clip_parts
     from impasto.clipjobs import send_clip as send_frames
 
@@ -199,7 +194,8 @@ def send_clip(args: argparse.Namespace, opts: EngineOptions) -> dict[str, Any]:
     def on_frame(f: ClipFrame) -> None:
         sink.write(f.index, f.image)
         if args.json:
-            _frame_line(f.index, total, t0)
+            emit_event(eventmap.frame_done(f.event, index=f.index, frames=total,
+                                           elapsed_s=_elapsed(t0)))
         elif parts > 1:  # parts report no shared step count: the bar counts frames
             bar.update(f.index + 1, total or f.index + 1, f"frame {f.index + 1}/{total or '?'}",
                        f"{parts} parts")
@@ -225,16 +221,15 @@ def send_clip(args: argparse.Namespace, opts: EngineOptions) -> dict[str, Any]:
         finally:
             bar.close()
             sink.close()
-    return _summary(sink, t0, outcome.weights, bool(args.independent),
-                    float(options.get("stability", opts.stability)), outcome.seed)
+    return _done(sink, t0, outcome, bool(args.independent),
+                 float(options.get("stability", opts.stability)))
 
 
-def print_clip_summary(summary: dict[str, Any], as_json: bool) -> None:
+def print_clip_summary(done: events.Done, as_json: bool) -> None:
     if as_json:
-        emit_event(events.Done(**summary))
+        emit_event(done)
         return
-    print(f"wrote {summary['output']}: {summary['frames']} frames in {summary['elapsed_s']:.1f} s "
-          f"({summary['seconds_per_frame']:.1f} s a frame"
-          + (", each on its own" if summary["independent"] else "") + ")")
-    if str(summary.get("weights", "")).startswith("random"):
-        print("note: made with RANDOM weights (--weights random): a demo, not art")
+    print(f"wrote {done.output}: {done.frames} frames in {done.elapsed_s or 0:.1f} s "
+          f"({done.seconds_per_frame or 0:.1f} s a frame"
+          + (", each on its own" if done.independent else "") + ")")
+    random_weights_note(done)

@@ -9,19 +9,14 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-from impasto import events, imagecodec, paths
+from impasto import eventmap, events, imagecodec, paths
+from impasto.cli.clip import is_clip, print_clip_summary, send_clip, stylize_clip
+from impasto.cli.jobargs import CLI_PREVIEW_SIDE, blend_weights, mask_paths, style_source
 from impasto.cli.optionflags import engine_options
 from impasto.cli.output import check_writable, print_summary, save_image
 from impasto.cli.progress import ProgressBar, emit_event, format_losses
-from impasto.cli.remote import (
-    CLI_PREVIEW_SIDE,
-    blend_weights,
-    cmd_send,
-    looks_like_path,
-    mask_paths,
-)
+from impasto.cli.remote import cmd_send
 from impasto.client import Client
 from impasto.errors import BAD_OPTIONS, DaemonUnavailable, ImpastoError
 from impasto.options import EngineOptions
@@ -33,8 +28,6 @@ def _say(message: str) -> None:
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
-    from impasto.cli.clip import is_clip, print_clip_summary, send_clip, stylize_clip
-
     clip = is_clip(args.content)
     if clip:  # before any work: a video file is decoded here, with PyAV
         from impasto import extras, videoio
@@ -80,7 +73,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
     return 0
 
 
-def stylize_local(args: argparse.Namespace, opts: EngineOptions) -> dict[str, Any]:
+def stylize_local(args: argparse.Namespace, opts: EngineOptions) -> events.Done:
     from impasto.engine.runtime import load_engine
     from impasto.engine.transfer import Step, StyleInput
     from impasto.server.stylelib import StyleLibrary
@@ -95,14 +88,11 @@ def stylize_local(args: argparse.Namespace, opts: EngineOptions) -> dict[str, An
     library = StyleLibrary(paths.styles_dir())
     styles = []
     for i, (s, w, m) in enumerate(zip(args.style, weights, masks)):
-        p = Path(s).expanduser()
         mask = None if m is None else imagecodec.as_mask(imagecodec.read_mask(m), content.size, i)
-        if p.is_file():
-            styles.append(StyleInput(imagecodec.read_file(p).convert("RGB"), w, mask))
-        elif looks_like_path(s):
-            raise ImpastoError(BAD_OPTIONS, f"style image {s} does not exist")
-        else:
-            styles.append(StyleInput(library.load(s), w, mask))
+        source = style_source(s)
+        image = (imagecodec.read_file(source).convert("RGB") if isinstance(source, Path)
+                 else library.load(source))
+        styles.append(StyleInput(image, w, mask))
     engine = load_engine(args.weights or "auto", args.device or "auto", say=_say,
                          precision=args.precision or "auto")
     bar = ProgressBar()
@@ -120,9 +110,7 @@ def stylize_local(args: argparse.Namespace, opts: EngineOptions) -> dict[str, An
             last_preview[0] = now
             save_image(to_image(s.snapshot(CLI_PREVIEW_SIDE)), preview_path)
         if args.json:
-            emit_event(events.Progress(scale=s.scale, scales=s.scales, size=s.size, step=s.step,
-                                       total=s.total, losses=s.losses,
-                                       elapsed_s=round(s.elapsed_s, 4)))
+            emit_event(eventmap.progress(s))
         else:
             bar.update(s.step, s.total, f"scale {s.scale + 1}/{s.scales} {s.size}px",
                        format_losses(s.losses))
@@ -132,9 +120,9 @@ def stylize_local(args: argparse.Namespace, opts: EngineOptions) -> dict[str, An
     finally:
         bar.close()
     save_image(outcome.image, args.output)
-    return {"type": "result", "output": str(args.output), "width": outcome.image.width,
-            "height": outcome.image.height, "losses": outcome.losses, "seed": outcome.seed,
-            "elapsed_s": round(outcome.elapsed_s, 3), "evaluations": outcome.evaluations,
-            "weights": engine.weights.label, "device": str(engine.device),
-            "device_detail": engine.dev.describe(), "precision": engine.precision,
-            "schedule": [dataclasses.asdict(s) for s in outcome.schedule]}
+    return events.Done(output=str(args.output), width=outcome.image.width,
+                       height=outcome.image.height, losses=outcome.losses, seed=outcome.seed,
+                       elapsed_s=round(outcome.elapsed_s, 3), evaluations=outcome.evaluations,
+                       weights=engine.weights.label, device=str(engine.device),
+                       device_detail=engine.dev.describe(), precision=engine.precision,
+                       schedule=[dataclasses.asdict(s) for s in outcome.schedule])

@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from PIL import Image
 
 from impasto import events
-from impasto.cli.progress import emit_event, format_losses, result_event
+from impasto.cli.progress import emit_event, format_losses
 from impasto.errors import BAD_OPTIONS, STORAGE, ImpastoError
 from impasto.fsio import write_atomic
 from impasto.protocol import printable
@@ -53,16 +52,20 @@ def check_writable(path: Path) -> None:
         raise ImpastoError(STORAGE, f"cannot write {path}: {parent} is not a writable folder")
 
 
-def print_summary(summary: dict[str, Any], as_json: bool) -> None:
+def print_summary(done: events.Done, as_json: bool) -> None:
     if as_json:
-        emit_event(result_event(summary))
+        emit_event(done)
         return
-    print(f"wrote {summary['output']} ({summary['width']}x{summary['height']}) in "
-          f"{summary['elapsed_s']:.1f} s; seed {summary['seed']}; {format_losses(summary['losses'])}")
-    if summary.get("schedule"):
+    print(f"wrote {done.output} ({done.width}x{done.height}) in {done.elapsed_s or 0:.1f} s; "
+          f"seed {done.seed}; {format_losses(done.losses or {})}")
+    if done.schedule:
         print("scales: " + ", ".join(f"{s['width']}x{s['height']} ({s['evaluations']} evaluations)"
-                                     for s in summary["schedule"]))
-    if str(summary.get("weights", "")).startswith("random"):
+                                     for s in done.schedule))
+    random_weights_note(done)
+
+
+def random_weights_note(done: events.Done) -> None:
+    if done.random_weights:
         print("note: made with RANDOM weights (--weights random): a demo, not art")
 
 

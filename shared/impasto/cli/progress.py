@@ -54,11 +54,6 @@ def emit_event(event: events.Event, stream: TextIO | None = None) -> None:
     stream.flush()
 
 
-def result_event(summary: dict[str, Any]) -> events.Done:
-    """A job's summary (as the CLI prints it for people) as the stream's done event."""
-    return events.Done(**{k: v for k, v in summary.items() if k != "type"})
-
-
 def emit_json(obj: dict[str, Any], stream: TextIO | None = None) -> None:
     """Plain JSON for answers that are not part of a job's stream (status, lists)."""
     stream = stream or sys.stdout

@@ -7,14 +7,16 @@ import contextlib
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
 
-from impasto import events, imagecodec
+from impasto import eventmap, imagecodec
+from impasto.cli.clip import is_clip, print_clip_summary, send_clip
+from impasto.cli.jobargs import CLI_PREVIEW_SIDE, client_for, style_refs
 from impasto.cli.optionflags import engine_options
 from impasto.cli.output import check_writable, print_summary, save_image
 from impasto.cli.progress import ProgressBar, emit_event, emit_json, format_losses
 from impasto.client import Client
 from impasto.errors import BAD_OPTIONS, ImpastoError
+from impasto.events import Done
 from impasto.protocol import (
     Accepted,
     OutputFormat,
@@ -22,31 +24,23 @@ from impasto.protocol import (
     Progress,
     Result,
     Stage,
-    StyleRef,
     StylesAdd,
     StylesList,
     StylesRemove,
     Stylize,
-    check_blend,
     printable,
 )
 
-CLI_PREVIEW_SIDE = 512  # long side of --preview images
-
-
-def client_for(args: argparse.Namespace) -> Client:
-    return Client(getattr(args, "address", None), timeout=getattr(args, "timeout", 5.0))
-
 
 def follow_job(client: Client, request: Stylize, output: Path, as_json: bool,
-               preview: Path | None = None) -> dict[str, Any]:
+               preview: Path | None = None) -> Done:
     """Run a stylize request on the daemon, show progress, write the result (and each
     preview the request asked for to `preview`)."""
     bar = ProgressBar()
 
     def accepted(a: Accepted) -> None:
         if as_json:
-            emit_event(events.Accepted(job=a.job, position=a.position))
+            emit_event(eventmap.accepted(a))
         elif a.position:
             bar.message(f"job {a.job} queued at position {a.position}")
 
@@ -54,9 +48,7 @@ def follow_job(client: Client, request: Stylize, output: Path, as_json: bool,
         if p.preview is not None and preview is not None:
             save_image(imagecodec.decode_pil(p.preview, "the preview"), preview)
         if as_json:
-            emit_event(events.Progress(job=p.job, stage=str(p.stage), scale=p.scale,
-                                       scales=p.scales, size=p.size, step=p.step, total=p.total,
-                                       losses=p.losses, elapsed_s=p.elapsed_s))
+            emit_event(eventmap.progress(p))
         elif p.stage == Stage.PREPARE:
             bar.update(0, p.total, "preparing")
         else:
@@ -79,16 +71,10 @@ def follow_job(client: Client, request: Stylize, output: Path, as_json: bool,
     assert result.image is not None
     img = imagecodec.decode_pil(result.image)
     save_image(img, output)
-    summary = {"type": "result", "job": result.job, "output": str(output), "width": img.width,
-               "height": img.height, "losses": result.losses, "seed": result.seed,
-               "elapsed_s": result.elapsed_s, "weights": result.weights,
-               "schedule": result.schedule}
-    return summary
+    return eventmap.done(result, output=output, size=img.size)
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from impasto.cli.clip import is_clip, print_clip_summary, send_clip
-
     if is_clip(args.content):
         print_clip_summary(send_clip(args, engine_options(args)), args.json)
         return 0
@@ -177,50 +163,3 @@ def cmd_styles(args: argparse.Namespace) -> int:
             client.call(StylesRemove(name=args.name))
             print(f"removed style {args.name}")
     return 0
-
-
-def blend_weights(styles: list[str], weights: list[float] | None) -> list[float]:
-    """One blend weight per --style (default equal), checked as the daemon checks them."""
-    if weights is None:
-        return [1.0] * len(styles)
-    if len(weights) != len(styles):
-        raise ImpastoError(BAD_OPTIONS, f"--style-weights has {len(weights)} values for "
-                           f"{len(styles)} --style arguments")
-    check_blend(weights)
-    return weights
-
-
-def mask_paths(styles: list[str], masks: list[Path | None] | None) -> list[Path | None]:
-    """One --style-masks entry per --style (None: unmasked), each an existing file."""
-    if masks is None:
-        return [None] * len(styles)
-    if len(masks) != len(styles):
-        raise ImpastoError(BAD_OPTIONS, f"--style-masks has {len(masks)} entries for "
-                           f"{len(styles)} --style arguments (leave an entry empty for an "
-                           "unmasked style: a.png,,c.png)")
-    for m in masks:
-        if m is not None and not m.is_file():
-            raise ImpastoError(BAD_OPTIONS, f"mask {m} is not a regular file" if m.exists()
-                               or m.is_symlink() else f"mask {m} does not exist")
-    return masks
-
-
-def style_refs(styles: list[str], weights: list[float] | None,
-               masks: list[Path | None] | None = None) -> list[StyleRef]:
-    """Each --style is a file when one exists at that path, else a library name."""
-    refs = []
-    for s, w, m in zip(styles, blend_weights(styles, weights), mask_paths(styles, masks)):
-        p = Path(s).expanduser()
-        mask = None if m is None else imagecodec.file_ref(m)
-        if p.is_file():
-            refs.append(StyleRef(image=imagecodec.file_ref(p), weight=w, mask=mask))
-        elif looks_like_path(s):
-            raise ImpastoError(BAD_OPTIONS, f"style image {s} does not exist")
-        else:
-            refs.append(StyleRef(name=s, weight=w, mask=mask))
-    return refs
-
-
-def looks_like_path(s: str) -> bool:
-    return "/" in s or "\\" in s or Path(s).suffix.lower() in (
-        ".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
