@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from impasto import imagecodec
+from impasto import imagecodec, videoio
 from impasto.client import Client
 from impasto.errors import BAD_OPTIONS, ImpastoError
 from impasto.protocol import StyleRef, check_blend
@@ -69,5 +69,5 @@ def style_refs(styles: list[str], weights: list[float] | None,
 
 
 def looks_like_path(s: str) -> bool:
-    return "/" in s or "\\" in s or Path(s).suffix.lower() in (
-        ".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+    """A folder in it, or a picture's suffix (a frame's, or an animated GIF's)."""
+    return "/" in s or "\\" in s or Path(s).suffix.lower() in (*videoio.FRAME_SUFFIXES, ".gif")
