@@ -132,12 +132,13 @@ def test_install_uninstall_and_doctor(tmp_path: Path, env: dict[str, str]) -> No
     assert cfg["address"] == addr and command[command.index("--bind") + 1] == addr
     assert command[command.index("--idle-exit") + 1] == "1800" and cfg["autostart"]["idle_exit_s"] == 1800
     assert cfg["bridge"][:4] == [sys.executable, "-I", "-m", "impasto.gimp.bridge"]
-    # The dialog's ranges and defaults are EngineOptions' own.
-    from impasto.options import FIELDS
+    # The dialog's ranges and defaults are EngineOptions' own: generated beside the
+    # plug-in (impasto_fields.py; tests/gimp/test_dialog_fields.py), no longer in the config.
+    from impasto.gimp import GENERATED, companion_texts
 
-    assert cfg["options"]["size"]["max"] == FIELDS["size"].metadata["hi"]
-    assert cfg["options"]["strength"]["default"] == FIELDS["strength"].default == 1.0
-    assert cfg["options"]["preset"]["choices"] == list(FIELDS["preset"].metadata["choices"])
+    assert "options" not in cfg
+    for name in GENERATED:
+        assert (target / name).read_bytes() == companion_texts()[name], name
     r = run_cli(["gimp", "doctor"], env)
     assert "[ok] plug-in matches this impasto version" in r.stdout
     assert "[ok] bridge runs" in r.stdout, r.stdout
