@@ -10,6 +10,12 @@ screen's, and whether anything in the dialog needs scrolling), and NAME-expanded
 dialog with expanders (all of them opened: its largest; "expanded" in the JSON). tests/gimp/test_dialog_size.py
 runs it and fails on a dialog that does not fit the screen.
 
+shoot(..., scenes=...) opens a dialog once per Scene instead: an image with the layers and
+channels it names, the config set as an earlier run would have left it, and, with
+`actions`, things a person does in the dialog (Clear, Reset); each scene's JSON holds
+what the dialog showed ("state": expanders, tabs, lists, pictures, the config's values)
+as it opened and after each action. tests/gimp/test_dialog_behaviour.py runs it.
+
 How: GIMP runs in batch mode (gimp-console-3.0, as the other GIMP tests run it) with
 DISPLAY naming the Xvfb server, and its batch code runs each procedure with run-mode
 INTERACTIVE. The plug-in is a process of its own: GimpUi.init connects it to that
@@ -36,6 +42,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.gimp.runner import GimpRunner, gimp_root
@@ -50,38 +57,112 @@ DIALOGS = {"neural-style": "plug-in-impasto-neural-style", "setup": "plug-in-imp
 # dialog took 5 s or less on a busy 2-core machine).
 DIALOG_TIMEOUT = 60.0
 
-# Run by GIMP's python-fu-eval in the batch process.
-BATCH = r'''
+# Run by GIMP's python-fu-eval in the batch process: each scene (IMPASTO_SCREENS, a JSON
+# list; see Scene) on an image of its own, its procedure run INTERACTIVE with the scene's
+# config values; what the plug-in captured under the dialog's name is renamed to the
+# scene's.
+BATCH = r"""
 import json
 import os
+import struct
 import traceback
+import zlib
 
-from gi.repository import Gimp
+from gi.repository import Gegl, Gimp, Gio
 
 IO = os.environ["IMPASTO_IO"]
+SHOTS = os.environ["IMPASTO_DIALOG_SHOT"]
+SIZE = (320, 240)
+
+
+def picture(path):
+    # A small PNG (8x8, red) where a scene names a picture file that is not there.
+    if os.path.exists(path):
+        return
+    raw = b"".join(b"\x00" + bytes([200, 40, 40]) * 8 for _ in range(8))
+
+    def chunk(tag, data):
+        return (struct.pack(">I", len(data)) + tag + data
+                + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF))
+
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 8, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def value(v, layers, channels):
+    if isinstance(v, dict) and "layer" in v:
+        return layers[v["layer"]]
+    if isinstance(v, dict) and "channel" in v:
+        return channels[v["channel"]]
+    if isinstance(v, dict) and "file" in v:
+        path = v["file"] if os.path.isabs(v["file"]) else os.path.join(IO, v["file"])
+        picture(path)
+        return Gio.File.new_for_path(path)
+    return v
+
+
 report = {}
-image = Gimp.Image.new(320, 240, Gimp.ImageBaseType.RGB)
-layer = Gimp.Layer.new(image, "background", 320, 240, Gimp.ImageType.RGB_IMAGE, 100.0,
-                       Gimp.LayerMode.NORMAL)
-image.insert_layer(layer, None, 0)
-for pair in os.environ["IMPASTO_SCREENS"].split(","):
-    name, proc_name = pair.split("=")
+for scene in json.loads(os.environ["IMPASTO_SCREENS"]):
+    name, capture = scene["name"], scene["capture"]
     with open(os.path.join(IO, name + ".started"), "w") as f:
         f.write("")
     try:
-        proc = Gimp.get_pdb().lookup_procedure(proc_name)
+        image = Gimp.Image.new(SIZE[0], SIZE[1], Gimp.ImageBaseType.RGB)
+        layers, channels = {}, {}
+        for lname in reversed(scene["layers"]):  # listed top first, as GIMP lists them
+            layer = Gimp.Layer.new(image, lname, SIZE[0], SIZE[1], Gimp.ImageType.RGB_IMAGE,
+                                   100.0, Gimp.LayerMode.NORMAL)
+            image.insert_layer(layer, None, 0)
+            layers[lname] = layer
+        for lname in scene["masks"]:
+            layers[lname].add_mask(layers[lname].create_mask(Gimp.AddMaskType.WHITE))
+        for cname in reversed(scene["channels"]):
+            channel = Gimp.Channel.new(image, cname, SIZE[0], SIZE[1], 50.0,
+                                       Gegl.Color.new("red"))
+            image.insert_channel(channel, None, 0)
+            channels[cname] = channel
+        proc = Gimp.get_pdb().lookup_procedure(scene["proc"])
         config = proc.create_config()
         config.set_property("run-mode", Gimp.RunMode.INTERACTIVE)
         config.set_property("image", image)
-        config.set_core_object_array("drawables", [layer])
+        config.set_core_object_array("drawables", [layers[scene["layers"][-1]]])
+        for key, v in scene["config"].items():
+            config.set_property(key, value(v, layers, channels))
         result = proc.run(config)
         report[name] = {"status": result.index(0).value_nick}
     except Exception:
         report[name] = {"exception": traceback.format_exc()}
+    if capture != name:
+        for suffix in (".json", ".png", "-expanded.png"):
+            if os.path.exists(os.path.join(SHOTS, capture + suffix)):
+                os.replace(os.path.join(SHOTS, capture + suffix),
+                           os.path.join(SHOTS, name + suffix))
 with open(os.path.join(IO, "screens-report.json"), "w") as f:
     json.dump(report, f)
 print("IMPASTO-SCREENS-DONE")
-'''
+"""
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One opening of a dialog (a DIALOGS name), on an image of 320x240 with these layers
+    (named top first, as GIMP's Layers dialog lists them; the procedure runs on the last,
+    the bottom one), these layers given a white layer mask, and these channels; the
+    procedure's config set to `config` first: as an earlier run would have left it.
+
+    A config value is a string, number or boolean as it is, {"layer": NAME} or
+    {"channel": NAME} for that layer or channel of the image, {"file": PATH} for a file (a
+    relative PATH: a small PNG made for the scene in the batch's folder).
+
+    GIMP gives an interactive run the values it is called with where it has no last values
+    saved for the procedure (a fresh profile, as here: a cancelled dialog saves none)."""
+
+    dialog: str = "neural-style"
+    layers: tuple[str, ...] = ("background",)
+    masks: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+    config: dict[str, object] = field(default_factory=dict)
 
 
 class ScreensRunner(GimpRunner):
@@ -182,13 +263,32 @@ def watch(runner: GimpRunner, names: list[str], shots: Path, done: threading.Eve
 
 
 def shoot(out: Path, plugin_file: Path | None = None, root: str | None = None,
-          names: list[str] | None = None, timeout: float = 600) -> dict[str, dict]:
+          names: list[str] | None = None, timeout: float = 600,
+          scenes: dict[str, Scene] | None = None, actions: list[str] | None = None,
+          settle: float | None = None) -> dict[str, dict]:
     """Every dialog in `names` (default: all), measured, its PNG and JSON written to
-    `out`: name -> the JSON's content, or {"error": why} where none came."""
+    `out`: name -> the JSON's content, or {"error": why} where none came.
+
+    With `scenes` (name -> Scene), each scene instead, under its name (NAME.json: what the
+    dialog showed as it opened, "state", and after each of `actions`; see
+    impasto.gimp.dialogshot). `settle`: seconds the dialog's size must stay the same
+    (dialogshot's default where None)."""
     root = root or gimp_root()
     if root is None:
         raise RuntimeError("no GIMP 3: run tests/gimp/setup_gimp.sh")
-    names = names or list(DIALOGS)
+    extra = {}
+    if scenes is None:  # the screenshots: NAME.json as it always was, no state
+        scenes = {n: Scene(dialog=n) for n in (names or list(DIALOGS))}
+    else:
+        extra["IMPASTO_DIALOG_SHOT_STATE"] = "1"
+    names = list(scenes)
+    plan = [{"name": n, "capture": sc.dialog, "proc": DIALOGS[sc.dialog],
+             "layers": list(sc.layers), "masks": list(sc.masks),
+             "channels": list(sc.channels), "config": sc.config} for n, sc in scenes.items()]
+    if actions:
+        extra["IMPASTO_DIALOG_SHOT_ACTIONS"] = ",".join(actions)
+    if settle is not None:
+        extra["IMPASTO_DIALOG_SHOT_SETTLE"] = str(settle)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="impasto-screens-") as tmp:
         work = Path(tmp)
@@ -208,7 +308,7 @@ def shoot(out: Path, plugin_file: Path | None = None, root: str | None = None,
                     p = runner.run_batch(batch, {
                         "DISPLAY": display, "NO_AT_BRIDGE": "1",
                         "IMPASTO_DIALOG_SHOT": str(runner.inner(shots)),
-                        "IMPASTO_SCREENS": ",".join(f"{n}={DIALOGS[n]}" for n in names)},
+                        "IMPASTO_SCREENS": json.dumps(plan), **extra},
                         timeout=timeout)
                     log = p.stdout[-1500:] + p.stderr[-1500:]
                 except subprocess.TimeoutExpired as e:
@@ -224,9 +324,10 @@ def shoot(out: Path, plugin_file: Path | None = None, root: str | None = None,
                 if not info_file.exists():
                     why = ("its procedure ran for more than " f"{DIALOG_TIMEOUT:g} s"
                            if name in stuck else "GIMP ended")
+                    capture = scenes[name].dialog
                     results[name] = {"error": (
                         f"no {name}.json: {why} without the dialog being captured. Does the "
-                        f"plug-in call dialogshot.capture(dialog, {name!r}) before "
+                        f"plug-in call dialogshot.capture(dialog, {capture!r}) before "
                         f"dialog.run()?\nGIMP's output, its end:\n{log}")}
                     continue
                 info = json.loads(info_file.read_text())

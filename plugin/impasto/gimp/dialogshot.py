@@ -8,6 +8,19 @@ does nothing and returns False. The plug-in calls it just before `dialog.run()`:
     if dialogshot is not None and dialogshot.capture(dialog, "neural-style"):
         return CANCEL
 
+With IMPASTO_DIALOG_SHOT_STATE set (or actions named), NAME.json also says what the dialog
+shows ("state", as it first appears): each expander's label and whether it is open, each
+notebook's tab labels, each list's chosen text and entries, each entry's text, each file
+chooser's file, each labelled button's sensitivity, and the procedure config's values
+(without either, NAME.json is as before). With IMPASTO_DIALOG_SHOT_ACTIONS naming actions
+(comma-separated, done in that order on the live dialog after the measurements), "actions"
+holds each one's outcome and the state after it, and "state_before" / "state_after" the
+state before the first and after the last:
+
+    clear-picture   click the first style's "Clear" (only when it is sensitive)
+    initial-reset   Reset > Reset to Initial Values, through the dialog's own Reset button
+    factory-reset   Reset > Reset to Factory Defaults, likewise
+
 The plug-in imports its copy beside it, `impasto_dialogshot.py`. Importing it needs the
 standard library only (the archive's stand-alone checks import every companion on a
 bare Python); GTK is reached only inside `capture`, through the gi modules the calling
@@ -22,6 +35,12 @@ import os
 import time
 
 ENV = "IMPASTO_DIALOG_SHOT"
+STATE_ENV = "IMPASTO_DIALOG_SHOT_STATE"
+ACTIONS_ENV = "IMPASTO_DIALOG_SHOT_ACTIONS"
+# GimpProcedureDialog's Reset button answers with this response; its popover's buttons.
+RESPONSE_RESET = 1
+RESETS = {"initial-reset": "Reset to Initial Values",
+          "factory-reset": "Reset to Factory Defaults"}
 # How long the dialog's size must stay the same before it counts as laid out (seconds; a
 # dialog that fills itself from a thread's answer, as the set-up's note does, may grow
 # once more), and the most time spent waiting for it to map and settle.
@@ -60,14 +79,19 @@ def _pump(Gtk) -> None:
         Gtk.main_iteration_do(False)
 
 
-def _widgets(widget):
-    """The widget and every widget inside it, internal children included (forall)."""
+def _widgets(widget, seen: dict | None = None):
+    """The widget and every widget inside it, internal children included (forall; a
+    window's popovers too), each once (a combo box with an entry reaches it twice)."""
+    seen = {} if seen is None else seen
+    if id(widget) in seen:
+        return
+    seen[id(widget)] = widget  # kept: a live wrapper's id is not reused, nor is it remade
     yield widget
     if hasattr(widget, "forall"):
         children: list = []
         widget.forall(children.append)
         for child in children:
-            yield from _widgets(child)
+            yield from _widgets(child, seen)
 
 
 def _scrolling(Gtk, dialog) -> list[dict]:
@@ -161,6 +185,9 @@ def _shoot(dialog, name: str, folder: str) -> dict:
     stable = _settle(Gtk, dialog, settle, t0 + LIMIT_S)
     info = {"title": dialog.get_title(), "settle_s": settle, "stable": stable,
             **_measure(Gtk, Gdk, dialog, os.path.join(folder, f"{name}.png"))}
+    actions = [a.strip() for a in (os.environ.get(ACTIONS_ENV) or "").split(",") if a.strip()]
+    if actions or os.environ.get(STATE_ENV):
+        info["state"] = state(dialog)  # as it first appears: before the expanders are opened
     # The largest the dialog gets as a person opens it up: every expander open (those an
     # opened one reveals too), measured again as NAME-expanded.png; null without expanders.
     opened = 0
@@ -179,5 +206,199 @@ def _shoot(dialog, name: str, folder: str) -> dict:
         stable = _settle(Gtk, dialog, settle, time.monotonic() + LIMIT_S)
         info["expanded"] = {"stable": stable, **_measure(
             Gtk, Gdk, dialog, os.path.join(folder, f"{name}-expanded.png"))}
+    if actions:
+        info["state_before"] = state(dialog)
+        info["actions"] = []
+        for action in actions:
+            outcome: dict = {"action": action}
+            try:
+                outcome.update(_act(Gtk, dialog, action))
+            except Exception as e:  # noqa: BLE001 - reported; the next action still runs
+                outcome["error"] = f"{type(e).__name__}: {e}"
+            _idle(Gtk)
+            outcome["state"] = state(dialog)
+            info["actions"].append(outcome)
+        info["state_after"] = info["actions"][-1]["state"]
     info["seconds"] = round(time.monotonic() - t0, 3)
     return info
+
+
+# What the dialog shows --------------------------------------------------------------
+
+
+def _idle(Gtk, seconds: float = 0.2) -> None:
+    """GTK's loop run for a moment: what a change queued (an idle callback that marks a
+    tab, a file chooser's answer) is done before the state is read."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        _pump(Gtk)
+        time.sleep(0.01)
+    _pump(Gtk)
+
+
+def _text(Gtk, widget) -> str | None:
+    """The text a widget shows: a label's, or the first label's inside it."""
+    for w in _widgets(widget):
+        if isinstance(w, Gtk.Label):
+            return w.get_text()
+    return None
+
+
+def _place(Gtk, widget) -> str:
+    """Where a widget is, as a person would say it: the frames, expanders and notebook
+    tabs around it and the label beside it in its grid, outermost first ("More styles and
+    areas / Style 2 / Or a layer")."""
+    parts = []
+    child, parent = widget, widget.get_parent()
+    while parent is not None:
+        if isinstance(parent, Gtk.Notebook):
+            tab = parent.get_tab_label(child)
+            if tab is not None:
+                parts.append(_text(Gtk, tab) or "")
+        elif isinstance(parent, Gtk.Expander) and child is parent.get_child():
+            parts.append(parent.get_label() or "")
+        elif (isinstance(parent, Gtk.Frame) and child is parent.get_child()
+              and parent.get_label()):
+            parts.append(parent.get_label())
+        elif isinstance(parent, Gtk.Grid):
+            left = parent.child_get_property(child, "left-attach")
+            top = parent.child_get_property(child, "top-attach")
+            beside = parent.get_child_at(0, top) if left > 0 else None
+            if isinstance(beside, Gtk.Label):
+                parts.append(beside.get_text())
+        child, parent = parent, parent.get_parent()
+    return " / ".join(reversed(parts))
+
+
+def _value(value):
+    """A config value as JSON: a file as its path, a layer or channel as its name."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_value(v) for v in value]
+    if hasattr(value, "get_path") and hasattr(value, "get_uri"):  # a Gio.File
+        return {"file": value.get_path()}
+    if hasattr(value, "get_name") and hasattr(value, "get_id"):  # a Gimp.Item
+        return {"item": value.get_name(), "id": value.get_id()}
+    if hasattr(value, "get_id"):  # a Gimp.Image
+        return {"id": value.get_id()}
+    if hasattr(value, "value_nick"):  # an enum
+        return value.value_nick
+    return repr(value)
+
+
+def _config(dialog) -> dict:
+    """The values of the config the dialog edits (GimpProcedureDialog's "config")."""
+    try:
+        config = dialog.get_property("config")
+    except TypeError:
+        return {}
+    out = {}
+    for pspec in config.list_properties():
+        if pspec.name == "procedure":
+            continue
+        try:
+            out[pspec.name] = _value(config.get_property(pspec.name))
+        except Exception as e:  # noqa: BLE001 - one unreadable value does not hide the rest
+            out[pspec.name] = f"<{type(e).__name__}: {e}>"
+    return out
+
+
+def state(dialog) -> dict:
+    """What the dialog shows now: its expanders, notebook tabs, lists (Gtk.ComboBoxText),
+    entries, file choosers and labelled buttons, each with its place (see _place), and the
+    config's values."""
+    Gtk = _gi("Gtk", "3.0")
+    out: dict = {"expanders": [], "notebooks": [], "combos": [], "entries": [],
+                 "pictures": [], "buttons": []}
+    for w in _widgets(dialog):
+        common = {"place": _place(Gtk, w), "visible": w.is_visible(),
+                  "sensitive": w.is_sensitive()}
+        if isinstance(w, Gtk.Expander):
+            out["expanders"].append({"label": w.get_label(), "expanded": w.get_expanded(),
+                                     **common})
+        elif isinstance(w, Gtk.Notebook):
+            pages = [w.get_nth_page(i) for i in range(w.get_n_pages())]
+            out["notebooks"].append({"tabs": [_text(Gtk, w.get_tab_label(p)) for p in pages],
+                                     "current": w.get_current_page(), **common})
+        elif isinstance(w, Gtk.ComboBoxText):
+            model = w.get_model()
+            out["combos"].append({"active": w.get_active_text(),
+                                  "entries": [row[0] for row in model], **common})
+        elif isinstance(w, Gtk.FileChooserButton):
+            f = w.get_file()
+            out["pictures"].append({"file": f.get_path() if f is not None else None,
+                                    "shows": _text(Gtk, w), "title": w.get_title(), **common})
+        elif isinstance(w, Gtk.Entry) and not isinstance(w, Gtk.SpinButton):
+            out["entries"].append({"text": w.get_text(), **common})
+        elif isinstance(w, Gtk.Button) and w.get_label():
+            out["buttons"].append({"label": w.get_label(), **common})
+    out["config"] = _config(dialog)
+    return out
+
+
+# What a person does in it -----------------------------------------------------------
+
+
+def _act(Gtk, dialog, action: str) -> dict:
+    if action == "clear-picture":
+        return _clear_picture(Gtk, dialog)
+    if action in RESETS:
+        return _reset(Gtk, dialog, RESETS[action])
+    raise ValueError(f"no such action {action!r} (known: clear-picture, {', '.join(RESETS)})")
+
+
+def _clear_picture(Gtk, dialog) -> dict:
+    """A click on the first style's Clear button, as a person can make it: only when the
+    button is sensitive (a click on an insensitive button does nothing)."""
+    found = [w for w in _widgets(dialog)
+             if isinstance(w, Gtk.Button) and w.get_label() == "Clear"]
+    if not found:
+        raise RuntimeError("no Clear button in the dialog")
+    button = found[0]
+    if not button.is_sensitive():
+        return {"done": False, "why": "the Clear button is not sensitive",
+                "place": _place(Gtk, button)}
+    button.clicked()
+    return {"done": True, "place": _place(Gtk, button)}
+
+
+def _reset(Gtk, dialog, words: str) -> dict:
+    """GIMP's Reset > `words`, as a person chooses it: the dialog runs (as the plug-in
+    would run it), its Reset button is clicked, which pops up GIMP's menu of resets; the
+    button named `words` in it is clicked; then the dialog is answered Cancel, which ends
+    the run. Found by what the buttons say, as GIMP labels them (in English: the tests
+    run GIMP with LANG=C.UTF-8)."""
+    GLib = _gi("GLib", "2.0")
+    reset = dialog.get_widget_for_response(RESPONSE_RESET)
+    if reset is None:
+        raise RuntimeError("the dialog has no Reset button (a GimpProcedureDialog has one)")
+    outcome: dict = {"done": False}
+    deadline = time.monotonic() + 10.0
+
+    def end() -> bool:
+        dialog.response(Gtk.ResponseType.CANCEL)
+        return False
+
+    def choose() -> bool:
+        found = [w for w in _widgets(dialog) if isinstance(w, Gtk.Button)
+                 and (w.get_label() or "").replace("_", "") == words]
+        if not found:
+            if time.monotonic() < deadline:
+                return True  # the popover is made on the run's next turn
+            outcome["why"] = f"no {words!r} button appeared after Reset"
+            GLib.idle_add(end)
+            return False
+        found[0].clicked()
+        outcome["done"] = True
+        GLib.timeout_add(100, end)
+        return False
+
+    def click_reset() -> bool:
+        reset.clicked()
+        GLib.timeout_add(50, choose)
+        return False
+
+    GLib.timeout_add(50, click_reset)
+    outcome["run"] = bool(dialog.run())  # False: answered Cancel
+    return outcome
