@@ -9,9 +9,10 @@ import gi
 
 gi.require_version("Gimp", "3.0")
 import impasto_pixels as pixels  # noqa: E402
+import impasto_request as request  # noqa: E402
 import impasto_spawn as spawn  # noqa: E402
 from gi.repository import Gimp  # noqa: E402
-from impasto_bridgecall import StopControls, bridge_request, run_bridge  # noqa: E402
+from impasto_bridgecall import StopControls, bridge_settings, run_bridge  # noqa: E402
 from impasto_common import TMP_PREFIX, PluginError, load_config, tell, trace  # noqa: E402
 from impasto_layerio import Preview, read_rgb_float, write_result  # noqa: E402
 from impasto_still import preview_request, request_options, styles_of, working_side  # noqa: E402
@@ -143,15 +144,15 @@ def stylize_animation(image, config, rows, note, interactive):
             styles, style_label = styles_of(rows, first, box_on_first, tmp)
             options = request_options(config, long_side, max(uw, uh))
             preview_spec = preview_request(cfg, tmp)
-            request = bridge_request(
-                cfg, styles, options, preview_spec,
-                clip={"frames": paths, "width": uw, "height": uh, "format": "rgb32f",
-                      "output_dir": os.path.join(tmp, "out")})
+            job = request.ClipRequest(
+                **bridge_settings(cfg), styles=styles, options=options, preview=preview_spec,
+                clip=request.Clip(frames=paths, width=uw, height=uh, format="rgb32f",
+                                  output_dir=os.path.join(tmp, "out")))
             # The preview shows the frame being painted, over all the frames.
             preview = Preview(image, first, box_on_first)
             got = []
             try:
-                done = run_bridge(cfg, request, tmp, label, preview if preview_spec else None,
+                done = run_bridge(cfg, job, tmp, label, preview if preview_spec else None,
                                   controls, float(config.get_property("stop-after")),
                                   on_frame=got.append)
             finally:

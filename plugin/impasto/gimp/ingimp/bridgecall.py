@@ -4,7 +4,6 @@ and turned into GIMP's progress bar, the live preview and each finished frame; S
 Cancel sent on its stdin from a small window while it works."""
 
 import contextlib
-import json
 import os
 import subprocess
 import time
@@ -68,15 +67,11 @@ class StopControls:
             self.dialog = None
 
 
-def bridge_request(cfg, styles, options, preview, **what):
-    """The bridge's request: where the daemon is (the config), the styles, the options,
-    the preview, and what to stylize (content and output, or a clip)."""
-    request = {"address": cfg.get("address"), "timeout": cfg.get("timeout", 5.0),
-               "autostart": cfg.get("autostart"), "client": "gimp", "styles": styles,
-               "options": options, **what}
-    if preview is not None:
-        request["preview"] = preview
-    return request
+def bridge_settings(cfg):
+    """What every request takes from the bridge config: where the daemon is, how long it
+    may stay silent, how to start one."""
+    return {"address": cfg.get("address"), "timeout": float(cfg.get("timeout", 5.0)),
+            "autostart": cfg.get("autostart"), "client": "gimp"}
 
 
 def run_bridge(cfg, request, tmpdir, label, preview=None, controls=None, stop_after=0.0,
@@ -86,7 +81,7 @@ def run_bridge(cfg, request, tmpdir, label, preview=None, controls=None, stop_af
     Cancelled when the user cancels."""
     req_path = os.path.join(tmpdir, "request.json")
     with open(req_path, "w") as f:
-        json.dump(request, f)
+        f.write(request.to_line())  # impasto_request: the bridge parses the same shape
     command = list(cfg.get("bridge") or [])
     if not command:
         raise PluginError(f"{CONFIG} names no bridge program; run `impasto gimp install`.")

@@ -12,6 +12,7 @@ import gi
 gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
 gi.require_version("Babl", "0.1")
+import impasto_request as request  # noqa: E402
 from gi.repository import Babl, Gegl, Gimp  # noqa: E402
 from impasto_common import PluginError, trace  # noqa: E402
 
@@ -201,7 +202,7 @@ def read_region(layer, box, region, path):
         raise PluginError(f"GIMP returned {len(data)} bytes for a {w}x{h} area")
     with open(path, "wb") as f:
         f.write(data)
-    return {"raw": path, "width": w, "height": h}
+    return request.Area(raw=path, width=w, height=h)
 
 
 def apply_selection(image, layer, new):

@@ -9,8 +9,9 @@ import gi
 gi.require_version("Gimp", "3.0")
 import impasto_fields as fields  # noqa: E402
 import impasto_pixels as pixels  # noqa: E402
+import impasto_request as request  # noqa: E402
 from gi.repository import Gimp  # noqa: E402
-from impasto_bridgecall import bridge_request, run_bridge  # noqa: E402
+from impasto_bridgecall import bridge_settings, run_bridge  # noqa: E402
 from impasto_common import PREVIEW, TMP_PREFIX, PluginError, tell, trace  # noqa: E402
 from impasto_layerio import (  # noqa: E402
     Preview,
@@ -52,17 +53,18 @@ def preview_request(cfg, tmp):
     preview_cfg = {**PREVIEW, **(cfg.get("preview") or {})}
     if not preview_cfg.get("enabled", True):
         return None
-    return {"path": os.path.join(tmp, "preview.rgba"), "max_side": int(preview_cfg["max_side"]),
-            "interval_s": float(preview_cfg["interval_s"])}
+    return request.Preview(path=os.path.join(tmp, "preview.rgba"),
+                           max_side=int(preview_cfg["max_side"]),
+                           interval_s=float(preview_cfg["interval_s"]))
 
 
 def styles_of(rows, layer, box, tmp):
     """The request's styles (each with its area over `box` of `layer`) and their label."""
     styles, labels = [], []
     for k, (chosen, region) in enumerate(rows, 1):
-        style, style_label = style_spec(chosen, tmp, k)
-        if region is not None:
-            style["mask"] = read_region(layer, box, region, os.path.join(tmp, f"area{k}.grey"))
+        mask = None if region is None else read_region(
+            layer, box, region, os.path.join(tmp, f"area{k}.grey"))
+        style, style_label = style_spec(chosen, tmp, k, mask)
         styles.append(style)
         labels.append(style_label)
     return styles, " + ".join(labels)
@@ -88,13 +90,13 @@ def stylize_layer(image, layer, config, cfg, label, controls, rows, note):
         chosen = rows[0][0]
         options = request_options(config, box_side, max(bw, bh))
         preview_spec = preview_request(cfg, tmp)
-        request = bridge_request(
-            cfg, styles, options, preview_spec,
-            content={"path": content_path, "width": bw, "height": bh, "format": "rgb32f"},
+        job = request.StillRequest(
+            **bridge_settings(cfg), styles=styles, options=options, preview=preview_spec,
+            content=request.RawImage(path=content_path, width=bw, height=bh, format="rgb32f"),
             output=os.path.join(tmp, "result.rgbf"))
         preview = Preview(image, layer, box)
         try:
-            done = run_bridge(cfg, request, tmp, label, preview if preview_spec else None,
+            done = run_bridge(cfg, job, tmp, label, preview if preview_spec else None,
                               controls, float(config.get_property("stop-after")))
         finally:
             preview.close()

@@ -7,6 +7,7 @@ import os
 import gi
 
 gi.require_version("Gimp", "3.0")
+import impasto_request as request  # noqa: E402
 from gi.repository import Gimp  # noqa: E402
 from impasto_common import PluginError, choice  # noqa: E402
 from impasto_layerio import read_rgba  # noqa: E402
@@ -147,18 +148,18 @@ def choose_style(config, interactive=False, keys=None):
     return (kind, value, label), note
 
 
-def style_spec(chosen, tmp, k=1):
-    """The request's style entry for the chosen style, and its label."""
+def style_spec(chosen, tmp, k=1, mask=None):
+    """The request's style for the chosen style (with its area, if any), and its label."""
     kind, value, label = chosen
     if kind == "layer":
         sdata, sw, sh = read_rgba(value)
         spath = os.path.join(tmp, f"style{k}.rgba")
         with open(spath, "wb") as f:
             f.write(sdata)
-        return {"raw": spath, "width": sw, "height": sh}, label
+        return request.Style.layer(spath, sw, sh, mask=mask), label
     if kind == "path":
-        return {"path": value}, label
-    return {"name": value}, label
+        return request.Style.file(value, mask=mask), label
+    return request.Style.library(value, mask=mask), label
 
 
 def add_region_arguments(p, k, flags):
