@@ -51,6 +51,13 @@ SCENES = {
                                            "region-channel": {"channel": "sky"}}),
     "full": Scene(**IMAGE, config=FULL),
 }
+# The Set Up Server dialog, as it opens (no actions): its four pickers are, in order,
+# Install into, Python, Offline packages and Model file.
+SETUP_SCENES = {
+    "setup-default": Scene(dialog="setup"),
+    "setup-remove": Scene(dialog="setup", config={"action": "uninstall"}),
+    "setup-model-file": Scene(dialog="setup", config={"weights": "file"}),
+}
 ACTIONS = ["clear-picture", "initial-reset", "factory-reset"]
 ROWS = ("Style", f"{STYLES} / Style 2", f"{STYLES} / Style 3", f"{STYLES} / Style 4")
 
@@ -234,3 +241,24 @@ def test_factory_reset_clears_what_the_dialog_shows_and_the_config(scenes) -> No
             shown = widget(after, "combos", f"{page} / {area}")
             assert shown["active"] == "(none)" and not shown["visible"], (k, area, shown)
     assert tabs(after) == ["Style 1", "Style 2", "Style 3", "Style 4"]
+
+
+def test_set_up_greys_out_what_remove_and_the_model_do_not_use(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Remove needs only the folder; the Model file picker only when Model asks for a
+    file. The pickers are pickers (folders and files), the defaults said in the note."""
+    assert ROOT is not None
+    if xvfb_command(ROOT) is None:
+        pytest.skip("no Xvfb where GIMP runs: run tests/gimp/setup_gimp.sh (it installs xvfb)")
+    shots = shoot(tmp_path_factory.mktemp("setup"), root=ROOT, scenes=SETUP_SCENES,
+                  settle=0.5)
+
+    def sensitive(name: str) -> list[bool]:
+        assert "error" not in shots[name], shots[name]
+        pictures = shots[name]["state"]["pictures"]
+        assert len(pictures) == 4, pictures
+        return [p["sensitive"] for p in pictures]
+
+    assert sensitive("setup-default") == [True, True, True, False]
+    assert sensitive("setup-remove") == [True, False, False, False]
+    assert sensitive("setup-model-file") == [True, True, True, True]
