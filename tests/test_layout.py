@@ -270,17 +270,25 @@ def _attribute_uses(path: Path) -> list[tuple[ast.AST, list[ast.AST]]]:
     return out
 
 
-def test_watch_folder_reaches_the_folder_only_through_its_journal() -> None:
-    """folder.py never holds the confined tree: every move goes through the Journal."""
-    path = modules()["impasto.watch.folder"]
+# The watch folder's modules beside the journal: the folder and its kinds' handlers.
+WATCH_MODULES = ("impasto.watch.folder", "impasto.watch.job", "impasto.watch.still",
+                 "impasto.watch.video")
+
+
+@pytest.mark.parametrize("name", WATCH_MODULES)
+def test_watch_folder_reaches_the_folder_only_through_its_journal(name: str) -> None:
+    """The folder and its handlers never hold the confined tree: every move goes through
+    the Journal."""
+    path = modules()[name]
     uses = [n.lineno for n, _ in _attribute_uses(path) if n.attr in ("tree", "_tree")]
-    assert not uses, f"folder.py touches the tree at lines {uses}"
+    assert not uses, f"{path.name} touches the tree at lines {uses}"
 
 
-def test_watch_folder_fault_is_written_under_its_lock() -> None:
+@pytest.mark.parametrize("name", WATCH_MODULES)
+def test_watch_folder_fault_is_written_under_its_lock(name: str) -> None:
     """Sender, dispatch and guard threads all report faults: each write of self.fault
     (outside __init__) sits inside `with self._lock`."""
-    path = modules()["impasto.watch.folder"]
+    path = modules()[name]
     bad = []
     for node, chain in _attribute_uses(path):
         if node.attr != "fault" or not isinstance(node.ctx, ast.Store):
