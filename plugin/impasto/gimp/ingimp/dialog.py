@@ -8,39 +8,16 @@ The style rows are widgets of this module bound both ways to the procedure's con
 each shows the library's list, names its layers and channels, and follows Reset and
 Factory defaults. The option fields are GIMP's own widgets for impasto_fields."""
 
-import os
-import subprocess
-
 import gi
 
 gi.require_version("Gimp", "3.0")
 gi.require_version("Gtk", "3.0")
-import impasto_events as events  # noqa: E402
 import impasto_fields as fields  # noqa: E402
-import impasto_spawn as spawn  # noqa: E402
 from gi.repository import Gimp, GLib, Gtk  # noqa: E402
-from impasto_common import PluginError, load_config  # noqa: E402
+from impasto_bridgecall import library_names  # noqa: E402
 from impasto_stylerows import FIRST_EVERYWHERE, REGIONS, ROWS, TEXT, row_keys  # noqa: E402
 
 NONE = "(none)"
-
-
-def library_names():
-    """The daemon's style library, for the lists (empty when no daemon answers: a name
-    can still be typed)."""
-    try:
-        cfg = load_config()
-        command = list(cfg.get("bridge") or [])
-        env = {**os.environ, **(cfg.get("env") or {})}
-        r = subprocess.run(command + ["styles", cfg.get("address") or ""], capture_output=True,
-                           timeout=10, env=env, **spawn.hidden())
-        for line in r.stdout.decode(errors="replace").splitlines():
-            ev = events.parse(line)
-            if isinstance(ev, events.StyleNames):
-                return list(ev.names)
-    except (OSError, ValueError, AttributeError, PluginError, subprocess.TimeoutExpired):
-        pass
-    return []
 
 
 def all_layers(image):
