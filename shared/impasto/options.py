@@ -118,7 +118,10 @@ class EngineOptions:
                                   "longer side: larger shows finer brushwork but takes longer; "
                                   "the result always has the layer's own size. 0 = the "
                                   "layer's own size, but at most {normal} px for Draft and "
-                                  "Normal and {best} px for Best.", unset=0, more=True))
+                                  "Normal and {best} px for Best.", unset=0, more=True,
+                                  # Larger needs a style_scale under 1, which the dialog
+                                  # does not offer (MAX_STYLE_SIDE).
+                                  most=MAX_STYLE_SIDE))
     iterations: int | None = option(None, "evaluations at the final scale (default: the preset's)",
                                     lo=1, hi=MAX_EVALUATIONS)
     scales: int | None = option(None, "coarse-to-fine scales, each half the size of the next "

@@ -24,6 +24,7 @@ environment can stand in for impasto's modules).
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -40,6 +41,7 @@ from impasto.portable.pipes import PipeReader
 from impasto.portable.process import detached, windowless
 from impasto.protocol import (
     MAX_CLIP_FRAMES,
+    MAX_MESSAGE_BYTES,
     RAW_FORMATS,
     DaemonState,
     Frame,
@@ -210,14 +212,33 @@ def _tail(path: Path, lines: int = 12) -> str:
 def read_request(path: Path) -> Request:
     """The plug-in's request file, typed (impasto.bridgerequest: the plug-in writes it
     with its copy of that module); a malformed one is one bad_options error."""
+    file_size(path, "the request file")
     try:
         return bridgerequest.parse(path.read_bytes())
     except RequestError as e:
         raise ImpastoError(BAD_OPTIONS, str(e)) from None
 
 
+def file_size(path: str | Path, what: str) -> int:
+    """The size of a file the request names, before it is read: only a regular file is
+    read (a pipe would wait for a writer for ever, a device such as /dev/zero never end,
+    a folder fails), and a missing one is named."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError as e:
+        raise ImpastoError(BAD_OPTIONS, f"cannot read {what} {p}: {e.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "a pipe or a device"
+        raise ImpastoError(BAD_OPTIONS, f"{what} {p} is {kind}, not a file")
+    return st.st_size
+
+
 def raw_ref(path: str | Path, fmt: str, width: int, height: int, what: str) -> ImageRef:
     """A raw image file, its size checked against what the request says it holds."""
+    size = file_size(path, what)
+    if size != width * height * RAW_FORMATS[fmt]:
+        raise ImpastoError(BAD_OPTIONS, f"{what} holds {size} bytes for {width}x{height} {fmt}")
     data = Path(path).read_bytes()
     if len(data) != width * height * RAW_FORMATS[fmt]:
         raise ImpastoError(BAD_OPTIONS, f"{what} holds {len(data)} bytes for {width}x{height} {fmt}")
@@ -231,6 +252,9 @@ def mask_ref(area: Area | None) -> ImageRef | None:
     if area is None:
         return None
     w, h = area.width, area.height
+    size = file_size(area.raw, "the area file")
+    if size != w * h:
+        raise ImpastoError(BAD_OPTIONS, f"the area file holds {size} bytes for {w}x{h}")
     data = Path(area.raw).read_bytes()
     if len(data) != w * h:
         raise ImpastoError(BAD_OPTIONS, f"the area file holds {len(data)} bytes for {w}x{h}")
@@ -245,10 +269,14 @@ def style_ref(style: Style) -> StyleRef:
     mask = mask_ref(style.mask)
     if style.raw is not None:
         assert style.width is not None and style.height is not None
+        file_size(style.raw, "the style layer's file")
         return StyleRef(image=ImageRef(Path(style.raw).read_bytes(), "rgba8", style.width,
                                        style.height), weight=style.weight, mask=mask)
     if style.path is not None:
         p = Path(style.path).expanduser()
+        if file_size(p, "style image") > MAX_MESSAGE_BYTES:
+            raise ImpastoError(BAD_OPTIONS, f"style image {p} is larger than a request may be "
+                               f"({MAX_MESSAGE_BYTES // 2**20} MB)")
         try:
             return StyleRef(image=ImageRef(p.read_bytes(), "encoded"), weight=style.weight,
                             mask=mask)
@@ -338,7 +366,7 @@ def run_clip(request: ClipRequest) -> int:
     # Every frame checked before the first is sent: a bad last frame found only after
     # the others were stylized would cost all of that work.
     for i, p in enumerate(paths, 1):
-        size = p.stat().st_size
+        size = file_size(p, f"frame {i}")
         if size != w * h * RAW_FORMATS[fmt]:
             raise ImpastoError(BAD_OPTIONS, f"frame {i} ({p.name}) holds {size} bytes for "
                                f"{w}x{h} {fmt}")

@@ -175,10 +175,16 @@ def uninstall(args: argparse.Namespace) -> int:
 
 def doctor(args: argparse.Namespace) -> int:
     problems = 0
+    # A fix that reinstalls names the folder this doctor looked at: a bare `impasto gimp
+    # install` would fill the default profile's and leave this one as it is.
+    explicit = getattr(args, "plugin_dir", None)
+    where = (f" --plugin-dir {shlex.quote(str(explicit))}" if explicit
+             else f" --gimp-dir {shlex.quote(str(args.gimp_dir))}" if args.gimp_dir else "")
 
     def report(ok: bool, what: str, fix: str = "") -> None:
         nonlocal problems
         problems += not ok
+        fix = fix.replace("`impasto gimp install", f"`impasto gimp install{where}")
         print(f"[{'ok' if ok else '!!'}] {what}" + ("" if ok or not fix else f"\n     fix: {fix}"))
 
     profile = find_profile(args.gimp_dir)
@@ -293,4 +299,10 @@ def check_autostart(auto: dict[str, Any], report: Any) -> None:
 
 
 def run_gimp(args: argparse.Namespace) -> int:
-    return {"install": install, "uninstall": uninstall, "doctor": doctor}[args.gimp_command](args)
+    try:
+        return {"install": install, "uninstall": uninstall, "doctor": doctor}[args.gimp_command](args)
+    except OSError as e:  # a file where a folder goes, a read-only profile, a full disk
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"impasto: error: gimp {args.gimp_command}: {where}{e.strerror or e}",
+              file=sys.stderr)
+        return 1
