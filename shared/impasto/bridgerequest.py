@@ -310,9 +310,22 @@ def _common(b: dict[str, Any]) -> dict[str, Any]:
             "preview": None if b.get("preview") is None else Preview.from_json(b["preview"])}
 
 
-def _common_json(r: StillRequest | ClipRequest) -> dict[str, Any]:
-    return _drop_none({"address": r.address, "timeout": r.timeout, "autostart": r.autostart,
+def _common_json(r: StillRequest | ClipRequest, what: dict[str, Any]) -> dict[str, Any]:
+    """The request's JSON: the fields both kinds share around `what` (content and output,
+    or clip)."""
+    body = _drop_none({"address": r.address, "timeout": r.timeout, "autostart": r.autostart,
                        "client": r.client})
+    body |= what
+    body |= {"styles": [s.to_json() for s in r.styles], "options": dict(r.options)}
+    if r.preview is not None:
+        body["preview"] = r.preview.to_json()
+    return body
+
+
+def _line(r: StillRequest | ClipRequest) -> str:
+    """One JSON line (no newline), checked as parse() checks it."""
+    _checked(r)
+    return json.dumps(r.to_json(), separators=(",", ":"), allow_nan=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -331,17 +344,10 @@ class StillRequest:
     preview: Preview | None = None
 
     def to_json(self) -> dict[str, Any]:
-        body = {**_common_json(self), "content": self.content.to_json(),
-                "styles": [s.to_json() for s in self.styles], "options": dict(self.options),
-                "output": self.output}
-        if self.preview is not None:
-            body["preview"] = self.preview.to_json()
-        return body
+        return _common_json(self, {"content": self.content.to_json(), "output": self.output})
 
     def to_line(self) -> str:
-        """One JSON line (no newline), checked as parse() checks it."""
-        _checked(self)
-        return json.dumps(self.to_json(), separators=(",", ":"), allow_nan=False)
+        return _line(self)
 
     @classmethod
     def from_json(cls, body: Any) -> StillRequest:
@@ -371,16 +377,10 @@ class ClipRequest:
     preview: Preview | None = None
 
     def to_json(self) -> dict[str, Any]:
-        body = {**_common_json(self), "clip": self.clip.to_json(),
-                "styles": [s.to_json() for s in self.styles], "options": dict(self.options)}
-        if self.preview is not None:
-            body["preview"] = self.preview.to_json()
-        return body
+        return _common_json(self, {"clip": self.clip.to_json()})
 
     def to_line(self) -> str:
-        """One JSON line (no newline), checked as parse() checks it."""
-        _checked(self)
-        return json.dumps(self.to_json(), separators=(",", ":"), allow_nan=False)
+        return _line(self)
 
     @classmethod
     def from_json(cls, body: Any) -> ClipRequest:
