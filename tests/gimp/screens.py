@@ -281,6 +281,11 @@ def shoot(out: Path, plugin_file: Path | None = None, root: str | None = None,
         scenes = {n: Scene(dialog=n) for n in (names or list(DIALOGS))}
     else:
         extra["IMPASTO_DIALOG_SHOT_STATE"] = "1"
+        # Each capture writes DIALOG.json, then it is renamed to the scene's: a scene named
+        # as a dialog would be overwritten by the next scene of that dialog.
+        clash = sorted(set(scenes) & set(DIALOGS))
+        if clash:
+            raise ValueError(f"scene names {clash} are dialog names; name the scenes apart")
     names = list(scenes)
     plan = [{"name": n, "capture": sc.dialog, "proc": DIALOGS[sc.dialog],
              "layers": list(sc.layers), "masks": list(sc.masks),
