@@ -114,3 +114,21 @@ def test_install_over_a_file_in_the_way_is_one_line(tmp_path: Path, env: dict[st
     r = run_cli(["gimp", "install", "--plugin-dir", str(box), "--no-autostart"], env)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert f"impasto: error: gimp install: {box}: " in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("wait", ["NaN", '"300"', "0", "true"])
+def test_a_daemon_start_with_no_bound_on_its_wait_is_refused_before_it_starts(
+        wait: str, tmp_path: Path, env: dict[str, str]) -> None:
+    """autostart's wait_s as NaN never compared greater than the time waited: a daemon
+    that never answered was waited for as long as it lived. Refused, before anything is
+    started; a string was a bare ValueError."""
+    req = _request(tmp_path)
+    marker = tmp_path / "started"
+    req["autostart"] = {"command": [sys.executable, "-c", f"open({str(marker)!r}, 'w')"],
+                        "wait_s": 1.5, "log": str(tmp_path / "d.log")}
+    req_path = tmp_path / "req.json"
+    req_path.write_text(json.dumps(req).replace('"wait_s": 1.5', f'"wait_s": {wait}'))
+    rc, evs = _run(req_path, env)
+    assert rc == 1 and isinstance(evs[-1], events.Error), evs
+    assert evs[-1].code == "bad_options" and "wait_s" in evs[-1].message, evs[-1]
+    assert not marker.exists()

@@ -23,6 +23,7 @@ environment can stand in for impasto's modules).
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 import subprocess
@@ -129,6 +130,12 @@ def ensure_daemon(client: Client, autostart: dict[str, Any] | None) -> None:
     except DaemonUnavailable:
         if not autostart or not autostart.get("command"):
             raise
+    # Seconds without progress before giving up: NaN would never compare greater, a
+    # wait for ever on a daemon that never answers.
+    stall_s = autostart.get("wait_s", 300)
+    if isinstance(stall_s, bool) or not isinstance(stall_s, (int, float)) or not 0 < stall_s < math.inf:
+        raise ImpastoError(BAD_OPTIONS, f"the bridge config's autostart wait_s must be a number "
+                           f"of seconds, not {stall_s!r}")
     command = [str(c) for c in autostart["command"]]
     # No console window for it, none to close under it (Windows: pythonw.exe).
     command[0] = windowless(command[0])
@@ -152,7 +159,6 @@ def ensure_daemon(client: Client, autostart: dict[str, Any] | None) -> None:
     # minutes on a slow line. So the wait follows the daemon's progress (its log grows
     # as the download's progress bar moves; the bar's latest state is shown) and gives up
     # only after `wait_s` seconds with no progress at all, not after a fixed total.
-    stall_s = float(autostart.get("wait_s", 300))
     last_size, last_change, said = -1, time.monotonic(), ""
     while True:
         if proc.poll() is not None:
