@@ -132,3 +132,31 @@ def test_a_daemon_start_with_no_bound_on_its_wait_is_refused_before_it_starts(
     assert rc == 1 and isinstance(evs[-1], events.Error), evs
     assert evs[-1].code == "bad_options" and "wait_s" in evs[-1].message, evs[-1]
     assert not marker.exists()
+
+
+def test_a_layer_too_large_to_send_is_said_in_gimp_s_words(tmp_path: Path,
+                                                          env: dict[str, str]) -> None:
+    """A 24-megapixel photo used to fail after the bridge had read all 288 MB, with "the
+    message is 288,001,369 bytes; the protocol allows at most 268,435,456". It is now
+    refused from the request's own numbers, before any file is read or any daemon asked,
+    with what to do in GIMP."""
+    req = _request(tmp_path)
+    req["content"].update(width=6000, height=4000)  # the file is tiny: never read
+    (tmp_path / "req.json").write_text(json.dumps(req))
+    rc, evs = _run(tmp_path / "req.json", env)
+    assert rc == 1 and len(evs) == 1 and isinstance(evs[0], events.Error), evs
+    assert evs[0].code == "image_too_large", evs[0]
+    assert "6000x4000 (24.0 megapixels)" in evs[0].message, evs[0]
+    assert "Image > Scale Image" in evs[0].message and "selection" in evs[0].message
+
+
+def test_uninstall_works_when_the_plugin_file_itself_is_already_gone(
+        tmp_path: Path, env: dict[str, str]) -> None:
+    box = tmp_path / "impasto-neural-style"
+    assert run_cli(["gimp", "install", "--plugin-dir", str(box), "--no-autostart"],
+                   env).returncode == 0
+    (box / "impasto-neural-style.py").unlink()
+    (box / "mine.txt").write_text("the artist's own note")
+    r = run_cli(["gimp", "uninstall", "--plugin-dir", str(box)], env)
+    assert r.returncode == 0, r.stderr
+    assert [p.name for p in box.iterdir()] == ["mine.txt"]

@@ -36,13 +36,20 @@ from typing import Any
 from impasto import bridgerequest, clipsend, eventmap, events
 from impasto.bridgerequest import Area, ClipRequest, Request, RequestError, Style
 from impasto.client import Client
-from impasto.errors import BAD_OPTIONS, UNAVAILABLE, DaemonUnavailable, ImpastoError
+from impasto.errors import (
+    BAD_OPTIONS,
+    IMAGE_TOO_LARGE,
+    UNAVAILABLE,
+    DaemonUnavailable,
+    ImpastoError,
+)
 from impasto.fsio import write_atomic
 from impasto.portable.pipes import PipeReader
 from impasto.portable.process import detached, windowless
 from impasto.protocol import (
     MAX_CLIP_FRAMES,
     MAX_MESSAGE_BYTES,
+    MAX_PIXELS,
     RAW_FORMATS,
     DaemonState,
     Frame,
@@ -240,6 +247,18 @@ def file_size(path: str | Path, what: str) -> int:
     return st.st_size
 
 
+def check_sendable(width: int, height: int, fmt: str) -> None:
+    """A layer the daemon could never take, said in GIMP's words before it is read: the
+    protocol's per-image pixels, and its message size (half of it, leaving the rest to
+    the styles), at the format the plug-in sends."""
+    most = min(MAX_PIXELS, (MAX_MESSAGE_BYTES // 2) // RAW_FORMATS[fmt])
+    if width * height > most:
+        raise ImpastoError(IMAGE_TOO_LARGE, (
+            f"the layer is {width}x{height} ({width * height / 1e6:.1f} megapixels); impasto "
+            f"takes at most {most / 1e6:.1f} megapixels at a time. Select a part of it (only "
+            "the selection is sent), or scale the image down (Image > Scale Image)."))
+
+
 def raw_ref(path: str | Path, fmt: str, width: int, height: int, what: str) -> ImageRef:
     """A raw image file, its size checked against what the request says it holds."""
     size = file_size(path, what)
@@ -326,6 +345,7 @@ def run(request: Request) -> int:
     c = request.content
     # rgb32f: float RGB in the image's own colour space, no alpha (the plug-in keeps the
     # layer's alpha and writes it back unchanged); rgba8 for older plug-ins.
+    check_sendable(c.width, c.height, c.format)
     ref = raw_ref(c.path, c.format, c.width, c.height, "the content file")
     out = Path(request.output)
     job = Stylize(content=ref, styles=[style_ref(s) for s in request.styles],

@@ -154,7 +154,9 @@ def uninstall(args: argparse.Namespace) -> int:
         print(f"nothing to remove: {target} does not exist")
         return 0
     # Only the plug-in's own files go, never anything else kept in its folder.
-    if target.name != PLUGIN_NAME or not (target / f"{PLUGIN_NAME}.py").is_file():
+    # A folder of that name holding any of them is the plug-in's, even when the plug-in
+    # file itself is already gone (else removing would need a reinstall first).
+    if target.name != PLUGIN_NAME or not any((target / n).is_file() for n in OWN_FILES):
         print(f"impasto: error: {target} is not the impasto plug-in's folder; nothing removed",
               file=sys.stderr)
         return 2
