@@ -106,6 +106,9 @@ def test_defaults_where_the_request_says_nothing() -> None:
     # The daemon's own preview defaults are the request's.
     assert Preview("/p").max_side == protocol.PREVIEW_SIDE[2]
     assert Preview("/p").interval_s == protocol.PREVIEW_INTERVAL_S[2]
+    # Its ranges are the daemon's: what the daemon refuses is refused before it is asked.
+    assert protocol.PREVIEW_SIDE[:2] == br.SIDE
+    assert protocol.PREVIEW_INTERVAL_S[:2] == br.INTERVAL_S
 
 
 def test_a_still_s_fields_beside_a_clip_are_ignored_as_they_always_were() -> None:
@@ -181,7 +184,7 @@ def _with(path: str, value: Any, base: dict | None = None) -> dict:
     (_with("preview", "p.rgba"), "the request's 'preview' must be an object with a path"),
     (_with("preview.max_side", float("inf")), "the preview's max_side must be a positive whole number, not inf"),
     (_with("preview.max_side", 0), "the preview's max_side must be a positive whole number, not 0"),
-    (_with("preview.interval_s", -1), "the preview's interval_s must be a number from 0 to 3600, not -1"),
+    (_with("preview.interval_s", -1), "the preview's interval_s must be a number from 0.1 to 3600, not -1"),
     (_with("preview.format", "png"), "the request's 'preview' has unknown field(s) format"),
     (_with("clip", {}, PLUGIN_CLIP), "an animation needs a list of at least one frame file"),
     (_with("clip", "frames", PLUGIN_CLIP), "the request's 'clip' must be an object"),

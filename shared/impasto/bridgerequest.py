@@ -40,7 +40,11 @@ FORMATS = ("rgb32f", "rgba8")
 SEED_MAX = 2**63 - 1
 WEIGHT_MAX = 1e6
 TIMEOUT_S = (0.1, 3600.0)
-INTERVAL_S = (0.0, 3600.0)  # a preview's least time between two (the daemon's limit is its own)
+# A preview's long side and least time between two: the daemon's own limits
+# (impasto.protocol.PREVIEW_SIDE, PREVIEW_INTERVAL_S; a test keeps them equal), so that a
+# request it would refuse is refused here, before a daemon is started or asked.
+SIDE = (16, 1024)
+INTERVAL_S = (0.1, 3600.0)
 NO_STYLE = "no style given: a library name, an image file or a layer"
 
 
@@ -234,7 +238,8 @@ class Preview:
             raise RequestError("the request's 'preview' must be an object with a path")
         b = _known(body, {"path", "max_side", "interval_s"}, "the request's 'preview'")
         return cls(path=b["path"],
-                   max_side=_whole(b.get("max_side", 256), "the preview's max_side"),
+                   max_side=int(_number(_whole(b.get("max_side", 256), "the preview's max_side"),
+                                        "the preview's max_side", *SIDE)),
                    interval_s=_number(b.get("interval_s", 1.0), "the preview's interval_s",
                                       *INTERVAL_S))
 
