@@ -205,6 +205,13 @@ class FolderWatcher:
             if e.state == State.QUEUED:
                 e.state = State.CLAIMED  # the claim's move happened; its journal update did not
                 self.journal.save(e)
+            if (e.state == State.WRITING and e.output
+                    and not self.journal.exists(e.output_parts)):
+                # Its write never reached the rename. Claimed again now, before any
+                # sender runs: else another file given that free name meanwhile would
+                # be taken for this one's result (_step's check of `writing`).
+                e.state, e.output = State.CLAIMED, None
+                self.journal.save(e)
             log.info("recovered %s (%s)", e.rel, e.state)
             self.inflight += 1
             self.work.put(e)
