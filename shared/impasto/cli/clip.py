@@ -158,17 +158,19 @@ def stylize_clip(args: argparse.Namespace, opts: EngineOptions) -> events.Done:
                        f"frame {fs.frame + 1}/{total or '?'}", f"{fs.step.step}/{fs.step.total}")
 
     sink = ClipSink(Path(args.output), source)
+    seed = opts.seed if opts.seed is not None else 0
     try:
         for i, outcome in enumerate(stylize_frames(engine, source.frames(), styles, opts,
                                                    independent=args.independent,
                                                    count=source.count, on_step=on_step)):
+            seed = outcome.seed  # the one the clip ran with (drawn when none was given)
             sink.write(i, outcome.image)
             if args.json:
                 emit_event(events.FrameDone(frame=i, frames=source.count, elapsed_s=_elapsed(t0)))
     finally:
         bar.close()
         sink.close()
-    ran = ClipOutcome(frames=sink.done, seed=opts.seed if opts.seed is not None else 0,
+    ran = ClipOutcome(frames=sink.done, seed=seed,
                       weights=engine.weights.label, elapsed_s=time.perf_counter() - t0)
     return _done(sink, t0, ran, bool(args.independent), opts.stability)
 
