@@ -24,10 +24,16 @@ def fit_name(stem: str, tail: str = "", limit: int = NAME_MAX) -> str:
     """stem + tail, the stem cut (at a character boundary) so that the whole fits
     `limit` bytes: a name that is legal where it came from must not become one that
     cannot be written once impasto adds a suffix to it."""
-    room = limit - len(tail.encode())
-    raw = stem.encode()
+    room = limit - len(tail.encode("utf-8", "surrogateescape"))
+    # A name's bytes that are no UTF-8 (a Latin-1 name from an old archive) come from
+    # os as surrogates (surrogateescape) and count as the bytes they stand for.
+    raw = stem.encode("utf-8", "surrogateescape")
     if len(raw) > room:
-        stem = raw[:max(room, 1)].decode("utf-8", "ignore") or "x"
+        cut = max(room, 1)
+        for _ in range(3):  # not inside a character: back to its first byte
+            if cut < len(raw) and raw[cut] & 0xC0 == 0x80:
+                cut -= 1
+        stem = raw[:cut].decode("utf-8", "surrogateescape") or "x"
     return stem + tail
 
 

@@ -3,6 +3,7 @@ with a real daemon and a real folder, kept so that it stays fixed."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tests.helpers import gradient_image
@@ -39,5 +40,36 @@ def test_a_write_cut_by_a_crash_is_not_finished_with_another_files_result(
         # One result for each original.
         assert files(folder / "out") == ["stripes/a-1.png", "stripes/a-2.png", "stripes/a.png"], \
             d.output()
+    finally:
+        d.stop()
+
+
+def test_names_that_are_no_utf8_are_filed_as_they_came(tmp_path: Path, folder: Path,
+                                                        src: Path) -> None:
+    """A Latin-1 name (café.png from an old archive: b"caf\\xe9.png") reaches Python as
+    surrogates. Naming its result (fsio.fit_name) and its error report raised
+    UnicodeEncodeError: the photo, already stylized, was failed as "the style name
+    cannot be a folder name", the failure itself raised again, and the entry stayed in
+    the journal for good (each restart met the same error)."""
+    inbox = os.fsencode(folder / "in")
+    good, bad = b"caf\xe9.png", b"\xe9" * 251 + b".png"  # 255 bytes: its report is cut
+    with open(os.path.join(inbox, good), "wb") as f:
+        f.write(src.read_bytes())
+    with open(os.path.join(inbox, bad), "wb") as f:
+        f.write(b"not an image")
+    d = watched(tmp_path, folder)
+    try:
+        wait_until(lambda: settled(folder, 2), what="both files filed")
+        assert files(folder / "done") == [os.fsdecode(good)]
+        assert files(folder / "out") == ["stripes/" + os.fsdecode(good)], d.output()
+        assert (folder / "done" / os.fsdecode(good)).read_bytes() == src.read_bytes()
+        failed = os.listdir(os.fsencode(folder / "failed"))
+        reports = [n for n in failed if n.endswith(b".error.txt")]
+        assert sorted(set(failed) - set(reports)) == [bad] and len(reports) == 1, failed
+        assert len(reports[0]) <= 255 and reports[0].startswith(b"\xe9" * 200)
+        report = (folder / "failed" / os.fsdecode(reports[0])).read_bytes()
+        assert report.startswith(bad + b": ") and b"not an image" in report, report
+        assert [p.name for p in (folder / ".impasto").iterdir()] == ["lock"]
+        assert "Traceback" not in d.output()
     finally:
         d.stop()

@@ -417,7 +417,9 @@ class FolderWatcher:
         if e.state == State.FAILING:
             report = report_for(final)
             if not self.journal.exists(report):
-                self.journal.write(report, f"{e.rel}: {e.reason}\n".encode())
+                # A name's bytes that are no UTF-8 are written back as they were.
+                text = f"{e.rel}: {e.reason}\n".encode("utf-8", "surrogateescape")
+                self.journal.write(report, text)
         moved = False
         if self.journal.has_data(e):
             with self._names:
