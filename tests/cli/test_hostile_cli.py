@@ -40,3 +40,26 @@ def test_an_in_process_clip_reports_the_seed_it_ran_with(tmp_path: Path, style_p
         a = np.asarray(Image.open(tmp_path / "a" / f"s{i}.png"))
         b = np.asarray(Image.open(tmp_path / "b" / f"s{i}.png"))
         assert np.array_equal(a, b), f"frame {i}: the reported seed {first['seed']} gave another frame"
+
+
+def test_a_video_written_over_itself_is_refused(tmp_path: Path, style_png: Path,
+                                                env: dict[str, str]) -> None:
+    """`stylize clip.mp4 -o clip.mp4`: the output was opened over the source while the
+    source was still read (frames of a later request, the audio at the end), so the
+    original was gone and the result had no sound (0 of 177152 samples), exit 0. It is
+    refused before anything is written, the source left as it was; through a symlink
+    too."""
+    from tests.cli.test_cli_video import make_clip
+
+    clip = tmp_path / "clip.mp4"
+    make_clip(clip, frames=3)
+    before = clip.read_bytes()
+    link = tmp_path / "same.mp4"
+    link.symlink_to(clip)
+    for out in (clip, link):
+        r = run_cli(["stylize", str(clip), "--style", str(style_png), "-o", str(out),
+                     *RUN], env)
+        assert r.returncode == 2, r.stderr
+        line = json.loads(r.stdout.splitlines()[-1])
+        assert line["event"] == "error" and "being read" in line["message"], line
+        assert clip.read_bytes() == before

@@ -6,6 +6,7 @@ or on a daemon (clipjobs.py). Importing this never loads torch.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -39,6 +40,10 @@ def _check_output(args: argparse.Namespace, video_in: bool) -> None:
         raise ImpastoError(BAD_OPTIONS, f"frames in make a folder of frames out: {out} is a file")
     if video_in and out.is_dir():
         raise ImpastoError(BAD_OPTIONS, f"-o {out} is a folder; name the video file to write")
+    if video_in and out.exists() and os.path.samefile(out, args.content):
+        # The video is written while its source is still read (later frames, the
+        # audio at the end): writing over it loses the source and the audio.
+        raise ImpastoError(BAD_OPTIONS, f"-o {out} is the video being read; name another file")
     # Made and tried now, before the first frame: a clip takes minutes, and a folder
     # that cannot take the output (missing under /proc, a file in the way, read-only)
     # must not show only at the end. Even root's os.access says yes to /proc.
