@@ -162,11 +162,15 @@ class Client:
         once true the job is stopped and its result is the image as it then stands (a
         clip: the frames done). on_frame: each stylized frame of a clip, in order.
 
-        While a job waits in the queue no events arrive; the daemon is pinged after
-        `timeout` seconds of silence so a dead daemon is noticed, a busy one is not.
+        While a job waits in the queue no events arrive; after `timeout` seconds of
+        silence the daemon is asked for its status, so that a dead daemon is noticed and
+        a busy one is not; and a daemon started since it accepted the job (killed and
+        started again on the same address: it answers, but it never had the job) is
+        noticed by its uptime, rather than waited for without end.
         """
         req = self.send(request)
         job: str | None = None
+        accepted_at = 0.0
         last_heard = time.monotonic()
         ping_req: str | None = None
         cancel_sent = finish_sent = False
@@ -187,18 +191,25 @@ class Client:
                             unavailable_message(self.address, self.timeout)
                             if job is None else
                             f"the daemon at {self.address} stopped answering during job {job}")
-                    ping_req = self.send(Ping())
+                    ping_req = self.send(StatusRequest() if job is not None else Ping())
                     last_heard = now
                 continue
             msg, rreq = got
             last_heard = now
             if rreq == ping_req:
                 ping_req = None
+                # Up for less time than since it accepted the job (a second's slack for
+                # the two clocks): another daemon than the one that has it.
+                if isinstance(msg, Status) and msg.uptime_s < now - accepted_at - 1.0:
+                    raise DaemonUnavailable(
+                        f"the daemon at {self.address} was restarted during job {job} "
+                        f"(up {msg.uptime_s:.0f} s): the job was lost with it; send it again")
                 continue
             if rreq != req:
                 continue
             if isinstance(msg, Accepted):
                 job = msg.job
+                accepted_at = now
                 if on_accepted:
                     on_accepted(msg)
             elif isinstance(msg, Progress):
