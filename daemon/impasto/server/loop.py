@@ -123,7 +123,7 @@ class Server:
         self.config = config
         self.library = StyleLibrary(config.styles_dir)
         self.queue = JobQueue(batch_every=config.batch_every)
-        self.started = time.time()
+        self.started = time.monotonic()  # uptime: no wall-clock step may shorten it
         self.stopping = threading.Event()
         self.ctx = zmq.Context()
         # The loop knows only the back-end interface: no engine, no torch here.
@@ -513,7 +513,7 @@ class Server:
             device_detail=info.get("device_detail", ""),
             weights=info["weights"],
             memory_bytes=info["memory_bytes"],
-            uptime_s=round(time.time() - self.started, 3),
+            uptime_s=round(time.monotonic() - self.started, 3),
             jobs_done=backend.done,
             jobs_failed=backend.failed + self.rejected,
             jobs_cancelled=backend.cancelled + self.cancelled,
