@@ -160,3 +160,22 @@ def test_uninstall_works_when_the_plugin_file_itself_is_already_gone(
     r = run_cli(["gimp", "uninstall", "--plugin-dir", str(box)], env)
     assert r.returncode == 0, r.stderr
     assert [p.name for p in box.iterdir()] == ["mine.txt"]
+
+
+@pytest.mark.parametrize(("key", "value", "said"), [
+    ("command", 5, "autostart command must be a list of words"),
+    ("command", [sys.executable, 3], "autostart command must be a list of words"),
+    ("idle_exit_s", "soon", "idle_exit_s must be a number of seconds"),
+    ("log", ["x"], "autostart log must be a file path"),
+])
+def test_an_autostart_of_the_wrong_shape_is_one_clear_line(
+        key: str, value: object, said: str, tmp_path: Path, env: dict[str, str]) -> None:
+    """A command of 5 was "the request is malformed (TypeError ...)"; each field of a
+    hand-edited config's autostart is now checked by name, before anything is started."""
+    req = _request(tmp_path)
+    req["autostart"] = {"command": [sys.executable, "-c", "pass"], "wait_s": 5}
+    req["autostart"][key] = value
+    (tmp_path / "req.json").write_text(json.dumps(req))
+    rc, evs = _run(tmp_path / "req.json", env)
+    assert rc == 1 and isinstance(evs[-1], events.Error), evs
+    assert evs[-1].code == "bad_options" and said in evs[-1].message, evs[-1]

@@ -143,10 +143,19 @@ def ensure_daemon(client: Client, autostart: dict[str, Any] | None) -> None:
     if isinstance(stall_s, bool) or not isinstance(stall_s, (int, float)) or not 0 < stall_s < math.inf:
         raise ImpastoError(BAD_OPTIONS, f"the bridge config's autostart wait_s must be a number "
                            f"of seconds, not {stall_s!r}")
-    command = [str(c) for c in autostart["command"]]
-    # No console window for it, none to close under it (Windows: pythonw.exe).
-    command[0] = windowless(command[0])
+    command = autostart["command"]
+    if not isinstance(command, list) or not all(isinstance(c, str) and c for c in command):
+        raise ImpastoError(BAD_OPTIONS, f"the bridge config's autostart command must be a list "
+                           f"of words, not {command!r}"[:300])
     idle = autostart.get("idle_exit_s")
+    if idle is not None and (isinstance(idle, bool) or not isinstance(idle, (int, float))
+                             or not 0 <= idle < math.inf):
+        raise ImpastoError(BAD_OPTIONS, f"the bridge config's autostart idle_exit_s must be a "
+                           f"number of seconds, not {idle!r}"[:300])
+    if not isinstance(autostart.get("log") or "", str):
+        raise ImpastoError(BAD_OPTIONS, "the bridge config's autostart log must be a file path")
+    # No console window for it, none to close under it (Windows: pythonw.exe).
+    command = [windowless(command[0]), *command[1:]]
     if idle and "--idle-exit" not in command:  # configs written before the flag existed
         command += ["--idle-exit", f"{float(idle):g}"]
     log_path = Path(autostart.get("log") or os.devnull)
