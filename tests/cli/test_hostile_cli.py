@@ -63,3 +63,51 @@ def test_a_video_written_over_itself_is_refused(tmp_path: Path, style_png: Path,
         line = json.loads(r.stdout.splitlines()[-1])
         assert line["event"] == "error" and "being read" in line["message"], line
         assert clip.read_bytes() == before
+
+
+def test_a_clip_cut_short_leaves_no_video_that_looks_finished(tmp_path: Path, style_png: Path,
+                                                              env: dict[str, str]) -> None:
+    """Ctrl-C after the first frame left a valid, shorter video at -o, unmarked (exit 130);
+    a still leaves nothing. The video is written beside its name and renamed into place
+    only once whole: cut short, neither it nor its partial file is left."""
+    import signal
+    import subprocess
+
+    from tests.cli.test_cli_video import make_clip
+    from tests.helpers import EXIT_S, IMPASTO, REPO
+
+    work = tmp_path / "w"
+    work.mkdir()
+    clip = work / "clip.mp4"
+    make_clip(clip, frames=40)
+    out = work / "out.mp4"
+    p = subprocess.Popen(IMPASTO + ["stylize", str(clip), "--style", str(style_png), "-o",
+                                    str(out), *RUN], env=env, cwd=REPO, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None
+        for line in p.stdout:  # the first frame is written: the video file exists now
+            if json.loads(line)["event"] == "frame":
+                break
+        else:
+            raise AssertionError(f"no frame line: {p.stderr.read() if p.stderr else ''}")
+        p.send_signal(signal.SIGINT)
+        assert p.wait(EXIT_S) == 130
+    finally:
+        p.kill()
+    assert not out.exists()
+    assert sorted(x.name for x in work.iterdir()) == ["clip.mp4"], list(work.iterdir())
+
+
+def test_a_finished_clip_takes_its_name_and_leaves_no_partial_file(
+        tmp_path: Path, style_png: Path, env: dict[str, str]) -> None:
+    from tests.cli.test_cli_video import make_clip
+
+    work = tmp_path / "w"
+    work.mkdir()
+    clip = work / "clip.mp4"
+    make_clip(clip, frames=2)
+    r = run_cli(["stylize", str(clip), "--style", str(style_png), "-o",
+                 str(work / "out.mp4"), *RUN], env)
+    assert r.returncode == 0, r.stderr
+    assert sorted(x.name for x in work.iterdir()) == ["clip.mp4", "out.mp4"]

@@ -101,6 +101,10 @@ class ClipSink:
         self.out = out
         self.source = source
         self.writer: videoio.VideoWriter | None = None
+        # A video is written beside its name and renamed into place once whole: a clip
+        # cut short (Ctrl-C, a failed frame) leaves no video at -o that looks finished.
+        # (Its suffix stays last: it names the container.)
+        self.partial = out.with_name(f".{out.stem}.impasto-{os.getpid()}{out.suffix}")
         self.done = 0
         self.size = (0, 0)
 
@@ -108,7 +112,8 @@ class ClipSink:
         self.size = img.size
         if self.source.video:
             if self.writer is None:
-                self.writer = videoio.VideoWriter(self.out, self.source.path, img.width, img.height)
+                self.writer = videoio.VideoWriter(self.partial, self.source.path, img.width,
+                                                  img.height)
             self.writer.write(img, self.source.pts[index])
         else:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -117,9 +122,21 @@ class ClipSink:
                                         else name.stem + ".png"))
         self.done += 1
 
-    def close(self) -> None:
+    def finish(self) -> None:
+        """Every frame is in: the video takes its name."""
         if self.writer is not None:
             self.writer.close()
+            self.writer = None
+            os.replace(self.partial, self.out)
+
+    def close(self) -> None:
+        """After finish(), nothing; else (the clip was cut short) the partial video goes."""
+        if self.writer is not None:
+            try:
+                self.writer.close()
+            finally:
+                self.writer = None
+                self.partial.unlink(missing_ok=True)
 
 
 def _elapsed(t0: float) -> float:
@@ -172,6 +189,7 @@ def stylize_clip(args: argparse.Namespace, opts: EngineOptions) -> events.Done:
             sink.write(i, outcome.image)
             if args.json:
                 emit_event(events.FrameDone(frame=i, frames=source.count, elapsed_s=_elapsed(t0)))
+        sink.finish()
     finally:
         bar.close()
         sink.close()
@@ -225,6 +243,7 @@ def send_clip(args: argparse.Namespace, opts: EngineOptions) -> events.Done:
                 outcome = send_frames(client, source.frames(), styles, options, on_frame,
                                       on_progress=on_progress, client_name="cli",
                                       priority=getattr(args, "priority", "interactive"))
+            sink.finish()
         finally:
             bar.close()
             sink.close()
