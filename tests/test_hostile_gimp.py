@@ -138,10 +138,13 @@ def test_a_layer_too_large_to_send_is_said_in_gimp_s_words(tmp_path: Path,
                                                           env: dict[str, str]) -> None:
     """A 24-megapixel photo used to fail after the bridge had read all 288 MB, with "the
     message is 288,001,369 bytes; the protocol allows at most 268,435,456". It is now
-    refused from the request's own numbers, before any file is read or any daemon asked,
-    with what to do in GIMP."""
+    refused from the request's numbers (and the file's size), before the file is read or
+    any daemon asked, with what to do in GIMP."""
     req = _request(tmp_path)
-    req["content"].update(width=6000, height=4000)  # the file is tiny: never read
+    req["content"].update(width=6000, height=4000)
+    # A sparse file of the right size: its numbers are checked, its bytes never read.
+    with open(req["content"]["path"], "wb") as f:
+        f.truncate(6000 * 4000 * 12)
     (tmp_path / "req.json").write_text(json.dumps(req))
     rc, evs = _run(tmp_path / "req.json", env)
     assert rc == 1 and len(evs) == 1 and isinstance(evs[0], events.Error), evs

@@ -268,11 +268,15 @@ def check_sendable(width: int, height: int, fmt: str) -> None:
             "the selection is sent), or scale the image down (Image > Scale Image)."))
 
 
-def raw_ref(path: str | Path, fmt: str, width: int, height: int, what: str) -> ImageRef:
-    """A raw image file, its size checked against what the request says it holds."""
+def raw_ref(path: str | Path, fmt: str, width: int, height: int, what: str,
+            whole_layer: bool = False) -> ImageRef:
+    """A raw image file, its size checked against what the request says it holds (and,
+    for the layer, against what the daemon takes) before it is read."""
     size = file_size(path, what)
     if size != width * height * RAW_FORMATS[fmt]:
         raise ImpastoError(BAD_OPTIONS, f"{what} holds {size} bytes for {width}x{height} {fmt}")
+    if whole_layer:
+        check_sendable(width, height, fmt)
     data = Path(path).read_bytes()
     if len(data) != width * height * RAW_FORMATS[fmt]:
         raise ImpastoError(BAD_OPTIONS, f"{what} holds {len(data)} bytes for {width}x{height} {fmt}")
@@ -354,8 +358,7 @@ def run(request: Request) -> int:
     c = request.content
     # rgb32f: float RGB in the image's own colour space, no alpha (the plug-in keeps the
     # layer's alpha and writes it back unchanged); rgba8 for older plug-ins.
-    check_sendable(c.width, c.height, c.format)
-    ref = raw_ref(c.path, c.format, c.width, c.height, "the content file")
+    ref = raw_ref(c.path, c.format, c.width, c.height, "the content file", whole_layer=True)
     out = Path(request.output)
     job = Stylize(content=ref, styles=[style_ref(s) for s in request.styles],
                   options=dict(request.options), priority=Priority.INTERACTIVE,
