@@ -21,13 +21,13 @@ GIMP = "gimp-console-3.0"
 
 
 class GimpRunner:
-    def __init__(self, root: str, work: Path) -> None:
+    def __init__(self, root: str, work: Path, folder: str = "impasto-test") -> None:
+        """folder: its own in the chroot (runs beside each other keep theirs apart)."""
         self.chroot = None if root == "host" else Path(root)
         # Paths as GIMP sees them (inside the chroot) and as the host sees them.
-        inner = Path("/impasto-test")
         if self.chroot is not None:
-            self.host_base = self.chroot / "impasto-test"
-            self.inner_base = inner
+            self.inner_base = Path("/") / folder
+            self.host_base = self.chroot / folder
         else:
             self.host_base = self.inner_base = work / "gimp"
         if self.host_base.exists():

@@ -170,16 +170,7 @@ class ScreensRunner(GimpRunner):
     neither removes nor is removed by a test_gimp run going on beside it."""
 
     def __init__(self, root: str, work: Path) -> None:
-        self.chroot = None if root == "host" else Path(root)
-        if self.chroot is not None:
-            self.inner_base = Path(f"/impasto-screens-{os.getpid()}")
-            self.host_base = self.chroot / self.inner_base.relative_to("/")
-        else:
-            self.host_base = self.inner_base = work / "gimp"
-        if self.host_base.exists():
-            shutil.rmtree(self.host_base)
-        (self.host_base / "io").mkdir(parents=True)
-        (self.host_base / "home").mkdir(parents=True)
+        super().__init__(root, work, folder=f"impasto-screens-{os.getpid()}")
 
 
 def xvfb_command(root: str) -> list[str] | None:

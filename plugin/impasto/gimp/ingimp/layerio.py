@@ -206,20 +206,9 @@ def read_region(layer, box, region, path):
 
 
 def apply_selection(image, layer, new):
-    """The new layer shows only where the selection is, and where the source's own mask
-    lets it: with a mask, the mask becomes selection x mask (GIMP's intersect)."""
-    src_mask = layer.get_mask()
-    if src_mask is None:
-        new.add_mask(new.create_mask(Gimp.AddMaskType.SELECTION))
-        return
-    saved = Gimp.Selection.save(image)
-    try:
-        image.select_item(Gimp.ChannelOps.INTERSECT, src_mask)
-        new.remove_mask(Gimp.MaskApplyMode.DISCARD)
-        new.add_mask(new.create_mask(Gimp.AddMaskType.SELECTION))
-    finally:
-        image.select_item(Gimp.ChannelOps.REPLACE, saved)
-        image.remove_channel(saved)
+    """The new layer (a copy of `layer`, its mask included) shows only where the
+    selection is, and where the source's own mask lets it (GIMP's intersect)."""
+    keep_outside_areas(image, layer, new, [("selection", None)])
 
 
 def keep_outside_areas(image, layer, new, areas):
