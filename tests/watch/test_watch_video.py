@@ -39,7 +39,7 @@ RATE = Fraction(12)
 # request came out 0.16 levels a pixel apart on an AMD EPYC), and the clip continued
 # after the kill runs in a second process.
 EXACT = ("--precision", "fp32")
-KEPT = re.compile(r"stripes/(\w+)\.mp4: frame (\d+) of \d+ kept")
+KEPT = re.compile(r"stripes/(\w+)\.(?:mp4|gif): frame (\d+) of \d+ kept")
 
 
 def frame_image(i: int, w: int = 48, h: int = 32) -> Image.Image:
@@ -190,15 +190,22 @@ def test_kill_9_mid_clip_resumes_and_stylizes_every_frame_once(tmp_path: Path,
     (folder / "in" / "impasto.toml").write_text(SETTINGS + "seed = 5\n")
     staging = tmp_path / "staging"
     staging.mkdir()
-    make_video(staging / "a.mp4", n)
-    shutil.copy(staging / "a.mp4", staging / "b.mp4")
+    # A GIF, whose writer is deterministic, so that the resumed clip can be held to one
+    # run bit for bit. x264 (core 165, in PyAV 18.1's wheel) is not: its macroblock
+    # tree gave 3 to 6 different streams in 80 encodes of the same 8 small frames, up
+    # to 2.2 levels a pixel apart once decoded, which failed this test one run in four
+    # while the frames handed to it were equal. The resume itself is the same code for
+    # every container; mp4 in and out is test_videos_come_out_as_videos.
+    make_video(staging / "a.gif", n, codec="gif")
+    shutil.copy(staging / "a.gif", staging / "b.gif")
+    _, rate = decoded(staging / "b.gif")
     # Each kept frame waits a second: the kill lands mid-clip on any machine.
     env = {**make_env(tmp_path), "IMPASTO_WATCH_HOLD_FRAME": "1.0"}
     d = watched(tmp_path, folder, *EXACT, env=env)
     port = d.port
     (folder / "in" / "stripes").mkdir()
     try:
-        os.rename(staging / "a.mp4", folder / "in" / "stripes" / "a.mp4")
+        os.rename(staging / "a.gif", folder / "in" / "stripes" / "a.gif")
         wait_until(lambda: frames_done(folder) >= 3, timeout=300, what="three frames kept")
     finally:
         d.stop(signal.SIGKILL)
@@ -212,7 +219,7 @@ def test_kill_9_mid_clip_resumes_and_stylizes_every_frame_once(tmp_path: Path,
 
     d2 = watched(tmp_path, folder, *EXACT, port=port)
     try:
-        wait_until(lambda: files(folder / "done") == ["stripes/a.mp4"], timeout=300,
+        wait_until(lambda: files(folder / "done") == ["stripes/a.gif"], timeout=300,
                    what="the clip after the restart")
         second = kept(d2.output(), "a")
         # Every frame kept once over the two runs: the restart began where the journal
@@ -220,20 +227,20 @@ def test_kill_9_mid_clip_resumes_and_stylizes_every_frame_once(tmp_path: Path,
         # neither list and was not redone).
         assert first == list(range(1, len(first) + 1)), first
         assert second == list(range(at_kill + 1, n + 1)), (first, at_kill, second)
-        assert f"stripes/a.mp4: resuming at frame {at_kill + 1} of {n}" in d2.output()
-        resumed, rate = decoded(folder / "out" / "stripes" / "a.mp4")
-        assert len(resumed) == n and rate == RATE
+        assert f"stripes/a.gif: resuming at frame {at_kill + 1} of {n}" in d2.output()
+        resumed, resumed_rate = decoded(folder / "out" / "stripes" / "a.gif")
+        assert len(resumed) == n and resumed_rate == rate
 
-        # The same clip in one run: the resumed one is the same video (continuation is
-        # pixel-exact, so the encoder saw the same frames).
-        os.rename(staging / "b.mp4", folder / "in" / "stripes" / "b.mp4")
+        # The same clip in one run: the resumed one is the same video, frame for frame
+        # (the frame after the kill holds to the kept one as it would have in one run).
+        os.rename(staging / "b.gif", folder / "in" / "stripes" / "b.gif")
         wait_until(lambda: len(files(folder / "done")) == 2, timeout=300, what="the reference")
-        whole, _ = decoded(folder / "out" / "stripes" / "b.mp4")
+        whole, _ = decoded(folder / "out" / "stripes" / "b.gif")
         assert kept(d2.output(), "b") == list(range(1, n + 1))
         assert len(whole) == n
-        worst = max(float(np.abs(a - b).mean()) for a, b in zip(resumed, whole))
-        assert worst < 0.5, f"resumed clip differs from one run by {worst} levels a pixel"
-        assert files(folder / "out") == ["stripes/a.mp4", "stripes/b.mp4"]
+        differ = [i + 1 for i, (a, b) in enumerate(zip(resumed, whole)) if not np.array_equal(a, b)]
+        assert differ == [], f"frames {differ} of the resumed clip differ from one run"
+        assert files(folder / "out") == ["stripes/a.gif", "stripes/b.gif"]
         journal_clean(folder)
         expect_status(d2, 0, 0, 2, 0)
     finally:
