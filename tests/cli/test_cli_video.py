@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from impasto import events
 from tests.helpers import gradient_image, run_cli
 
 SMALL = ["--weights", "random", "--size", "64", "--preset", "draft", "--seed", "1"]
@@ -67,6 +68,10 @@ def test_video_in_video_out_keeps_frames_rate_and_audio(tmp_path: Path, style_pn
     lines = [json.loads(x) for x in r.stdout.splitlines()]
     assert [x["frame"] for x in lines if x["event"] == "frame"] == [0, 1, 2, 3, 4]
     assert lines[-1]["event"] == "done" and lines[-1]["frames"] == 5
+    # Progress for scripts too, each step numbered in the clip, every line a typed event.
+    steps = [(x["frame"], x["frames"]) for x in lines if x["event"] == "progress"]
+    assert sorted(set(steps)) == [(i, 5) for i in range(5)], steps
+    assert all(events.parse(x) for x in r.stdout.splitlines())
     src, got = clip_facts(clip), clip_facts(out)
     assert got["frames"] == src["frames"] == 5
     assert got["rate"] == src["rate"] and got["size"] == (64, 48)
@@ -231,6 +236,10 @@ def test_a_clip_on_the_daemon_keeps_frames_rate_and_audio(tmp_path: Path, style_
     lines = [json.loads(x) for x in r.stdout.splitlines()]
     assert [x["frame"] for x in lines if x["event"] == "frame"] == list(range(6))
     assert lines[-1]["event"] == "done" and lines[-1]["frames"] == 6 and lines[-1]["seed"] == 1
+    assert lines[0]["event"] == "accepted" and lines[0]["job"]
+    steps = [(x["frame"], x["frames"]) for x in lines if x["event"] == "progress"]
+    assert steps and {f for f, _ in steps} <= set(range(6)) and {n for _, n in steps} == {6}, steps
+    assert all(events.parse(x) for x in r.stdout.splitlines())
     src, got = clip_facts(clip), clip_facts(out)
     assert got["frames"] == 6 and got["rate"] == src["rate"]
     assert got["audio_samples"] == src["audio_samples"] > 0

@@ -22,7 +22,7 @@ from impasto.cli.progress import ProgressBar, emit_event
 from impasto.clipsend import ClipOutcome
 from impasto.errors import BAD_OPTIONS, STORAGE, ImpastoError
 from impasto.options import EngineOptions
-from impasto.protocol import Progress
+from impasto.protocol import Accepted, Progress
 
 
 def is_clip(content: Path) -> bool:
@@ -174,7 +174,9 @@ def stylize_clip(args: argparse.Namespace, opts: EngineOptions) -> events.Done:
     t0 = time.perf_counter()
 
     def on_step(fs: FrameStep) -> None:
-        if not args.json:
+        if args.json:
+            emit_event(eventmap.progress(fs.step, frame=fs.frame, frames=fs.frames))
+        else:
             total = fs.frames or 0
             bar.update(fs.frame + (fs.step.step / max(1, fs.step.total)), total or fs.frame + 1,
                        f"frame {fs.frame + 1}/{total or '?'}", f"{fs.step.step}/{fs.step.total}")
@@ -226,9 +228,15 @@ def send_clip(args: argparse.Namespace, opts: EngineOptions) -> events.Done:
                        f"{parts} parts")
 
     def on_progress(index: int, p: Progress) -> None:
-        if not args.json:
+        if args.json:
+            emit_event(eventmap.progress(p, frame=index, frames=total))
+        else:
             bar.update(index + p.step / max(1, p.total), total or index + 1,
                        f"frame {index + 1}/{total or '?'}", f"{p.step}/{p.total}")
+
+    def on_accepted(a: Accepted) -> None:  # one a request: a long clip is several
+        if args.json:
+            emit_event(eventmap.accepted(a))
 
     with client_for(args) as client:
         client.ping()
@@ -242,6 +250,7 @@ def send_clip(args: argparse.Namespace, opts: EngineOptions) -> events.Done:
             else:
                 outcome = send_frames(client, source.frames(), styles, options, on_frame,
                                       on_progress=on_progress, client_name="cli",
+                                      on_accepted=on_accepted,
                                       priority=getattr(args, "priority", "interactive"))
             sink.finish()
         finally:
