@@ -182,3 +182,28 @@ def test_an_autostart_of_the_wrong_shape_is_one_clear_line(
     rc, evs = _run(tmp_path / "req.json", env)
     assert rc == 1 and isinstance(evs[-1], events.Error), evs
     assert evs[-1].code == "bad_options" and said in evs[-1].message, evs[-1]
+
+
+@pytest.mark.parametrize("where", ["preview", "output", "clip_preview"])
+def test_a_result_or_preview_with_nowhere_to_go_is_refused_before_the_job(
+        where: str, tmp_path: Path, env: dict[str, str]) -> None:
+    """A preview path that is a folder failed at the first preview, and a result path
+    that is one only once the daemon had painted it. Both are one bad_options line
+    before the daemon is reached (none listens here: reaching it would be another
+    error)."""
+    (tmp_path / "dir").mkdir()
+    req = _request(tmp_path)
+    if where == "output":
+        req["output"] = str(tmp_path / "dir")
+    else:
+        req["preview"] = {"path": str(tmp_path / "dir")}
+    if where == "clip_preview":
+        del req["content"], req["output"]
+        req["clip"] = {"frames": [str(tmp_path / "c.rgbf")], "width": 8, "height": 6,
+                       "output_dir": str(tmp_path / "frames")}
+    (tmp_path / "req.json").write_text(json.dumps(req))
+    rc, evs = _run(tmp_path / "req.json", env)
+    assert rc == 1 and len(evs) == 1 and isinstance(evs[0], events.Error), evs
+    assert evs[0].code == "bad_options", evs[0]
+    assert f"{tmp_path / 'dir'}: it is a folder" in evs[0].message, evs[0]
+    assert not (tmp_path / "frames").exists()

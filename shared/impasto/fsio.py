@@ -47,6 +47,19 @@ def is_temp_name(name: str) -> bool:
     return name.startswith(".") and TEMP_MARK in name
 
 
+def unwritable(path: Path) -> str | None:
+    """Why a file cannot be written at `path` (it is a folder; no writable folder holds
+    it), or None: asked before a long job, so that its end is not lost to the answer."""
+    if path.is_dir():
+        return f"cannot write {path}: it is a folder"
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent  # folders still to be made: the nearest one that exists
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        return f"cannot write {path}: {parent} is not a writable folder"
+    return None
+
+
 def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], object], mode: int | None = None,
                  sync: bool = True) -> Path:
     """Write `data` (bytes, or a function that writes to a binary file) to `path`.

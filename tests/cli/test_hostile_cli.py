@@ -111,3 +111,18 @@ def test_a_finished_clip_takes_its_name_and_leaves_no_partial_file(
                  str(work / "out.mp4"), *RUN], env)
     assert r.returncode == 0, r.stderr
     assert sorted(x.name for x in work.iterdir()) == ["clip.mp4", "out.mp4"]
+
+
+def test_a_preview_path_that_is_a_folder_is_refused_before_the_engine_loads(
+        tmp_path: Path, style_png: Path, env: dict[str, str]) -> None:
+    """`stylize --local --preview DIR` loaded VGG19 and failed at the first preview; -o
+    was checked up front and --preview only in the daemon's path. Now both paths ask
+    before any work."""
+    content = tmp_path / "c.png"
+    gradient_image(64, 48).save(content)
+    (tmp_path / "p.png").mkdir()
+    r = run_cli(["stylize", str(content), "--style", str(style_png), "-o", str(tmp_path / "o.png"),
+                 "--preview", str(tmp_path / "p.png"), "--local", *RUN], env)
+    assert r.returncode in (1, 2), (r.returncode, r.stderr)
+    assert f"cannot write {tmp_path / 'p.png'}: it is a folder" in r.stderr, r.stderr
+    assert "VGG19 ready" not in r.stderr and not (tmp_path / "o.png").exists()

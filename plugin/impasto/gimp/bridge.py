@@ -43,7 +43,7 @@ from impasto.errors import (
     DaemonUnavailable,
     ImpastoError,
 )
-from impasto.fsio import write_atomic
+from impasto.fsio import unwritable, write_atomic
 from impasto.portable.pipes import PipeReader
 from impasto.portable.process import detached, windowless
 from impasto.protocol import (
@@ -352,9 +352,20 @@ def reporter(commands: Commands, preview_path: str | None, frames: int | None = 
     return report
 
 
+def writable(path: str, what: str) -> None:
+    """Refused before the job is sent: a result or preview with nowhere to go would
+    otherwise fail only once the daemon had done the work."""
+    why = unwritable(Path(path))
+    if why is not None:
+        raise ImpastoError(BAD_OPTIONS, f"{what}: {why}")
+
+
 def run(request: Request) -> int:
+    if request.preview is not None:
+        writable(request.preview.path, "the preview file")
     if isinstance(request, ClipRequest):
         return run_clip(request)
+    writable(request.output, "the result file")
     c = request.content
     # rgb32f: float RGB in the image's own colour space, no alpha (the plug-in keeps the
     # layer's alpha and writes it back unchanged); rgba8 for older plug-ins.

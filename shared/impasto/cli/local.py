@@ -79,6 +79,9 @@ def stylize_local(args: argparse.Namespace, opts: EngineOptions) -> events.Done:
     from impasto.server.stylelib import StyleLibrary
 
     check_writable(args.output)
+    preview_path = getattr(args, "preview", None)
+    if preview_path is not None:
+        check_writable(preview_path)
     if not args.content.is_file():
         raise ImpastoError(BAD_OPTIONS, f"content image {args.content} does not exist")
     content = imagecodec.read_file(args.content)
@@ -96,9 +99,6 @@ def stylize_local(args: argparse.Namespace, opts: EngineOptions) -> events.Done:
     engine = load_engine(args.weights or "auto", args.device or "auto", say=_say,
                          precision=args.precision or "auto")
     bar = ProgressBar()
-    preview_path = getattr(args, "preview", None)
-    if preview_path is not None:
-        check_writable(preview_path)
     last_preview: list[float | None] = [None]
 
     def on_step(s: Step) -> None:

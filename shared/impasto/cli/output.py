@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from PIL import Image
 from impasto import events
 from impasto.cli.progress import emit_event, format_losses
 from impasto.errors import BAD_OPTIONS, STORAGE, ImpastoError
-from impasto.fsio import write_atomic
+from impasto.fsio import unwritable, write_atomic
 from impasto.protocol import printable
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF",
@@ -43,13 +42,9 @@ def check_writable(path: Path) -> None:
     """Fail before a long job, not after it, when the output cannot be written."""
     path = Path(path)
     format_for(path)
-    if path.is_dir():
-        raise ImpastoError(BAD_OPTIONS, f"cannot write {path}: it is a folder")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise ImpastoError(STORAGE, f"cannot write {path}: {parent} is not a writable folder")
+    why = unwritable(path)
+    if why is not None:
+        raise ImpastoError(BAD_OPTIONS if path.is_dir() else STORAGE, why)
 
 
 def print_summary(done: events.Done, as_json: bool) -> None:
