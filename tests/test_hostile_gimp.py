@@ -184,26 +184,33 @@ def test_an_autostart_of_the_wrong_shape_is_one_clear_line(
     assert evs[-1].code == "bad_options" and said in evs[-1].message, evs[-1]
 
 
-@pytest.mark.parametrize("where", ["preview", "output", "clip_preview"])
+@pytest.mark.parametrize("where", ["preview", "output", "clip_preview", "clip_output"])
+@pytest.mark.parametrize("what", ["folder", "under_a_file", "too_long"])
 def test_a_result_or_preview_with_nowhere_to_go_is_refused_before_the_job(
-        where: str, tmp_path: Path, env: dict[str, str]) -> None:
+        where: str, what: str, tmp_path: Path, env: dict[str, str]) -> None:
     """A preview path that is a folder failed at the first preview, and a result path
-    that is one only once the daemon had painted it. Both are one bad_options line
-    before the daemon is reached (none listens here: reaching it would be another
-    error)."""
+    that is one only once the daemon had painted it; a name too long, or a clip's
+    frames' folder under a file, was a raw OSError under the code `bridge`. Each is one
+    bad_options line before the daemon is reached (none listens here: reaching it
+    would be another error), and nothing is made."""
     (tmp_path / "dir").mkdir()
+    (tmp_path / "afile").write_text("in the way")
+    bad = {"folder": tmp_path / "dir", "under_a_file": tmp_path / "afile" / "x",
+           "too_long": tmp_path / ("n" * 300)}[what]
+    if where == "clip_output" and what == "folder":
+        bad = tmp_path / "afile"  # a folder is what a clip's frames want: a file is not
     req = _request(tmp_path)
     if where == "output":
-        req["output"] = str(tmp_path / "dir")
-    else:
-        req["preview"] = {"path": str(tmp_path / "dir")}
-    if where == "clip_preview":
+        req["output"] = str(bad)
+    elif where != "clip_output":
+        req["preview"] = {"path": str(bad)}
+    if where.startswith("clip"):
         del req["content"], req["output"]
         req["clip"] = {"frames": [str(tmp_path / "c.rgbf")], "width": 8, "height": 6,
-                       "output_dir": str(tmp_path / "frames")}
+                       "output_dir": str(bad if where == "clip_output" else tmp_path / "frames")}
     (tmp_path / "req.json").write_text(json.dumps(req))
     rc, evs = _run(tmp_path / "req.json", env)
     assert rc == 1 and len(evs) == 1 and isinstance(evs[0], events.Error), evs
     assert evs[0].code == "bad_options", evs[0]
-    assert f"{tmp_path / 'dir'}: it is a folder" in evs[0].message, evs[0]
+    assert str(bad) in evs[0].message, evs[0]
     assert not (tmp_path / "frames").exists()

@@ -47,16 +47,21 @@ def is_temp_name(name: str) -> bool:
     return name.startswith(".") and TEMP_MARK in name
 
 
-def unwritable(path: Path) -> str | None:
-    """Why a file cannot be written at `path` (it is a folder; no writable folder holds
-    it), or None: asked before a long job, so that its end is not lost to the answer."""
-    if path.is_dir():
-        return f"cannot write {path}: it is a folder"
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent  # folders still to be made: the nearest one that exists
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        return f"cannot write {path}: {parent} is not a writable folder"
+def unwritable(path: Path, folder: bool = False) -> str | None:
+    """Why a file (or with `folder`, a folder to write into) cannot be at `path`, or
+    None: asked before a long job, so that its end is not lost to the answer."""
+    try:
+        if folder and path.exists() and not path.is_dir():
+            return f"cannot write into {path}: it is not a folder"
+        if not folder and path.is_dir():
+            return f"cannot write {path}: it is a folder"
+        parent = path if folder else path.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent  # folders still to be made: the nearest one that exists
+        if not parent.is_dir() or not os.access(parent, os.W_OK):
+            return f"cannot write {path}: {parent} is not a writable folder"
+    except OSError as e:  # a name too long, a loop of links
+        return f"cannot write {path}: {e.strerror or e}"
     return None
 
 

@@ -283,3 +283,23 @@ def cut_short_avi(path: Path, frames: int = 12) -> None:
     data = whole.read_bytes()
     path.write_bytes(data[: len(data) * 9 // 10])
 
+
+
+def test_a_clip_sent_in_parts_reports_each_part_to_scripts(tmp_path: Path, style_png: Path,
+                                                           daemon) -> None:  # noqa: ANN001
+    """`send --split 2 --json`: the parts run side by side, each its own request; each
+    has its accepted line and its progress lines (numbered in the whole clip), and the
+    lines from the parts' threads stay whole lines."""
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    for i in range(4):
+        gradient_image(64, 48).rotate(5 * i).save(shots / f"s{i}.png")
+    r = run_cli(["send", str(shots), "--style", str(style_png), "-o", str(tmp_path / "o"),
+                 "--split", "2", "--json", "--size", "64", "--preset", "draft", "--seed", "1",
+                 "--address", daemon.address], daemon.env)
+    assert r.returncode == 0, r.stderr
+    lines = [events.parse(x) for x in r.stdout.splitlines()]
+    assert len({e.job for e in lines if isinstance(e, events.Accepted)}) == 2, r.stdout
+    assert {e.frames for e in lines if isinstance(e, events.Progress)} == {4}, r.stdout
+    assert [e.frame for e in lines if isinstance(e, events.FrameDone)] == [0, 1, 2, 3]
+    assert isinstance(lines[-1], events.Done) and lines[-1].frames == 4

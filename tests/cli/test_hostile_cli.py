@@ -126,3 +126,51 @@ def test_a_preview_path_that_is_a_folder_is_refused_before_the_engine_loads(
     assert r.returncode in (1, 2), (r.returncode, r.stderr)
     assert f"cannot write {tmp_path / 'p.png'}: it is a folder" in r.stderr, r.stderr
     assert "VGG19 ready" not in r.stderr and not (tmp_path / "o.png").exists()
+
+
+def test_frames_written_into_their_own_folder_are_refused(tmp_path: Path, style_png: Path,
+                                                          env: dict[str, str]) -> None:
+    """`stylize shots -o shots` (or a glob of them) exited 0 having replaced every source
+    frame with its stylized copy: the frames keep their names. Refused before any
+    work, the frames as they were; and frames with -o x.mp4 made a folder named x.mp4."""
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    for i in range(2):
+        gradient_image(64, 48).rotate(4 * i).save(shots / f"s{i}.png")
+    before = {p.name: p.read_bytes() for p in shots.iterdir()}
+    for src in (str(shots), str(shots / "*.png")):
+        r = run_cli(["stylize", src, "--style", str(style_png), "-o", str(shots), "--local",
+                     *RUN], env)
+        assert r.returncode in (1, 2) and "Traceback" not in r.stderr, r.stderr
+        assert "is the folder of the frames being read" in r.stderr, r.stderr
+    assert {p.name: p.read_bytes() for p in shots.iterdir()} == before
+    r = run_cli(["stylize", str(shots), "--style", str(style_png), "-o",
+                 str(tmp_path / "x.mp4"), "--local", *RUN], env)
+    assert r.returncode in (1, 2) and "names a video; name a folder" in r.stderr, r.stderr
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_a_preview_over_the_content_or_a_name_too_long_is_one_clear_line(
+        tmp_path: Path, style_png: Path, env: dict[str, str]) -> None:
+    """--preview naming the content replaced the picture at the first step; a name
+    over 255 bytes in -o or --preview was a traceback and, with --json, no error line."""
+    content = tmp_path / "c.png"
+    gradient_image(64, 48).save(content)
+    kept = content.read_bytes()
+    base = ["stylize", str(content), "--style", str(style_png), "--local", "--json", *RUN]
+    r = run_cli([*base, "-o", str(tmp_path / "o.png"), "--preview", str(content)], env)
+    assert r.returncode in (1, 2), r.stderr
+    assert "is the image being stylized" in r.stderr and content.read_bytes() == kept
+    long = str(tmp_path / ("n" * 300 + ".png"))
+    for flags in (["-o", long], ["-o", str(tmp_path / "o.png"), "--preview", long]):
+        r = run_cli([*base, *flags], env)
+        assert r.returncode in (1, 2) and "Traceback" not in r.stderr, r.stderr
+        err = json.loads(r.stdout.splitlines()[-1])
+        assert err["event"] == "error" and "name too long" in err["message"].lower(), err
+    frames = tmp_path / "shots"
+    frames.mkdir()
+    gradient_image(64, 48).save(frames / "s0.png")
+    r = run_cli(["stylize", str(frames), "--style", str(style_png), "-o",
+                 str(tmp_path / ("d" * 300)), "--local", "--json", *RUN], env)
+    assert r.returncode in (1, 2) and "Traceback" not in r.stderr, r.stderr
+    assert json.loads(r.stdout.splitlines()[-1])["event"] == "error"

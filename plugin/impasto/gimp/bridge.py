@@ -352,10 +352,10 @@ def reporter(commands: Commands, preview_path: str | None, frames: int | None = 
     return report
 
 
-def writable(path: str, what: str) -> None:
+def writable(path: str, what: str, folder: bool = False) -> None:
     """Refused before the job is sent: a result or preview with nowhere to go would
     otherwise fail only once the daemon had done the work."""
-    why = unwritable(Path(path))
+    why = unwritable(Path(path), folder)
     if why is not None:
         raise ImpastoError(BAD_OPTIONS, f"{what}: {why}")
 
@@ -364,6 +364,7 @@ def run(request: Request) -> int:
     if request.preview is not None:
         writable(request.preview.path, "the preview file")
     if isinstance(request, ClipRequest):
+        writable(request.clip.output_dir, "the frames' folder", folder=True)
         return run_clip(request)
     writable(request.output, "the result file")
     c = request.content

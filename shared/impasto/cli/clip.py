@@ -30,17 +30,31 @@ def is_clip(content: Path) -> bool:
     return videoio.is_video(content) or content.is_dir() or any(c in s for c in "*?[")
 
 
-def _check_output(args: argparse.Namespace, video_in: bool) -> None:
+def _check_output(args: argparse.Namespace, video_in: bool, sources: list[Path]) -> None:
     out = Path(args.output)
+    try:
+        _check_output_path(out, Path(args.content), video_in, sources)
+    except OSError as e:  # a name too long, a loop of links: said, not a traceback
+        raise ImpastoError(BAD_OPTIONS, f"cannot write {out}: {e.strerror or e}") from None
+
+
+def _check_output_path(out: Path, content: Path, video_in: bool, sources: list[Path]) -> None:
     if video_in:
         if not videoio.is_video(out):
             raise ImpastoError(BAD_OPTIONS, f"a video in makes a video out: -o {out} needs one of "
                                f"{', '.join(videoio.VIDEO_SUFFIXES)}")
     elif out.exists() and not out.is_dir():
         raise ImpastoError(BAD_OPTIONS, f"frames in make a folder of frames out: {out} is a file")
+    elif videoio.is_video(out):
+        raise ImpastoError(BAD_OPTIONS, f"frames in make a folder of frames out: -o {out} names "
+                           "a video; name a folder")
+    elif out.is_dir() and any(s.parent.samefile(out) for s in sources):
+        # The frames keep their names: written there, each would replace its source.
+        raise ImpastoError(BAD_OPTIONS, f"-o {out} is the folder of the frames being read; "
+                           "name another folder")
     if video_in and out.is_dir():
         raise ImpastoError(BAD_OPTIONS, f"-o {out} is a folder; name the video file to write")
-    if video_in and out.exists() and os.path.samefile(out, args.content):
+    if video_in and out.exists() and os.path.samefile(out, content):
         # The video is written while its source is still read (later frames, the
         # audio at the end): writing over it loses the source and the audio.
         raise ImpastoError(BAD_OPTIONS, f"-o {out} is the video being read; name another file")
@@ -79,7 +93,7 @@ class ClipSource:
         else:
             self.files = videoio.frame_files(str(self.path))
             self.count = len(self.files)
-        _check_output(args, self.video)
+        _check_output(args, self.video, self.files)
         self.pts: list[int | None] = []  # each frame's timestamp, as it is read
 
     def frames(self) -> Iterator[Image.Image]:
@@ -244,8 +258,11 @@ def send_clip(args: argparse.Namespace, opts: EngineOptions) -> events.Done:
             if parts > 1:
                 # The parts run side by side, each on its own connection: the frames
                 # are all read first (a clip in parts is one for a cluster's memory).
+                # Progress lines for scripts only: the bar counts frames (on_frame).
                 outcome = send_clip_parts(lambda: client_for(args), list(source.frames()), styles,
                                           options, on_frame, parts=parts, client_name="cli",
+                                          on_accepted=on_accepted,
+                                          on_progress=on_progress if args.json else None,
                                           priority=getattr(args, "priority", "interactive"))
             else:
                 outcome = send_frames(client, source.frames(), styles, options, on_frame,

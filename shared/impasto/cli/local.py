@@ -14,7 +14,7 @@ from impasto import eventmap, events, imagecodec, paths
 from impasto.cli.clip import is_clip, print_clip_summary, send_clip, stylize_clip
 from impasto.cli.jobargs import CLI_PREVIEW_SIDE, blend_weights, mask_paths, style_source
 from impasto.cli.optionflags import engine_options
-from impasto.cli.output import check_writable, print_summary, save_image
+from impasto.cli.output import check_outputs, print_summary, save_image
 from impasto.cli.progress import ProgressBar, emit_event, format_losses
 from impasto.cli.remote import cmd_send
 from impasto.client import Client
@@ -78,10 +78,8 @@ def stylize_local(args: argparse.Namespace, opts: EngineOptions) -> events.Done:
     from impasto.engine.transfer import Step, StyleInput
     from impasto.server.stylelib import StyleLibrary
 
-    check_writable(args.output)
     preview_path = getattr(args, "preview", None)
-    if preview_path is not None:
-        check_writable(preview_path)
+    check_outputs(args.output, preview_path, args.content)
     if not args.content.is_file():
         raise ImpastoError(BAD_OPTIONS, f"content image {args.content} does not exist")
     content = imagecodec.read_file(args.content)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -44,7 +46,26 @@ def check_writable(path: Path) -> None:
     format_for(path)
     why = unwritable(path)
     if why is not None:
-        raise ImpastoError(BAD_OPTIONS if path.is_dir() else STORAGE, why)
+        # A name that cannot be a file is a usage error (exit 2); a folder that cannot
+        # take it is the system's answer (exit 1), as it always was here.
+        try:
+            misnamed = path.is_dir()
+        except OSError:  # a name too long
+            misnamed = True
+        raise ImpastoError(BAD_OPTIONS if misnamed else STORAGE, why)
+
+
+def check_outputs(output: Path, preview: Path | None, content: Path) -> None:
+    """-o and --preview before any work; a preview written over the picture being
+    stylized would replace it at the first step."""
+    check_writable(output)
+    if preview is None:
+        return
+    check_writable(preview)
+    with contextlib.suppress(OSError):  # no such file: nothing to overwrite
+        if os.path.samefile(preview, content):
+            raise ImpastoError(BAD_OPTIONS, f"--preview {preview} is the image being "
+                               "stylized; name another file")
 
 
 def print_summary(done: events.Done, as_json: bool) -> None:

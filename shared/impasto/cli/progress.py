@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from typing import Any, TextIO
 
@@ -46,12 +47,16 @@ class ProgressBar:
             self._drawn = False
 
 
+_LINES = threading.Lock()
+
+
 def emit_event(event: events.Event, stream: TextIO | None = None) -> None:
     """A line of the typed event stream (impasto.events), the one the GIMP bridge speaks
     too: `--json` progress, results and errors."""
     stream = stream or sys.stdout
-    stream.write(event.to_line() + "\n")
-    stream.flush()
+    with _LINES:  # the parts of a split clip report from threads of their own
+        stream.write(event.to_line() + "\n")
+        stream.flush()
 
 
 def emit_json(obj: dict[str, Any], stream: TextIO | None = None) -> None:

@@ -12,7 +12,7 @@ from impasto import eventmap, imagecodec
 from impasto.cli.clip import is_clip, print_clip_summary, send_clip
 from impasto.cli.jobargs import CLI_PREVIEW_SIDE, client_for, style_refs
 from impasto.cli.optionflags import engine_options
-from impasto.cli.output import check_writable, print_summary, save_image
+from impasto.cli.output import check_outputs, print_summary, save_image
 from impasto.cli.progress import ProgressBar, emit_event, emit_json, format_losses
 from impasto.client import Client
 from impasto.errors import BAD_OPTIONS, ImpastoError
@@ -81,10 +81,8 @@ def cmd_send(args: argparse.Namespace) -> int:
     options = engine_options(args)
     if not args.content.is_file():
         raise ImpastoError(BAD_OPTIONS, f"content image {args.content} does not exist")
-    check_writable(args.output)
     preview_path = getattr(args, "preview", None)
-    if preview_path is not None:
-        check_writable(preview_path)
+    check_outputs(args.output, preview_path, args.content)
     request = Stylize(content=imagecodec.file_ref(args.content),
                       styles=style_refs(args.style, args.style_weights, args.style_masks),
                       options=options.changed(), priority=Priority(getattr(args, "priority", "interactive")),
