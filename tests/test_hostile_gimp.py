@@ -185,7 +185,7 @@ def test_an_autostart_of_the_wrong_shape_is_one_clear_line(
 
 
 @pytest.mark.parametrize("where", ["preview", "output", "clip_preview", "clip_output"])
-@pytest.mark.parametrize("what", ["folder", "under_a_file", "too_long"])
+@pytest.mark.parametrize("what", ["folder", "under_a_file", "too_long", "proc", "slash"])
 def test_a_result_or_preview_with_nowhere_to_go_is_refused_before_the_job(
         where: str, what: str, tmp_path: Path, env: dict[str, str]) -> None:
     """A preview path that is a folder failed at the first preview, and a result path
@@ -195,9 +195,12 @@ def test_a_result_or_preview_with_nowhere_to_go_is_refused_before_the_job(
     would be another error), and nothing is made."""
     (tmp_path / "dir").mkdir()
     (tmp_path / "afile").write_text("in the way")
-    bad = {"folder": tmp_path / "dir", "under_a_file": tmp_path / "afile" / "x",
-           "too_long": tmp_path / ("n" * 300)}[what]
-    if where == "clip_output" and what == "folder":
+    bad: Path | str = {"folder": tmp_path / "dir", "under_a_file": tmp_path / "afile" / "x",
+                       "too_long": tmp_path / ("n" * 300), "slash": f"{tmp_path / 'new'}/",
+                       "proc": Path("/proc/impasto-x")}[what]
+    if what == "proc" and not Path("/proc/self").is_dir():
+        pytest.skip("a /proc to write under (root's os.access says yes there)")
+    if where == "clip_output" and what in ("folder", "slash"):
         bad = tmp_path / "afile"  # a folder is what a clip's frames want: a file is not
     req = _request(tmp_path)
     if where == "output":
@@ -213,4 +216,4 @@ def test_a_result_or_preview_with_nowhere_to_go_is_refused_before_the_job(
     assert rc == 1 and len(evs) == 1 and isinstance(evs[0], events.Error), evs
     assert evs[0].code == "bad_options", evs[0]
     assert str(bad) in evs[0].message, evs[0]
-    assert not (tmp_path / "frames").exists()
+    assert not (tmp_path / "frames").exists() and not (tmp_path / "new").exists()

@@ -10,6 +10,7 @@ import contextlib
 import os
 import secrets
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -62,6 +63,10 @@ def unwritable(path: Path, folder: bool = False) -> str | None:
             return f"cannot write {path}: {parent} is not a writable folder"
     except OSError as e:  # a name too long, a loop of links
         return f"cannot write {path}: {e.strerror or e}"
+    try:  # os.access says yes to root everywhere, /proc and read-only mounts included
+        tempfile.TemporaryFile(dir=parent).close()
+    except OSError as e:
+        return f"cannot write {path}: {parent} is not a writable folder ({e.strerror or e})"
     return None
 
 

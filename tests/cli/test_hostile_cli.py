@@ -7,9 +7,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from tests.helpers import gradient_image, run_cli
+from impasto import events
+from tests.helpers import free_port, gradient_image, run_cli
 
 RUN = ["--weights", "random", "--size", "64", "--preset", "draft", "--precision", "fp32",
        "--init", "noise", "--json"]
@@ -174,3 +176,38 @@ def test_a_preview_over_the_content_or_a_name_too_long_is_one_clear_line(
                  str(tmp_path / ("d" * 300)), "--local", "--json", *RUN], env)
     assert r.returncode in (1, 2) and "Traceback" not in r.stderr, r.stderr
     assert json.loads(r.stdout.splitlines()[-1])["event"] == "error"
+
+
+def test_an_address_that_does_not_answer_is_said_before_running_here(
+        tmp_path: Path, style_png: Path, env: dict[str, str]) -> None:
+    """With no daemon at --address, stylize runs in this process (as documented), and a
+    script learnt it only from the done line's weights. The first line now says so."""
+    content = tmp_path / "c.png"
+    gradient_image(64, 48).save(content)
+    address = f"tcp://127.0.0.1:{free_port()}"
+    r = run_cli(["stylize", str(content), "--style", str(style_png), "-o", str(tmp_path / "o.png"),
+                 "--size", "64", "--preset", "draft", "--json", "--address", address], env)
+    assert r.returncode == 0, r.stderr
+    first = events.parse(r.stdout.splitlines()[0])
+    assert isinstance(first, events.Status), first
+    assert first.text == f"no daemon answered at {address}: stylizing in this process"
+    assert isinstance(events.parse(r.stdout.splitlines()[-1]), events.Done)
+    r = run_cli(["stylize", str(content), "--style", str(style_png), "-o", str(tmp_path / "p.png"),
+                 "--size", "64", "--preset", "draft", "--address", address], env)
+    assert r.returncode == 0 and f"no daemon answered at {address}" in r.stderr, r.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="a /proc to write under")
+def test_a_folder_no_one_can_write_is_refused_before_work_even_for_root(
+        tmp_path: Path, style_png: Path, env: dict[str, str]) -> None:
+    """os.access says yes to root under /proc, so -o /proc/x.png (or --preview) was
+    refused only after the picture was painted. Writing is now tried before."""
+    content = tmp_path / "c.png"
+    gradient_image(64, 48).save(content)
+    for flags in (["-o", "/proc/impasto-x.png"],
+                  ["-o", str(tmp_path / "o.png"), "--preview", "/proc/impasto-p.png"]):
+        r = run_cli(["stylize", str(content), "--style", str(style_png), "--local", *RUN,
+                     *flags], env)
+        assert r.returncode == 1, (r.returncode, r.stderr)
+        assert "/proc is not a writable folder" in r.stderr, r.stderr
+        assert "VGG19 ready" not in r.stderr and not (tmp_path / "o.png").exists()

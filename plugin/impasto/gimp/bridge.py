@@ -355,6 +355,8 @@ def reporter(commands: Commands, preview_path: str | None, frames: int | None = 
 def writable(path: str, what: str, folder: bool = False) -> None:
     """Refused before the job is sent: a result or preview with nowhere to go would
     otherwise fail only once the daemon had done the work."""
+    if not folder and path.endswith(("/", os.sep)):  # Path() would drop the mark
+        raise ImpastoError(BAD_OPTIONS, f"{what}: cannot write {path}: it names a folder")
     why = unwritable(Path(path), folder)
     if why is not None:
         raise ImpastoError(BAD_OPTIONS, f"{what}: {why}")

@@ -49,6 +49,13 @@ def cmd_stylize(args: argparse.Namespace) -> int:
                 print_clip_summary(send_clip(args, engine_options(args)), args.json)
                 return 0
             return cmd_send(args)
+        # Said, since an --address that did not answer is otherwise seen only in the
+        # done line's weights (docs: the CLI falls back to running in this process).
+        said = f"no daemon answered at {client.address}: stylizing in this process"
+        if args.json:
+            emit_event(events.Status(said))
+        else:
+            _say(f"impasto: {said}")
     if clip:
         from impasto import extras
 
