@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from impasto.cli.output import FORMATS, random_weights_note, save_image
 from impasto.cli.progress import ProgressBar, emit_event
 from impasto.clipsend import ClipOutcome
 from impasto.errors import BAD_OPTIONS, STORAGE, ImpastoError
+from impasto.fsio import unwritable
 from impasto.options import EngineOptions
 from impasto.protocol import Accepted, Progress
 
@@ -58,16 +58,13 @@ def _check_output_path(out: Path, content: Path, video_in: bool, sources: list[P
         # The video is written while its source is still read (later frames, the
         # audio at the end): writing over it loses the source and the audio.
         raise ImpastoError(BAD_OPTIONS, f"-o {out} is the video being read; name another file")
-    # Made and tried now, before the first frame: a clip takes minutes, and a folder
-    # that cannot take the output (missing under /proc, a file in the way, read-only)
-    # must not show only at the end. Even root's os.access says yes to /proc.
-    folder = out.parent if video_in else out
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError as e:
-        raise ImpastoError(STORAGE, f"cannot write {out}: {folder} is not a writable folder "
-                           f"({e.strerror or e})") from None
+    # Tried now, before the first frame: a clip takes minutes, and a folder that cannot
+    # take the output (missing under /proc, a file in the way, read-only) must not show
+    # only at the end.
+    why = unwritable(out, folder=not video_in)
+    if why is not None:
+        raise ImpastoError(STORAGE, why)
+    (out.parent if video_in else out).mkdir(parents=True, exist_ok=True)
 
 
 class ClipSource:
