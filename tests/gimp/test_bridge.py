@@ -611,6 +611,9 @@ def _malformed(case: str, tmp: Path, address: str) -> dict | list:
         req["styles"] = []
     elif case == "content_size_lies":
         req["content"]["width"] = 10**9
+    elif case == "style_layer_size_lies":
+        (tmp / "s.rgba").write_bytes(b"\0" * 10)
+        req["styles"] = [{"raw": str(tmp / "s.rgba"), "width": 4, "height": 4}]
     elif case == "address_number":
         req["address"] = 5767
     elif case == "preview_no_path":
@@ -644,6 +647,7 @@ def _malformed(case: str, tmp: Path, address: str) -> dict | list:
     ("no_output", "the request's 'output' must be a file path"),
     ("no_styles", "no style given"),
     ("content_size_lies", "the content file holds 8000 bytes for 1000000000x40 rgba8"),
+    ("style_layer_size_lies", "the style layer's file holds 10 bytes for 4x4 rgba8"),
     ("options_string", "the request's 'options' must be an object"),
     ("nested", "internal error: RecursionError"),
 ])

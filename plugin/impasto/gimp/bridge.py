@@ -307,9 +307,8 @@ def style_ref(style: Style) -> StyleRef:
     mask = mask_ref(style.mask)
     if style.raw is not None:
         assert style.width is not None and style.height is not None
-        file_size(style.raw, "the style layer's file")
-        return StyleRef(image=ImageRef(Path(style.raw).read_bytes(), "rgba8", style.width,
-                                       style.height), weight=style.weight, mask=mask)
+        return StyleRef(image=raw_ref(style.raw, "rgba8", style.width, style.height,
+                                      "the style layer's file"), weight=style.weight, mask=mask)
     if style.path is not None:
         p = Path(style.path).expanduser()
         if file_size(p, "style image") > MAX_MESSAGE_BYTES:
